@@ -1,0 +1,117 @@
+/**
+ * The catalog contract: what a product is, and the calls that create, read and search products.
+ */
+import { HttpApiSchema } from "@effect/platform"
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { Schema } from "effect"
+import { ModuleClient } from "../../runtime/Module.ts"
+
+/** A product's id: a UUID. */
+export const ProductId = Schema.UUID.pipe(Schema.brand("ProductId"))
+export type ProductId = typeof ProductId.Type
+
+/** Stock-keeping unit: unique across the catalog, letters, digits, `.`, `_`, `-`. */
+export const Sku = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+    message: () => "a SKU is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+  }),
+  Schema.brand("Sku")
+)
+export type Sku = typeof Sku.Type
+
+const currencies: ReadonlySet<string> = new Set(Intl.supportedValuesOf("currency"))
+
+/** An ISO 4217 currency code such as `EUR`. */
+export const Currency = Schema.String.pipe(
+  Schema.filter((code) => currencies.has(code), {
+    message: () => "expected an ISO 4217 currency code such as EUR or USD"
+  }),
+  Schema.brand("Currency")
+)
+export type Currency = typeof Currency.Type
+
+/** A price in the currency's minor unit (cents): a positive integer that fits in 32 bits. */
+export const PriceCents = Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(2_147_483_647))
+
+const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+const Description = Schema.String.pipe(Schema.maxLength(4000))
+
+/** A product as the catalog stores it. */
+export class Product extends Schema.Class<Product>("catalog/Product")({
+  id: ProductId,
+  sku: Sku,
+  name: Name,
+  description: Description,
+  priceCents: PriceCents,
+  currency: Currency,
+  createdAt: Schema.DateTimeUtc
+}) {}
+
+/** What it takes to create a product. */
+export const NewProduct = Schema.Struct({
+  sku: Sku,
+  name: Name,
+  description: Schema.optional(Description),
+  priceCents: PriceCents,
+  currency: Currency
+})
+export type NewProduct = typeof NewProduct.Type
+
+/** A search: text matched against SKU, name and description; keyset paging by `cursor`. */
+export const ProductQuery = Schema.Struct({
+  q: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
+  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
+  cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(200)))
+})
+export type ProductQuery = typeof ProductQuery.Type
+
+/** One page of products, oldest first; `nextCursor` is null on the last page. */
+export class ProductPage extends Schema.Class<ProductPage>("catalog/ProductPage")({
+  items: Schema.Array(Product),
+  nextCursor: Schema.NullOr(Schema.String)
+}) {}
+
+/** No product has this id. */
+export class ProductNotFound extends Schema.TaggedError<ProductNotFound>()(
+  "ProductNotFound",
+  { productId: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {
+  override get message() {
+    return `no product has id ${this.productId}`
+  }
+}
+
+/** Another product already has this SKU. */
+export class SkuTaken extends Schema.TaggedError<SkuTaken>()(
+  "SkuTaken",
+  { sku: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {
+  override get message() {
+    return `a product with SKU ${this.sku} already exists`
+  }
+}
+
+/** The paging cursor was not one this API handed out. */
+export class CursorInvalid extends Schema.TaggedError<CursorInvalid>()(
+  "CursorInvalid",
+  { cursor: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {
+  override get message() {
+    return "the cursor is not one this API returned"
+  }
+}
+
+export class CatalogRpcs extends RpcGroup.make(
+  /** Creates a product; its SKU must be new. */
+  Rpc.make("create", { payload: NewProduct, success: Product, error: SkuTaken }),
+  /** Reads one product. */
+  Rpc.make("get", { payload: { id: ProductId }, success: Product, error: ProductNotFound }),
+  /** Searches products, one page at a time. */
+  Rpc.make("list", { payload: ProductQuery, success: ProductPage, error: CursorInvalid })
+) {}
+
+/** Calls the catalog, wherever it runs. */
+export class CatalogClient extends ModuleClient("catalog", CatalogRpcs)<CatalogClient>() {}

@@ -1,0 +1,52 @@
+/** The catalog's public REST routes, implemented by calling its client: they work wherever it runs. */
+import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Effect, Schema } from "effect"
+import * as Gateway from "../../runtime/gateway/Gateway.ts"
+import * as Problem from "../../runtime/gateway/Problem.ts"
+import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNotFound, ProductPage, SkuTaken } from "./CatalogApi.ts"
+
+const allErrors = { parseOptions: { errors: "all" } } as const
+
+/** Query of `GET /v1/products`. */
+const ProductSearch = Schema.Struct({
+  q: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(200)), { exact: true }),
+  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100)), { exact: true }),
+  cursor: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(200)), { exact: true })
+}).annotations(allErrors)
+
+export class ProductsHttp extends HttpApiGroup.make("products")
+  .add(
+    HttpApiEndpoint.post("create", "/products")
+      .setPayload(NewProduct.annotations(allErrors))
+      .addSuccess(Product, { status: 201 })
+      .addError(Problem.schema(SkuTaken))
+      .annotate(OpenApi.Summary, "Create a product; its SKU must be new")
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/products")
+      .setUrlParams(ProductSearch)
+      .addSuccess(ProductPage)
+      .addError(Problem.schema(CursorInvalid))
+      .annotate(OpenApi.Summary, "Search products by text, a page at a time (follow nextCursor)")
+  )
+  .add(
+    HttpApiEndpoint.get("get")`/products/${HttpApiSchema.param("id", ProductId)}`
+      .addSuccess(Product)
+      .addError(Problem.schema(ProductNotFound))
+      .annotate(OpenApi.Summary, "Read one product")
+  )
+  .prefix("/v1")
+{}
+
+export const ProductsHttpLive = HttpApiBuilder.group(
+  HttpApi.make(Gateway.API_ID).add(ProductsHttp),
+  "products",
+  (handlers) =>
+    Effect.gen(function*() {
+      const catalog = yield* CatalogClient
+      return handlers
+        .handle("create", ({ payload }) => Gateway.orUnavailable(catalog.create(payload)))
+        .handle("list", ({ urlParams }) => Gateway.orUnavailable(catalog.list(urlParams)))
+        .handle("get", ({ path }) => Gateway.orUnavailable(catalog.get({ id: path.id })))
+    })
+)

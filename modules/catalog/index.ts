@@ -1,0 +1,2 @@
+/** The catalog's public face: its contract. Other modules import nothing else from it. */
+export * from "./CatalogApi.ts"

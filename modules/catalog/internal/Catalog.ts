@@ -1,0 +1,58 @@
+/** The catalog's use cases. */
+import { DateTime, Effect, Option } from "effect"
+import { CursorInvalid, type NewProduct, Product, ProductId, ProductNotFound, ProductPage, type ProductQuery } from "../CatalogApi.ts"
+import * as Cursor from "./Cursor.ts"
+import { ProductsRepo } from "./ProductsRepo.ts"
+
+export const DEFAULT_PAGE_SIZE = 20
+
+export class Catalog extends Effect.Service<Catalog>()("catalog/Catalog", {
+  effect: Effect.gen(function*() {
+    const repo = yield* ProductsRepo
+
+    const create = Effect.fn("Catalog.create")(function*(input: NewProduct) {
+      const product = new Product({
+        id: ProductId.make(crypto.randomUUID()),
+        sku: input.sku,
+        name: input.name,
+        description: input.description ?? "",
+        priceCents: input.priceCents,
+        currency: input.currency,
+        createdAt: yield* DateTime.now
+      })
+      yield* repo.insert(product)
+      return product
+    })
+
+    const get = Effect.fn("Catalog.get")(function*(id: ProductId) {
+      const found = yield* repo.findById(id)
+      return yield* Option.match(found, {
+        onNone: () => Effect.fail(new ProductNotFound({ productId: id })),
+        onSome: Effect.succeed
+      })
+    })
+
+    const list = Effect.fn("Catalog.list")(function*(query: ProductQuery) {
+      const limit = query.limit ?? DEFAULT_PAGE_SIZE
+      let after: Cursor.Position | undefined
+      if (query.cursor !== undefined) {
+        const cursor = query.cursor
+        after = yield* Option.match(Cursor.decode(cursor), {
+          onNone: () => Effect.fail(new CursorInvalid({ cursor })),
+          onSome: Effect.succeed
+        })
+      }
+      // One row more than the page tells whether another page follows.
+      const rows = yield* repo.search({ q: query.q, after, limit: limit + 1 })
+      const items = rows.slice(0, limit)
+      const last = items[items.length - 1]
+      return new ProductPage({
+        items,
+        nextCursor: rows.length > limit && last !== undefined ? Cursor.encode([last.createdAt, last.id]) : null
+      })
+    })
+
+    return { create, get, list } as const
+  }),
+  dependencies: [ProductsRepo.Default]
+}) {}

@@ -1,0 +1,13 @@
+/** Inventory's declaration for the runtime; imported only by the composition root. */
+import * as Module from "../../runtime/Module.ts"
+import { CatalogClient } from "../catalog/index.ts"
+import { InventoryClient } from "./InventoryApi.ts"
+import { StockHttp, StockHttpLive } from "./InventoryHttp.ts"
+import { InventoryHandlers } from "./internal/InventoryHandlers.ts"
+
+export const InventoryModule = Module.make({
+  client: InventoryClient,
+  handlers: InventoryHandlers,
+  calls: [CatalogClient],
+  http: { group: StockHttp, layer: StockHttpLive }
+})

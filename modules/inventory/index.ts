@@ -1,0 +1,2 @@
+/** Inventory's public face: its contract. Other modules import nothing else from it. */
+export * from "./InventoryApi.ts"

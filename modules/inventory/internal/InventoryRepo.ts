@@ -1,0 +1,86 @@
+/** SQL over the inventory schema. Database failures become defects here. */
+import { SqlClient, SqlError } from "@effect/sql"
+import { Effect, Option, Schema } from "effect"
+import type { ProductId } from "../../catalog/index.ts"
+import { MAX_UNITS, type ReservationId, ReservationLine, ReservationStatus } from "../InventoryApi.ts"
+
+const Levels = Schema.Struct({ available: Schema.Int, reserved: Schema.Int })
+const decodeLevels = Schema.decodeUnknown(Schema.Array(Levels))
+const decodeStatus = Schema.decodeUnknown(Schema.Array(Schema.Struct({ status: ReservationStatus })))
+const decodeLines = Schema.decodeUnknown(Schema.Array(ReservationLine))
+
+const first = <A>(rows: ReadonlyArray<A>): Option.Option<A> => Option.fromNullable(rows[0])
+
+export class InventoryRepo extends Effect.Service<InventoryRepo>()("inventory/InventoryRepo", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    return {
+      /** Runs `effect` in one transaction; a database failure is a defect. */
+      transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        sql.withTransaction(effect).pipe(
+          Effect.catchIf((error): error is SqlError.SqlError => error instanceof SqlError.SqlError, Effect.die)
+        ),
+
+      levels: (productId: ProductId) =>
+        sql`SELECT available, reserved FROM stock WHERE product_id = ${productId}`.pipe(
+          Effect.flatMap(decodeLevels),
+          Effect.map(first),
+          Effect.orDie
+        ),
+
+      /** Adds units; `None` when the product would pass MAX_UNITS. */
+      restock: (productId: ProductId, quantity: number) =>
+        sql`INSERT INTO stock AS s (product_id, available) VALUES (${productId}, ${quantity})
+            ON CONFLICT (product_id) DO UPDATE
+              SET available = s.available + EXCLUDED.available, updated_at = now()
+              WHERE s.available::bigint + EXCLUDED.available <= ${MAX_UNITS}
+            RETURNING available, reserved`.pipe(Effect.flatMap(decodeLevels), Effect.map(first), Effect.orDie),
+
+      /** Moves units from available to reserved; `false` when too few are available. */
+      hold: (productId: ProductId, quantity: number) =>
+        sql`UPDATE stock SET available = available - ${quantity}, reserved = reserved + ${quantity}, updated_at = now()
+            WHERE product_id = ${productId} AND available >= ${quantity}
+            RETURNING product_id`.pipe(Effect.map((rows) => rows.length === 1), Effect.orDie),
+
+      /** Moves held units back to available. */
+      unhold: (productId: ProductId, quantity: number) =>
+        sql`UPDATE stock SET available = available + ${quantity}, reserved = reserved - ${quantity}, updated_at = now()
+            WHERE product_id = ${productId}`.pipe(Effect.asVoid, Effect.orDie),
+
+      /** Held units leave the stock. */
+      remove: (productId: ProductId, quantity: number) =>
+        sql`UPDATE stock SET reserved = reserved - ${quantity}, updated_at = now()
+            WHERE product_id = ${productId}`.pipe(Effect.asVoid, Effect.orDie),
+
+      /** Records a new reservation; `false` when the id is taken (after any writer of it commits). */
+      insertReservation: (reservationId: ReservationId, status: ReservationStatus) =>
+        sql`INSERT INTO reservations (reservation_id, status) VALUES (${reservationId}, ${status})
+            ON CONFLICT (reservation_id) DO NOTHING
+            RETURNING reservation_id`.pipe(Effect.map((rows) => rows.length === 1), Effect.orDie),
+
+      insertLines: (reservationId: ReservationId, lines: ReadonlyArray<ReservationLine>) =>
+        sql`INSERT INTO reservation_lines ${
+          sql.insert(lines.map((line) => ({ reservation_id: reservationId, product_id: line.productId, quantity: line.quantity })))
+        }`.pipe(Effect.asVoid, Effect.orDie),
+
+      /** The reservation's status, locking its row until the transaction ends. */
+      lockReservation: (reservationId: ReservationId) =>
+        sql`SELECT status FROM reservations WHERE reservation_id = ${reservationId} FOR UPDATE`.pipe(
+          Effect.flatMap(decodeStatus),
+          Effect.map((rows) => Option.map(first(rows), (row) => row.status)),
+          Effect.orDie
+        ),
+
+      setStatus: (reservationId: ReservationId, status: ReservationStatus) =>
+        sql`UPDATE reservations SET status = ${status}, updated_at = now() WHERE reservation_id = ${reservationId}`.pipe(
+          Effect.asVoid,
+          Effect.orDie
+        ),
+
+      lines: (reservationId: ReservationId) =>
+        sql`SELECT product_id AS "productId", quantity FROM reservation_lines
+            WHERE reservation_id = ${reservationId} ORDER BY product_id`.pipe(Effect.flatMap(decodeLines), Effect.orDie)
+    } as const
+  })
+}) {}

@@ -1,0 +1,69 @@
+/**
+ * The `tessera` command, given the build's modules by the composition root:
+ *
+ *     tessera serve      run the modules TESSERA_MODULES names (what `npm start` runs)
+ *     tessera migrate    apply the hosted modules' migrations, then exit
+ *     tessera topology   print which module runs where, and exit
+ */
+import { Command } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Console, Effect, Layer } from "effect"
+import * as Database from "./db/Database.ts"
+import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
+import * as Host from "./Host.ts"
+import * as JsonLogger from "./observability/JsonLogger.ts"
+import type { Module } from "./Module.ts"
+import * as Topology from "./Topology.ts"
+
+const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<Topology.ModuleNode> =>
+  modules.map((m) => ({ name: m.name, calls: m.calls.map((c) => c.module), exposesHttp: m.http !== undefined }))
+
+/** One line per module: where it runs as seen from this process, and what it calls. */
+export const describe = (modules: ReadonlyArray<Module.Any>, topology: Topology.Topology): string => {
+  const width = Math.max(...modules.map((m) => m.name.length), Topology.GATEWAY.length) + 2
+  const lines = [`${Topology.GATEWAY.padEnd(width)}${topology.gateway ? "here" : "elsewhere"}`]
+  for (const m of modules) {
+    const location = topology.locations.get(m.name)
+    const where = location === undefined
+      ? (topology.peers.get(m.name) ?? "not needed here")
+      : location._tag === "Local" ? "here" : location.url
+    const calls = m.calls.length > 0 ? `  (calls ${m.calls.map((c) => c.module).join(", ")})` : ""
+    lines.push(`${m.name.padEnd(width)}${where}${calls}`)
+  }
+  return lines.join("\n")
+}
+
+export const command = (modules: ReadonlyArray<Module.Any>) => {
+  const topology = Topology.fromConfig(nodes(modules))
+
+  const serve = Command.make("serve", {}, () =>
+    Effect.gen(function*() {
+      const resolved = yield* topology
+      yield* Effect.logInfo(`starting ${[...(resolved.gateway ? [Topology.GATEWAY] : []), ...resolved.hosted].join(", ")}`)
+      return yield* Layer.launch(Host.serve(modules, resolved))
+    })).pipe(Command.withDescription("Serve the modules TESSERA_MODULES names, on PORT"))
+
+  const migrate = Command.make("migrate", {}, () =>
+    Effect.gen(function*() {
+      const resolved = yield* topology
+      const embedded = yield* Host.needsEmbedded(resolved)
+      const migrateAll = Effect.forEach(resolved.hosted, (name) => Database.open(name), { discard: true }).pipe(Effect.scoped)
+      yield* (embedded ? Effect.provide(migrateAll, EmbeddedPostgres.layer) : (migrateAll as Effect.Effect<void, unknown>))
+      yield* Console.log(`migrated: ${resolved.hosted.join(", ")}`)
+    })).pipe(Command.withDescription("Apply the migrations of the modules TESSERA_MODULES names"))
+
+  const show = Command.make("topology", {}, () =>
+    Effect.flatMap(topology, (resolved) => Console.log(describe(modules, resolved)))).pipe(
+      Command.withDescription("Print which module runs where (TESSERA_MODULES, TESSERA_PEERS)")
+    )
+
+  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show]))
+}
+
+/** Runs the CLI on `process.argv` until it finishes or the process is signalled. */
+export const main = (modules: ReadonlyArray<Module.Any>) =>
+  Command.run(command(modules), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
+    Effect.provide(NodeContext.layer),
+    Effect.provide(JsonLogger.layer),
+    NodeRuntime.runMain({ disablePrettyLogger: true })
+  )

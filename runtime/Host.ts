@@ -1,0 +1,180 @@
+/**
+ * Assembles one process from the build's modules and this process's topology:
+ *
+ * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
+ *   the clients of the modules it calls, and its RPC endpoint at `/rpc/<module>`;
+ * - one client per module this process needs: in process for hosted modules, over the network
+ *   for the others (`LocalClient` / `RemoteClient`, behind the module's own Tag);
+ * - the gateway's REST API when `gateway` is hosted;
+ * - health endpoints, all on one HTTP server.
+ */
+import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import type { Rpc } from "@effect/rpc"
+import { SqlClient } from "@effect/sql"
+import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { createServer } from "node:http"
+import * as Database from "./db/Database.ts"
+import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
+import * as Gateway from "./gateway/Gateway.ts"
+import * as Health from "./Health.ts"
+import type { Module } from "./Module.ts"
+import type { Topology } from "./Topology.ts"
+import * as LocalClient from "./transport/LocalClient.ts"
+import * as RemoteClient from "./transport/RemoteClient.ts"
+import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
+
+/** A module running in this process: its database and its (instrumented) handlers. */
+export interface Hosted {
+  readonly module: Module.Any
+  readonly database: Database.ModuleDatabase
+  readonly handlers: Context.Context<never>
+}
+
+const hostedTag = (name: string) => Context.GenericTag<Hosted>(`tessera/Hosted/${name}`)
+
+// The layers below are assembled from a list known only at run time: their types are erased
+// to this, and each module's own declaration (Module.make) carries the checked types.
+type AnyLayer = Layer.Layer<never, any, any>
+
+const mergeAll = (layers: ReadonlyArray<AnyLayer>): AnyLayer =>
+  layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [AnyLayer, ...Array<AnyLayer>]))
+
+/**
+ * Every handler runs with the module's name in its log annotations, whichever transport
+ * delivered the call.
+ */
+const instrument = (module: Module.Any, handlers: Context.Context<never>): Context.Context<never> => {
+  let context = handlers
+  for (const rpc of module.client.group.requests.values() as Iterable<Rpc.AnyWithProps>) {
+    const entry = handlers.unsafeMap.get(rpc.key) as Rpc.Handler<string>
+    const handler: Rpc.Handler<string>["handler"] = (payload, options) => {
+      const result = entry.handler(payload, options)
+      return Effect.isEffect(result) ? Effect.annotateLogs(result, "module", module.name) : result
+    }
+    context = Context.add(context, Context.GenericTag<Rpc.Handler<string>>(rpc.key), { ...entry, handler })
+  }
+  return context
+}
+
+export const make = (modules: ReadonlyArray<Module.Any>, topology: Topology) => {
+  const byName = new Map(modules.map((m) => [m.name, m] as const))
+  const hostedLayers = new Map<string, AnyLayer>()
+  const clientLayers = new Map<string, AnyLayer>()
+
+  /** The client of `name` as this process reaches it. Cached: one per process. */
+  const clientLayer = (name: string, path: ReadonlyArray<string>): AnyLayer => {
+    const cached = clientLayers.get(name)
+    if (cached) return cached
+    const module = byName.get(name)!
+    const location = topology.locations.get(name)!
+    const layer: AnyLayer = location._tag === "Local"
+      ? Layer.effect(
+        module.client,
+        Effect.map(hostedTag(name), (hosted) => LocalClient.make(name, module.client.group, hosted.handlers as never))
+      ).pipe(Layer.provide(hostedLayer(name, path)))
+      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url))
+    clientLayers.set(name, layer)
+    return layer
+  }
+
+  /** A hosted module: database opened and migrated, handlers built. Cached: one per process. */
+  const hostedLayer = (name: string, path: ReadonlyArray<string>): AnyLayer => {
+    const cached = hostedLayers.get(name)
+    if (cached) return cached
+    if (path.includes(name)) {
+      throw new Error(`modules call each other in a cycle: ${[...path, name].join(" → ")}; break it with an event`)
+    }
+    const module = byName.get(name)!
+    const calls = module.calls.map((client) => clientLayer(client.module, [...path, name]))
+    const layer = Layer.scoped(
+      hostedTag(name),
+      Effect.gen(function*() {
+        const clients = yield* Effect.context<never>()
+        const database = yield* Database.open(name)
+        const handlers = yield* Layer.build(module.handlers).pipe(
+          Effect.provide(Context.add(clients, SqlClient.SqlClient, database.sql))
+        )
+        return { module, database, handlers: instrument(module, handlers as Context.Context<never>) }
+      })
+    ).pipe(Layer.provide(mergeAll(calls)))
+    hostedLayers.set(name, layer)
+    return layer
+  }
+
+  const hosted = topology.hosted.map((name) => hostedLayer(name, []))
+
+  const endpoints = topology.hosted.map((name) => {
+    const module = byName.get(name)!
+    return Layer.unwrapEffect(
+      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never))
+    ).pipe(Layer.provide(hostedLayer(name, [])))
+  })
+
+  const exposed = topology.gateway ? modules.filter((m) => m.http !== undefined) : []
+  const api = Gateway.api(exposed)
+  const apiLayer = HttpApiBuilder.api(api).pipe(
+    Layer.provide(mergeAll(exposed.map((m) => m.http!.layer.pipe(Layer.provide(clientLayer(m.name, [])))))),
+    Layer.orDie
+  )
+
+  const health = Health.routes({
+    hosted: topology.hosted.map((name) => ({
+      name,
+      status: Effect.flatMap(hostedTag(name), Health.moduleStatus)
+    })),
+    locations: topology.locations
+  }).pipe(Layer.provide(mergeAll(hosted)))
+
+  return { api, apiLayer, endpoints, health, hosted }
+}
+
+/** The HTTP server of this process, serving everything `make` assembled. */
+export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const port = yield* Config.port("PORT").pipe(Config.withDefault(8080))
+      const maxBodyBytes = yield* Config.integer("TESSERA_MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024))
+      const grace = yield* Config.duration("TESSERA_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
+      const embedded = yield* needsEmbedded(topology)
+      const host = make(modules, topology)
+      const server = createServer()
+
+      // http.Server.close() waits for every open connection: after the grace period, cut them.
+      const shutdownGrace = Layer.scopedDiscard(Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          setTimeout(() => server.closeAllConnections(), Duration.toMillis(grace)).unref()
+        }).pipe(Effect.zipRight(Effect.logInfo("shutting down: finishing in-flight requests")))
+      ))
+
+      const docs = topology.gateway
+        ? Layer.mergeAll(
+          HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
+          HttpApiSwagger.layer({ path: "/docs" })
+        )
+        : Layer.empty
+
+      return HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+        Layer.provide(docs),
+        Layer.provide(mergeAll([host.health, ...host.endpoints])),
+        Layer.provide(HttpApiBuilder.middleware(Gateway.middleware(maxBodyBytes))),
+        Layer.provide(host.apiLayer),
+        HttpMiddleware.withTracerDisabledWhen((request) => request.url.startsWith("/health")),
+        HttpServer.withLogAddress,
+        Layer.provide(shutdownGrace),
+        Layer.provide(NodeHttpServer.layer(() => server, { port })),
+        // Open and migrate the hosted modules before the server listens: a request must never
+        // reach a port with nothing behind it yet.
+        Layer.provide(mergeAll(host.hosted)),
+        Layer.provide(embedded ? EmbeddedPostgres.layer : Layer.empty)
+      ) as Layer.Layer<never, unknown>
+    })
+  )
+
+/** Whether any hosted module keeps its data in the embedded database. */
+export const needsEmbedded = (topology: Topology) =>
+  Effect.map(
+    Effect.forEach(topology.hosted, (name) => Database.urlFor(name)),
+    (urls) => urls.some(Option.isNone)
+  )
+

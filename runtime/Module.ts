@@ -1,0 +1,79 @@
+/**
+ * What a module declares to the runtime: its name, its contract and client Tag, the layer that
+ * implements the contract, the modules it calls and the REST routes it adds to the gateway.
+ * Its schema is named after it and its migrations live in `migrations/<name>/`.
+ */
+import type { HttpApiGroup } from "@effect/platform"
+import type { Rpc, RpcClient, RpcClientError, RpcGroup } from "@effect/rpc"
+import type { SqlClient } from "@effect/sql"
+import { Context, type Layer } from "effect"
+
+/** The Tag through which any code calls a module, wherever the module runs. */
+export interface ModuleClient<Self, Name extends string, Rpcs extends Rpc.Any>
+  extends Context.TagClass<Self, `${Name}/Client`, RpcClient.RpcClient<Rpcs, RpcClientError.RpcClientError>>
+{
+  readonly module: Name
+  readonly group: RpcGroup.RpcGroup<Rpcs>
+}
+
+export declare namespace ModuleClient {
+  export type Any = Context.Tag<any, any> & { readonly module: string; readonly group: RpcGroup.RpcGroup<any> }
+}
+
+/**
+ * Declares the client Tag of a module contract:
+ *
+ *     export class CatalogClient extends ModuleClient("catalog", CatalogRpcs)<CatalogClient>() {}
+ */
+export const ModuleClient =
+  <const Name extends string, Rpcs extends Rpc.Any>(module: Name, group: RpcGroup.RpcGroup<Rpcs>) =>
+  <Self>(): ModuleClient<Self, Name, Rpcs> =>
+    Object.assign(
+      Context.Tag(`${module}/Client`)<Self, RpcClient.RpcClient<Rpcs, RpcClientError.RpcClientError>>(),
+      { module, group }
+    )
+
+/** The REST routes a module adds to the gateway, implemented by calling its own client. */
+export interface ModuleHttp {
+  readonly group: HttpApiGroup.HttpApiGroup.Any
+  readonly layer: Layer.Layer<any, never, any>
+}
+
+export interface Module<
+  Name extends string = string,
+  Rpcs extends Rpc.Any = any,
+  Calls extends ReadonlyArray<ModuleClient.Any> = ReadonlyArray<ModuleClient.Any>
+> {
+  readonly name: Name
+  readonly client: ModuleClient<any, Name, Rpcs>
+  /** Implements the contract; may use its own SQL client and the clients of `calls`. */
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]>>
+  readonly calls: Calls
+  readonly http?: ModuleHttp
+}
+
+export declare namespace Module {
+  export type Any = Module<string, any, ReadonlyArray<ModuleClient.Any>>
+}
+
+/**
+ * Declares a module. The handler layer may require only a `SqlClient` (bound to the module's own
+ * schema by the runtime) and the clients of the modules listed in `calls`: anything else is a
+ * type error here, so an undeclared dependency cannot slip through.
+ */
+export const make = <
+  const Name extends string,
+  Rpcs extends Rpc.Any,
+  const Calls extends ReadonlyArray<ModuleClient.Any> = readonly []
+>(declaration: {
+  readonly client: ModuleClient<any, Name, Rpcs>
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]>>
+  readonly calls?: Calls
+  readonly http?: ModuleHttp
+}): Module<Name, Rpcs, Calls> => ({
+  name: declaration.client.module,
+  client: declaration.client,
+  handlers: declaration.handlers,
+  calls: declaration.calls ?? ([] as unknown as Calls),
+  ...(declaration.http ? { http: declaration.http } : {})
+})

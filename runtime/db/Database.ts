@@ -1,0 +1,79 @@
+/**
+ * Where each module's data lives, and its SQL client: migrated, bound to its schema and role.
+ *
+ * - `TESSERA_<MODULE>_DATABASE_URL`: this module's own database (database-per-service);
+ * - else `DATABASE_URL`: one PostgreSQL for every module, each in its own schema;
+ * - else the embedded database (`EmbeddedPostgres`) under `TESSERA_DATA_DIR`.
+ *
+ * The URL is the admin connection: it creates the module's schema and role. The module itself
+ * then logs in as `tessera_<module>` with the same password, and applies its migrations.
+ */
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { Config, Effect, Option, Redacted } from "effect"
+import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
+import * as Migrations from "./Migrations.ts"
+import * as ModuleSql from "./ModuleSql.ts"
+
+export interface ModuleDatabase {
+  readonly module: string
+  readonly sql: SqlClient.SqlClient
+  /** `embedded` or the server (host:port/database) the module uses. */
+  readonly location: string
+  /** The id of the newest migration file; the ledger must reach it for the module to be ready. */
+  readonly latest: number
+}
+
+const envName = (module: string) => `TESSERA_${module.toUpperCase()}_DATABASE_URL`
+
+/** The admin URL for a module's data, if it is not on the embedded database. */
+export const urlFor = (module: string) =>
+  Config.redacted(envName(module)).pipe(
+    Config.orElse(() => Config.redacted("DATABASE_URL")),
+    Config.option
+  )
+
+const describe = (url: Redacted.Redacted) => {
+  const parsed = new URL(Redacted.value(url))
+  return `${parsed.hostname}:${parsed.port || "5432"}${parsed.pathname}`
+}
+
+const poolSize = Config.integer("TESSERA_DB_POOL_SIZE").pipe(
+  Config.withDefault(10),
+  Config.validate({ message: "TESSERA_DB_POOL_SIZE must be at least 2", validation: (n) => n >= 2 })
+)
+
+/**
+ * Opens, bootstraps and migrates one module's database; the client lives as long as the scope.
+ */
+export const open = (module: string) =>
+  Effect.gen(function*() {
+    const url = yield* urlFor(module)
+    const latest = (yield* Migrations.files(module)).reduce((max, file) => Math.max(max, file.id), 0)
+
+    if (Option.isNone(url)) {
+      const admin = yield* EmbeddedPostgres
+      yield* admin.unsafe(ModuleSql.bootstrap(module, undefined))
+      const sql = yield* ModuleSql.embedded(admin, module)
+      const ran = yield* Migrations.run(module, { lock: false }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      yield* logMigrations(module, ran)
+      return { module, sql, location: "embedded", latest } satisfies ModuleDatabase
+    }
+
+    yield* Effect.scoped(
+      Effect.flatMap(
+        PgClient.make({ url: url.value, maxConnections: 1, applicationName: `tessera/${module}/bootstrap` }),
+        (admin) => admin.unsafe(ModuleSql.bootstrap(module, ModuleSql.passwordOf(url.value)))
+      )
+    )
+    const sql = yield* ModuleSql.postgres({ module, adminUrl: url.value, maxConnections: yield* poolSize })
+    const ran = yield* Migrations.run(module, { lock: true }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    yield* logMigrations(module, ran)
+    return { module, sql, location: describe(url.value), latest } satisfies ModuleDatabase
+  }).pipe(Effect.provide(Reactivity.layer), Effect.annotateLogs("module", module))
+
+const logMigrations = (module: string, ran: ReadonlyArray<readonly [number, string]>) =>
+  ran.length === 0
+    ? Effect.logDebug(`${module}: schema up to date`)
+    : Effect.logInfo(`${module}: applied migrations ${ran.map(([id, name]) => `${id}_${name}`).join(", ")}`)

@@ -1,0 +1,86 @@
+/**
+ * Embedded PostgreSQL: PGlite (Postgres compiled to WASM) in a data directory, served on a Unix
+ * socket inside that directory by pglite-socket so that @effect/sql-pg talks to it exactly as it
+ * talks to a real server. One PGlite is one session: the admin client has a pool of one
+ * connection and modules share it through `ModuleSql.embedded` (../../ARCHITECTURE.md, "Data").
+ *
+ * This file is the only place that constructs PGlite, so that a build which ships PGlite's
+ * files differently (the single executable) changes one place.
+ */
+import { PGlite } from "@electric-sql/pglite"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { Config, Context, Data, Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as path from "node:path"
+
+export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
+
+/** Unix socket paths are limited to about 107 bytes; past that the server listens on loopback. */
+const SOCKET_PATH_LIMIT = 100
+
+const socketAnswers = (socket: string) =>
+  Effect.async<boolean>((resume) => {
+    const probe = net.connect(socket)
+    probe.once("connect", () => {
+      probe.destroy()
+      resume(Effect.succeed(true))
+    })
+    probe.once("error", () => resume(Effect.succeed(false)))
+  })
+
+/** The admin SQL client of the embedded database (superuser, pool of one). */
+export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<EmbeddedPostgres, SqlClient.SqlClient>() {
+  static readonly layer = Layer.scoped(
+    EmbeddedPostgres,
+    Effect.gen(function*() {
+      const dataDir = path.resolve(yield* Config.string("TESSERA_DATA_DIR").pipe(Config.withDefault("./.tessera")))
+      const pgDir = path.join(dataDir, "pg")
+      yield* Effect.sync(() => fs.mkdirSync(pgDir, { recursive: true, mode: 0o700 }))
+
+      const socket = path.join(dataDir, ".s.PGSQL.5432")
+      const onSocket = socket.length < SOCKET_PATH_LIMIT
+      if (onSocket && fs.existsSync(socket)) {
+        // A live socket means another process has this data directory open; a dead one is left
+        // over from a crash.
+        if (yield* socketAnswers(socket)) {
+          return yield* new EmbeddedPostgresError({
+            message: `the embedded database in ${dataDir} is in use by another process; give each process its own TESSERA_DATA_DIR or set DATABASE_URL`
+          })
+        }
+        yield* Effect.sync(() => fs.rmSync(socket, { force: true }))
+      }
+
+      yield* Effect.logInfo("starting embedded PostgreSQL (PGlite)").pipe(Effect.annotateLogs("dataDir", pgDir))
+      const db = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => PGlite.create({ dataDir: pgDir }),
+          catch: (cause) => new EmbeddedPostgresError({ message: `cannot open embedded PostgreSQL in ${pgDir}: ${cause}` })
+        }),
+        (db) => Effect.promise(() => db.close())
+      )
+      const server = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: async () => {
+            const server = new PGLiteSocketServer(
+              onSocket ? { db, path: socket, maxConnections: 4 } : { db, host: "127.0.0.1", port: 0, maxConnections: 4 }
+            )
+            await server.start()
+            return server
+          },
+          catch: (cause) => new EmbeddedPostgresError({ message: `cannot serve embedded PostgreSQL: ${cause}` })
+        }),
+        (server) => Effect.promise(() => server.stop())
+      )
+      const connection = onSocket
+        ? { host: dataDir, port: 5432 }
+        : { host: "127.0.0.1", port: Number(server.getServerConn().split(":").pop()) }
+      // The login user is ignored by PGlite (everyone is the superuser) but must be given.
+      const admin = yield* PgClient.make({ ...connection, username: "postgres", database: "postgres", maxConnections: 1 })
+      return admin
+    })
+  ).pipe(Layer.provide(Reactivity.layer))
+}

@@ -1,0 +1,95 @@
+/**
+ * Each module's migrations: `migrations/<module>/NNNN_name.sql`, applied in order by the
+ * @effect/sql Migrator over the module's own client (so its objects land in its schema, owned by
+ * its role) and recorded in `<module>.effect_sql_migrations`.
+ */
+import { Migrator, SqlClient } from "@effect/sql"
+import { Config, Effect } from "effect"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const LEDGER = "effect_sql_migrations"
+
+const FILE = /^(\d+)_([A-Za-z0-9_-]+)\.sql$/
+
+export interface MigrationFile {
+  readonly id: number
+  readonly name: string
+  readonly path: string
+}
+
+/** Where the `migrations/` tree is: `TESSERA_MIGRATIONS_DIR`, else the one beside `runtime/`. */
+export const directory = Config.string("TESSERA_MIGRATIONS_DIR").pipe(
+  Config.withDefault(fileURLToPath(new URL("../../migrations", import.meta.url)))
+)
+
+const failed = (message: string, cause?: unknown) =>
+  new Migrator.MigrationError({ reason: "failed", message, cause })
+
+/** The module's migration files in id order; a folder that is missing means none. */
+export const files = (module: string) =>
+  Effect.gen(function*() {
+    const dir = path.join(path.resolve(yield* directory), module)
+    const names = yield* Effect.tryPromise({
+      try: () => fs.readdir(dir),
+      catch: (cause) => failed(`cannot read ${dir}`, cause)
+    }).pipe(
+      Effect.catchIf((e) => (e.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT", () => Effect.succeed([]))
+    )
+    const found: Array<MigrationFile> = []
+    for (const name of names) {
+      const match = FILE.exec(name)
+      if (match === null) {
+        if (name.endsWith(".sql")) return yield* failed(`${dir}/${name} is not named NNNN_name.sql`)
+        continue
+      }
+      found.push({ id: Number(match[1]), name: match[2]!, path: path.join(dir, name) })
+    }
+    found.sort((a, b) => a.id - b.id)
+    const duplicate = found.find((file, i) => i > 0 && found[i - 1]!.id === file.id)
+    if (duplicate) return yield* failed(`two migrations of ${module} have id ${duplicate.id}`)
+    return found
+  }).pipe(Effect.mapError((e) => (e._tag === "MigrationError" ? e : failed(String(e), e))))
+
+const loader = (migrations: ReadonlyArray<MigrationFile>): Migrator.Loader =>
+  Effect.succeed(
+    migrations.map((file): Migrator.ResolvedMigration => [
+      file.id,
+      file.name,
+      Effect.promise(() => fs.readFile(file.path, "utf8")).pipe(
+        Effect.map((text) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text)))
+      )
+    ])
+  )
+
+const migrator = Migrator.make({})
+
+/**
+ * Applies the module's pending migrations with `sql`, the module's own client. With `lock`, a
+ * session-level advisory lock (which needs a pool of two) keeps processes that start together
+ * from racing to create the ledger.
+ */
+export const run = (module: string, options: { readonly lock: boolean }) =>
+  Effect.gen(function*() {
+    const migrations = yield* files(module)
+    const apply = migrator({ loader: loader(migrations), table: LEDGER })
+    if (!options.lock) return yield* apply
+    const sql = yield* SqlClient.SqlClient
+    return yield* Effect.scoped(Effect.gen(function*() {
+      const conn = yield* sql.reserve
+      const key = `tessera:migrate:${module}`
+      yield* Effect.acquireRelease(
+        conn.executeUnprepared("SELECT pg_advisory_lock(hashtext($1))", [key], undefined),
+        () => Effect.ignore(conn.executeUnprepared("SELECT pg_advisory_unlock(hashtext($1))", [key], undefined))
+      )
+      return yield* apply
+    }))
+  }).pipe(Effect.withSpan("Migrations.run", { attributes: { "tessera.module": module } }))
+
+/** The id of the newest migration recorded in the module's ledger (0 for none). */
+export const applied = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ readonly id: number | null }>`SELECT max(migration_id) AS id FROM ${sql(LEDGER)}`
+  return rows[0]?.id ?? 0
+})

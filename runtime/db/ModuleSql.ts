@@ -1,0 +1,117 @@
+/**
+ * The SQL client a module gets: bound to its own schema and role.
+ *
+ * - Real PostgreSQL: a pool that logs in as `tessera_<module>`, a role with rights on the
+ *   module's schema only and that schema as its search_path (see `bootstrap`).
+ * - Embedded PGlite: one shared session, whose login role is ignored. Every statement the module
+ *   runs is wrapped in a transaction that begins with `SET LOCAL ROLE tessera_<module>; SET LOCAL
+ *   search_path TO <module>`, so the same grants hold it to its schema.
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqlClient, type SqlConnection, type SqlError } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Exit, Redacted, Stream } from "effect"
+
+/** The database role a module logs in as. */
+export const roleOf = (module: string) => `tessera_${module}`
+
+const identifier = /^[a-z][a-z0-9_]*$/
+
+const quoteLiteral = (text: string) => `'${text.replace(/'/g, "''")}'`
+
+/**
+ * Creates the module's schema and role (idempotent), run as the admin user. The role may use
+ * and create objects in its schema and nothing else; objects the admin creates there are granted
+ * to it too. Serialised by an advisory lock so that processes starting together do not race.
+ */
+export const bootstrap = (module: string, password: Redacted.Redacted | undefined) => {
+  if (!identifier.test(module)) throw new Error(`module name ${module} is not a valid SQL identifier`)
+  const role = roleOf(module)
+  const admin = "CURRENT_USER"
+  return `
+BEGIN;
+SELECT pg_advisory_xact_lock(hashtext('tessera:bootstrap'));
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN
+    CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+  END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; -- created by another database's bootstrap
+END $$;
+${password === undefined ? "" : `ALTER ROLE ${role} PASSWORD ${quoteLiteral(Redacted.value(password))};`}
+CREATE SCHEMA IF NOT EXISTS ${module};
+REVOKE ALL ON SCHEMA ${module} FROM PUBLIC;
+GRANT USAGE, CREATE ON SCHEMA ${module} TO ${role};
+ALTER DEFAULT PRIVILEGES FOR ROLE ${admin} IN SCHEMA ${module}
+  GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO ${role};
+ALTER DEFAULT PRIVILEGES FOR ROLE ${admin} IN SCHEMA ${module} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO ${role};
+ALTER ROLE ${role} SET search_path = ${module};
+COMMIT;`
+}
+
+/** The admin URL with the module's role as its user (the password, if any, stays). */
+export const moduleUrl = (adminUrl: Redacted.Redacted, module: string): Redacted.Redacted => {
+  const url = new URL(Redacted.value(adminUrl))
+  url.username = roleOf(module)
+  return Redacted.make(url.toString())
+}
+
+/** The password of a connection URL, if it has one. */
+export const passwordOf = (url: Redacted.Redacted): Redacted.Redacted | undefined => {
+  const password = new URL(Redacted.value(url)).password
+  return password === "" ? undefined : Redacted.make(decodeURIComponent(password))
+}
+
+/** A pool on real PostgreSQL that logs in as the module's role. */
+export const postgres = (options: {
+  readonly module: string
+  readonly adminUrl: Redacted.Redacted
+  readonly maxConnections: number
+}) =>
+  PgClient.make({
+    url: moduleUrl(options.adminUrl, options.module),
+    maxConnections: options.maxConnections,
+    applicationName: `tessera/${options.module}`
+  })
+
+/**
+ * A module's client over the embedded database's admin client. Statements outside a transaction
+ * run in one of their own; transactions begin with the module's role and search_path (savepoints
+ * inherit them).
+ */
+export const embedded = (base: SqlClient.SqlClient, module: string) =>
+  Effect.gen(function*() {
+    if (!identifier.test(module)) return yield* Effect.dieMessage(`module name ${module} is not a valid SQL identifier`)
+    const begin = `BEGIN; SET LOCAL ROLE ${roleOf(module)}; SET LOCAL search_path TO ${module}`
+    const exec = (conn: SqlConnection.Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
+    const open = (conn: SqlConnection.Connection) =>
+      Effect.tapError(exec(conn, begin), () => Effect.ignore(exec(conn, "ROLLBACK")))
+    const close = (conn: SqlConnection.Connection, exit: Exit.Exit<unknown, unknown>) =>
+      Exit.isSuccess(exit) ? exec(conn, "COMMIT") : Effect.ignore(exec(conn, "ROLLBACK"))
+    const inTransaction = <A>(conn: SqlConnection.Connection, effect: Effect.Effect<A, SqlError.SqlError>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.zipRight(open(conn), Effect.exit(restore(effect))).pipe(
+          Effect.flatMap((exit) => Effect.zipRight(close(conn, exit), exit))
+        )
+      )
+    const wrap = (conn: SqlConnection.Connection): SqlConnection.Connection => ({
+      execute: (sql, params, transform) => inTransaction(conn, conn.execute(sql, params, transform)),
+      executeRaw: (sql, params) => inTransaction(conn, conn.executeRaw(sql, params)),
+      executeValues: (sql, params) => inTransaction(conn, conn.executeValues(sql, params)),
+      executeUnprepared: (sql, params, transform) => inTransaction(conn, conn.executeUnprepared(sql, params, transform)),
+      executeStream: (sql, params, transform) =>
+        Stream.unwrapScoped(
+          Effect.acquireRelease(open(conn), (_, exit) => Effect.orDie(close(conn, exit))).pipe(
+            Effect.as(conn.executeStream(sql, params, transform))
+          )
+        )
+    })
+    return yield* SqlClient.make({
+      acquirer: Effect.map(base.reserve, wrap),
+      // withTransaction does not roll back a BEGIN that failed half-way; do it here.
+      transactionAcquirer: Effect.tap(base.reserve, (conn) =>
+        Effect.addFinalizer((exit) => Exit.isFailure(exit) ? Effect.ignore(exec(conn, "ROLLBACK")) : Effect.void)),
+      beginTransaction: begin,
+      compiler: PgClient.makeCompiler(),
+      spanAttributes: [["db.system.name", "postgresql"], ["tessera.module", module]]
+    })
+  }).pipe(Effect.provide(Reactivity.layer))

@@ -1,0 +1,59 @@
+/**
+ * Logs as JSON lines on stdout: time, level, message, the current trace and span ids, the
+ * fiber's log annotations (`module` among them) and the cause of a failure.
+ */
+import { Cause, Config, ConfigError, Context, Effect, Either, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option, Tracer } from "effect"
+
+const message = (value: unknown): unknown => {
+  const parts = Array.isArray(value) ? value : [value]
+  return parts.length === 1 ? parts[0] : parts
+}
+
+export const logger = Logger.make<unknown, void>((options) => {
+  const line: Record<string, unknown> = {
+    time: options.date.toISOString(),
+    level: options.logLevel.label,
+    message: message(options.message)
+  }
+  const span = FiberRefs.get(options.context, FiberRef.currentContext).pipe(
+    Option.flatMap((context) => Context.getOption(context, Tracer.ParentSpan))
+  )
+  if (Option.isSome(span)) {
+    line.traceId = span.value.traceId
+    line.spanId = span.value.spanId
+  }
+  for (const [key, value] of HashMap.toEntries(options.annotations)) line[key] = value
+  if (!Cause.isEmpty(options.cause)) line.cause = Cause.pretty(options.cause, { renderErrorCause: true })
+  process.stdout.write(Inspectable.stringifyCircular(line) + "\n")
+})
+
+const levels: Record<string, LogLevel.LogLevel> = {
+  all: LogLevel.All,
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None
+}
+
+/** `LOG_LEVEL`: trace, debug, info (default), warn, error, fatal or none. */
+export const level = Config.string("LOG_LEVEL").pipe(
+  Config.withDefault("info"),
+  Config.mapOrFail((text) => {
+    const found = levels[text.toLowerCase()]
+    return found
+      ? Either.right(found)
+      : Either.left(ConfigError.InvalidData([], `LOG_LEVEL must be one of ${Object.keys(levels).join(", ")}`))
+  })
+)
+
+/** JSON lines at `LOG_LEVEL`. */
+export const layer = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const minimum = yield* level
+    return Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(minimum))
+  })
+)

@@ -1,0 +1,80 @@
+/**
+ * Starts `tessera serve` processes from this build for end-to-end tests, and stops them.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as net from "node:net"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+
+export interface Server {
+  readonly url: string
+  readonly port: number
+  readonly process: ChildProcess
+  /** Everything the process printed so far. */
+  readonly output: () => string
+  /** SIGTERM, then wait for the exit; resolves the exit code. */
+  readonly stop: () => Promise<number | null>
+}
+
+/** A port nothing listens on right now. */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Spawns `main.ts serve` with `env` on `port`, without waiting for it. */
+export const spawnServer = (port: number, env: Record<string, string | undefined>): Server => {
+  let output = ""
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "main.ts"), "serve"], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "Warning", ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  child.stdout!.on("data", (chunk) => (output += chunk))
+  child.stderr!.on("data", (chunk) => (output += chunk))
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  // A test runner that dies takes its servers with it.
+  const orphanGuard = () => child.kill("SIGKILL")
+  process.once("exit", orphanGuard)
+  void exited.then(() => process.off("exit", orphanGuard))
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    process: child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000)
+      const code = await exited
+      clearTimeout(timer)
+      return code
+    }
+  }
+}
+
+/** Waits until `GET /health/ready` answers 200, or fails with the process's output. */
+export const waitReady = async (server: Server, timeoutMs = 90_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (server.process.exitCode !== null) {
+      throw new Error(`server on ${server.port} exited with ${server.process.exitCode}:\n${server.output()}`)
+    }
+    try {
+      const response = await fetch(`${server.url}/health/ready`, { signal: AbortSignal.timeout(3_000) })
+      if (response.status === 200) return
+    } catch {
+      // not listening yet
+    }
+    await sleep(200)
+  }
+  throw new Error(`server on ${server.port} not ready after ${timeoutMs} ms:\n${server.output()}`)
+}

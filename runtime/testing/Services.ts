@@ -1,0 +1,93 @@
+/**
+ * Finds the services a test suite needs, in this order: the environment (`DATABASE_URL`,
+ * `AMQP_URL`), the localhost defaults, a testcontainers container when a Docker engine answers.
+ * A suite whose service is missing reports itself skipped with the reason, unless
+ * `REQUIRE_SERVICES=1` (CI), where the missing service fails the run.
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Redacted } from "effect"
+import * as net from "node:net"
+import { randomUUID } from "node:crypto"
+
+export type Found<A> = { readonly ok: true; readonly value: A } | { readonly ok: false; readonly reason: string }
+
+export const required = process.env.REQUIRE_SERVICES === "1"
+
+const portOpen = (host: string, port: number, timeoutMs = 500) =>
+  new Promise<boolean>((resolve) => {
+    const socket = net.connect({ host, port })
+    const done = (ok: boolean) => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once("connect", () => done(true))
+    socket.once("error", () => done(false))
+  })
+
+const canQuery = (url: string) =>
+  Effect.runPromise(
+    Effect.scoped(
+      Effect.flatMap(PgClient.make({ url: Redacted.make(url), maxConnections: 1 }), (sql) => sql`SELECT 1`)
+    ).pipe(
+      Effect.provide(Reactivity.layer),
+      Effect.timeout("5 seconds"),
+      Effect.as(true),
+      Effect.catchAllCause(() => Effect.succeed(false))
+    )
+  )
+
+const dockerContainer = async (): Promise<string | undefined> => {
+  try {
+    const { getContainerRuntimeClient } = await import("testcontainers")
+    await getContainerRuntimeClient()
+  } catch {
+    return undefined
+  }
+  const { PostgreSqlContainer } = await import("@testcontainers/postgresql")
+  const container = await new PostgreSqlContainer("postgres:16-alpine").start()
+  return container.getConnectionUri()
+}
+
+let postgres: Promise<Found<string>> | undefined
+
+/** An admin URL of a PostgreSQL server that may create databases and roles. */
+export const findPostgres = (): Promise<Found<string>> =>
+  (postgres ??= (async (): Promise<Found<string>> => {
+    const fromEnv = process.env.DATABASE_URL
+    if (fromEnv) {
+      return (await canQuery(fromEnv))
+        ? { ok: true, value: fromEnv }
+        : { ok: false, reason: `DATABASE_URL is set but does not answer` }
+    }
+    const local = "postgres://postgres@127.0.0.1:5432/postgres"
+    if ((await portOpen("127.0.0.1", 5432)) && (await canQuery(local))) return { ok: true, value: local }
+    const container = await dockerContainer()
+    if (container) return { ok: true, value: container }
+    return { ok: false, reason: "no PostgreSQL: DATABASE_URL unset, nothing on 127.0.0.1:5432, no Docker engine" }
+  })())
+
+/**
+ * A new, empty database on the server (dropped by the returned function), so suites never see
+ * each other's rows.
+ */
+export const createDatabase = async (adminUrl: string): Promise<{ readonly url: string; readonly drop: () => Promise<void> }> => {
+  const name = `tessera_test_${randomUUID().replace(/-/g, "").slice(0, 16)}`
+  const run = (statement: string) =>
+    Effect.runPromise(
+      Effect.scoped(
+        Effect.flatMap(PgClient.make({ url: Redacted.make(adminUrl), maxConnections: 1 }), (sql) => sql.unsafe(statement))
+      ).pipe(Effect.provide(Reactivity.layer))
+    )
+  await run(`CREATE DATABASE ${name}`)
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined) }
+}
+
+/** Fails (CI) or explains the skip (elsewhere) when a service is missing. */
+export const unavailable = (service: string, reason: string): string => {
+  if (required) throw new Error(`REQUIRE_SERVICES=1 but ${service} is unavailable: ${reason}`)
+  return `skipped: ${service} unavailable (${reason})`
+}
