@@ -15,9 +15,6 @@ import * as JsonLogger from "./observability/JsonLogger.ts"
 import type { Module } from "./Module.ts"
 import * as Topology from "./Topology.ts"
 
-const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<Topology.ModuleNode> =>
-  modules.map((m) => ({ name: m.name, calls: m.calls.map((c) => c.module), exposesHttp: m.http !== undefined }))
-
 /** One line per module: where it runs as seen from this process, and what it calls. */
 export const describe = (modules: ReadonlyArray<Module.Any>, topology: Topology.Topology): string => {
   const width = Math.max(...modules.map((m) => m.name.length), Topology.GATEWAY.length) + 2
@@ -34,7 +31,7 @@ export const describe = (modules: ReadonlyArray<Module.Any>, topology: Topology.
 }
 
 export const command = (modules: ReadonlyArray<Module.Any>) => {
-  const topology = Topology.fromConfig(nodes(modules))
+  const topology = Topology.fromConfig(Host.nodes(modules))
 
   const serve = Command.make("serve", {}, () =>
     Effect.gen(function*() {
@@ -46,10 +43,11 @@ export const command = (modules: ReadonlyArray<Module.Any>) => {
   const migrate = Command.make("migrate", {}, () =>
     Effect.gen(function*() {
       const resolved = yield* topology
-      const embedded = yield* Host.needsEmbedded(resolved)
-      const migrateAll = Effect.forEach(resolved.hosted, (name) => Database.open(name), { discard: true }).pipe(Effect.scoped)
+      const embedded = yield* Host.needsEmbedded(modules, resolved)
+      const withData = modules.filter((m) => m.database && resolved.hosted.includes(m.name)).map((m) => m.name)
+      const migrateAll = Effect.forEach(withData, (name) => Database.open(name), { discard: true }).pipe(Effect.scoped)
       yield* (embedded ? Effect.provide(migrateAll, EmbeddedPostgres.layer) : (migrateAll as Effect.Effect<void, unknown>))
-      yield* Console.log(`migrated: ${resolved.hosted.join(", ")}`)
+      yield* Console.log(`migrated: ${withData.join(", ")}`)
     })).pipe(Command.withDescription("Apply the migrations of the modules TESSERA_MODULES names"))
 
   const show = Command.make("topology", {}, () =>

@@ -19,7 +19,7 @@ import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
 import type { Module } from "./Module.ts"
-import type { Topology } from "./Topology.ts"
+import type { ModuleNode, Topology } from "./Topology.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
@@ -27,7 +27,8 @@ import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
 /** A module running in this process: its database and its (instrumented) handlers. */
 export interface Hosted {
   readonly module: Module.Any
-  readonly database: Database.ModuleDatabase
+  /** `undefined` for a module that keeps no data. */
+  readonly database: Database.ModuleDatabase | undefined
   readonly handlers: Context.Context<never>
 }
 
@@ -57,14 +58,25 @@ const instrument = (module: Module.Any, handlers: Context.Context<never>): Conte
   return context
 }
 
-export const make = (modules: ReadonlyArray<Module.Any>, topology: Topology) => {
+/** What the topology needs to know of each module. */
+export const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<ModuleNode> =>
+  modules.map((m) => ({ name: m.name, calls: m.calls.map((c) => c.module), exposesHttp: m.http !== undefined }))
+
+export const make = (
+  modules: ReadonlyArray<Module.Any>,
+  topology: Topology,
+  options?: {
+    /** Client layers that replace a module's client (tests stub a module this way). */
+    readonly clients?: ReadonlyMap<string, Layer.Layer<never, any, any>>
+  }
+) => {
   const byName = new Map(modules.map((m) => [m.name, m] as const))
   const hostedLayers = new Map<string, AnyLayer>()
   const clientLayers = new Map<string, AnyLayer>()
 
   /** The client of `name` as this process reaches it. Cached: one per process. */
   const clientLayer = (name: string, path: ReadonlyArray<string>): AnyLayer => {
-    const cached = clientLayers.get(name)
+    const cached = clientLayers.get(name) ?? options?.clients?.get(name)
     if (cached) return cached
     const module = byName.get(name)!
     const location = topology.locations.get(name)!
@@ -91,9 +103,9 @@ export const make = (modules: ReadonlyArray<Module.Any>, topology: Topology) => 
       hostedTag(name),
       Effect.gen(function*() {
         const clients = yield* Effect.context<never>()
-        const database = yield* Database.open(name)
+        const database = module.database ? yield* Database.open(name) : undefined
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(Context.add(clients, SqlClient.SqlClient, database.sql))
+          Effect.provide(database ? Context.add(clients, SqlClient.SqlClient, database.sql) : clients)
         )
         return { module, database, handlers: instrument(module, handlers as Context.Context<never>) }
       })
@@ -126,7 +138,10 @@ export const make = (modules: ReadonlyArray<Module.Any>, topology: Topology) => 
     locations: topology.locations
   }).pipe(Layer.provide(mergeAll(hosted)))
 
-  return { api, apiLayer, endpoints, health, hosted }
+  /** Every client this process has, local or remote. */
+  const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
+
+  return { api, apiLayer, clients, endpoints, health, hosted }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */
@@ -136,7 +151,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const port = yield* Config.port("PORT").pipe(Config.withDefault(8080))
       const maxBodyBytes = yield* Config.integer("TESSERA_MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024))
       const grace = yield* Config.duration("TESSERA_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
-      const embedded = yield* needsEmbedded(topology)
+      const embedded = yield* needsEmbedded(modules, topology)
       const host = make(modules, topology)
       const server = createServer()
 
@@ -172,9 +187,12 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
   )
 
 /** Whether any hosted module keeps its data in the embedded database. */
-export const needsEmbedded = (topology: Topology) =>
+export const needsEmbedded = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
   Effect.map(
-    Effect.forEach(topology.hosted, (name) => Database.urlFor(name)),
+    Effect.forEach(
+      modules.filter((m) => m.database && topology.hosted.includes(m.name)),
+      (m) => Database.urlFor(m.name)
+    ),
     (urls) => urls.some(Option.isNone)
   )
 

@@ -50,6 +50,8 @@ export interface Module<
   readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]>>
   readonly calls: Calls
   readonly http?: ModuleHttp
+  /** `false` for a module that keeps no data: it gets no schema, role or SQL client. */
+  readonly database: boolean
 }
 
 export declare namespace Module {
@@ -70,10 +72,12 @@ export const make = <
   readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]>>
   readonly calls?: Calls
   readonly http?: ModuleHttp
+  readonly database?: boolean
 }): Module<Name, Rpcs, Calls> => ({
   name: declaration.client.module,
   client: declaration.client,
   handlers: declaration.handlers,
   calls: declaration.calls ?? ([] as unknown as Calls),
+  database: declaration.database ?? true,
   ...(declaration.http ? { http: declaration.http } : {})
 })

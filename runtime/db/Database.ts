@@ -45,6 +45,12 @@ const poolSize = Config.integer("TESSERA_DB_POOL_SIZE").pipe(
 )
 
 /**
+ * The embedded database is one session: its modules migrate one at a time (on PostgreSQL an
+ * advisory lock does this, across processes too).
+ */
+const embeddedMigrations = Effect.unsafeMakeSemaphore(1)
+
+/**
  * Opens, bootstraps and migrates one module's database; the client lives as long as the scope.
  */
 export const open = (module: string) =>
@@ -54,9 +60,13 @@ export const open = (module: string) =>
 
     if (Option.isNone(url)) {
       const admin = yield* EmbeddedPostgres
-      yield* admin.unsafe(ModuleSql.bootstrap(module, undefined))
       const sql = yield* ModuleSql.embedded(admin, module)
-      const ran = yield* Migrations.run(module, { lock: false }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      const ran = yield* embeddedMigrations.withPermits(1)(
+        Effect.zipRight(
+          admin.unsafe(ModuleSql.bootstrap(module, undefined)),
+          Migrations.run(module, { lock: false }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )
+      )
       yield* logMigrations(module, ran)
       return { module, sql, location: "embedded", latest } satisfies ModuleDatabase
     }

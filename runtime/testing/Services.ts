@@ -9,6 +9,9 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Redacted } from "effect"
 import * as net from "node:net"
 import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 
 export type Found<A> = { readonly ok: true; readonly value: A } | { readonly ok: false; readonly reason: string }
 
@@ -90,4 +93,41 @@ export const createDatabase = async (adminUrl: string): Promise<{ readonly url: 
 export const unavailable = (service: string, reason: string): string => {
   if (required) throw new Error(`REQUIRE_SERVICES=1 but ${service} is unavailable: ${reason}`)
   return `skipped: ${service} unavailable (${reason})`
+}
+
+/** A database a module suite runs on; `release` drops or deletes it. */
+export interface TestDatabase {
+  readonly name: string
+  readonly database: { readonly _tag: "Postgres"; readonly url: string } | { readonly _tag: "Embedded"; readonly dataDir: string }
+  readonly release: () => Promise<void>
+}
+
+/**
+ * The databases a suite should run on: a fresh database on PostgreSQL (or the reason it is
+ * missing) and a fresh embedded one.
+ */
+export const databases = async (): Promise<ReadonlyArray<{ readonly name: string; readonly acquire: (() => Promise<TestDatabase>) | string }>> => {
+  const server = await findPostgres()
+  return [
+    {
+      name: "PostgreSQL",
+      acquire: server.ok
+        ? async () => {
+          const db = await createDatabase(server.value)
+          return { name: "PostgreSQL", database: { _tag: "Postgres", url: db.url }, release: db.drop }
+        }
+        : unavailable("PostgreSQL", server.reason)
+    },
+    {
+      name: "embedded PostgreSQL",
+      acquire: async () => {
+        const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-test-"))
+        return {
+          name: "embedded PostgreSQL",
+          database: { _tag: "Embedded", dataDir },
+          release: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+        }
+      }
+    }
+  ]
 }

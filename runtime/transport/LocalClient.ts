@@ -55,7 +55,7 @@ export const make = <Rpcs extends Rpc.Any>(
       return span === undefined ? entry.context : Context.add(entry.context, Tracer.ParentSpan, span)
     }
 
-    client[rpc._tag] = (input: unknown, options?: { readonly headers?: Headers.Input }) =>
+    const call = (input: unknown, options?: { readonly headers?: Headers.Input }) =>
       Calls.guard(name).pipe(
         Effect.zipRight(Effect.suspend(() => orDie(copyPayload(makePayload ? makePayload(input) : input), `${name} payload`))),
         Effect.flatMap((payload) =>
@@ -81,6 +81,10 @@ export const make = <Rpcs extends Rpc.Any>(
         ),
         Effect.withSpan(name, { kind: "client", captureStackTrace: false })
       )
+    // As RpcClient does: `prefix.method` tags nest under `client.prefix`.
+    const dot = rpc._tag.indexOf(".")
+    if (dot === -1) client[rpc._tag] = call
+    else ((client[rpc._tag.slice(0, dot)] ??= {}) as Record<string, unknown>)[rpc._tag.slice(dot + 1)] = call
   }
   return client as RpcClient.RpcClient<Rpcs, RpcClientError.RpcClientError>
 }

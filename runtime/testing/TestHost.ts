@@ -1,0 +1,105 @@
+/**
+ * Hosts modules in the test's own process, on a database of the test's choosing, and provides
+ * their clients: module tests call a module through its public client exactly as another module
+ * would. Modules they call but the test does not host are stubbed with `stub`.
+ */
+import { Cause, ConfigProvider, type Context, Effect, Either, Layer, ManagedRuntime } from "effect"
+import { afterAll, beforeAll, describe, it } from "vitest"
+import { EmbeddedPostgres } from "../db/EmbeddedPostgres.ts"
+import * as Host from "../Host.ts"
+import type { Module, ModuleClient } from "../Module.ts"
+import * as Topology from "../Topology.ts"
+import * as Services from "./Services.ts"
+
+/** Where the hosted modules keep their data. */
+export type Database = { readonly _tag: "Postgres"; readonly url: string } | { readonly _tag: "Embedded"; readonly dataDir: string }
+
+export interface Stub {
+  readonly module: string
+  readonly layer: Layer.Layer<never>
+}
+
+/**
+ * A client of `tag` that answers the given methods and dies, naming the call, on any other.
+ */
+export const stub = <T extends ModuleClient.Any>(
+  tag: T,
+  methods: { readonly [K in keyof Context.Tag.Service<T>]?: (payload: any) => Effect.Effect<unknown, unknown> }
+): Stub => ({
+  module: tag.module,
+  layer: Layer.succeed(
+    tag as Context.Tag<unknown, object>,
+    new Proxy(methods as object, {
+      get: (target, key) =>
+        key in target
+          ? (target as Record<string | symbol, unknown>)[key]
+          : () => Effect.die(new Cause.UnknownException(`stubbed ${tag.module} has no ${String(key)}`))
+    })
+  ) as Layer.Layer<never>
+})
+
+export const layer = (
+  modules: ReadonlyArray<Module.Any>,
+  database: Database,
+  stubs: ReadonlyArray<Stub> = []
+): Layer.Layer<any, unknown> =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const nodes = [
+        ...Host.nodes(modules),
+        ...stubs.map((s): Topology.ModuleNode => ({ name: s.module, calls: [], exposesHttp: false }))
+      ]
+      const topology = yield* Either.match(
+        Topology.resolve(nodes, {
+          hosted: modules.map((m) => m.name).join(","),
+          peers: stubs.map((s) => `${s.module}=http://stub.invalid`).join(",")
+        }),
+        { onLeft: Effect.die, onRight: Effect.succeed }
+      )
+      const host = Host.make(modules, topology, { clients: new Map(stubs.map((s) => [s.module, s.layer])) })
+      return host.clients.pipe(
+        Layer.provide(database._tag === "Embedded" ? EmbeddedPostgres.layer : Layer.empty)
+      ) as Layer.Layer<any, unknown>
+    })
+  ).pipe(
+    Layer.provide(
+      Layer.setConfigProvider(
+        ConfigProvider.fromMap(
+          new Map(database._tag === "Postgres" ? [["DATABASE_URL", database.url]] : [["TESSERA_DATA_DIR", database.dataDir]])
+        )
+      )
+    )
+  )
+
+/**
+ * Declares one suite per test database (PostgreSQL, embedded), each with its own fresh database
+ * and a runtime built from `layer`; `body` receives `run`, which runs an effect in that runtime.
+ */
+export const describeOnDatabases = <R>(
+  title: string,
+  layer: (database: Database) => Layer.Layer<R, unknown>,
+  body: (run: <A, E>(effect: Effect.Effect<A, E, R>) => Promise<A>) => void
+) => {
+  for (const { acquire, name } of databases) {
+    if (typeof acquire === "string") {
+      describe.skip(`${title} on ${name}`, () => it(acquire, () => {}))
+      continue
+    }
+    describe(`${title} on ${name}`, () => {
+      let database: Services.TestDatabase | undefined
+      let runtime: ManagedRuntime.ManagedRuntime<R, unknown> | undefined
+      beforeAll(async () => {
+        database = await acquire()
+        runtime = ManagedRuntime.make(layer(database.database))
+        await runtime.runtime()
+      })
+      afterAll(async () => {
+        await runtime?.dispose()
+        await database?.release()
+      })
+      body((effect) => runtime!.runPromise(effect))
+    })
+  }
+}
+
+const databases = await Services.databases()

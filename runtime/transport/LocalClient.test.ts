@@ -1,0 +1,247 @@
+import type { Headers } from "@effect/platform"
+import { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Context, Effect, Exit, Layer, Option, Schema, type Tracer } from "effect"
+import * as LocalClient from "./LocalClient.ts"
+
+class Widget extends Schema.Class<Widget>("test/Widget")({
+  id: Schema.String,
+  tags: Schema.Array(Schema.String),
+  madeAt: Schema.Date
+}) {}
+
+class WidgetNotFound extends Schema.TaggedError<WidgetNotFound>()("WidgetNotFound", { id: Schema.String }) {}
+
+/** Not part of the contract: a handler failing with it breaks the contract. */
+class Undeclared extends Schema.TaggedError<Undeclared>()("Undeclared", { reason: Schema.String }) {}
+
+class WidgetRpcs extends RpcGroup.make(
+  Rpc.make("get", { payload: { id: Schema.String }, success: Widget, error: WidgetNotFound }),
+  Rpc.make("save", { payload: { widget: Widget, name: Schema.NonEmptyString }, success: Widget }),
+  Rpc.make("probe", { payload: { note: Schema.String } })
+) {}
+
+/** Something the caller's context holds; the handler must not see it. */
+class CallerThing extends Context.Tag("test/CallerThing")<CallerThing, string>() {}
+
+/** Something the handler's own module provides. */
+class ModuleThing extends Context.Tag("test/ModuleThing")<ModuleThing, string>() {}
+
+interface Seen {
+  readonly payloads: Array<unknown>
+  readonly returned: Array<Widget>
+  callerThing?: Option.Option<string>
+  moduleThing?: string
+  span?: Option.Option<Tracer.Span>
+  headers?: Headers.Headers
+}
+
+const madeAt = new Date("2026-01-02T03:04:05.678Z")
+
+const handlers = (seen: Seen) =>
+  WidgetRpcs.toLayer({
+    get: ({ id }) => {
+      seen.payloads.push(id)
+      switch (id) {
+        case "missing":
+          return Effect.fail(new WidgetNotFound({ id }))
+        case "undeclared":
+          return Effect.fail(new Undeclared({ reason: "not in the contract" })) as unknown as Effect.Effect<Widget>
+        case "boom":
+          return Effect.die(new Error("handler blew up"))
+        default: {
+          const widget = new Widget({ id, tags: ["a"], madeAt })
+          seen.returned.push(widget)
+          return Effect.succeed(widget)
+        }
+      }
+    },
+    save: (payload) => {
+      seen.payloads.push(payload)
+      return Effect.succeed(payload.widget)
+    },
+    probe: (payload, { headers }) =>
+      Effect.gen(function*() {
+        seen.payloads.push(payload)
+        seen.headers = headers
+        seen.callerThing = yield* Effect.serviceOption(CallerThing)
+        seen.moduleThing = yield* ModuleThing
+        seen.span = yield* Effect.option(Effect.currentSpan)
+      })
+  }).pipe(Layer.provide(Layer.succeed(ModuleThing, "the module's own")))
+
+const setup = Effect.gen(function*() {
+  const seen: Seen = { payloads: [], returned: [] }
+  const context = yield* Layer.build(handlers(seen))
+  return { seen, client: LocalClient.make("widgets", WidgetRpcs, context) }
+})
+
+const defect = <A, E>(exit: Exit.Exit<A, E>): unknown => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a defect, got a success")
+  expect(Cause.failureOption(exit.cause)).toEqual(Option.none())
+  return Option.getOrThrow(Cause.dieOption(exit.cause))
+}
+
+const ancestors = (span: Tracer.AnySpan): Array<string> => {
+  const names: Array<string> = []
+  let current: Option.Option<Tracer.AnySpan> = Option.some(span)
+  while (Option.isSome(current)) {
+    const s = current.value
+    names.push(s._tag === "Span" ? s.name : `external:${s.spanId}`)
+    current = s._tag === "Span" ? s.parent : Option.none()
+  }
+  return names
+}
+
+describe("LocalClient", () => {
+  it.scoped("returns a fresh instance of the success class", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const widget = yield* client.get({ id: "w1" })
+      expect(widget).toBeInstanceOf(Widget)
+      expect(widget).toEqual(new Widget({ id: "w1", tags: ["a"], madeAt }))
+      expect(widget.madeAt).toBeInstanceOf(Date)
+      const [returned] = seen.returned
+      expect(widget).not.toBe(returned)
+      expect(widget.tags).not.toBe(returned!.tags)
+      expect(widget.madeAt).not.toBe(returned!.madeAt)
+      ;(widget.tags as Array<string>).push("mutated")
+      widget.madeAt.setTime(0)
+      expect(returned!.tags).toEqual(["a"])
+      expect(returned!.madeAt.toISOString()).toBe("2026-01-02T03:04:05.678Z")
+    }))
+
+  it.scoped("hands the callee a fresh copy of the payload, and the caller a fresh copy of the result", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const sent = new Widget({ id: "w2", tags: ["x", "y"], madeAt: new Date(madeAt) })
+      const result = yield* client.save({ widget: sent, name: "second" })
+      const received = seen.payloads[0] as { readonly widget: Widget; readonly name: string }
+      expect(received.widget).toBeInstanceOf(Widget)
+      expect(received.widget).toEqual(sent)
+      expect(received.widget).not.toBe(sent)
+      expect(received.widget.tags).not.toBe(sent.tags)
+      expect(received.widget.madeAt).not.toBe(sent.madeAt)
+      expect(result).toEqual(sent)
+      expect(result).not.toBe(sent)
+      expect(result).not.toBe(received.widget)
+      sent.madeAt.setTime(0)
+      expect(received.widget.madeAt.toISOString()).toBe("2026-01-02T03:04:05.678Z")
+    }))
+
+  it.scoped("delivers a declared error as an instance in the typed error channel", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup
+      const error = yield* Effect.flip(client.get({ id: "missing" }))
+      expect(error).toBeInstanceOf(WidgetNotFound)
+      expect(error).toMatchObject({ _tag: "WidgetNotFound", id: "missing" })
+    }))
+
+  it.scoped("turns an error the contract does not declare into a defect", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup
+      const exit = yield* Effect.exit(client.get({ id: "undeclared" }))
+      expect(String(defect(exit))).toContain("widgets.get error")
+    }))
+
+  it.scoped("passes a handler defect through as a defect", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup
+      const exit = yield* Effect.exit(client.get({ id: "boom" }))
+      const error = defect(exit)
+      expect(error).toBeInstanceOf(Error)
+      expect((error as Error).message).toBe("handler blew up")
+    }))
+
+  it.scoped("refuses a payload that violates its schema as a defect, without calling the handler", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const widget = new Widget({ id: "w3", tags: [], madeAt })
+      const empty = yield* Effect.exit(client.save({ widget, name: "" }))
+      defect(empty)
+      const wrongType = yield* Effect.exit(client.get({ id: 42 as unknown as string }))
+      defect(wrongType)
+      const notAnInstance = yield* Effect.exit(
+        client.save({ widget: { id: "w4", tags: [], madeAt } as unknown as Widget, name: "plain" })
+      )
+      defect(notAnInstance)
+      expect(seen.payloads).toEqual([])
+    }))
+
+  it.scoped("runs the handler in its own module's context, not the caller's", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      yield* client.probe({ note: "isolation" }).pipe(Effect.provideService(CallerThing, "the caller's"))
+      expect(seen.callerThing).toEqual(Option.none())
+      expect(seen.moduleThing).toBe("the module's own")
+    }))
+
+  it.scoped("gives the handler the caller's span as parent", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const outer = yield* client.probe({ note: "tracing" }).pipe(
+        Effect.zipRight(Effect.currentSpan),
+        Effect.withSpan("outer")
+      )
+      const span = Option.getOrThrow(seen.span!)
+      expect(span.traceId).toBe(outer.traceId)
+      expect(ancestors(span)).toEqual(["widgets.probe", "outer"])
+    }))
+
+  it.scoped("dies, without calling the handler, when called inside a database transaction", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const conn = {}
+      const exit = yield* Effect.exit(
+        client.probe({ note: "in a transaction" }).pipe(
+          Effect.provideService(SqlClient.TransactionConnection, [conn as any, 0])
+        )
+      )
+      const error = defect(exit)
+      expect(error).toBeInstanceOf(Error)
+      expect((error as Error).message).toContain("widgets.probe was called inside a database transaction")
+      expect(seen.payloads).toEqual([])
+    }))
+
+  it.scoped("passes headers given per call and by RpcClient.withHeaders to the handler", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      yield* client.probe({ note: "headers" }, { headers: { "X-Per-Call": "1", "x-shared": "call" } }).pipe(
+        RpcClient.withHeaders({ "x-ambient": "2", "x-shared": "ambient" })
+      )
+      expect(seen.headers).toMatchObject({ "x-per-call": "1", "x-ambient": "2", "x-shared": "call" })
+    }))
+
+  it.scoped("passes no headers when none are given", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      yield* client.probe({ note: "no headers" })
+      expect({ ...seen.headers }).toEqual({})
+    }))
+
+  it.scoped("refuses to build without a handler for every call", () =>
+    Effect.gen(function*() {
+      const seen: Seen = { payloads: [], returned: [] }
+      const context = yield* Layer.build(handlers(seen))
+      const probeKey = WidgetRpcs.requests.get("probe")!.key
+      const partial = Context.unsafeMake<never>(
+        new Map([...context.unsafeMap].filter(([key]) => key !== probeKey))
+      ) as typeof context
+      expect(() => LocalClient.make("widgets", WidgetRpcs, partial)).toThrow("widgets has no handler for probe")
+    }))
+})
+
+// For a group whose tags are prefixed (`RpcGroup.prefix("stock.")` or `Rpc.make("stock.get")`),
+// RpcClient nests the methods (`client.stock.get`), and so does the type.
+describe("LocalClient with a prefixed group", () => {
+  const Plain = RpcGroup.make(Rpc.make("get", { payload: { id: Schema.String }, success: Schema.String }))
+  const Prefixed = Plain.prefix("stock.")
+
+  it.scoped("nests prefixed calls as RpcClient does", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(Prefixed.toLayer({ "stock.get": ({ id }) => Effect.succeed(`got ${id}`) }))
+      const client = LocalClient.make("warehouse", Prefixed, context)
+      expect(yield* Effect.suspend(() => client.stock.get({ id: "s1" }))).toBe("got s1")
+    }))
+})
