@@ -20,8 +20,10 @@ interface Deployment {
   readonly gateway: string
   /** Base URL of the process that hosts inventory. */
   readonly inventory: string
-  readonly servers: ReadonlyArray<Processes.Server>
+  readonly servers: Array<Processes.Server>
   readonly cleanup: () => Promise<void>
+  /** Split deployments: stops the inventory process, and starts it again on the same port. */
+  readonly inventoryProcess?: { readonly stop: () => Promise<void>; readonly start: () => Promise<void> }
 }
 
 const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
@@ -55,20 +57,30 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         TESSERA_MODULES: "gateway,catalog",
         TESSERA_PEERS: `inventory=http://127.0.0.1:${back}`
       })
-      const inventory = Processes.spawnServer(back, {
+      const inventoryEnv = {
         DATABASE_URL: shared.url,
         TESSERA_INVENTORY_DATABASE_URL: own.url,
         TESSERA_MODULES: "inventory",
         TESSERA_PEERS: `catalog=http://127.0.0.1:${front}`
-      })
-      await startAll([gateway, inventory])
+      }
+      const servers = [gateway, Processes.spawnServer(back, inventoryEnv)]
+      await startAll(servers)
       return {
         gateway: gateway.url,
-        inventory: inventory.url,
-        servers: [gateway, inventory],
+        inventory: servers[1]!.url,
+        servers,
         cleanup: async () => {
           await shared.drop()
           await own.drop()
+        },
+        inventoryProcess: {
+          stop: async () => {
+            await servers[1]!.stop()
+          },
+          start: async () => {
+            servers[1] = Processes.spawnServer(back, inventoryEnv)
+            await startAll([servers[1]])
+          }
         }
       }
     }
@@ -382,9 +394,36 @@ for (const [name, start] of Object.entries(topologies)) {
         expect(docs.headers.get("content-type")).toContain("text/html")
       })
 
+      it("answers 503 while a module it needs is down, and recovers when it is back", async (context) => {
+        const inventoryProcess = deployment.inventoryProcess
+        if (inventoryProcess === undefined) return context.skip("inventory runs in the gateway's process here")
+        const product = await createProduct()
+        await inventoryProcess.stop()
+        const down = await json(await api(`/v1/products/${product.id}/stock`))
+        expect(down.status).toBe(503)
+        expect(down.body).toMatchObject({ type: "/problems/module-unavailable", status: 503 })
+        const ready = await fetch(`${deployment.gateway}/health/ready`)
+        expect(ready.status).toBe(503)
+        await inventoryProcess.start()
+        let status = 0
+        for (let i = 0; i < 50 && status !== 200; i++) {
+          status = (await api(`/v1/products/${product.id}/stock`)).status
+          if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
+        }
+        expect(status).toBe(200)
+      })
+
       it("stops cleanly on SIGTERM", async () => {
         for (const server of deployment.servers) expect(await server.stop()).toBe(0)
       })
     })
   })
 }
+
+describe("a process whose topology is incomplete", () => {
+  it("refuses to start and names what is missing", async () => {
+    const server = Processes.spawnServer(await Processes.freePort(), { TESSERA_MODULES: "inventory", TESSERA_PEERS: "" })
+    expect(await server.exited).toBe(1)
+    expect(server.output()).toContain("inventory needs catalog")
+  })
+})

@@ -7,7 +7,7 @@
  */
 import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer } from "effect"
+import { Cause, Console, Effect, Layer } from "effect"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Host from "./Host.ts"
@@ -58,10 +58,22 @@ export const command = (modules: ReadonlyArray<Module.Any>) => {
   return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show]))
 }
 
-/** Runs the CLI on `process.argv` until it finishes or the process is signalled. */
+/** What went wrong, in one line: the first failure's message (a startup error names its cause). */
+const summary = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof Error ? error.message : String(error)
+}
+
+/**
+ * Runs the CLI on `process.argv` until it finishes or the process is signalled. A failure is
+ * logged once, as a fatal JSON line, and the process exits with 1.
+ */
 export const main = (modules: ReadonlyArray<Module.Any>) =>
   Command.run(command(modules), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
+    Effect.tapErrorCause((cause) =>
+      Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
+    ),
     Effect.provide(NodeContext.layer),
     Effect.provide(JsonLogger.layer),
-    NodeRuntime.runMain({ disablePrettyLogger: true })
+    NodeRuntime.runMain({ disablePrettyLogger: true, disableErrorReporting: true })
   )

@@ -14,6 +14,8 @@ export interface Server {
   readonly process: ChildProcess
   /** Everything the process printed so far. */
   readonly output: () => string
+  /** Resolves the exit code when the process exits. */
+  readonly exited: Promise<number | null>
   /** SIGTERM, then wait for the exit; resolves the exit code. */
   readonly stop: () => Promise<number | null>
 }
@@ -51,6 +53,7 @@ export const spawnServer = (port: number, env: Record<string, string | undefined
     port,
     process: child,
     output: () => output,
+    exited,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
       const timer = setTimeout(() => child.kill("SIGKILL"), 15_000)
