@@ -427,3 +427,60 @@ describe("a process whose topology is incomplete", () => {
     expect(server.output()).toContain("inventory needs catalog")
   })
 })
+
+describe("the tessera command", () => {
+  it("prints the topology", async () => {
+    const command = Processes.spawnCommand(["topology"], {
+      TESSERA_MODULES: "gateway,catalog",
+      TESSERA_PEERS: "inventory=http://10.0.0.7:8080"
+    })
+    expect(await command.exited).toBe(0)
+    expect(command.output().split("\n").map((line) => line.replace(/\s+/g, " ").trim())).toEqual(
+      expect.arrayContaining(["gateway here", "catalog here", "inventory http://10.0.0.7:8080 (calls catalog)"])
+    )
+  })
+
+  it.runIf(postgres.ok)("migrates and exits", async () => {
+    if (!postgres.ok) return
+    const db = await Services.createDatabase(postgres.value)
+    try {
+      const command = Processes.spawnCommand(["migrate"], { DATABASE_URL: db.url, TESSERA_MODULES: "all" })
+      expect(await command.exited).toBe(0)
+      expect(command.output()).toContain("migrated: catalog, inventory")
+      // Serving afterwards finds nothing left to apply.
+      const server = Processes.spawnServer(await Processes.freePort(), { DATABASE_URL: db.url, LOG_LEVEL: "info" })
+      await Processes.waitReady(server)
+      expect(await server.stop()).toBe(0)
+      expect(server.output()).not.toContain("applied migrations")
+    } finally {
+      await db.drop()
+    }
+  })
+})
+
+describe("embedded PostgreSQL", () => {
+  it("keeps the data across a restart", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-restart-"))
+    try {
+      const port = await Processes.freePort()
+      const first = Processes.spawnServer(port, { DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
+      await Processes.waitReady(first)
+      const created = await fetch(`${first.url}/v1/products`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ sku: "KEEP-1", name: "Kept", priceCents: 100, currency: "EUR" })
+      })
+      const { id } = await created.json() as { id: string }
+      expect(await first.stop()).toBe(0)
+
+      const second = Processes.spawnServer(port, { DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
+      await Processes.waitReady(second)
+      const read = await fetch(`${second.url}/v1/products/${id}`)
+      expect(read.status).toBe(200)
+      expect(await read.json()).toMatchObject({ sku: "KEEP-1", name: "Kept" })
+      expect(await second.stop()).toBe(0)
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})

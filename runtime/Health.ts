@@ -56,8 +56,9 @@ export const routes = (options: {
       const context = yield* Effect.context<never>()
       const ready = Effect.gen(function*() {
         const checks = [...options.locations].map(([name, location]) => {
-          const hosted = options.hosted.find((h) => h.name === name)
-          const status = location._tag === "Local" && hosted ? hosted.status : peerStatus(location._tag === "Remote" ? location.url : "")
+          const status = location._tag === "Remote"
+            ? peerStatus(location.url)
+            : (options.hosted.find((h) => h.name === name)?.status ?? Effect.succeed({ ready: false, detail: "not hosted" }))
           return Effect.map(status, (s): ModuleHealth => ({
             name,
             location: location._tag === "Local" ? "local" : location.url,

@@ -34,11 +34,15 @@ export const freePort = () =>
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Spawns `main.ts serve` with `env` on `port`, without waiting for it. */
-export const spawnServer = (port: number, env: Record<string, string | undefined>): Server => {
+export const spawnServer = (port: number, env: Record<string, string | undefined>): Server =>
+  spawnCommand(["serve"], { ...env, PORT: String(port) }, port)
+
+/** Spawns `main.ts <args>` (the `tessera` command) with `env`. */
+export const spawnCommand = (args: ReadonlyArray<string>, env: Record<string, string | undefined>, port = 0): Server => {
   let output = ""
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "main.ts"), "serve"], {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "main.ts"), ...args], {
     cwd: root,
-    env: { ...process.env, LOG_LEVEL: "Warning", ...env, PORT: String(port) },
+    env: { ...process.env, LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
   child.stdout!.on("data", (chunk) => (output += chunk))

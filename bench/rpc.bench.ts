@@ -1,0 +1,344 @@
+/**
+ * `npm run bench`: what one module-to-module call costs, beside what the machine could do.
+ *
+ * One small RPC (`echo.get`, bench/Echo.ts: `{ id }` in, a product-shaped Schema.Class out, no
+ * database) is called, sequentially and by 32 concurrent callers:
+ *
+ * - in process: through the client a real process gets (`Host.make(...).clients`, i.e. the
+ *   instrumented handlers behind `LocalClient`, with its Schema copy, transaction guard and span),
+ *   one `Effect.runPromise` per call. Ceiling: the same handler function called directly, one
+ *   `Effect.runPromise` per call. Target: >= 50% of the ceiling.
+ * - remote: a child process running the production `tessera serve` (bench/server.ts) hosting the
+ *   Echo module, called from this process through `RemoteClient.make` (WebSocket + msgpack), both
+ *   with one `Effect.runPromise` per call and from one long-lived fiber per caller; the better of
+ *   the two is reported and named. Ceiling: a bare `node:http` server in a child process
+ *   (bench/bare-server.ts) answering the same JSON, driven by autocannon (keep-alive, one
+ *   connection per caller). Target: >= 30% of the ceiling at 32 concurrent callers (the
+ *   sequential ratio is printed too, with no target).
+ *
+ * Each figure is warmed up once (~1 s), then measured for ~3 s in each of 3 rounds; a figure is
+ * the median of its rounds. Within a round a path and its ceiling run back to back, so drift on
+ * this shared 2-core machine hits both alike; the ratio is the median of the per-round ratios. The bench is a report, not a test: it exits 0 when
+ * a target is missed and says MISSED. BENCH_SECONDS / BENCH_ROUNDS override the defaults.
+ */
+import autocannon from "autocannon"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as net from "node:net"
+import * as os from "node:os"
+import { fileURLToPath } from "node:url"
+import { Context, Effect, Either, Exit, Layer, Scope } from "effect"
+import * as Host from "../runtime/Host.ts"
+import * as Topology from "../runtime/Topology.ts"
+import * as RemoteClient from "../runtime/transport/RemoteClient.ts"
+import { EchoClient, EchoModule, EchoRpcs, get } from "./Echo.ts"
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const WARMUP_SECONDS = 1
+const CONCURRENT = 32
+const ID = "p-1"
+
+// ---------------------------------------------------------------------------------------------
+// Drivers: each runs callers until a deadline and returns calls per second.
+
+/** `callers` async loops, each awaiting one promise per call. */
+const promiseLoops = async (call: () => Promise<unknown>, callers: number, seconds: number) => {
+  const start = performance.now()
+  const deadline = start + seconds * 1000
+  let calls = 0
+  const loop = async () => {
+    while (performance.now() < deadline) {
+      await call()
+      calls++
+    }
+  }
+  await Promise.all(Array.from({ length: callers }, loop))
+  return calls / ((performance.now() - start) / 1000)
+}
+
+/** `callers` long-lived fibers, each running the call effect in a loop. */
+const fiberLoops = async (call: Effect.Effect<unknown, unknown>, callers: number, seconds: number) => {
+  const start = performance.now()
+  const deadline = start + seconds * 1000
+  let calls = 0
+  const loop = Effect.whileLoop({
+    while: () => performance.now() < deadline,
+    body: () => call,
+    step: () => void calls++
+  })
+  await Effect.runPromise(Effect.forEach(Array.from({ length: callers }), () => loop, { concurrency: "unbounded", discard: true }))
+  return calls / ((performance.now() - start) / 1000)
+}
+
+/** autocannon against the bare server: one keep-alive connection per caller. */
+const cannon = async (url: string, callers: number, seconds: number) => {
+  const result = await autocannon({
+    url,
+    connections: callers,
+    pipelining: 1,
+    duration: seconds,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ id: ID })
+  })
+  if (result.errors > 0 || result.non2xx > 0) {
+    throw new Error(`bare server: ${result.errors} errors, ${result.non2xx} non-2xx answers`)
+  }
+  return result.requests.total / result.duration
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes.
+
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
+const children = new Set<ChildProcess>()
+const killAll = () => children.forEach((child) => child.kill("SIGKILL"))
+process.once("exit", killAll)
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    killAll()
+    process.exit(130)
+  })
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+/** Spawns `node --import tsx <file> ...args` and resolves its URL once `ready` says so. */
+const start = async (
+  file: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string>,
+  ready: (url: string, output: string) => Promise<boolean>
+) => {
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  const child = spawn(process.execPath, ["--import", "tsx", here(file), ...args], {
+    cwd: here(".."),
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  children.add(child)
+  let output = ""
+  child.stdout!.on("data", (chunk) => (output += chunk))
+  child.stderr!.on("data", (chunk) => (output += chunk))
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${file} exited with ${child.exitCode}:\n${output}`)
+    if (await ready(url, output).catch(() => false)) {
+      return {
+        url,
+        stop: () =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve()
+            const timer = setTimeout(() => child.kill("SIGKILL"), 5_000)
+            child.once("exit", () => (clearTimeout(timer), children.delete(child), resolve()))
+            child.kill("SIGTERM")
+          })
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`${file} not ready after 60 s:\n${output}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring.
+
+interface Variant {
+  readonly name: string
+  readonly run: (seconds: number) => Promise<number>
+}
+
+const median = (xs: ReadonlyArray<number>) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+/** Warms each variant up, then runs them back to back in each round. Calls/s by round, by name. */
+const measure = async (label: string, variants: ReadonlyArray<Variant>) => {
+  for (const v of variants) await v.run(WARMUP_SECONDS)
+  const rounds = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const v of variants) rounds.get(v.name)!.push(await v.run(SECONDS))
+  }
+  for (const [name, values] of rounds) {
+    console.error(`  ${label.padEnd(28)} ${name.padEnd(22)} rounds: ${values.map(fmt).join(" / ")}`)
+  }
+  return rounds
+}
+
+/**
+ * A row from the rounds of our path and of its ceiling: medians of each, and the median of the
+ * per-round ratios (each round's pair ran back to back, so this ratio shrugs off load drifting
+ * between rounds better than a ratio of medians).
+ */
+const row = (
+  fields: Omit<Row, "ours" | "ceiling" | "ratio">,
+  ours: ReadonlyArray<number>,
+  ceiling: ReadonlyArray<number>
+): Row => ({
+  ...fields,
+  ours: median(ours),
+  ceiling: median(ceiling),
+  ratio: median(ours.map((x, i) => (100 * x) / ceiling[i]!))
+})
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
+
+interface Row {
+  readonly path: string
+  readonly mode: string
+  readonly ours: number
+  readonly how: string
+  readonly ceiling: number
+  /** Percent of the ceiling. */
+  readonly ratio: number
+  readonly target: number | undefined
+}
+
+const modes = [{ mode: "sequential", callers: 1 }, { mode: `${CONCURRENT} concurrent`, callers: CONCURRENT }] as const
+
+// ---------------------------------------------------------------------------------------------
+
+const inProcess = async (rows: Array<Row>) => {
+  // What a process hosting `echo` builds: its topology, its Host, its clients layer.
+  const modules = [EchoModule]
+  const topology = Either.getOrThrow(Topology.resolve(Host.nodes(modules), { hosted: "echo", peers: "" }))
+  const scope = Effect.runSync(Scope.make())
+  try {
+    // The clients layer is typed loosely (it is assembled from a list known at run time).
+    const clients = Host.make(modules, topology).clients as Layer.Layer<EchoClient>
+    const client = Context.get(await Effect.runPromise(Layer.build(clients).pipe(Scope.extend(scope))), EchoClient)
+    const sample = await Effect.runPromise(client.get({ id: ID }))
+    if (sample.id !== ID) throw new Error("in-process client answered the wrong product")
+
+    for (const { mode, callers } of modes) {
+      const r = await measure(`in process, ${mode}`, [
+        { name: "ceiling (handler)", run: (s) => promiseLoops(() => Effect.runPromise(get({ id: ID })), callers, s) },
+        { name: "client, runPromise", run: (s) => promiseLoops(() => Effect.runPromise(client.get({ id: ID })), callers, s) }
+      ])
+      rows.push(row(
+        { path: "in process (Host → LocalClient)", mode, how: "runPromise per call", target: 50 },
+        r.get("client, runPromise")!,
+        r.get("ceiling (handler)")!
+      ))
+    }
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+const remote = async (rows: Array<Row>) => {
+  const scope = Effect.runSync(Scope.make())
+  const servers: Array<{ stop: () => Promise<void> }> = []
+  try {
+    console.error("starting the bare http server and `tessera serve` (bench/server.ts) ...")
+    const [bare, tessera] = await Promise.all([
+      start("bare-server.ts", [], {}, async (_, output) => output.includes("listening")),
+      start("server.ts", ["serve"], { TESSERA_MODULES: "all", LOG_LEVEL: "warn" }, async (url) => {
+        const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2_000) })
+        return response.status === 200
+      })
+    ])
+    servers.push(bare, tessera)
+
+    const client = await Effect.runPromise(RemoteClient.make("echo", EchoRpcs, tessera.url).pipe(Scope.extend(scope)))
+    // Built per call, as a caller would: the client method's own work is part of the path.
+    const call = Effect.suspend(() => client.get({ id: ID }))
+    // The socket opens in the background; calls fail fast until it has.
+    for (let tries = 0;; tries++) {
+      const exit = await Effect.runPromiseExit(call)
+      if (Exit.isSuccess(exit) && exit.value.id === ID) break
+      if (tries > 50) throw new Error(`remote echo.get never answered: ${String(exit)}`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+
+    for (const { mode, callers } of modes) {
+      const r = await measure(`remote, ${mode}`, [
+        { name: "ceiling (bare http)", run: (s) => cannon(bare.url, callers, s) },
+        { name: "client, runPromise", run: (s) => promiseLoops(() => Effect.runPromise(call), callers, s) },
+        { name: "client, fiber/caller", run: (s) => fiberLoops(call, callers, s) }
+      ])
+      // Report the better of the two ways of calling (by median), and name it.
+      const perCall = r.get("client, runPromise")!
+      const perFiber = r.get("client, fiber/caller")!
+      const fiberWins = median(perFiber) >= median(perCall)
+      rows.push(row(
+        {
+          path: "remote (RemoteClient → serve)",
+          mode,
+          how: fiberWins
+            ? `fiber per caller (runPromise/call: ${fmt(median(perCall))})`
+            : `runPromise per call (fiber/caller: ${fmt(median(perFiber))})`,
+          target: callers === CONCURRENT ? 30 : undefined
+        },
+        fiberWins ? perFiber : perCall,
+        r.get("ceiling (bare http)")!
+      ))
+    }
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await Promise.all(servers.map((s) => s.stop()))
+    killAll()
+  }
+}
+
+const table = (rows: ReadonlyArray<Row>) => {
+  const header = ["path", "mode", "calls/s", "ceiling calls/s", "ratio", "target", "met", "how (ours)"]
+  const cells = rows.map((row) => [
+    row.path,
+    row.mode,
+    fmt(row.ours),
+    fmt(row.ceiling),
+    `${row.ratio.toFixed(1)}%`,
+    row.target === undefined ? "-" : `>= ${row.target}%`,
+    row.target === undefined ? "-" : row.ratio >= row.target ? "yes" : "MISSED",
+    row.how
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
+  const line = (c: ReadonlyArray<string>) => c.map((s, i) => (i >= 2 && i <= 5 ? s.padStart(widths[i]!) : s.padEnd(widths[i]!))).join("  ")
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n")
+}
+
+const main = async () => {
+  const began = Date.now()
+  const load = () => os.loadavg()[0]!.toFixed(1)
+  console.log(
+    `tessera rpc bench: node ${process.version}, ${os.cpus().length} cores, load ${load()}, ${ROUNDS} rounds x ${SECONDS} s (median), warm-up ${WARMUP_SECONDS} s`
+  )
+  const rows: Array<Row> = []
+  await inProcess(rows)
+  await remote(rows)
+  console.log()
+  console.log(table(rows))
+  console.log(`(load average now ${load()}: other work on this machine lowers every figure; ratios are paired per round)`)
+  const judged = rows.filter((r) => r.target !== undefined)
+  const missed = judged.filter((r) => r.ratio < r.target!)
+  const show = (r: Row) => `${r.path.startsWith("in process") ? "in process" : "remote"} ${r.mode} ${r.ratio.toFixed(0)}%`
+  console.log()
+  console.log(
+    missed.length === 0
+      ? `summary: all ${judged.length} targets met (${judged.map(show).join(", ")}) in ${Math.round((Date.now() - began) / 1000)} s`
+      : `summary: ${missed.length} of ${judged.length} targets MISSED (${missed.map(show).join(", ")}); met: ${
+        judged.filter((r) => !missed.includes(r)).map(show).join(", ") || "none"
+      } (${Math.round((Date.now() - began) / 1000)} s)`
+  )
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    killAll()
+    process.exit(1)
+  }
+)
