@@ -2,24 +2,25 @@
  * `npm run bench`: what one module-to-module call costs, beside what the machine could do.
  *
  * One small RPC (`echo.get`, bench/Echo.ts: `{ id }` in, a product-shaped Schema.Class out, no
- * database) is called, sequentially and by 32 concurrent callers:
+ * database) is called, sequentially and by 32 concurrent callers, each way measured twice: as a
+ * process runs by default (a span for every call) and with `TESSERA_RPC_TRACING=false`.
  *
- * - in process: through the client a real process gets (`Host.make(...).clients`, i.e. the
- *   instrumented handlers behind `LocalClient`, with its Schema copy, transaction guard and span),
- *   one `Effect.runPromise` per call. Ceiling: the same handler function called directly, one
- *   `Effect.runPromise` per call. Target: >= 50% of the ceiling.
- * - remote: a child process running the production `tessera serve` (bench/server.ts) hosting the
- *   Echo module, called from this process through `RemoteClient.make` (WebSocket + msgpack), both
- *   with one `Effect.runPromise` per call and from one long-lived fiber per caller; the better of
- *   the two is reported and named. Ceiling: a bare `node:http` server in a child process
+ * - in process: through the client a real process gets (`Host.make(...).clients`: `LocalClient`,
+ *   with its Schema copies, context switch, transaction guard and span), one `Effect.runPromise`
+ *   per call. Ceiling: the same handler function called directly, one `Effect.runPromise` per
+ *   call. Target: >= 50% of the ceiling.
+ * - remote: child processes running the production `tessera serve` (bench/server.ts) hosting the
+ *   Echo module, called from this process through `RemoteClient.make` (WebSocket + msgpack), one
+ *   `Effect.runPromise` per call. Ceiling: a bare `node:http` server in a child process
  *   (bench/bare-server.ts) answering the same JSON, driven by autocannon (keep-alive, one
  *   connection per caller). Target: >= 30% of the ceiling at 32 concurrent callers (the
  *   sequential ratio is printed too, with no target).
  *
  * Each figure is warmed up once (~1 s), then measured for ~3 s in each of 3 rounds; a figure is
  * the median of its rounds. Within a round a path and its ceiling run back to back, so drift on
- * this shared 2-core machine hits both alike; the ratio is the median of the per-round ratios. The bench is a report, not a test: it exits 0 when
- * a target is missed and says MISSED. BENCH_SECONDS / BENCH_ROUNDS override the defaults.
+ * this shared 2-core machine hits both alike; the ratio is the median of the per-round ratios.
+ * The bench is a report, not a test: it exits 0 when a target is missed and says MISSED.
+ * BENCH_SECONDS / BENCH_ROUNDS override the defaults.
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -53,20 +54,6 @@ const promiseLoops = async (call: () => Promise<unknown>, callers: number, secon
     }
   }
   await Promise.all(Array.from({ length: callers }, loop))
-  return calls / ((performance.now() - start) / 1000)
-}
-
-/** `callers` long-lived fibers, each running the call effect in a loop. */
-const fiberLoops = async (call: Effect.Effect<unknown, unknown>, callers: number, seconds: number) => {
-  const start = performance.now()
-  const deadline = start + seconds * 1000
-  let calls = 0
-  const loop = Effect.whileLoop({
-    while: () => performance.now() < deadline,
-    body: () => call,
-    step: () => void calls++
-  })
-  await Effect.runPromise(Effect.forEach(Array.from({ length: callers }), () => loop, { concurrency: "unbounded", discard: true }))
   return calls / ((performance.now() - start) / 1000)
 }
 
@@ -209,28 +196,42 @@ const modes = [{ mode: "sequential", callers: 1 }, { mode: `${CONCURRENT} concur
 
 // ---------------------------------------------------------------------------------------------
 
+/** Both ways a process can run: with a span for every call (the default) and without. */
+const tracings = [
+  { tracing: true, label: "spans on (default)" },
+  { tracing: false, label: "TESSERA_RPC_TRACING=false" }
+] as const
+
 const inProcess = async (rows: Array<Row>) => {
   // What a process hosting `echo` builds: its topology, its Host, its clients layer.
   const modules = [EchoModule]
   const topology = Either.getOrThrow(Topology.resolve(Host.nodes(modules), { hosted: "echo", peers: "" }))
   const scope = Effect.runSync(Scope.make())
   try {
-    // The clients layer is typed loosely (it is assembled from a list known at run time).
-    const clients = Host.make(modules, topology).clients as Layer.Layer<EchoClient>
-    const client = Context.get(await Effect.runPromise(Layer.build(clients).pipe(Scope.extend(scope))), EchoClient)
-    const sample = await Effect.runPromise(client.get({ id: ID }))
-    if (sample.id !== ID) throw new Error("in-process client answered the wrong product")
+    const clients = await Promise.all(tracings.map(async ({ tracing }) => {
+      // The clients layer is typed loosely (it is assembled from a list known at run time).
+      const layer = Host.make(modules, topology, { tracing }).clients as Layer.Layer<EchoClient>
+      const client = Context.get(await Effect.runPromise(Layer.build(layer).pipe(Scope.extend(scope))), EchoClient)
+      const sample = await Effect.runPromise(client.get({ id: ID }))
+      if (sample.id !== ID) throw new Error("in-process client answered the wrong product")
+      return client
+    }))
 
-    for (const { mode, callers } of modes) {
+    for (const { callers, mode } of modes) {
       const r = await measure(`in process, ${mode}`, [
         { name: "ceiling (handler)", run: (s) => promiseLoops(() => Effect.runPromise(get({ id: ID })), callers, s) },
-        { name: "client, runPromise", run: (s) => promiseLoops(() => Effect.runPromise(client.get({ id: ID })), callers, s) }
+        ...tracings.map(({ label }, i) => ({
+          name: `client, ${label}`,
+          run: (s: number) => promiseLoops(() => Effect.runPromise(clients[i]!.get({ id: ID })), callers, s)
+        }))
       ])
-      rows.push(row(
-        { path: "in process (Host → LocalClient)", mode, how: "runPromise per call", target: 50 },
-        r.get("client, runPromise")!,
-        r.get("ceiling (handler)")!
-      ))
+      for (const { label } of tracings) {
+        rows.push(row(
+          { path: "in process (Host → LocalClient)", mode, how: label, target: 50 },
+          r.get(`client, ${label}`)!,
+          r.get("ceiling (handler)")!
+        ))
+      }
     }
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
@@ -241,49 +242,50 @@ const remote = async (rows: Array<Row>) => {
   const scope = Effect.runSync(Scope.make())
   const servers: Array<{ stop: () => Promise<void> }> = []
   try {
-    console.error("starting the bare http server and `tessera serve` (bench/server.ts) ...")
-    const [bare, tessera] = await Promise.all([
-      start("bare-server.ts", [], {}, async (_, output) => output.includes("listening")),
-      start("server.ts", ["serve"], { TESSERA_MODULES: "all", LOG_LEVEL: "warn" }, async (url) => {
-        const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2_000) })
-        return response.status === 200
-      })
-    ])
-    servers.push(bare, tessera)
-
-    const client = await Effect.runPromise(RemoteClient.make("echo", EchoRpcs, tessera.url).pipe(Scope.extend(scope)))
-    // Built per call, as a caller would: the client method's own work is part of the path.
-    const call = Effect.suspend(() => client.get({ id: ID }))
-    // The socket opens in the background; calls fail fast until it has.
-    for (let tries = 0;; tries++) {
-      const exit = await Effect.runPromiseExit(call)
-      if (Exit.isSuccess(exit) && exit.value.id === ID) break
-      if (tries > 50) throw new Error(`remote echo.get never answered: ${String(exit)}`)
-      await new Promise((resolve) => setTimeout(resolve, 100))
+    console.error("starting the bare http server and two `tessera serve` (bench/server.ts), spans on and off ...")
+    const ready = async (url: string) => {
+      const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2_000) })
+      return response.status === 200
     }
+    const [bare, ...tesseras] = await Promise.all([
+      start("bare-server.ts", [], {}, async (_, output) => output.includes("listening")),
+      ...tracings.map(({ tracing }) =>
+        start("server.ts", ["serve"], { TESSERA_MODULES: "all", LOG_LEVEL: "warn", TESSERA_RPC_TRACING: String(tracing) }, ready)
+      )
+    ])
+    servers.push(bare!, ...tesseras)
 
-    for (const { mode, callers } of modes) {
+    const calls = await Promise.all(tracings.map(async ({ tracing }, i) => {
+      const client = await Effect.runPromise(
+        RemoteClient.make("echo", EchoRpcs, tesseras[i]!.url, { tracing }).pipe(Scope.extend(scope))
+      )
+      // Built per call, as a caller would: the client method's own work is part of the path.
+      const call = Effect.suspend(() => client.get({ id: ID }))
+      // The socket opens in the background; calls fail fast until it has.
+      for (let tries = 0;; tries++) {
+        const exit = await Effect.runPromiseExit(call)
+        if (Exit.isSuccess(exit) && exit.value.id === ID) break
+        if (tries > 50) throw new Error(`remote echo.get never answered: ${String(exit)}`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      return call
+    }))
+
+    for (const { callers, mode } of modes) {
       const r = await measure(`remote, ${mode}`, [
-        { name: "ceiling (bare http)", run: (s) => cannon(bare.url, callers, s) },
-        { name: "client, runPromise", run: (s) => promiseLoops(() => Effect.runPromise(call), callers, s) },
-        { name: "client, fiber/caller", run: (s) => fiberLoops(call, callers, s) }
+        { name: "ceiling (bare http)", run: (s) => cannon(bare!.url, callers, s) },
+        ...tracings.map(({ label }, i) => ({
+          name: `client, ${label}`,
+          run: (s: number) => promiseLoops(() => Effect.runPromise(calls[i]!), callers, s)
+        }))
       ])
-      // Report the better of the two ways of calling (by median), and name it.
-      const perCall = r.get("client, runPromise")!
-      const perFiber = r.get("client, fiber/caller")!
-      const fiberWins = median(perFiber) >= median(perCall)
-      rows.push(row(
-        {
-          path: "remote (RemoteClient → serve)",
-          mode,
-          how: fiberWins
-            ? `fiber per caller (runPromise/call: ${fmt(median(perCall))})`
-            : `runPromise per call (fiber/caller: ${fmt(median(perFiber))})`,
-          target: callers === CONCURRENT ? 30 : undefined
-        },
-        fiberWins ? perFiber : perCall,
-        r.get("ceiling (bare http)")!
-      ))
+      for (const { label } of tracings) {
+        rows.push(row(
+          { path: "remote (RemoteClient → serve)", mode, how: label, target: callers === CONCURRENT ? 30 : undefined },
+          r.get(`client, ${label}`)!,
+          r.get("ceiling (bare http)")!
+        ))
+      }
     }
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
@@ -323,7 +325,8 @@ const main = async () => {
   console.log(`(load average now ${load()}: other work on this machine lowers every figure; ratios are paired per round)`)
   const judged = rows.filter((r) => r.target !== undefined)
   const missed = judged.filter((r) => r.ratio < r.target!)
-  const show = (r: Row) => `${r.path.startsWith("in process") ? "in process" : "remote"} ${r.mode} ${r.ratio.toFixed(0)}%`
+  const show = (r: Row) =>
+    `${r.path.startsWith("in process") ? "in process" : "remote"} ${r.mode}${r.how.startsWith("spans on") ? "" : " untraced"} ${r.ratio.toFixed(0)}%`
   console.log()
   console.log(
     missed.length === 0

@@ -10,7 +10,6 @@
  */
 import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import type { Rpc } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
@@ -24,7 +23,7 @@ import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
 
-/** A module running in this process: its database and its (instrumented) handlers. */
+/** A module running in this process: its database and its handlers. */
 export interface Hosted {
   readonly module: Module.Any
   /** `undefined` for a module that keeps no data. */
@@ -41,23 +40,6 @@ type AnyLayer = Layer.Layer<never, any, any>
 const mergeAll = (layers: ReadonlyArray<AnyLayer>): AnyLayer =>
   layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [AnyLayer, ...Array<AnyLayer>]))
 
-/**
- * Every handler runs with the module's name in its log annotations, whichever transport
- * delivered the call.
- */
-const instrument = (module: Module.Any, handlers: Context.Context<never>): Context.Context<never> => {
-  let context = handlers
-  for (const rpc of module.client.group.requests.values() as Iterable<Rpc.AnyWithProps>) {
-    const entry = handlers.unsafeMap.get(rpc.key) as Rpc.Handler<string>
-    const handler: Rpc.Handler<string>["handler"] = (payload, options) => {
-      const result = entry.handler(payload, options)
-      return Effect.isEffect(result) ? Effect.annotateLogs(result, "module", module.name) : result
-    }
-    context = Context.add(context, Context.GenericTag<Rpc.Handler<string>>(rpc.key), { ...entry, handler })
-  }
-  return context
-}
-
 /** What the topology needs to know of each module. */
 export const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<ModuleNode> =>
   modules.map((m) => ({ name: m.name, calls: m.calls.map((c) => c.module), exposesHttp: m.http !== undefined }))
@@ -68,8 +50,11 @@ export const make = (
   options?: {
     /** Client layers that replace a module's client (tests stub a module this way). */
     readonly clients?: ReadonlyMap<string, Layer.Layer<never, any, any>>
+    /** A span for every call between modules (default true; `TESSERA_RPC_TRACING`). */
+    readonly tracing?: boolean
   }
 ) => {
+  const transport = { tracing: options?.tracing ?? true }
   const byName = new Map(modules.map((m) => [m.name, m] as const))
   const hostedLayers = new Map<string, AnyLayer>()
   const clientLayers = new Map<string, AnyLayer>()
@@ -83,9 +68,9 @@ export const make = (
     const layer: AnyLayer = location._tag === "Local"
       ? Layer.effect(
         module.client,
-        Effect.map(hostedTag(name), (hosted) => LocalClient.make(name, module.client.group, hosted.handlers as never))
+        Effect.map(hostedTag(name), (hosted) => LocalClient.make(name, module.client.group, hosted.handlers as never, transport))
       ).pipe(Layer.provide(hostedLayer(name, path)))
-      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url))
+      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, transport))
     clientLayers.set(name, layer)
     return layer
   }
@@ -107,7 +92,7 @@ export const make = (
         const handlers = yield* Layer.build(module.handlers).pipe(
           Effect.provide(database ? Context.add(clients, SqlClient.SqlClient, database.sql) : clients)
         )
-        return { module, database, handlers: instrument(module, handlers as Context.Context<never>) }
+        return { module, database, handlers: handlers as Context.Context<never> }
       })
     ).pipe(Layer.provide(mergeAll(calls)))
     hostedLayers.set(name, layer)
@@ -119,7 +104,7 @@ export const make = (
   const endpoints = topology.hosted.map((name) => {
     const module = byName.get(name)!
     return Layer.unwrapEffect(
-      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never))
+      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, transport))
     ).pipe(Layer.provide(hostedLayer(name, [])))
   })
 
@@ -151,8 +136,9 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const port = yield* Config.port("PORT").pipe(Config.withDefault(8080))
       const maxBodyBytes = yield* Config.integer("TESSERA_MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024))
       const grace = yield* Config.duration("TESSERA_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
+      const tracing = yield* Config.boolean("TESSERA_RPC_TRACING").pipe(Config.withDefault(true))
       const embedded = yield* needsEmbedded(modules, topology)
-      const host = make(modules, topology)
+      const host = make(modules, topology, { tracing })
       const server = createServer()
 
       // http.Server.close() waits for every open connection: after the grace period, cut them.

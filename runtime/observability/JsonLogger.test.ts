@@ -32,6 +32,19 @@ describe("JsonLogger", () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ level: "WARN", message: "stock low", module: "inventory", ...ids })
   })
 
+  it("names the module of the nearest call span, across nested use-case spans", () => {
+    const lines = captured()
+    logWith(
+      Effect.logInfo("reading").pipe(
+        Effect.withSpan("Catalog.get"),
+        Effect.withSpan("catalog.get", { attributes: { [JsonLogger.MODULE_ATTRIBUTE]: "catalog" } }),
+        Effect.withSpan("Inventory.restock"),
+        Effect.withSpan("inventory.restock", { attributes: { [JsonLogger.MODULE_ATTRIBUTE]: "inventory" } })
+      )
+    )
+    expect(JSON.parse(lines[0]!).module).toBe("catalog")
+  })
+
   it("renders the cause of a failure", () => {
     const lines = captured()
     logWith(Effect.logError("failed", Cause.die(new Error("boom"))))

@@ -1,12 +1,28 @@
 /**
- * Logs as JSON lines on stdout: time, level, message, the current trace and span ids, the
- * fiber's log annotations (`module` among them) and the cause of a failure.
+ * Logs as JSON lines on stdout: time, level, message, the current trace and span ids, the module
+ * whose code logged, the fiber's log annotations and the cause of a failure.
  */
 import { Cause, Config, ConfigError, Context, Effect, Either, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option, Tracer } from "effect"
 
 const message = (value: unknown): unknown => {
   const parts = Array.isArray(value) ? value : [value]
   return parts.length === 1 ? parts[0] : parts
+}
+
+/**
+ * The span attribute naming the module that handles a call. Every call's span carries it (in
+ * process and remote), so a log line names its module by walking up its spans: cheaper than
+ * annotating every call's fiber, and true across RPC hops.
+ */
+export const MODULE_ATTRIBUTE = "tessera.module"
+
+const moduleOf = (span: Tracer.AnySpan): unknown => {
+  for (let current: Tracer.AnySpan | undefined = span; current?._tag === "Span";) {
+    const module = current.attributes.get(MODULE_ATTRIBUTE)
+    if (module !== undefined) return module
+    current = Option.getOrUndefined(current.parent)
+  }
+  return undefined
 }
 
 export const logger = Logger.make<unknown, void>((options) => {
@@ -21,6 +37,8 @@ export const logger = Logger.make<unknown, void>((options) => {
   if (Option.isSome(span)) {
     line.traceId = span.value.traceId
     line.spanId = span.value.spanId
+    const module = moduleOf(span.value)
+    if (module !== undefined) line.module = module
   }
   for (const [key, value] of HashMap.toEntries(options.annotations)) line[key] = value
   if (!Cause.isEmpty(options.cause)) line.cause = Cause.pretty(options.cause, { renderErrorCause: true })

@@ -71,11 +71,14 @@ const handlers = (seen: Seen) =>
       })
   }).pipe(Layer.provide(Layer.succeed(ModuleThing, "the module's own")))
 
-const setup = Effect.gen(function*() {
-  const seen: Seen = { payloads: [], returned: [] }
-  const context = yield* Layer.build(handlers(seen))
-  return { seen, client: LocalClient.make("widgets", WidgetRpcs, context) }
-})
+const setupWith = (options: { readonly tracing?: boolean }) =>
+  Effect.gen(function*() {
+    const seen: Seen = { payloads: [], returned: [] }
+    const context = yield* Layer.build(handlers(seen))
+    return { seen, client: LocalClient.make("widgets", WidgetRpcs, context, options) }
+  })
+
+const setup = setupWith({})
 
 const defect = <A, E>(exit: Exit.Exit<A, E>): unknown => {
   if (Exit.isSuccess(exit)) throw new Error("expected a defect, got a success")
@@ -187,6 +190,15 @@ describe("LocalClient", () => {
       const span = Option.getOrThrow(seen.span!)
       expect(span.traceId).toBe(outer.traceId)
       expect(ancestors(span)).toEqual(["widgets.probe", "outer"])
+    }))
+
+  it.scoped("with tracing off, makes no span of its own but keeps the caller's as parent", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setupWith({ tracing: false })
+      yield* client.probe({ note: "untraced" }).pipe(Effect.withSpan("outer"))
+      expect(ancestors(Option.getOrThrow(seen.span!))).toEqual(["outer"])
+      yield* client.probe({ note: "untraced, no caller span" }).pipe(Effect.provideService(CallerThing, "x"))
+      expect(seen.callerThing).toEqual(Option.none())
     }))
 
   it.scoped("dies, without calling the handler, when called inside a database transaction", () =>

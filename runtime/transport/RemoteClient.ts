@@ -10,6 +10,7 @@ import { Socket } from "@effect/platform"
 import { NodeSocket } from "@effect/platform-node"
 import { type Rpc, RpcClient, type RpcClientError, type RpcGroup, RpcSerialization } from "@effect/rpc"
 import { Effect, Layer, Schedule } from "effect"
+import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as Calls from "./Calls.ts"
 
 /** `http://host:port` → `ws://host:port/rpc/<module>` (https → wss). */
@@ -20,7 +21,12 @@ export const endpoint = (peer: string, module: string): string => {
   return url.toString()
 }
 
-export const make = <Rpcs extends Rpc.Any>(module: string, group: RpcGroup.RpcGroup<Rpcs>, peer: string) =>
+export const make = <Rpcs extends Rpc.Any>(
+  module: string,
+  group: RpcGroup.RpcGroup<Rpcs>,
+  peer: string,
+  options: { readonly tracing?: boolean } = {}
+) =>
   Effect.gen(function*() {
     // Layer.build ties the socket to the caller's scope (Effect.provide would close it at once).
     const protocol = yield* Layer.build(
@@ -36,7 +42,11 @@ export const make = <Rpcs extends Rpc.Any>(module: string, group: RpcGroup.RpcGr
         Layer.provide(RpcSerialization.layerMsgPack)
       )
     )
-    const client = yield* RpcClient.make(group, { spanPrefix: module }).pipe(Effect.provide(protocol))
+    const client = yield* RpcClient.make(group, {
+      spanPrefix: module,
+      spanAttributes: { [MODULE_ATTRIBUTE]: module },
+      disableTracing: options.tracing === false
+    }).pipe(Effect.provide(protocol))
     return guarded(module, client as unknown as Record<string, unknown>) as RpcClient.RpcClient<
       Rpcs,
       RpcClientError.RpcClientError

@@ -1,19 +1,27 @@
 /**
  * Serves a hosted module's contract to its peers at `/rpc/<module>` on the process's HTTP port:
- * @effect/rpc over WebSocket, msgpack frames. A defect in one call fails that call only.
+ * @effect/rpc over WebSocket, msgpack frames. A defect in one call fails that call only. Each
+ * call is a span `<module>.<rpc>` carrying `tessera.module`, which the logger reads.
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { type Rpc, type RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
 import { type Context, Layer } from "effect"
+import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 
 export const path = (module: string) => `/rpc/${module}` as const
 
 export const layer = <Rpcs extends Rpc.Any>(
   module: string,
   group: RpcGroup.RpcGroup<Rpcs>,
-  handlers: Context.Context<Rpc.ToHandler<Rpcs>>
+  handlers: Context.Context<Rpc.ToHandler<Rpcs>>,
+  options: { readonly tracing?: boolean } = {}
 ) =>
-  RpcServer.layer(group, { spanPrefix: module, disableFatalDefects: true }).pipe(
+  RpcServer.layer(group, {
+    spanPrefix: module,
+    disableTracing: options.tracing === false,
+    spanAttributes: { [MODULE_ATTRIBUTE]: module },
+    disableFatalDefects: true
+  }).pipe(
     Layer.provide(RpcServer.layerProtocolWebsocket({ path: path(module), routerTag: HttpApiBuilder.Router })),
     Layer.provide(RpcSerialization.layerMsgPack),
     Layer.provide(Layer.succeedContext(handlers))
