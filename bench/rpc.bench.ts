@@ -24,11 +24,11 @@
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
-import * as net from "node:net"
 import * as os from "node:os"
 import { fileURLToPath } from "node:url"
 import { Context, Effect, Either, Exit, Layer, Scope } from "effect"
 import * as Host from "../runtime/Host.ts"
+import * as Processes from "../runtime/testing/Processes.ts"
 import * as Topology from "../runtime/Topology.ts"
 import * as RemoteClient from "../runtime/transport/RemoteClient.ts"
 import { EchoClient, EchoModule, EchoRpcs, get } from "./Echo.ts"
@@ -88,16 +88,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   })
 }
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-
 /** Spawns `node --import tsx <file> ...args` and resolves its URL once `ready` says so. */
 const start = async (
   file: string,
@@ -105,7 +95,7 @@ const start = async (
   env: Record<string, string>,
   ready: (url: string, output: string) => Promise<boolean>
 ) => {
-  const port = await freePort()
+  const port = await Processes.freePort()
   const url = `http://127.0.0.1:${port}`
   const child = spawn(process.execPath, ["--import", "tsx", here(file), ...args], {
     cwd: here(".."),
