@@ -3,7 +3,7 @@
  * has its migrations applied and every peer this process calls answers; the body lists each
  * module with `local` or the URL it is reached at.
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpMiddleware, HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect } from "effect"
 import type { Hosted } from "./Host.ts"
@@ -69,8 +69,9 @@ export const routes = (options: {
         const ok = modules.every((m) => m.ready)
         return yield* HttpServerResponse.json({ status: ok ? "ready" : "not ready", modules }, { status: ok ? 200 : 503 })
       }).pipe(Effect.provide(context))
-      yield* router.get("/health/live", HttpServerResponse.json({ status: "live" }))
-      yield* router.get("/health/ready", ready)
+      // Probes come every few seconds: they are not logged.
+      yield* router.get("/health/live", HttpMiddleware.withLoggerDisabled(HttpServerResponse.json({ status: "live" })))
+      yield* router.get("/health/ready", HttpMiddleware.withLoggerDisabled(ready))
     })
   )
 

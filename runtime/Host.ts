@@ -109,8 +109,7 @@ export const make = (
   })
 
   const exposed = topology.gateway ? modules.filter((m) => m.http !== undefined) : []
-  const api = Gateway.api(exposed)
-  const apiLayer = HttpApiBuilder.api(api).pipe(
+  const apiLayer = HttpApiBuilder.api(Gateway.api(exposed)).pipe(
     Layer.provide(mergeAll(exposed.map((m) => m.http!.layer.pipe(Layer.provide(clientLayer(m.name, [])))))),
     Layer.orDie
   )
@@ -126,7 +125,7 @@ export const make = (
   /** Every client this process has, local or remote. */
   const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
 
-  return { api, apiLayer, clients, endpoints, health, hosted }
+  return { apiLayer, clients, endpoints, health, hosted }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */
