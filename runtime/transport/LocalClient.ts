@@ -18,7 +18,7 @@
  */
 import { Headers } from "@effect/platform"
 import { type Rpc, RpcClient, type RpcClientError, type RpcGroup } from "@effect/rpc"
-import { Cause, Clock, Context, Effect, Either, Exit, ParseResult, Schema, Tracer } from "effect"
+import { Cause, Clock, Context, Effect, Either, Exit, FiberRef, ParseResult, Schema, Tracer } from "effect"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as Calls from "./Calls.ts"
 
@@ -83,20 +83,21 @@ export const make = <Rpcs extends Rpc.Any>(
         }) as Effect.Effect<unknown, unknown> | Rpc.Wrapper<Effect.Effect<unknown, unknown>>
         const effect = Effect.isEffect(result) ? result : result.value
         if (!Effect.isEffect(effect)) return Effect.die(new Error(`${name}: streaming calls are not supported in process`))
-        if (!tracing) {
-          // No span of its own: the caller's span, if any, stays the parent of the callee's spans.
-          const parent = fiber.currentContext.unsafeMap.get(Tracer.ParentSpan.key) as Tracer.AnySpan | undefined
-          const context = parent ? Context.add(entry.context, Tracer.ParentSpan, parent) : entry.context
-          return Effect.flatMap(Effect.exit(Effect.mapInputContext(effect, () => context)), settle)
-        }
-        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-        return Effect.flatMap(Effect.makeSpan(name, spanOptions), (span) => {
-          // The handler sees its own module's context and this call's span, nothing else.
-          const context = Context.add(entry.context, Tracer.ParentSpan, span)
-          return Effect.flatMap(Effect.exit(Effect.mapInputContext(effect, () => context)), (exit) => {
-            span.end(clock.unsafeCurrentTimeNanos(), exit)
-            return settle(exit)
-          })
+        // The handler sees its own module's context and this call's span (or, untraced, the
+        // caller's), nothing else. One uninterruptible region swaps the context in and out, ends
+        // the span and settles the result: Effect.provide would add a region of its own.
+        const parent = fiber.currentContext.unsafeMap.get(Tracer.ParentSpan.key) as Tracer.AnySpan | undefined
+        const clock = tracing ? Context.get(fiber.currentDefaultServices, Clock.Clock) : undefined
+        const span = tracing ? Effect.makeSpan(name, spanOptions) : Effect.succeed(parent)
+        return Effect.flatMap(span, (span) => {
+          const context = span ? Context.add(entry.context, Tracer.ParentSpan, span) : entry.context
+          return Effect.uninterruptibleMask((restore) =>
+            Effect.flatMap(FiberRef.getAndSet(FiberRef.currentContext, context), (previous) =>
+              Effect.flatMap(Effect.exit(restore(effect)), (exit) => {
+                if (clock && span?._tag === "Span") span.end(clock.unsafeCurrentTimeNanos(), exit)
+                return Effect.zipRight(FiberRef.set(FiberRef.currentContext, previous), settle(exit))
+              }))
+          )
         })
       })
 
