@@ -18,12 +18,33 @@ import * as RemoteClient from "./runtime/transport/RemoteClient.ts"
 interface Deployment {
   /** Base URL of the process that hosts the gateway. */
   readonly gateway: string
+  /** Base URL of the process that hosts catalog. */
+  readonly catalog: string
   /** Base URL of the process that hosts inventory. */
   readonly inventory: string
   readonly servers: Array<Processes.Server>
   readonly cleanup: () => Promise<void>
-  /** Split deployments: stops the inventory process, and starts it again on the same port. */
-  readonly inventoryProcess?: { readonly stop: () => Promise<void>; readonly start: () => Promise<void> }
+  /** Modules that run in a process of their own here: stop it, and start it again on its port. */
+  readonly alone?: Partial<Record<"catalog" | "inventory", Restartable>>
+}
+
+interface Restartable {
+  readonly stop: () => Promise<void>
+  readonly start: () => Promise<void>
+}
+
+/** Spawns a server into `servers[index]`, and makes it restartable on the same port. */
+const restartable = (servers: Array<Processes.Server>, index: number, port: number, env: Record<string, string>) => {
+  servers[index] = Processes.spawnServer(port, env)
+  return {
+    stop: async () => {
+      await servers[index]!.stop()
+    },
+    start: async () => {
+      servers[index] = Processes.spawnServer(port, env)
+      await startAll([servers[index]!])
+    }
+  }
 }
 
 const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
@@ -43,7 +64,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
       const db = await Services.createDatabase(postgres.value)
       const server = Processes.spawnServer(await Processes.freePort(), { DATABASE_URL: db.url, TESSERA_MODULES: "all" })
       await startAll([server])
-      return { gateway: server.url, inventory: server.url, servers: [server], cleanup: db.drop }
+      return { gateway: server.url, catalog: server.url, inventory: server.url, servers: [server], cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
@@ -52,36 +73,50 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
       const shared = await Services.createDatabase(postgres.value)
       const own = await Services.createDatabase(postgres.value)
       const [front, back] = [await Processes.freePort(), await Processes.freePort()]
-      const gateway = Processes.spawnServer(front, {
+      const servers: Array<Processes.Server> = []
+      servers[0] = Processes.spawnServer(front, {
         DATABASE_URL: shared.url,
         TESSERA_MODULES: "gateway,catalog",
         TESSERA_PEERS: `inventory=http://127.0.0.1:${back}`
       })
-      const inventoryEnv = {
+      const inventory = restartable(servers, 1, back, {
         DATABASE_URL: shared.url,
         TESSERA_INVENTORY_DATABASE_URL: own.url,
         TESSERA_MODULES: "inventory",
         TESSERA_PEERS: `catalog=http://127.0.0.1:${front}`
-      }
-      const servers = [gateway, Processes.spawnServer(back, inventoryEnv)]
+      })
       await startAll(servers)
       return {
-        gateway: gateway.url,
+        gateway: servers[0].url,
+        catalog: servers[0].url,
         inventory: servers[1]!.url,
         servers,
         cleanup: async () => {
           await shared.drop()
           await own.drop()
         },
-        inventoryProcess: {
-          stop: async () => {
-            await servers[1]!.stop()
-          },
-          start: async () => {
-            servers[1] = Processes.spawnServer(back, inventoryEnv)
-            await startAll([servers[1]])
-          }
-        }
+        alone: { inventory }
+      }
+    }
+    : Services.unavailable("PostgreSQL", postgres.reason),
+
+  "split across three processes: gateway, catalog, inventory": postgres.ok
+    ? async () => {
+      const db = await Services.createDatabase(postgres.value)
+      const [front, middle, back] = [await Processes.freePort(), await Processes.freePort(), await Processes.freePort()]
+      const peers = `catalog=http://127.0.0.1:${middle},inventory=http://127.0.0.1:${back}`
+      const servers: Array<Processes.Server> = []
+      servers[0] = Processes.spawnServer(front, { DATABASE_URL: db.url, TESSERA_MODULES: "gateway", TESSERA_PEERS: peers })
+      const catalog = restartable(servers, 1, middle, { DATABASE_URL: db.url, TESSERA_MODULES: "catalog", TESSERA_PEERS: peers })
+      const inventory = restartable(servers, 2, back, { DATABASE_URL: db.url, TESSERA_MODULES: "inventory", TESSERA_PEERS: peers })
+      await startAll(servers)
+      return {
+        gateway: servers[0].url,
+        catalog: servers[1]!.url,
+        inventory: servers[2]!.url,
+        servers,
+        cleanup: db.drop,
+        alone: { catalog, inventory }
       }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
@@ -92,6 +127,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     await startAll([server])
     return {
       gateway: server.url,
+      catalog: server.url,
       inventory: server.url,
       servers: [server],
       cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
@@ -378,7 +414,7 @@ for (const [name, start] of Object.entries(topologies)) {
         const ready = await json(await fetch(`${deployment.gateway}/health/ready`))
         expect(ready.status).toBe(200)
         const where = Object.fromEntries(ready.body.modules.map((m: { name: string; location: string }) => [m.name, m.location]))
-        expect(where.catalog).toBe("local")
+        expect(where.catalog).toBe(deployment.catalog === deployment.gateway ? "local" : deployment.catalog)
         expect(where.inventory).toBe(deployment.inventory === deployment.gateway ? "local" : deployment.inventory)
       })
 
@@ -395,22 +431,37 @@ for (const [name, start] of Object.entries(topologies)) {
       })
 
       it("answers 503 while a module it needs is down, and recovers when it is back", async (context) => {
-        const inventoryProcess = deployment.inventoryProcess
-        if (inventoryProcess === undefined) return context.skip("inventory runs in the gateway's process here")
+        const alone = deployment.alone
+        if (alone === undefined) return context.skip("every module runs in the gateway's process here")
         const product = await createProduct()
-        await inventoryProcess.stop()
-        const down = await json(await api(`/v1/products/${product.id}/stock`))
-        expect(down.status).toBe(503)
-        expect(down.body).toMatchObject({ type: "/problems/module-unavailable", status: 503 })
-        const ready = await fetch(`${deployment.gateway}/health/ready`)
-        expect(ready.status).toBe(503)
-        await inventoryProcess.start()
-        let status = 0
-        for (let i = 0; i < 50 && status !== 200; i++) {
-          status = (await api(`/v1/products/${product.id}/stock`)).status
-          if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
+        const unavailable = async (route: string, init?: RequestInit & { json?: unknown }) => {
+          const response = await json(await api(route, init))
+          expect(response.status).toBe(503)
+          expect(response.body).toMatchObject({ type: "/problems/module-unavailable", status: 503 })
         }
-        expect(status).toBe(200)
+        const recovered = async (route: string) => {
+          let status = 0
+          for (let i = 0; i < 50 && status !== 200; i++) {
+            status = (await api(route)).status
+            if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
+          }
+          expect(status).toBe(200)
+        }
+        if (alone.inventory) {
+          await alone.inventory.stop()
+          await unavailable(`/v1/products/${product.id}/stock`)
+          expect((await fetch(`${deployment.gateway}/health/ready`)).status).toBe(503)
+          await alone.inventory.start()
+          await recovered(`/v1/products/${product.id}/stock`)
+        }
+        if (alone.catalog) {
+          await alone.catalog.stop()
+          await unavailable(`/v1/products/${product.id}`)
+          // Through inventory, which cannot reach the catalog to check the product.
+          await unavailable(`/v1/products/${product.id}/stock`, { json: { quantity: 1 } })
+          await alone.catalog.start()
+          await recovered(`/v1/products/${product.id}`)
+        }
       })
 
       it("stops cleanly on SIGTERM", async () => {

@@ -117,7 +117,11 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
       // HttpApi reads the body with orDie: malformed JSON arrives here as a defect.
       if (defect.value instanceof HttpServerError.RequestError) return Option.some(badRequest(defect.value))
       if (HttpServerResponse.isServerResponse(defect.value)) return Option.none<Problem>()
-      if (defect.value instanceof RpcClientError.RpcClientError) {
+      // A module this process called could not reach one it calls in turn: its defect arrives
+      // here as an Error that kept only the name.
+      const unreachable = defect.value instanceof RpcClientError.RpcClientError ||
+        (defect.value instanceof Error && defect.value.name === "RpcClientError")
+      if (unreachable) {
         yield* Effect.logWarning("a module is unreachable", defect.value)
         return Option.some<Problem>({
           type: typeOf("ModuleUnavailable"),
