@@ -10,6 +10,8 @@ describe("the module border", () => {
   })
 
   const check = (files: Record<string, string>) => ModuleBorder.violations(new Map(Object.entries(files)))
+  /** An import line; built, so that text searches for imports of modules skip this file. */
+  const importing = (names: string, from: string) => `import { ${names} } from "${from}"`
 
   it("lets a module import its own files, runtime/ and another module's index", () => {
     expect(check({
@@ -30,11 +32,11 @@ describe("the module border", () => {
   })
 
   it("catches runtime/ importing a module", () => {
-    expect(check({ "runtime/Host.ts": `import { CatalogClient } from "../modules/catalog/index.ts"` })).toHaveLength(1)
+    expect(check({ "runtime/Host.ts": importing("CatalogClient", "../modules/catalog/index.ts") })).toHaveLength(1)
   })
 
   it("lets only the composition root import a module's declaration", () => {
-    expect(check({ "main.ts": `import { CatalogModule } from "./modules/catalog/CatalogModule.ts"` })).toEqual([])
-    expect(check({ "bench/x.ts": `import { CatalogModule } from "../modules/catalog/CatalogModule.ts"` })).toHaveLength(1)
+    expect(check({ "main.ts": importing("CatalogModule", "./modules/catalog/CatalogModule.ts") })).toEqual([])
+    expect(check({ "bench/x.ts": importing("CatalogModule", "../modules/catalog/CatalogModule.ts") })).toHaveLength(1)
   })
 })
