@@ -56,7 +56,8 @@ const embeddedMigrations = Effect.unsafeMakeSemaphore(1)
 export const open = (module: string) =>
   Effect.gen(function*() {
     const url = yield* urlFor(module)
-    const latest = (yield* Migrations.files(module)).reduce((max, file) => Math.max(max, file.id), 0)
+    const migrations = yield* Migrations.files(module)
+    const latest = migrations.reduce((max, file) => Math.max(max, file.id), 0)
 
     if (Option.isNone(url)) {
       const admin = yield* EmbeddedPostgres
@@ -64,7 +65,7 @@ export const open = (module: string) =>
       const ran = yield* embeddedMigrations.withPermits(1)(
         Effect.zipRight(
           admin.unsafe(ModuleSql.bootstrap(module, undefined)),
-          Migrations.run(module, { lock: false }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+          Migrations.run(module, migrations, { lock: false }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
         )
       )
       yield* logMigrations(module, ran)
@@ -78,7 +79,7 @@ export const open = (module: string) =>
       )
     )
     const sql = yield* ModuleSql.postgres({ module, adminUrl: url.value, maxConnections: yield* poolSize })
-    const ran = yield* Migrations.run(module, { lock: true }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    const ran = yield* Migrations.run(module, migrations, { lock: true }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     yield* logMigrations(module, ran)
     return { module, sql, location: describe(url.value), latest } satisfies ModuleDatabase
   }).pipe(Effect.provide(Reactivity.layer), Effect.annotateLogs("module", module))

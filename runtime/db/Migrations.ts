@@ -66,13 +66,16 @@ const loader = (migrations: ReadonlyArray<MigrationFile>): Migrator.Loader =>
 const migrator = Migrator.make({})
 
 /**
- * Applies the module's pending migrations with `sql`, the module's own client. With `lock`, a
+ * Applies the module's pending `migrations` (from `files`) with its own client. With `lock`, a
  * session-level advisory lock (which needs a pool of two) keeps processes that start together
  * from racing to create the ledger.
  */
-export const run = (module: string, options: { readonly lock: boolean }) =>
+export const run = (
+  module: string,
+  migrations: ReadonlyArray<MigrationFile>,
+  options: { readonly lock: boolean }
+) =>
   Effect.gen(function*() {
-    const migrations = yield* files(module)
     const apply = migrator({ loader: loader(migrations), table: LEDGER })
     if (!options.lock) return yield* apply
     const sql = yield* SqlClient.SqlClient
