@@ -6,6 +6,7 @@
 import { type RpcClient, type RpcClientError } from "@effect/rpc"
 import { Cause, Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -532,6 +533,43 @@ describe("embedded PostgreSQL", () => {
       expect(await second.stop()).toBe(0)
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("graceful shutdown", () => {
+  it.runIf(postgres.ok)("finishes a request in flight when SIGTERM arrives, refuses new ones, then exits 0", async () => {
+    if (!postgres.ok) return
+    const db = await Services.createDatabase(postgres.value)
+    const server = Processes.spawnServer(await Processes.freePort(), { DATABASE_URL: db.url })
+    try {
+      await Processes.waitReady(server)
+      const body = JSON.stringify({ sku: `LATE-${Date.now()}`, name: "In flight", priceCents: 100, currency: "EUR" })
+      // Send the headers and half the body, signal the process, then send the rest.
+      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = http.request(`${server.url}/v1/products`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+        }, (response) => {
+          let text = ""
+          response.on("data", (chunk) => (text += chunk))
+          response.on("end", () => resolve({ status: response.statusCode!, body: text }))
+        })
+        request.on("error", reject)
+        request.write(body.slice(0, 20))
+        setTimeout(() => {
+          server.process.kill("SIGTERM")
+          setTimeout(() => request.end(body.slice(20)), 500)
+        }, 300)
+      })
+      const finished = await answer
+      expect(finished.status).toBe(201)
+      expect(JSON.parse(finished.body)).toMatchObject({ name: "In flight" })
+      await expect(fetch(`${server.url}/health/live`)).rejects.toThrow()
+      expect(await server.exited).toBe(0)
+    } finally {
+      await server.stop()
+      await db.drop()
     }
   })
 })
