@@ -44,7 +44,7 @@ export const command = (modules: ReadonlyArray<Module.Any>) => {
     Effect.gen(function*() {
       const resolved = yield* topology
       const embedded = yield* Host.needsEmbedded(modules, resolved)
-      const withData = modules.filter((m) => m.database && resolved.hosted.includes(m.name)).map((m) => m.name)
+      const withData = Host.withData(modules, resolved)
       const migrateAll = Effect.forEach(withData, (name) => Database.open(name), { discard: true }).pipe(Effect.scoped)
       yield* (embedded ? Effect.provide(migrateAll, EmbeddedPostgres.layer) : (migrateAll as Effect.Effect<void, unknown>))
       yield* Console.log(`migrated: ${withData.join(", ")}`)

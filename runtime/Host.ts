@@ -171,13 +171,10 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
     })
   )
 
+/** The hosted modules that keep data (and so have a database to open and migrate). */
+export const withData = (modules: ReadonlyArray<Module.Any>, topology: Topology): ReadonlyArray<string> =>
+  modules.filter((m) => m.database && topology.hosted.includes(m.name)).map((m) => m.name)
+
 /** Whether any hosted module keeps its data in the embedded database. */
 export const needsEmbedded = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
-  Effect.map(
-    Effect.forEach(
-      modules.filter((m) => m.database && topology.hosted.includes(m.name)),
-      (m) => Database.urlFor(m.name)
-    ),
-    (urls) => urls.some(Option.isNone)
-  )
-
+  Effect.map(Effect.forEach(withData(modules, topology), Database.urlFor), (urls) => urls.some(Option.isNone))

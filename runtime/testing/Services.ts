@@ -29,12 +29,15 @@ const portOpen = (host: string, port: number, timeoutMs = 500) =>
     socket.once("error", () => done(false))
   })
 
+/** Runs one statement on the server at `url`, over a connection of its own. */
+const execute = (url: string, statement: string) =>
+  Effect.scoped(
+    Effect.flatMap(PgClient.make({ url: Redacted.make(url), maxConnections: 1 }), (sql) => sql.unsafe(statement))
+  ).pipe(Effect.provide(Reactivity.layer))
+
 const canQuery = (url: string) =>
   Effect.runPromise(
-    Effect.scoped(
-      Effect.flatMap(PgClient.make({ url: Redacted.make(url), maxConnections: 1 }), (sql) => sql`SELECT 1`)
-    ).pipe(
-      Effect.provide(Reactivity.layer),
+    execute(url, "SELECT 1").pipe(
       Effect.timeout("5 seconds"),
       Effect.as(true),
       Effect.catchAllCause(() => Effect.succeed(false))
@@ -77,12 +80,7 @@ export const findPostgres = (): Promise<Found<string>> =>
  */
 export const createDatabase = async (adminUrl: string): Promise<{ readonly url: string; readonly drop: () => Promise<void> }> => {
   const name = `tessera_test_${randomUUID().replace(/-/g, "").slice(0, 16)}`
-  const run = (statement: string) =>
-    Effect.runPromise(
-      Effect.scoped(
-        Effect.flatMap(PgClient.make({ url: Redacted.make(adminUrl), maxConnections: 1 }), (sql) => sql.unsafe(statement))
-      ).pipe(Effect.provide(Reactivity.layer))
-    )
+  const run = (statement: string) => Effect.runPromise(execute(adminUrl, statement))
   await run(`CREATE DATABASE ${name}`)
   const url = new URL(adminUrl)
   url.pathname = `/${name}`
