@@ -1,0 +1,2 @@
+/** Identity's public face: its contract. Other modules import nothing else from it. */
+export * from "./IdentityApi.ts"
