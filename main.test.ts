@@ -3,8 +3,9 @@
  * gateway's REST API) and over typed RPC (inventory's contract). The same tests run in every
  * topology: a behaviour that holds in one only is a bug.
  */
-import { type RpcClient, type RpcClientError } from "@effect/rpc"
-import { Cause, Effect, Exit, Scope } from "effect"
+import { type RpcClient, RpcClientError } from "@effect/rpc"
+import { Cause, Effect, Exit, Redacted, Scope } from "effect"
+import * as jose from "jose"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
@@ -16,6 +17,38 @@ import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
 import * as RemoteClient from "./runtime/transport/RemoteClient.ts"
 
+/** The shared secret of the test deployments' processes. */
+const SECRET = Redacted.make("e2e-service-secret-e2e-service-secret")
+const ADMIN = { email: "admin@tessera.test", password: "admin-password-e2e" }
+/** Access tokens live this long here, so that a test can watch one expire. */
+const TOKEN_TTL_SECONDS = 4
+
+/** What every process of a test deployment is given. */
+const settings = {
+  TESSERA_SERVICE_SECRET: Redacted.value(SECRET),
+  TESSERA_ADMIN_EMAIL: ADMIN.email,
+  TESSERA_ADMIN_PASSWORD: ADMIN.password,
+  // Test users need no costly hashes; the format records the cost, so this weakens nothing else.
+  TESSERA_PASSWORD_HASH_COST: "10",
+  TESSERA_ACCESS_TOKEN_TTL: `${TOKEN_TTL_SECONDS} seconds`,
+  // Tests stand for many clients by sending X-Forwarded-For, as a proxy in front would.
+  TESSERA_TRUSTED_PROXIES: "1"
+}
+
+/** A client address of its own, so that one test's logins do not spend another's rate limit. */
+const someAddress = () => `198.51.100.${Math.floor(Math.random() * 254) + 1}, 10.0.0.${Math.floor(Math.random() * 254) + 1}`
+
+/** Logs in at `gateway` and returns the access token. */
+const login = async (gateway: string, credentials: { email: string; password: string }) => {
+  const response = await fetch(`${gateway}/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-forwarded-for": someAddress() },
+    body: JSON.stringify(credentials)
+  })
+  if (response.status !== 200) throw new Error(`login failed: ${response.status} ${await response.text()}`)
+  return ((await response.json()) as { accessToken: string }).accessToken
+}
+
 interface Deployment {
   /** Base URL of the process that hosts the gateway. */
   readonly gateway: string
@@ -26,7 +59,7 @@ interface Deployment {
   readonly servers: Array<Processes.Server>
   readonly cleanup: () => Promise<void>
   /** Modules that run in a process of their own here: stop it, and start it again on its port. */
-  readonly alone?: Partial<Record<"catalog" | "inventory", Restartable>>
+  readonly alone?: Partial<Record<"catalog" | "inventory" | "identity", Restartable>>
 }
 
 interface Restartable {
@@ -36,6 +69,7 @@ interface Restartable {
 
 /** Spawns a server into `servers[index]`, and makes it restartable on the same port. */
 const restartable = (servers: Array<Processes.Server>, index: number, port: number, env: Record<string, string>) => {
+  env = { ...settings, ...env }
   servers[index] = Processes.spawnServer(port, env)
   return {
     stop: async () => {
@@ -63,7 +97,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
   "one process on PostgreSQL": postgres.ok
     ? async () => {
       const db = await Services.createDatabase(postgres.value)
-      const server = Processes.spawnServer(await Processes.freePort(), { DATABASE_URL: db.url, TESSERA_MODULES: "all" })
+      const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: db.url, TESSERA_MODULES: "all" })
       await startAll([server])
       return { gateway: server.url, catalog: server.url, inventory: server.url, servers: [server], cleanup: db.drop }
     }
@@ -76,8 +110,9 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
       const [front, back] = [await Processes.freePort(), await Processes.freePort()]
       const servers: Array<Processes.Server> = []
       servers[0] = Processes.spawnServer(front, {
+        ...settings,
         DATABASE_URL: shared.url,
-        TESSERA_MODULES: "gateway,catalog",
+        TESSERA_MODULES: "gateway,catalog,identity",
         TESSERA_PEERS: `inventory=http://127.0.0.1:${back}`
       })
       const inventory = restartable(servers, 1, back, {
@@ -101,15 +136,22 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
-  "split across three processes: gateway, catalog, inventory": postgres.ok
+  "split across four processes: gateway, catalog, inventory, identity": postgres.ok
     ? async () => {
       const db = await Services.createDatabase(postgres.value)
-      const [front, middle, back] = [await Processes.freePort(), await Processes.freePort(), await Processes.freePort()]
-      const peers = `catalog=http://127.0.0.1:${middle},inventory=http://127.0.0.1:${back}`
+      const ports = await Promise.all([0, 1, 2, 3].map(() => Processes.freePort()))
+      const [front, catalogPort, inventoryPort, identityPort] = ports as [number, number, number, number]
+      const peers = [
+        `catalog=http://127.0.0.1:${catalogPort}`,
+        `inventory=http://127.0.0.1:${inventoryPort}`,
+        `identity=http://127.0.0.1:${identityPort}`
+      ].join(",")
       const servers: Array<Processes.Server> = []
-      servers[0] = Processes.spawnServer(front, { DATABASE_URL: db.url, TESSERA_MODULES: "gateway", TESSERA_PEERS: peers })
-      const catalog = restartable(servers, 1, middle, { DATABASE_URL: db.url, TESSERA_MODULES: "catalog", TESSERA_PEERS: peers })
-      const inventory = restartable(servers, 2, back, { DATABASE_URL: db.url, TESSERA_MODULES: "inventory", TESSERA_PEERS: peers })
+      const env = (modules: string) => ({ DATABASE_URL: db.url, TESSERA_MODULES: modules, TESSERA_PEERS: peers })
+      servers[0] = Processes.spawnServer(front, { ...settings, ...env("gateway") })
+      const catalog = restartable(servers, 1, catalogPort, env("catalog"))
+      const inventory = restartable(servers, 2, inventoryPort, env("inventory"))
+      const identity = restartable(servers, 3, identityPort, env("identity"))
       await startAll(servers)
       return {
         gateway: servers[0].url,
@@ -117,14 +159,14 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         inventory: servers[2]!.url,
         servers,
         cleanup: db.drop,
-        alone: { catalog, inventory }
+        alone: { catalog, inventory, identity }
       }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
   "one process on embedded PostgreSQL": async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-e2e-"))
-    const server = Processes.spawnServer(await Processes.freePort(), { DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
+    const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
     await startAll([server])
     return {
       gateway: server.url,
@@ -152,13 +194,38 @@ for (const [name, start] of Object.entries(topologies)) {
     const runExit = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromiseExit(effect)
     const unique = () => Math.random().toString(36).slice(2, 10)
 
-    const api = (route: string, init?: RequestInit & { json?: unknown }) =>
-      fetch(`${deployment.gateway}${route}`, {
-        ...init,
-        ...(init?.json !== undefined
-          ? { method: init.method ?? "POST", body: JSON.stringify(init.json), headers: { "content-type": "application/json" } }
-          : {})
+    /** A user of the deployment, whose token is renewed before it expires. */
+    const session = (credentials: { email: string; password: string }) => {
+      let current: { token: string; at: number } | undefined
+      return async () => {
+        if (current === undefined || Date.now() - current.at > (TOKEN_TTL_SECONDS * 1000) / 2) {
+          current = { token: await login(deployment.gateway, credentials), at: Date.now() }
+        }
+        return current.token
+      }
+    }
+    const admin = session(ADMIN)
+
+    /**
+     * A request to the gateway: as the admin unless `as` says otherwise (`null`: no credential),
+     * from a client address of its own unless `from` names one.
+     */
+    const api = async (
+      route: string,
+      init?: RequestInit & { json?: unknown; as?: (() => Promise<string>) | string | null; from?: string }
+    ) => {
+      const { as, from, json: body, ...rest } = init ?? {}
+      const headers = new Headers(rest.headers)
+      const who = as === undefined ? admin : as
+      if (who !== null) headers.set("authorization", `Bearer ${typeof who === "string" ? who : await who()}`)
+      headers.set("x-forwarded-for", from ?? someAddress())
+      if (body !== undefined) headers.set("content-type", "application/json")
+      return fetch(`${deployment.gateway}${route}`, {
+        ...rest,
+        headers,
+        ...(body !== undefined ? { method: rest.method ?? "POST", body: JSON.stringify(body) } : {})
       })
+    }
 
     const createProduct = async (fields: Record<string, unknown> = {}) => {
       const response = await api("/v1/products", {
@@ -171,7 +238,9 @@ for (const [name, start] of Object.entries(topologies)) {
     beforeAll(async () => {
       deployment = await start()
       scope = await run(Scope.make())
-      inventory = await run(Scope.extend(RemoteClient.make("inventory", InventoryRpcs, deployment.inventory), scope)) as any
+      inventory = await run(
+        Scope.extend(RemoteClient.make("inventory", InventoryRpcs, deployment.inventory, { secret: SECRET, caller: "e2e" }), scope)
+      ) as any
     })
 
     afterAll(async () => {
@@ -245,7 +314,7 @@ for (const [name, start] of Object.entries(topologies)) {
 
       it("malformed JSON", async () => {
         const token = unique()
-        const response = await fetch(`${deployment.gateway}/v1/products`, {
+        const response = await api("/v1/products", {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: `{"sku":"${token}","name":`
@@ -410,6 +479,268 @@ for (const [name, start] of Object.entries(topologies)) {
       })
     })
 
+    describe("identity and the secure edge", () => {
+      const password = "correct horse battery"
+      const register = async (fields: Record<string, unknown> = {}) => {
+        const email = `user-${unique()}@example.com`
+        const response = await json(await api("/v1/auth/register", { as: null, json: { email, password, name: "Ana", ...fields } }))
+        expect(response.status).toBe(201)
+        return { ...(response.body as { id: string; email: string; role: string }), password }
+      }
+      const customer = async () => {
+        const user = await register()
+        return { user, token: session({ email: user.email, password }) }
+      }
+      const problem = async (response: Response, status: number, type: string) => {
+        const body = await json(response)
+        expect(body.status).toBe(status)
+        expect(body.type).toContain("application/problem+json")
+        expect(body.body).toMatchObject({ status, type })
+        expect(JSON.stringify(body.body)).not.toMatch(/\bat .*\.ts:\d+|SELECT|INSERT|scrypt\$/)
+        return body.body
+      }
+      const unauthenticated = async (response: Response, detail: RegExp) => {
+        expect(response.headers.get("www-authenticate")).toContain("Bearer")
+        expect((await problem(response, 401, "/problems/unauthenticated")).detail).toMatch(detail)
+      }
+      const base64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url")
+
+      it("registers a customer, logs in and reads itself; never logs the password", async () => {
+        const user = await register({ name: "Bea" })
+        expect(user).toMatchObject({ role: "customer", name: "Bea" })
+        expect(user).not.toHaveProperty("password")
+        expect(user).not.toHaveProperty("passwordHash")
+        const login = await json(await api("/v1/auth/login", { as: null, json: { email: user.email.toUpperCase(), password } }))
+        expect(login.status).toBe(200)
+        expect(login.body).toMatchObject({ tokenType: "Bearer", expiresIn: TOKEN_TTL_SECONDS })
+        const me = await json(await api("/v1/me", { as: login.body.accessToken }))
+        expect(me.status).toBe(200)
+        expect(me.body).toEqual({ id: user.id, email: user.email, name: "Bea", role: "customer", createdAt: user.createdAt })
+        for (const server of deployment.servers) expect(server.output()).not.toContain(password)
+      })
+
+      it("refuses a taken e-mail (in any case) and bad registrations, naming the fields", async () => {
+        const user = await register()
+        await problem(await api("/v1/auth/register", { as: null, json: { email: user.email.toUpperCase(), password, name: "X" } }), 409, "/problems/email-taken")
+        const bad = await problem(await api("/v1/auth/register", { as: null, json: { email: "not-an-address", password: "short", name: "" } }), 400, "/problems/validation")
+        expect(bad.errors.map((e: { field: string }) => e.field)).toEqual(expect.arrayContaining(["email", "password", "name"]))
+      })
+
+      it("answers a wrong password and an unknown e-mail alike", async () => {
+        const user = await register()
+        const wrong = await problem(await api("/v1/auth/login", { as: null, json: { email: user.email, password: "not the password" } }), 401, "/problems/invalid-credentials")
+        const unknown = await problem(await api("/v1/auth/login", { as: null, json: { email: `nobody-${unique()}@example.com`, password } }), 401, "/problems/invalid-credentials")
+        expect(unknown.detail).toBe(wrong.detail)
+      })
+
+      it("keeps product reads, register and login public, and every other /v1 route closed", async () => {
+        const product = await createProduct()
+        expect((await api(`/v1/products/${product.id}`, { as: null })).status).toBe(200)
+        expect((await api("/v1/products", { as: null })).status).toBe(200)
+        await unauthenticated(await api("/v1/me", { as: null }), /needs a credential/)
+        await unauthenticated(await api(`/v1/products/${product.id}/stock`, { as: null }), /needs a credential/)
+        await unauthenticated(await api(`/v1/products/${product.id}/stock`, { as: null, json: { quantity: 1 } }), /needs a credential/)
+        await unauthenticated(await api("/v1/products", { as: null, json: { sku: `S-${unique()}`, name: "N", priceCents: 1, currency: "EUR" } }), /needs a credential/)
+        await unauthenticated(await api("/v1/api-keys", { as: null }), /needs a credential/)
+      })
+
+      it("refuses malformed, forged, wrongly signed and alg-none tokens with 401", async () => {
+        const token = await admin()
+        const [header, payload, signature] = token.split(".") as [string, string, string]
+        const claims = JSON.parse(Buffer.from(payload, "base64url").toString())
+        const kid = JSON.parse(Buffer.from(header, "base64url").toString()).kid
+        await unauthenticated(await api("/v1/me", { as: "not-a-token" }), /malformed/)
+        await unauthenticated(await api("/v1/me", { headers: { authorization: "Basic YWRtaW46YWRtaW4=" }, as: null }), /Bearer/)
+        // The payload changed under the original signature.
+        const customerClaims = base64url({ ...claims, sub: crypto.randomUUID() })
+        await unauthenticated(await api("/v1/me", { as: `${header}.${customerClaims}.${signature}` }), /signature/)
+        // Signed by a key identity never had, under identity's key id.
+        const { privateKey } = await jose.generateKeyPair("EdDSA", { crv: "Ed25519" })
+        const forged = await new jose.SignJWT({ role: "admin" }).setProtectedHeader({ alg: "EdDSA", kid })
+          .setSubject(claims.sub).setIssuer(claims.iss).setAudience(claims.aud).setExpirationTime("1h").sign(privateKey)
+        await unauthenticated(await api("/v1/me", { as: forged }), /signature/)
+        // alg: none, and HS256 keyed with identity's public key.
+        await unauthenticated(await api("/v1/me", { as: `${base64url({ alg: "none", typ: "JWT", kid })}.${payload}.` }), /algorithm/)
+        const jwks = await json(await api("/.well-known/jwks.json", { as: null }))
+        const hs256 = await new jose.SignJWT(claims).setProtectedHeader({ alg: "HS256", kid })
+          .sign(new TextEncoder().encode(JSON.stringify(jwks.body.keys[0])))
+        await unauthenticated(await api("/v1/me", { as: hs256 }), /algorithm/)
+        // Nothing above was let through to create anything.
+        expect((await api("/v1/me", { as: token })).status).toBe(200)
+      })
+
+      it("refuses an expired token", async () => {
+        const { token } = await customer()
+        const expiring = await token()
+        expect((await api("/v1/me", { as: expiring })).status).toBe(200)
+        await new Promise((resolve) => setTimeout(resolve, (TOKEN_TTL_SECONDS + 1) * 1000))
+        await unauthenticated(await api("/v1/me", { as: expiring }), /expired/)
+      }, 20_000)
+
+      it("publishes only public keys, and a token from the previous key works after a rotation", async () => {
+        const { token } = await customer()
+        const before = await token()
+        const jwks = await json(await api("/.well-known/jwks.json", { as: null }))
+        expect(jwks.status).toBe(200)
+        for (const key of jwks.body.keys) expect(key).not.toHaveProperty("d")
+        const rotated = await json(await api("/v1/auth/signing-keys", { method: "POST" }))
+        expect(rotated.status).toBe(201)
+        const kidOf = (jwt: string) => jose.decodeProtectedHeader(jwt).kid
+        expect(kidOf(before)).not.toBe(rotated.body.kid)
+        // The old token still passes; a new one is signed with the new key and passes too.
+        expect((await api("/v1/me", { as: before })).status).toBe(200)
+        const after = await login(deployment.gateway, { email: (await json(await api("/v1/me", { as: before }))).body.email, password })
+        expect(kidOf(after)).toBe(rotated.body.kid)
+        expect((await api("/v1/me", { as: after })).status).toBe(200)
+        const keys = (await json(await api("/.well-known/jwks.json", { as: null }))).body.keys.map((k: { kid: string }) => k.kid)
+        expect(keys).toEqual(expect.arrayContaining([kidOf(before), rotated.body.kid]))
+      })
+
+      it("keeps product writes and restocking to admins: 403 for a customer, nothing stored", async () => {
+        const { token } = await customer()
+        const sku = `SKU-${unique()}`
+        const created = await api("/v1/products", { as: token, json: { sku, name: "Nope", priceCents: 1, currency: "EUR" } })
+        expect((await problem(created, 403, "/problems/forbidden")).detail).toMatch(/admin/)
+        expect((await json(await api(`/v1/products?q=${sku}`))).body.items).toEqual([])
+        const product = await createProduct()
+        await problem(await api(`/v1/products/${product.id}/stock`, { as: token, json: { quantity: 5 } }), 403, "/problems/forbidden")
+        const stock = await json(await api(`/v1/products/${product.id}/stock`, { as: token }))
+        expect(stock).toMatchObject({ status: 200, body: { available: 0 } })
+        await problem(await api("/v1/api-keys", { as: token, json: { name: "mine", role: "admin" } }), 403, "/problems/forbidden")
+        await problem(await api("/v1/auth/signing-keys", { as: token, method: "POST" }), 403, "/problems/forbidden")
+      })
+
+      it("answers 404, not 403, for another user's data", async () => {
+        const a = await customer()
+        const b = await customer()
+        expect((await json(await api(`/v1/users/${a.user.id}`, { as: a.token }))).body.id).toBe(a.user.id)
+        const other = await problem(await api(`/v1/users/${b.user.id}`, { as: a.token }), 404, "/problems/user-not-found")
+        const unknown = await problem(await api(`/v1/users/${crypto.randomUUID()}`, { as: a.token }), 404, "/problems/user-not-found")
+        expect(Object.keys(other).sort()).toEqual(Object.keys(unknown).sort())
+        expect((await json(await api(`/v1/users/${b.user.id}`))).body.id).toBe(b.user.id)
+      })
+
+      it("issues API keys that act with their role, shows a key once, and revokes it at once", async () => {
+        const issued = await json(await api("/v1/api-keys", { json: { name: `ci-${unique()}`, role: "admin" } }))
+        expect(issued.status).toBe(201)
+        const key: string = issued.body.key
+        expect(key).toMatch(/^tsk_/)
+        const listed = await json(await api("/v1/api-keys"))
+        expect(listed.body.map((k: { id: string }) => k.id)).toContain(issued.body.id)
+        expect(JSON.stringify(listed.body)).not.toContain(key)
+
+        const viaHeader = await api("/v1/products", {
+          as: null,
+          headers: { "x-api-key": key },
+          json: { sku: `KEY-${unique()}`, name: "By key", priceCents: 5, currency: "EUR" }
+        })
+        expect(viaHeader.status).toBe(201)
+        expect((await api("/v1/api-keys", { as: key })).status).toBe(200)
+
+        const reader = await json(await api("/v1/api-keys", { json: { name: `reader-${unique()}`, role: "customer" } }))
+        await problem(await api("/v1/products", { as: reader.body.key, json: { sku: `K-${unique()}`, name: "N", priceCents: 1, currency: "EUR" } }), 403, "/problems/forbidden")
+
+        const revoked = await json(await api(`/v1/api-keys/${issued.body.id}`, { method: "DELETE" }))
+        expect(revoked.status).toBe(200)
+        expect(revoked.body.revokedAt).not.toBeNull()
+        await unauthenticated(await api("/v1/api-keys", { as: key }), /key/)
+        await unauthenticated(await api("/v1/products", { as: null, headers: { "x-api-key": key } }), /key/)
+        await problem(await api(`/v1/api-keys/${crypto.randomUUID()}`, { method: "DELETE" }), 404, "/problems/api-key-not-found")
+      })
+
+      it("limits login attempts per client address: 429 with Retry-After, other addresses unaffected", async () => {
+        const user = await register()
+        const from = `203.0.113.${Math.floor(Math.random() * 254) + 1}`
+        const statuses: Array<number> = []
+        let retryAfter: string | null = null
+        for (let i = 0; i < 15; i++) {
+          const response = await api("/v1/auth/login", { as: null, from, json: { email: user.email, password: `guess-${i}-wrong` } })
+          statuses.push(response.status)
+          if (response.status === 429) {
+            retryAfter = response.headers.get("retry-after")
+            expect((await json(response)).body).toMatchObject({ type: "/problems/too-many-requests", status: 429 })
+          }
+        }
+        expect(statuses.filter((s) => s === 401).length).toBeGreaterThan(0)
+        expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(10)
+        expect(statuses.at(-1)).toBe(429)
+        expect(Number(retryAfter)).toBeGreaterThanOrEqual(1)
+        // Even the right password waits; another address logs in.
+        expect((await api("/v1/auth/login", { as: null, from, json: { email: user.email, password } })).status).toBe(429)
+        expect((await api("/v1/auth/login", { as: null, json: { email: user.email, password } })).status).toBe(200)
+      })
+
+      it("limits each client's request rate: 429 for the greedy one, others served", async () => {
+        const greedy = await customer()
+        const token = await greedy.token()
+        const product = await createProduct()
+        const statuses = await Promise.all(
+          Array.from({ length: 300 }, () => api(`/v1/products/${product.id}/stock`, { as: token }).then((r) => r.status))
+        )
+        expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0)
+        expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0)
+        expect(statuses.every((s) => s === 200 || s === 429)).toBe(true)
+        expect((await api(`/v1/products/${product.id}/stock`)).status).toBe(200)
+      })
+
+      it("bounds request bodies on the auth routes too", async () => {
+        await problem(
+          await api("/v1/auth/login", { as: null, json: { email: "a@b.co", password: "x".repeat(2 * 1024 * 1024) } }),
+          413,
+          "/problems/payload-too-large"
+        )
+      })
+
+      it("sends security headers on every answer", async () => {
+        for (const response of [await api("/v1/products", { as: null }), await api("/v1/me", { as: null }), await api("/v1/nothing")]) {
+          expect(response.headers.get("x-content-type-options")).toBe("nosniff")
+          expect(response.headers.get("x-frame-options")).toBe("DENY")
+          expect(response.headers.get("content-security-policy")).toContain("default-src 'none'")
+          expect(response.headers.get("referrer-policy")).toBe("no-referrer")
+        }
+        expect((await api("/v1/me")).headers.get("cache-control")).toBe("no-store")
+      })
+
+      it("documents the security schemes in the OpenAPI document", async () => {
+        const spec = (await json(await api("/openapi.json", { as: null }))).body
+        expect(Object.values(spec.components.securitySchemes)).toEqual(
+          expect.arrayContaining([
+            expect.objectContaining({ type: "http", scheme: "bearer" }),
+            expect.objectContaining({ type: "apiKey", in: "header", name: "X-Api-Key" })
+          ])
+        )
+        expect(spec.paths["/v1/products"].post.security.length).toBeGreaterThan(0)
+        expect(spec.paths["/v1/products"].get.security ?? []).toEqual([])
+        expect(spec.paths["/v1/products"].post.responses["403"]).toBeDefined()
+      })
+
+      it("refuses module calls without a valid service credential, and does nothing for them", async () => {
+        const product = await createProduct()
+        await api(`/v1/products/${product.id}/stock`, { json: { quantity: 3 } })
+        const wrong = await run(
+          Scope.extend(
+            RemoteClient.make("inventory", InventoryRpcs, deployment.inventory, {
+              secret: Redacted.make("not-the-deployments-secret-not-the-secret"),
+              caller: "intruder"
+            }),
+            scope
+          )
+        )
+        let exit: Exit.Exit<unknown, unknown> | undefined
+        for (let i = 0; i < 20; i++) {
+          exit = await runExit(wrong.reserve({ reservationId: `x-${unique()}` as ReservationId, lines: [{ productId: product.id, quantity: 1 }] }))
+          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
+          // The socket may still be opening: wait for the peer's own answer.
+          if (failure?._tag === "Some" && String((failure.value as Error).message).includes("refused")) break
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        const failure = Exit.isFailure(exit!) ? Cause.failureOption(exit!.cause) : undefined
+        expect(failure?._tag === "Some" && failure.value).toBeInstanceOf(RpcClientError.RpcClientError)
+        expect(failure?._tag === "Some" && (failure.value as Error).message).toMatch(/refused.*service credential/)
+        expect((await json(await api(`/v1/products/${product.id}/stock`))).body).toMatchObject({ available: 3, reserved: 0 })
+      })
+    })
+
     describe("the process", () => {
       it("reports itself ready and says where each module runs", async () => {
         const ready = await json(await fetch(`${deployment.gateway}/health/ready`))
@@ -440,10 +771,10 @@ for (const [name, start] of Object.entries(topologies)) {
           expect(response.status).toBe(503)
           expect(response.body).toMatchObject({ type: "/problems/module-unavailable", status: 503 })
         }
-        const recovered = async (route: string) => {
+        const recovered = async (route: string, as?: null) => {
           let status = 0
           for (let i = 0; i < 50 && status !== 200; i++) {
-            status = (await api(route)).status
+            status = (await api(route, { as })).status
             if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
           }
           expect(status).toBe(200)
@@ -454,6 +785,15 @@ for (const [name, start] of Object.entries(topologies)) {
           expect((await fetch(`${deployment.gateway}/health/ready`)).status).toBe(503)
           await alone.inventory.start()
           await recovered(`/v1/products/${product.id}/stock`)
+        }
+        if (alone.identity) {
+          const token = await admin()
+          await alone.identity.stop()
+          await unavailable("/v1/auth/login", { as: null, json: ADMIN })
+          // Access tokens are checked in the gateway against keys it already holds.
+          expect((await api(`/v1/products/${product.id}/stock`, { as: token })).status).toBe(200)
+          await alone.identity.start()
+          await recovered("/.well-known/jwks.json", null)
         }
         if (alone.catalog) {
           await alone.catalog.stop()
@@ -474,9 +814,27 @@ for (const [name, start] of Object.entries(topologies)) {
 
 describe("a process whose topology is incomplete", () => {
   it("refuses to start and names what is missing", async () => {
-    const server = Processes.spawnServer(await Processes.freePort(), { TESSERA_MODULES: "inventory", TESSERA_PEERS: "" })
+    const server = Processes.spawnServer(await Processes.freePort(), { ...settings, TESSERA_MODULES: "inventory", TESSERA_PEERS: "" })
     expect(await server.exited).toBe(1)
     expect(server.output()).toContain("inventory needs catalog")
+  })
+})
+
+describe("service credentials", () => {
+  it("a process that runs part of the system refuses to start without TESSERA_SERVICE_SECRET", async () => {
+    const server = Processes.spawnServer(await Processes.freePort(), {
+      TESSERA_SERVICE_SECRET: undefined,
+      TESSERA_MODULES: "gateway,identity",
+      TESSERA_PEERS: "catalog=http://127.0.0.1:9,inventory=http://127.0.0.1:9"
+    })
+    expect(await server.exited).toBe(1)
+    expect(server.output()).toContain("TESSERA_SERVICE_SECRET")
+  })
+
+  it("refuses a secret too short to be one", async () => {
+    const server = Processes.spawnServer(await Processes.freePort(), { TESSERA_SERVICE_SECRET: "changeme", TESSERA_MODULES: "identity" })
+    expect(await server.exited).toBe(1)
+    expect(server.output()).toContain("at least 32 characters")
   })
 })
 
@@ -498,7 +856,7 @@ describe("the tessera command", () => {
     try {
       const command = Processes.spawnCommand(["migrate"], { DATABASE_URL: db.url, TESSERA_MODULES: "all" })
       expect(await command.exited).toBe(0)
-      expect(command.output()).toContain("migrated: catalog, inventory")
+      expect(command.output()).toContain("migrated: catalog, inventory, identity")
       // Serving afterwards finds nothing left to apply.
       const server = Processes.spawnServer(await Processes.freePort(), { DATABASE_URL: db.url, LOG_LEVEL: "info" })
       await Processes.waitReady(server)
@@ -515,17 +873,17 @@ describe("embedded PostgreSQL", () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-restart-"))
     try {
       const port = await Processes.freePort()
-      const first = Processes.spawnServer(port, { DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
+      const first = Processes.spawnServer(port, { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
       await Processes.waitReady(first)
       const created = await fetch(`${first.url}/v1/products`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", authorization: `Bearer ${await login(first.url, ADMIN)}` },
         body: JSON.stringify({ sku: "KEEP-1", name: "Kept", priceCents: 100, currency: "EUR" })
       })
       const { id } = await created.json() as { id: string }
       expect(await first.stop()).toBe(0)
 
-      const second = Processes.spawnServer(port, { DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
+      const second = Processes.spawnServer(port, { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
       await Processes.waitReady(second)
       const read = await fetch(`${second.url}/v1/products/${id}`)
       expect(read.status).toBe(200)
@@ -541,15 +899,20 @@ describe("graceful shutdown", () => {
   it.runIf(postgres.ok)("finishes a request in flight when SIGTERM arrives, refuses new ones, then exits 0", async () => {
     if (!postgres.ok) return
     const db = await Services.createDatabase(postgres.value)
-    const server = Processes.spawnServer(await Processes.freePort(), { DATABASE_URL: db.url })
+    const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: db.url })
     try {
       await Processes.waitReady(server)
+      const token = await login(server.url, ADMIN)
       const body = JSON.stringify({ sku: `LATE-${Date.now()}`, name: "In flight", priceCents: 100, currency: "EUR" })
       // Send the headers and half the body, signal the process, then send the rest.
       const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
         const request = http.request(`${server.url}/v1/products`, {
           method: "POST",
-          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+            authorization: `Bearer ${token}`
+          }
         }, (response) => {
           let text = ""
           response.on("data", (chunk) => (text += chunk))

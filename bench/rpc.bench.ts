@@ -26,7 +26,7 @@ import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as os from "node:os"
 import { fileURLToPath } from "node:url"
-import { Context, Effect, Either, Exit, Layer, Scope } from "effect"
+import { Context, Effect, Either, Exit, Layer, Redacted, Scope } from "effect"
 import * as Host from "../runtime/Host.ts"
 import * as Processes from "../runtime/testing/Processes.ts"
 import * as Topology from "../runtime/Topology.ts"
@@ -38,6 +38,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const WARMUP_SECONDS = 1
 const CONCURRENT = 32
 const ID = "p-1"
+/** The remote calls carry a service credential, as every call between processes does. */
+const SECRET = Redacted.make("bench-secret-bench-secret-bench-secret")
 
 // ---------------------------------------------------------------------------------------------
 // Drivers: each runs callers until a deadline and returns calls per second.
@@ -240,14 +242,19 @@ const remote = async (rows: Array<Row>) => {
     const [bare, ...tesseras] = await Promise.all([
       start("bare-server.ts", [], {}, async (_, output) => output.includes("listening")),
       ...tracings.map(({ tracing }) =>
-        start("server.ts", ["serve"], { TESSERA_MODULES: "all", LOG_LEVEL: "warn", TESSERA_RPC_TRACING: String(tracing) }, ready)
+        start("server.ts", ["serve"], {
+          TESSERA_MODULES: "all",
+          LOG_LEVEL: "warn",
+          TESSERA_RPC_TRACING: String(tracing),
+          TESSERA_SERVICE_SECRET: Redacted.value(SECRET)
+        }, ready)
       )
     ])
     servers.push(bare!, ...tesseras)
 
     const calls = await Promise.all(tracings.map(async ({ tracing }, i) => {
       const client = await Effect.runPromise(
-        RemoteClient.make("echo", EchoRpcs, tesseras[i]!.url, { tracing }).pipe(Scope.extend(scope))
+        RemoteClient.make("echo", EchoRpcs, tesseras[i]!.url, { tracing, secret: SECRET, caller: "bench" }).pipe(Scope.extend(scope))
       )
       // Built per call, as a caller would: the client method's own work is part of the path.
       const call = Effect.suspend(() => client.get({ id: ID }))

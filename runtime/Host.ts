@@ -15,10 +15,13 @@ import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
+import * as Auth from "./gateway/Auth.ts"
+import * as Edge from "./gateway/Edge.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
 import type { Module } from "./Module.ts"
-import type { ModuleNode, Topology } from "./Topology.ts"
+import * as ServiceCredential from "./security/ServiceCredential.ts"
+import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
@@ -52,9 +55,17 @@ export const make = (
     readonly clients?: ReadonlyMap<string, Layer.Layer<never, any, any>>
     /** A span for every call between modules (default true; `TESSERA_RPC_TRACING`). */
     readonly tracing?: boolean
+    /**
+     * `TESSERA_SERVICE_SECRET`: needed to call modules in other processes and to serve hosted
+     * ones to them. Without it this process serves no RPC endpoint.
+     */
+    readonly secret?: ServiceCredential.Secret | undefined
   }
 ) => {
-  const transport = { tracing: options?.tracing ?? true }
+  const tracing = options?.tracing ?? true
+  const secret = options?.secret
+  /** Who this process is, to the modules it calls. */
+  const caller = [...(topology.gateway ? [GATEWAY] : []), ...topology.hosted].join(",")
   const byName = new Map(modules.map((m) => [m.name, m] as const))
   const hostedLayers = new Map<string, AnyLayer>()
   const clientLayers = new Map<string, AnyLayer>()
@@ -68,9 +79,11 @@ export const make = (
     const layer: AnyLayer = location._tag === "Local"
       ? Layer.effect(
         module.client,
-        Effect.map(hostedTag(name), (hosted) => LocalClient.make(name, module.client.group, hosted.handlers as never, transport))
+        Effect.map(hostedTag(name), (hosted) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing }))
       ).pipe(Layer.provide(hostedLayer(name, path)))
-      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, transport))
+      : secret === undefined
+      ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
+      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, { secret, caller, tracing }))
     clientLayers.set(name, layer)
     return layer
   }
@@ -101,18 +114,26 @@ export const make = (
 
   const hosted = topology.hosted.map((name) => hostedLayer(name, []))
 
-  const endpoints = topology.hosted.map((name) => {
+  // Without the shared secret no peer could present a credential: serve no endpoint at all.
+  const endpoints = secret === undefined ? [] : topology.hosted.map((name) => {
     const module = byName.get(name)!
     return Layer.unwrapEffect(
-      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, transport))
+      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, { secret, tracing }))
     ).pipe(Layer.provide(hostedLayer(name, [])))
   })
 
   const exposed = topology.gateway ? modules.filter((m) => m.http !== undefined) : []
   const apiLayer = HttpApiBuilder.api(Gateway.api(exposed)).pipe(
     Layer.provide(mergeAll(exposed.map((m) => m.http!.layer.pipe(Layer.provide(clientLayer(m.name, [])))))),
+    Layer.provide(Auth.layer),
     Layer.orDie
   )
+
+  /** How the gateway checks credentials: supplied by the module that issues them, if any. */
+  const issuer = exposed.find((m) => m.http!.authenticator !== undefined)
+  const authenticator: Layer.Layer<Auth.Authenticator> = issuer
+    ? (issuer.http!.authenticator!.pipe(Layer.provide(clientLayer(issuer.name, []))) as Layer.Layer<Auth.Authenticator>)
+    : Auth.noAuthenticator
 
   const health = Health.routes({
     hosted: topology.hosted.map((name) => ({
@@ -125,7 +146,7 @@ export const make = (
   /** Every client this process has, local or remote. */
   const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
 
-  return { apiLayer, clients, endpoints, health, hosted }
+  return { apiLayer, authenticator, clients, endpoints, health, hosted }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */
@@ -133,11 +154,21 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const port = yield* Config.port("PORT").pipe(Config.withDefault(8080))
-      const maxBodyBytes = yield* Config.integer("TESSERA_MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024))
+      const edge = yield* Edge.settings
       const grace = yield* Config.duration("TESSERA_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
       const tracing = yield* Config.boolean("TESSERA_RPC_TRACING").pipe(Config.withDefault(true))
       const embedded = yield* needsEmbedded(modules, topology)
-      const host = make(modules, topology, { tracing })
+      const secret = Option.getOrUndefined(yield* ServiceCredential.secretFromConfig)
+      const whole = topology.gateway && modules.every((m) => topology.hosted.includes(m.name))
+      if (!whole && secret === undefined) {
+        return yield* Effect.fail(
+          new Error(
+            "this process runs part of the system: set TESSERA_SERVICE_SECRET, the same in every process, " +
+              "so that modules in different processes can call each other (for example: openssl rand -base64 48)"
+          )
+        )
+      }
+      const host = make(modules, topology, { tracing, secret })
       const server = createServer()
 
       // http.Server.close() waits for every open connection: after the grace period, cut them.
@@ -157,7 +188,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       return HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
         Layer.provide(docs),
         Layer.provide(mergeAll([host.health, ...host.endpoints])),
-        Layer.provide(HttpApiBuilder.middleware(Gateway.middleware(maxBodyBytes))),
+        Layer.provide(HttpApiBuilder.middleware(Edge.middleware(edge)).pipe(Layer.provide(host.authenticator))),
         Layer.provide(host.apiLayer),
         HttpMiddleware.withTracerDisabledWhen((request) => request.url.startsWith("/health")),
         HttpServer.withLogAddress,

@@ -7,6 +7,7 @@ import type { HttpApiGroup } from "@effect/platform"
 import type { Rpc, RpcClient, RpcClientError, RpcGroup } from "@effect/rpc"
 import type { SqlClient } from "@effect/sql"
 import { Context, type Layer } from "effect"
+import type { Authenticator } from "./gateway/Auth.ts"
 
 /** The Tag through which any code calls a module, wherever the module runs. */
 export interface ModuleClient<Self, Name extends string, Rpcs extends Rpc.Any>
@@ -37,6 +38,11 @@ export const ModuleClient =
 export interface ModuleHttp {
   readonly group: HttpApiGroup.HttpApiGroup.Any
   readonly layer: Layer.Layer<any, never, any>
+  /**
+   * For the module that issues credentials (identity): how the gateway checks them, by calling
+   * the module's own client. At most one module of a build supplies it.
+   */
+  readonly authenticator?: Layer.Layer<Authenticator, never, any>
 }
 
 export interface Module<

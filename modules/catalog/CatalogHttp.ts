@@ -1,6 +1,7 @@
 /** The catalog's public REST routes, implemented by calling its client: they work wherever it runs. */
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Effect, Schema } from "effect"
+import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
 import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNotFound, ProductPage, SkuTaken } from "./CatalogApi.ts"
@@ -20,7 +21,8 @@ export class ProductsHttp extends HttpApiGroup.make("products")
       .setPayload(NewProduct.annotations(allErrors))
       .addSuccess(Product, { status: 201 })
       .addError(Problem.schema(SkuTaken))
-      .annotate(OpenApi.Summary, "Create a product; its SKU must be new")
+      .middleware(Auth.AdminOnly)
+      .annotate(OpenApi.Summary, "Create a product; its SKU must be new (admin)")
   )
   .add(
     HttpApiEndpoint.get("list", "/products")

@@ -180,3 +180,6 @@ export class IdentityClient extends ModuleClient("identity", IdentityRpcs)<Ident
 /** Who issues access tokens and whom they are for: identity signs with these, the gateway checks them. */
 export const TOKEN_ISSUER = "tessera/identity"
 export const TOKEN_AUDIENCE = "tessera"
+
+/** Every API key starts with this, which tells it from an access token in `Authorization: Bearer`. */
+export const API_KEY_PREFIX = "tsk_"

@@ -1,6 +1,7 @@
 /** Inventory's public REST routes, implemented by calling its client: they work wherever it runs. */
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Effect, Schema } from "effect"
+import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
 import { ProductId, ProductNotFound } from "../catalog/index.ts"
@@ -15,12 +16,14 @@ export class StockHttp extends HttpApiGroup.make("stock")
       .addSuccess(Stock)
       .addError(Problem.schema(ProductNotFound))
       .addError(Problem.schema(StockLimitExceeded))
-      .annotate(OpenApi.Summary, "Add units to a product's available stock")
+      .middleware(Auth.AdminOnly)
+      .annotate(OpenApi.Summary, "Add units to a product's available stock (admin)")
   )
   .add(
     HttpApiEndpoint.get("get")`/products/${productPath}/stock`
       .addSuccess(Stock)
       .addError(Problem.schema(ProductNotFound))
+      .middleware(Auth.Authenticated)
       .annotate(OpenApi.Summary, "Read a product's stock: available and reserved units")
   )
   .prefix("/v1")

@@ -1,10 +1,10 @@
 /**
- * The public REST API: every module's HttpApiGroup composed into one HttpApi, its OpenAPI
- * document, and the middleware that makes every error a problem response and bounds bodies.
+ * The public REST API: every module's HttpApiGroup composed into one HttpApi and its OpenAPI
+ * document. What every request passes through is in Edge.ts.
  */
-import { HttpApi, HttpIncomingMessage, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
+import { HttpApi, OpenApi } from "@effect/platform"
 import { RpcClientError } from "@effect/rpc"
-import { Effect, Option } from "effect"
+import { Effect } from "effect"
 import type { Module } from "../Module.ts"
 import * as Problem from "./Problem.ts"
 
@@ -85,26 +85,3 @@ export const api = (modules: ReadonlyArray<Module.Any>) => {
     })
   )
 }
-
-/**
- * The API-wide middleware: answers bodies over `maxBodyBytes` with 413 (declared by
- * Content-Length, or found while reading), and every failure that is not a declared error with
- * a problem response (validation, unknown route, malformed body, unreachable module, defect).
- */
-export const middleware = (maxBodyBytes: number) =>
-<E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    const declared = Number(request.headers["content-length"] ?? 0)
-    if (declared > maxBodyBytes) return Effect.succeed(Problem.response(Problem.tooLarge(maxBodyBytes)))
-    return HttpIncomingMessage.withMaxBodySize(app, Option.some(maxBodyBytes)).pipe(
-      Effect.catchAllCause((cause) =>
-        Effect.flatMap(
-          Problem.fromCause(cause, request),
-          Option.match({
-            onNone: () => Effect.failCause(cause),
-            onSome: (problem) => Effect.succeed(Problem.response(problem))
-          })
-        )
-      )
-    )
-  })

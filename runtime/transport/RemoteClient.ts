@@ -5,12 +5,18 @@
  *
  * A peer that is down fails calls at once with an `RpcClientError` (never a hang) while the
  * socket reconnects in the background; calls succeed again as soon as the peer is back.
+ *
+ * Every call carries this process's service credential for the module (ServiceCredential.ts) and
+ * the caller it is made for (Caller.ts, from `RpcClient.currentHeaders`). A peer that refuses the
+ * credential fails the call with an `RpcClientError` naming why: to the calling code it is a
+ * module it cannot reach, as it is.
  */
 import { Socket } from "@effect/platform"
 import { NodeSocket } from "@effect/platform-node"
-import { type Rpc, RpcClient, type RpcClientError, type RpcGroup, RpcSerialization } from "@effect/rpc"
+import { type Rpc, RpcClient, RpcClientError, type RpcGroup, RpcSerialization } from "@effect/rpc"
 import { Effect, Layer, Schedule } from "effect"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
+import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as Calls from "./Calls.ts"
 
 /** `http://host:port` → `ws://host:port/rpc/<module>` (https → wss). */
@@ -25,7 +31,12 @@ export const make = <Rpcs extends Rpc.Any>(
   module: string,
   group: RpcGroup.RpcGroup<Rpcs>,
   peer: string,
-  options: { readonly tracing?: boolean } = {}
+  options: {
+    readonly secret: ServiceCredential.Secret
+    /** Who is calling: the calling process's modules, as the credential's subject. */
+    readonly caller: string
+    readonly tracing?: boolean
+  }
 ) =>
   Effect.gen(function*() {
     // Layer.build ties the socket to the caller's scope (Effect.provide would close it at once).
@@ -42,23 +53,34 @@ export const make = <Rpcs extends Rpc.Any>(
         Layer.provide(RpcSerialization.layerMsgPack)
       )
     )
-    const client = yield* RpcClient.make(group, {
+    const credential = yield* Layer.build(ServiceCredential.client(options.secret, options.caller, module))
+    const client = yield* RpcClient.make(group.middleware(ServiceCredential.ServiceAuth), {
       spanPrefix: module,
       spanAttributes: { [MODULE_ATTRIBUTE]: module },
       disableTracing: options.tracing === false
-    }).pipe(Effect.provide(protocol))
+    }).pipe(Effect.provide(protocol), Effect.provide(credential))
     return guarded(module, client as unknown as Record<string, unknown>) as RpcClient.RpcClient<
       Rpcs,
       RpcClientError.RpcClientError
     >
   })
 
-/** Puts `Calls.guard` in front of every method. */
+/** A refused credential, as the transport failure it is to the calling code. */
+const unreachable = (error: ServiceCredential.ServiceCredentialRefused) =>
+  Effect.zipRight(
+    Effect.logError(error.message),
+    Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message: error.message }))
+  )
+
+/** Puts `Calls.guard` in front of every method, and turns a refused credential into an RpcClientError. */
 const guarded = (module: string, client: Record<string, unknown>): Record<string, unknown> => {
   const out: Record<string, unknown> = {}
   for (const [tag, method] of Object.entries(client)) {
     out[tag] = typeof method === "function"
-      ? (...args: Array<unknown>) => Effect.zipRight(Calls.guard(`${module}.${tag}`), Effect.suspend(() => method(...args)))
+      ? (...args: Array<unknown>) =>
+        Effect.zipRight(Calls.guard(`${module}.${tag}`), Effect.suspend(() => method(...args))).pipe(
+          Effect.catchIf(ServiceCredential.isRefused, unreachable)
+        )
       : guarded(`${module}.${tag}`, method as Record<string, unknown>)
   }
   return out
