@@ -38,10 +38,16 @@ export const stub = <T extends ModuleClient.Any>(
   ) as Layer.Layer<never>
 })
 
+/**
+ * The clients of `modules`, hosted in process on `database`, with `stubs` for the modules they
+ * call but the test does not host. `config` adds entries to (or overrides) the fixed
+ * configuration the modules read.
+ */
 export const layer = (
   modules: ReadonlyArray<Module.Any>,
   database: Database,
-  stubs: ReadonlyArray<Stub> = []
+  stubs: ReadonlyArray<Stub> = [],
+  config: Readonly<Record<string, string>> = {}
 ): Layer.Layer<any, unknown> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
@@ -65,7 +71,10 @@ export const layer = (
     Layer.provide(
       Layer.setConfigProvider(
         ConfigProvider.fromMap(
-          new Map(database._tag === "Postgres" ? [["DATABASE_URL", database.url]] : [["TESSERA_DATA_DIR", database.dataDir]])
+          new Map([
+            database._tag === "Postgres" ? ["DATABASE_URL", database.url] : ["TESSERA_DATA_DIR", database.dataDir],
+            ...Object.entries(config)
+          ])
         )
       )
     )

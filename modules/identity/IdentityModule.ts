@@ -1,0 +1,9 @@
+/** Identity's declaration for the runtime; imported only by the composition root. */
+import * as Module from "../../runtime/Module.ts"
+import { IdentityClient } from "./IdentityApi.ts"
+import { IdentityHandlers } from "./internal/IdentityHandlers.ts"
+
+export const IdentityModule = Module.make({
+  client: IdentityClient,
+  handlers: IdentityHandlers
+})
