@@ -5,10 +5,11 @@
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { CatalogModule } from "./modules/catalog/CatalogModule.ts"
+import { IdentityModule } from "./modules/identity/IdentityModule.ts"
 import { InventoryModule } from "./modules/inventory/InventoryModule.ts"
 import * as Cli from "./runtime/Cli.ts"
 
-export const modules = [CatalogModule, InventoryModule]
+export const modules = [CatalogModule, InventoryModule, IdentityModule]
 
 export const run = () => Cli.main(modules)
 

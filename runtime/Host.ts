@@ -185,7 +185,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
         )
         : Layer.empty
 
-      return HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+      return HttpApiBuilder.serve((app) => HttpMiddleware.logger(Edge.securityHeaders(app))).pipe(
         Layer.provide(docs),
         Layer.provide(mergeAll([host.health, ...host.endpoints])),
         Layer.provide(HttpApiBuilder.middleware(Edge.middleware(edge)).pipe(Layer.provide(host.authenticator))),

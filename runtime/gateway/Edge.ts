@@ -10,12 +10,12 @@
  * 4. the caller set for every module call the request makes (Caller.ts), wherever it runs;
  * 5. every failure that is not a declared error answered with a problem response (validation,
  *    unknown route, malformed body, unreachable module, defect — never a stack or SQL);
- * 6. security headers on every response.
+ * 6. security headers on every response (`securityHeaders`, applied around everything).
  *
  * `/health/*` and `/rpc/*` (module-to-module, checked by the service credential) are neither
  * authenticated nor rate limited here.
  */
-import { HttpApp, HttpIncomingMessage, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApp, HttpIncomingMessage, HttpMiddleware, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Config, Effect, Option } from "effect"
 import * as Caller from "../security/Caller.ts"
 import * as Auth from "./Auth.ts"
@@ -87,17 +87,33 @@ const tooMany = (retryAfterSeconds: number, detail: string) =>
   )
 
 const unauthenticated = (error: Caller.Unauthenticated) =>
-  Problem.response({ type: Problem.typeOf("Unauthenticated"), title: "Unauthenticated", status: 401, detail: error.reason })
+  Problem.response({
+    type: Problem.typeOf("Unauthenticated"),
+    title: "Unauthenticated",
+    status: 401,
+    detail: error.reason,
+    reason: error.reason
+  })
 
-const secured = (path: string, authenticated: boolean) => (response: HttpServerResponse.HttpServerResponse) => {
-  let headers = { ...SECURITY_HEADERS }
-  if (path === "/docs") headers["content-security-policy"] = DOCS_CSP
-  // Answers for a caller, or about credentials, are never cached by anyone on the way.
-  if (authenticated || path.startsWith("/v1/auth/")) headers["cache-control"] = "no-store"
-  if (response.status === 401) headers["www-authenticate"] = `Bearer realm="tessera"`
-  headers = Object.fromEntries(Object.entries(headers).filter(([name]) => response.headers[name] === undefined))
-  return HttpServerResponse.setHeaders(response, headers)
-}
+/**
+ * Adds the security headers to every response of the process, just before it is sent (so also
+ * to the declared errors HttpApi renders after the API middleware): for `HttpApiBuilder.serve`.
+ */
+export const securityHeaders = HttpMiddleware.make((app) =>
+  HttpApp.withPreResponseHandler(app, (request, response) => {
+    const path = pathOf(request.url)
+    const headers: Record<string, string> = { ...SECURITY_HEADERS }
+    if (path === "/docs") headers["content-security-policy"] = DOCS_CSP
+    // Answers for a caller, or about credentials, are never cached by anyone on the way.
+    if (
+      path.startsWith("/v1/auth/") || request.headers["authorization"] !== undefined ||
+      request.headers[Auth.API_KEY_HEADER] !== undefined
+    ) headers["cache-control"] = "no-store"
+    if (response.status === 401) headers["www-authenticate"] = `Bearer realm="tessera"`
+    for (const name of Object.keys(headers)) if (response.headers[name] !== undefined) delete headers[name]
+    return Effect.succeed(HttpServerResponse.setHeaders(response, headers))
+  })
+)
 
 /** The gateway's middleware (see the module comment), for `HttpApiBuilder.middleware`. */
 export const middleware = (settings: Settings) =>
@@ -161,18 +177,14 @@ export const middleware = (settings: Settings) =>
         const path = pathOf(request.url)
         if (path.startsWith("/health/") || path.startsWith("/rpc/")) return withProblems(request, app)
         const declared = Number(request.headers["content-length"] ?? 0)
-        if (declared > settings.maxBodyBytes) {
-          return Effect.succeed(secured(path, false)(Problem.response(Problem.tooLarge(settings.maxBodyBytes))))
-        }
-        let authenticated = false
+        if (declared > settings.maxBodyBytes) return Effect.succeed(Problem.response(Problem.tooLarge(settings.maxBodyBytes)))
         const handled = Effect.flatMap(authenticate(request), (outcome) => {
           const refused = limit(path, clientAddress(request, settings.trustedProxies), outcome)
           if (refused !== undefined) return Effect.succeed(refused)
           if (outcome._tag === "Refused") return Effect.succeed(unauthenticated(outcome.error))
-          authenticated = outcome._tag === "Authenticated"
           const routed = Effect.locally(app, Auth.currentOutcome, outcome)
           return outcome._tag === "Authenticated" ? Caller.withCaller(outcome.caller)(routed) : Caller.anonymous(routed)
         })
-        return Effect.map(withProblems(request, handled), (response) => secured(path, authenticated)(response))
+        return withProblems(request, handled)
       })
   })
