@@ -58,15 +58,25 @@ export const IdentityAuthenticator = Layer.effect(
       return keys
     })
 
-    /** The cached key set, fetched again when stale or when it does not know `kid`. */
+    /**
+     * The cached key set, fetched again when stale or when it does not know `kid`. While identity
+     * is unreachable, the keys already held keep verifying the tokens they signed.
+     */
     const keysFor = (kid: string | undefined) =>
       lock.withPermits(1)(Effect.gen(function*() {
         const now = DateTime.toEpochMillis(yield* DateTime.now)
-        if (keys === undefined || now - keys.at > Duration.toMillis(KEYS_TTL)) return yield* fetchKeys
-        if (kid !== undefined && !keys.kids.has(kid) && now - keys.at > Duration.toMillis(REFETCH_COOLDOWN)) {
-          return yield* fetchKeys
-        }
-        return keys
+        const held = keys
+        if (held === undefined) return yield* fetchKeys
+        const stale = now - held.at > Duration.toMillis(KEYS_TTL)
+        const unknown = kid !== undefined && !held.kids.has(kid) && now - held.at > Duration.toMillis(REFETCH_COOLDOWN)
+        if (!stale && !unknown) return held
+        return yield* fetchKeys.pipe(
+          Effect.catchAllCause((cause) => {
+            // Try again after the cooldown, not on every request meanwhile.
+            keys = { ...held, at: Math.min(held.at, now - Duration.toMillis(KEYS_TTL)) + Duration.toMillis(REFETCH_COOLDOWN) }
+            return Effect.as(Effect.logWarning("identity's keys could not be fetched again; using the keys held", cause), held)
+          })
+        )
       }))
 
     const verifyToken = (token: string) =>
