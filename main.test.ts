@@ -805,7 +805,7 @@ for (const [name, start] of Object.entries(topologies)) {
           await alone.catalog.start()
           await recovered(`/v1/products/${product.id}`)
         }
-      })
+      }, 120_000)
 
       it("stops cleanly on SIGTERM", async () => {
         for (const server of deployment.servers) expect(await server.stop()).toBe(0)

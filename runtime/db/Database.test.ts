@@ -52,6 +52,8 @@ for (const { acquire, name } of await Services.databases()) {
       runtime = ManagedRuntime.make(
         (database.database._tag === "Embedded" ? EmbeddedPostgres.layer.pipe(Layer.provide(config())) : Layer.empty) as Layer.Layer<never>
       )
+      // Start the embedded database here: under load it takes longer than a test may.
+      await runtime.runtime()
     })
     afterAll(async () => {
       await runtime?.dispose()
