@@ -1,7 +1,7 @@
 /**
  * Serves a hosted module's contract to its peers at `/rpc/<module>` on the process's HTTP port:
  * @effect/rpc over WebSocket, msgpack frames. Every call must carry a valid service credential
- * for this module (ServiceCredential.ts); one without is refused before its payload is read. A
+ * for this module (ServiceCredential.ts); one without is refused before its handler runs. A
  * defect in one call fails that call only. Each call is a span `<module>.<rpc>` carrying
  * `tessera.module`, which the logger reads.
  */
