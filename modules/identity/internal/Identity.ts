@@ -3,6 +3,7 @@ import { Config, DateTime, Effect, Option, Redacted, Schema } from "effect"
 import * as crypto from "node:crypto"
 import {
   AccessToken,
+  API_KEY_PREFIX,
   ApiKey,
   ApiKeyId,
   ApiKeyNotFound,
@@ -29,9 +30,8 @@ import { UsersRepo } from "./UsersRepo.ts"
 /** E-mail addresses are stored and compared trimmed and lowercased. */
 export const normalizeEmail = (email: string) => email.trim().toLowerCase()
 
-const API_KEY_PREFIX = "tsk_"
-/** `tsk_` and 32 random bytes in base64url (43 characters, unpadded). */
-const API_KEY_FORMAT = /^tsk_[A-Za-z0-9_-]{43}$/
+/** The prefix and 32 random bytes in base64url (43 characters, unpadded). */
+const API_KEY_FORMAT = new RegExp(`^${API_KEY_PREFIX}[A-Za-z0-9_-]{43}$`)
 
 /**
  * The stored form of an API key. A fast hash is right here, unlike for passwords: the key is 256
