@@ -183,7 +183,7 @@ export const middleware = (settings: Settings) =>
           if (refused !== undefined) return Effect.succeed(refused)
           if (outcome._tag === "Refused") return Effect.succeed(unauthenticated(outcome.error))
           const routed = Effect.locally(app, Auth.currentOutcome, outcome)
-          return outcome._tag === "Authenticated" ? Caller.withCaller(outcome.caller)(routed) : Caller.anonymous(routed)
+          return outcome._tag === "Authenticated" ? Caller.withCaller(outcome.caller)(routed) : routed
         })
         return withProblems(request, handled)
       })
