@@ -12,7 +12,7 @@ import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@eff
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
-import { createServer } from "node:http"
+import { createServer, IncomingMessage } from "node:http"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Auth from "./gateway/Auth.ts"
@@ -169,7 +169,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
         )
       }
       const host = make(modules, topology, { tracing, secret })
-      const server = createServer()
+      const server = createServer({ IncomingMessage: UnreadBodyMessage })
 
       // http.Server.close() waits for every open connection: after the grace period, cut them.
       const shutdownGrace = Layer.scopedDiscard(Effect.addFinalizer(() =>
@@ -201,6 +201,21 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       ) as Layer.Layer<never, unknown>
     })
   )
+
+/**
+ * A request whose body the server stopped reading keeps its connection until the answer is
+ * written. @effect/platform stops reading a body over the size limit by destroying the request,
+ * and Node then destroys the socket: the client would see a reset instead of the 413 (a body
+ * declared by Content-Length is refused before it is read; a chunked one is found out while
+ * reading). That answer closes the connection (`Connection: close`, Edge.ts), so the rest
+ * of the body is never read.
+ */
+class UnreadBodyMessage extends IncomingMessage {
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
+    if (error === null && !this.complete && !this.socket.destroyed) return callback(null)
+    super._destroy(error, callback)
+  }
+}
 
 /** The hosted modules that keep data (and so have a database to open and migrate). */
 export const withData = (modules: ReadonlyArray<Module.Any>, topology: Topology): ReadonlyArray<string> =>

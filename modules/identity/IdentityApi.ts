@@ -50,7 +50,10 @@ export type Registration = typeof Registration.Type
 /** What a login presents. Any string may be tried; only a match logs in. */
 export const Credentials = Schema.Struct({
   email: Schema.String.pipe(Schema.maxLength(254)),
-  password: Schema.Redacted(Schema.String.pipe(Schema.maxLength(256)))
+  // Its own message: the default one would quote the password back.
+  password: Schema.Redacted(
+    Schema.String.pipe(Schema.maxLength(256, { message: () => "a password has at most 256 characters" }))
+  )
 })
 export type Credentials = typeof Credentials.Type
 

@@ -27,11 +27,13 @@ const sentence = (tag: string) => {
 
 export const typeOf = (name: string) => `/problems/${kebab(name)}`
 
-export const response = (problem: Problem) =>
+/** `close`: end the connection after this answer (the request's body was left unread). */
+export const response = (problem: Problem, options?: { readonly close?: boolean }) =>
   HttpServerResponse.unsafeJson(problem, {
     status: problem.status,
     contentType: CONTENT_TYPE,
-    ...(problem.status === 503 ? { headers: { "retry-after": "1" } } : {})
+    ...(problem.status === 503 ? { headers: { "retry-after": "1" } } : {}),
+    ...(options?.close ? { headers: { connection: "close" } } : {})
   })
 
 /**

@@ -14,10 +14,12 @@
 import { Socket } from "@effect/platform"
 import { NodeSocket } from "@effect/platform-node"
 import { type Rpc, RpcClient, RpcClientError, type RpcGroup, RpcSerialization } from "@effect/rpc"
-import { Effect, Layer, Schedule } from "effect"
+import { Deferred, Effect, Exit, Layer, Schedule } from "effect"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as Calls from "./Calls.ts"
+
+const OPEN_TIMEOUT = "3 seconds"
 
 /** `http://host:port` → `ws://host:port/rpc/<module>` (https → wss). */
 export const endpoint = (peer: string, module: string): string => {
@@ -39,6 +41,17 @@ export const make = <Rpcs extends Rpc.Any>(
   }
 ) =>
   Effect.gen(function*() {
+    // The socket opens in the background, and calls fail fast until it has: wait for the first
+    // open (bounded), so that a process whose peers are up answers its first requests.
+    const opened = yield* Deferred.make<void>()
+    const watched = Layer.effect(
+      Socket.WebSocketConstructor,
+      Effect.map(Socket.WebSocketConstructor, (construct) => (url: string, protocols?: string | Array<string>) => {
+        const socket = construct(url, protocols)
+        socket.addEventListener("open", () => Deferred.unsafeDone(opened, Exit.void))
+        return socket
+      })
+    ).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))
     // Layer.build ties the socket to the caller's scope (Effect.provide would close it at once).
     const protocol = yield* Layer.build(
       RpcClient.layerProtocolSocket({
@@ -46,12 +59,16 @@ export const make = <Rpcs extends Rpc.Any>(
         retrySchedule: Schedule.exponential("100 millis", 1.5).pipe(Schedule.union(Schedule.spaced("2 seconds")))
       }).pipe(
         Layer.provide(
-          Layer.scoped(Socket.Socket, Socket.makeWebSocket(endpoint(peer, module), { openTimeout: "3 seconds" })).pipe(
-            Layer.provide(NodeSocket.layerWebSocketConstructor)
+          Layer.scoped(Socket.Socket, Socket.makeWebSocket(endpoint(peer, module), { openTimeout: OPEN_TIMEOUT })).pipe(
+            Layer.provide(watched)
           )
         ),
         Layer.provide(RpcSerialization.layerMsgPack)
       )
+    )
+    yield* Deferred.await(opened).pipe(
+      Effect.timeout(OPEN_TIMEOUT),
+      Effect.catchAll(() => Effect.logWarning(`${module} at ${peer} is not reachable yet; calls fail until it is`))
     )
     const credential = yield* Layer.build(ServiceCredential.client(options.secret, options.caller, module))
     const client = yield* RpcClient.make(group.middleware(ServiceCredential.ServiceAuth), {
