@@ -672,6 +672,17 @@ for (const [name, start] of Object.entries(topologies)) {
         expect((await api("/v1/auth/login", { as: null, json: { email: user.email, password } })).status).toBe(200)
       })
 
+      it("answers 429, without checking, an address that keeps presenting bad credentials", async () => {
+        const from = `192.0.2.${Math.floor(Math.random() * 254) + 1}`
+        const statuses: Array<number> = []
+        for (let i = 0; i < RATE_LIMIT + 5; i++) {
+          statuses.push((await api("/v1/me", { as: null, from, headers: { "x-api-key": `tsk_guess${i}` } })).status)
+        }
+        expect(statuses.slice(0, RATE_LIMIT)).toEqual(Array(RATE_LIMIT).fill(401))
+        expect(statuses.at(-1)).toBe(429)
+        expect((await api("/v1/me", { as: null, headers: { "x-api-key": "tsk_guess" } })).status).toBe(401)
+      })
+
       it("limits each client's request rate: 429 for the greedy one, others served", async () => {
         const greedy = await customer()
         const token = await greedy.token()

@@ -125,14 +125,28 @@ export const middleware = (settings: Settings) =>
       ? RateLimit.make({ rate: settings.authRateLimit / 60, burst: Math.max(1, Math.ceil(settings.authRateLimit)) })
       : undefined
 
+    /**
+     * Refused credentials per client IP, `TESSERA_RATE_LIMIT` a minute: an address that keeps
+     * presenting bad ones is answered 429 before its next credential costs a check (an API key
+     * check reads identity's table).
+     */
+    const refusalsFrom = settings.rateLimit > 0
+      ? RateLimit.make({ rate: settings.rateLimit / 60, burst: Math.max(1, Math.ceil(settings.rateLimit)) })
+      : undefined
+
     /** Checks the request's credential, if it presents one. */
-    const authenticate = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Auth.Outcome> => {
-      const credential = Auth.credentialOf(request.headers)
+    const authenticate = (
+      credential: Option.Option<Auth.Credential> | Caller.Unauthenticated,
+      client: string
+    ): Effect.Effect<Auth.Outcome> => {
       if (credential instanceof Caller.Unauthenticated) return Effect.succeed({ _tag: "Refused", error: credential })
       if (Option.isNone(credential)) return Effect.succeed(Auth.ANONYMOUS)
       return authenticator.authenticate(credential.value).pipe(
         Effect.match({
-          onFailure: (error): Auth.Outcome => ({ _tag: "Refused", error }),
+          onFailure: (error): Auth.Outcome => {
+            refusalsFrom?.take(client)
+            return { _tag: "Refused", error }
+          },
           onSuccess: (caller): Auth.Outcome => ({ _tag: "Authenticated", caller })
         }),
         // A module the check needs is unreachable: 503 from the problem mapping below.
@@ -181,8 +195,14 @@ export const middleware = (settings: Settings) =>
         if (path.startsWith("/health/") || path.startsWith("/rpc/")) return withProblems(request, app)
         const declared = Number(request.headers["content-length"] ?? 0)
         if (declared > settings.maxBodyBytes) return Effect.succeed(Problem.response(Problem.tooLarge(settings.maxBodyBytes)))
-        const handled = Effect.flatMap(authenticate(request), (outcome) => {
-          const refused = limit(path, clientAddress(request, settings.trustedProxies), outcome)
+        const client = clientAddress(request, settings.trustedProxies)
+        const credential = Auth.credentialOf(request.headers)
+        if (Option.isOption(credential) && Option.isSome(credential) && refusalsFrom?.has(client) === false) {
+          const retryAfter = Math.ceil(60 / settings.rateLimit)
+          return Effect.succeed(tooMany(retryAfter, `too many refused credentials from this address; retry in ${retryAfter} s`))
+        }
+        const handled = Effect.flatMap(authenticate(credential, client), (outcome) => {
+          const refused = limit(path, client, outcome)
           if (refused !== undefined) return Effect.succeed(refused)
           if (outcome._tag === "Refused") return Effect.succeed(unauthenticated(outcome.error))
           const routed = Effect.locally(app, Auth.currentOutcome, outcome)

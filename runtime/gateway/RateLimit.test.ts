@@ -36,4 +36,15 @@ describe("RateLimit", () => {
     time.advance(60_000)
     expect([1, 2, 3].map(() => limiter.take("a").allowed)).toEqual([true, true, false])
   })
+
+  it("tells whether a token is there without spending it", () => {
+    const time = clock()
+    const limiter = RateLimit.make({ rate: 1, burst: 1 }, time.now)
+    expect(limiter.has("a")).toBe(true)
+    expect(limiter.has("a")).toBe(true)
+    limiter.take("a")
+    expect(limiter.has("a")).toBe(false)
+    time.advance(1000)
+    expect(limiter.has("a")).toBe(true)
+  })
 })

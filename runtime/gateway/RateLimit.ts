@@ -55,7 +55,15 @@ export const make = (limit: Limit, now: () => number = Date.now) => {
     return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / limit.rate)) }
   }
 
-  return { take, size: () => buckets.size }
+  /** Whether `key` has a token to spend now, without spending it. */
+  const has = (key: string): boolean => {
+    const bucket = buckets.get(key)
+    if (bucket === undefined) return true
+    refill(bucket, now())
+    return bucket.tokens >= 1
+  }
+
+  return { take, has, size: () => buckets.size }
 }
 
 export type RateLimiter = ReturnType<typeof make>
