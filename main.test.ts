@@ -707,36 +707,36 @@ for (const [name, start] of Object.entries(topologies)) {
         expect((await problem(tooLong, 400, "/problems/validation")).detail).not.toContain(long.slice(0, 20))
       })
 
-      it("answers 413 to an oversized body sent in chunks (no Content-Length), then closes", async () => {
+      it("answers 413 to an oversized body sent in chunks (no Content-Length)", async () => {
         const { port } = new URL(deployment.gateway)
-        const answer = await new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
+        const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
           const request = http.request(
             { host: "127.0.0.1", port, path: "/v1/auth/register", method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } },
             (response) => {
               answered = true
               let body = ""
               response.on("data", (chunk) => (body += chunk))
-              response.on("end", () => resolve({ status: response.statusCode!, body, connection: response.headers.connection }))
+              response.on("end", () => resolve({ status: response.statusCode!, body }))
             }
           )
-          // The server may close while the rest is still being sent: only a missing answer fails.
+          // The rest of the body is refused once the answer is out: only a missing answer fails.
           let answered = false
           request.on("error", (error) => answered || reject(error))
           const chunk = "x".repeat(64 * 1024)
           let sent = 0
           request.write(`{"email":"chunked-${unique()}@example.com","name":"C","password":"`)
+          // A chunk per turn of the event loop, as a streaming client sends, until the answer comes.
           const pump = () => {
-            while (sent < 3 * 1024 * 1024) {
-              sent += chunk.length
-              if (!request.write(chunk)) return void request.once("drain", pump)
-            }
-            request.end(`"}`)
+            if (answered) return
+            if (sent >= 3 * 1024 * 1024) return void request.end(`"}`)
+            sent += chunk.length
+            if (request.write(chunk)) setImmediate(pump)
+            else request.once("drain", pump)
           }
           pump()
         })
         expect(answer.status).toBe(413)
         expect(JSON.parse(answer.body)).toMatchObject({ type: "/problems/payload-too-large", status: 413 })
-        expect(answer.connection).toBe("close")
         expect((await api("/health/live", { as: null })).status).toBe(200)
       })
 

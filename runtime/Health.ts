@@ -1,7 +1,7 @@
 /**
  * `GET /health/live`: the process answers. `GET /health/ready`: 200 only when every hosted module
- * has its migrations applied and every peer this process calls answers; the body lists each
- * module with `local` or the URL it is reached at.
+ * has its migrations applied and every peer this process calls answers, with this process's RPC
+ * connection to it open; the body lists each module with `local` or the URL it is reached at.
  */
 import { HttpApiBuilder, HttpMiddleware, HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
@@ -50,6 +50,8 @@ export const routes = (options: {
     readonly status: Effect.Effect<{ readonly ready: boolean; readonly detail: string }, never, any>
   }>
   readonly locations: ReadonlyMap<string, Location>
+  /** Whether this process's RPC connection to a remote module is open. */
+  readonly connected: (name: string) => boolean
 }) =>
   HttpApiBuilder.Router.use((router) =>
     Effect.gen(function*() {
@@ -57,7 +59,8 @@ export const routes = (options: {
       const ready = Effect.gen(function*() {
         const checks = [...options.locations].map(([name, location]) => {
           const status = location._tag === "Remote"
-            ? peerStatus(location.url)
+            ? Effect.map(peerStatus(location.url), (s) =>
+              s.ready && !options.connected(name) ? { ready: false, detail: "answers; RPC connection not open yet" } : s)
             : (options.hosted.find((h) => h.name === name)?.status ?? Effect.succeed({ ready: false, detail: "not hosted" }))
           return Effect.map(status, (s): ModuleHealth => ({
             name,

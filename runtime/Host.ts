@@ -68,6 +68,8 @@ export const make = (
   const caller = [...(topology.gateway ? [GATEWAY] : []), ...topology.hosted].join(",")
   const byName = new Map(modules.map((m) => [m.name, m] as const))
   const hostedLayers = new Map<string, AnyLayer>()
+  /** Whether the RPC socket to each remote module is open now (readiness needs it). */
+  const connected = new Map<string, boolean>()
   const clientLayers = new Map<string, AnyLayer>()
 
   /** The client of `name` as this process reaches it. Cached: one per process. */
@@ -83,7 +85,12 @@ export const make = (
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
       ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
-      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, { secret, caller, tracing }))
+      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, {
+        secret,
+        caller,
+        tracing,
+        onConnection: (open) => connected.set(name, open)
+      }))
     clientLayers.set(name, layer)
     return layer
   }
@@ -140,7 +147,8 @@ export const make = (
       name,
       status: Effect.flatMap(hostedTag(name), Health.moduleStatus)
     })),
-    locations: topology.locations
+    locations: topology.locations,
+    connected: (name) => connected.get(name) === true
   }).pipe(Layer.provide(mergeAll(hosted)))
 
   /** Every client this process has, local or remote. */
@@ -203,19 +211,23 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
   )
 
 /**
- * A request whose body the server stopped reading keeps its connection until the answer is
- * written. @effect/platform stops reading a body over the size limit by destroying the request,
- * and Node then destroys the socket: the client would see a reset instead of the 413 (a body
+ * A request whose body the server stopped reading keeps its connection until the answer is read.
+ * @effect/platform stops reading a body over the size limit by destroying the request, and Node
+ * then destroys the socket at once: the client would see a reset instead of the 413 (a body
  * declared by Content-Length is refused before it is read; a chunked one is found out while
- * reading). That answer closes the connection (`Connection: close`, Edge.ts), so the rest
- * of the body is never read.
+ * reading). Here the socket stays, no more of the body is read (the client's sending stalls), and
+ * the connection is cut `LINGER_MS` later, time enough for the answer to be read.
  */
 class UnreadBodyMessage extends IncomingMessage {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
-    if (error === null && !this.complete && !this.socket.destroyed) return callback(null)
-    super._destroy(error, callback)
+    if (error !== null || this.complete || this.socket.destroyed) return super._destroy(error, callback)
+    const socket = this.socket
+    setTimeout(() => socket.destroy(), LINGER_MS).unref()
+    callback(null)
   }
 }
+
+const LINGER_MS = 5_000
 
 /** The hosted modules that keep data (and so have a database to open and migrate). */
 export const withData = (modules: ReadonlyArray<Module.Any>, topology: Topology): ReadonlyArray<string> =>

@@ -180,10 +180,7 @@ export const middleware = (settings: Settings) =>
             Problem.fromCause(cause, request),
             Option.match({
               onNone: () => Effect.failCause(cause),
-              // Over the limit while reading: the rest of the body is still coming. Close rather
-              // than read it (a body declared too large is refused before reading, and Node
-              // drains it so the client can read the answer).
-              onSome: (problem) => Effect.succeed(Problem.response(problem, { close: problem.status === 413 }))
+              onSome: (problem) => Effect.succeed(Problem.response(problem))
             })
           )
         )

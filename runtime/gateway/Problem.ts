@@ -27,13 +27,11 @@ const sentence = (tag: string) => {
 
 export const typeOf = (name: string) => `/problems/${kebab(name)}`
 
-/** `close`: end the connection after this answer (the request's body was left unread). */
-export const response = (problem: Problem, options?: { readonly close?: boolean }) =>
+export const response = (problem: Problem) =>
   HttpServerResponse.unsafeJson(problem, {
     status: problem.status,
     contentType: CONTENT_TYPE,
-    ...(problem.status === 503 ? { headers: { "retry-after": "1" } } : {}),
-    ...(options?.close ? { headers: { connection: "close" } } : {})
+    ...(problem.status === 503 ? { headers: { "retry-after": "1" } } : {})
   })
 
 /**

@@ -38,6 +38,8 @@ export const make = <Rpcs extends Rpc.Any>(
     /** Who is calling: the calling process's modules, as the credential's subject. */
     readonly caller: string
     readonly tracing?: boolean
+    /** Told each time the socket to the peer opens (`true`) or closes (`false`). */
+    readonly onConnection?: (open: boolean) => void
   }
 ) =>
   Effect.gen(function*() {
@@ -48,7 +50,11 @@ export const make = <Rpcs extends Rpc.Any>(
       Socket.WebSocketConstructor,
       Effect.map(Socket.WebSocketConstructor, (construct) => (url: string, protocols?: string | Array<string>) => {
         const socket = construct(url, protocols)
-        socket.addEventListener("open", () => Deferred.unsafeDone(opened, Exit.void))
+        socket.addEventListener("open", () => {
+          options.onConnection?.(true)
+          Deferred.unsafeDone(opened, Exit.void)
+        })
+        socket.addEventListener("close", () => options.onConnection?.(false))
         return socket
       })
     ).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))
