@@ -10,7 +10,7 @@
  *   per call. Ceiling: the same handler function called directly, one `Effect.runPromise` per
  *   call. Target: >= 50% of the ceiling.
  * - remote: child processes running the production `tessera serve` (bench/server.ts) hosting the
- *   Echo module, called from this process through `RemoteClient.make` (WebSocket + msgpack), one
+ *   Echo module, called from this process through `RemoteClient.make` (the lane: WebSocket, JSON frames), one
  *   `Effect.runPromise` per call. Ceiling: a bare `node:http` server in a child process
  *   (bench/bare-server.ts) answering the same JSON, driven by autocannon (keep-alive, one
  *   connection per caller). Target: >= 30% of the ceiling at 32 concurrent callers (the

@@ -60,6 +60,8 @@ export const make = (
      * ones to them. Without it this process serves no RPC endpoint.
      */
     readonly secret?: ServiceCredential.Secret | undefined
+    /** How long calls in flight may take to finish at shutdown (`TESSERA_SHUTDOWN_GRACE`). */
+    readonly grace?: Duration.Duration
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -125,7 +127,7 @@ export const make = (
   const endpoints = secret === undefined ? [] : topology.hosted.map((name) => {
     const module = byName.get(name)!
     return Layer.unwrapEffect(
-      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, { secret, tracing }))
+      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, { secret, tracing, grace: options?.grace }))
     ).pipe(Layer.provide(hostedLayer(name, [])))
   })
 
@@ -176,7 +178,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
-      const host = make(modules, topology, { tracing, secret })
+      const host = make(modules, topology, { tracing, secret, grace })
       const server = createServer({ IncomingMessage: UnreadBodyMessage })
 
       // http.Server.close() waits for every open connection: after the grace period, cut them.

@@ -1,89 +1,57 @@
-/** The service credential on its own: what the client adds, what the endpoint accepts. */
-import { Headers } from "@effect/platform"
-import { Rpc, RpcClient, type RpcMiddleware } from "@effect/rpc"
-import { Cause, ConfigProvider, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
+/** The service credential on its own: what a client presents, what an endpoint accepts. */
+import { ConfigProvider, Effect, Either, Exit, Option, Redacted } from "effect"
 import * as jose from "jose"
 import { describe, expect, it } from "vitest"
-import * as Caller from "./Caller.ts"
 import * as ServiceCredential from "./ServiceCredential.ts"
 
 const secret = Redacted.make("a-test-secret-that-is-long-enough-1234")
-const rpc = Rpc.make("ping", { success: Schema.String }) as unknown as Rpc.AnyWithProps
+const key = new TextEncoder().encode(Redacted.value(secret))
 
-/** The headers the client middleware puts on a request from `caller` to `module`. */
-const signed = (module: string, caller = "gateway") =>
-  Effect.runPromise(
-    Effect.gen(function*() {
-      const context = yield* Layer.build(ServiceCredential.client(secret, caller, module))
-      const middleware = context.unsafeMap.get(`${ServiceCredential.ServiceAuth.key}/Client`) as RpcMiddleware.RpcMiddlewareClient
-      const request = yield* middleware({ rpc, request: { headers: Headers.empty } as never })
-      return request.headers
-    }).pipe(Effect.scoped)
-  )
+const verify = (module: string, token: string | undefined) =>
+  Effect.runPromise(Effect.either(ServiceCredential.verifier(secret, module)(token)))
 
-/**
- * Runs a call through the endpoint middleware of `module` in a fiber whose own headers are
- * `ambient`; the handler returns the caller its module calls would carry.
- */
-const serve = (module: string, headers: Headers.Headers, ambient: Record<string, string> = {}) =>
-  Effect.runPromiseExit(RpcClient.withHeaders(
-    ServiceCredential.server(secret, module)({
-      clientId: 1,
-      rpc,
-      payload: {},
-      headers,
-      next: Effect.map(
-        Effect.flatMap(RpcClient.currentHeaders, (current) => Effect.succeed(Caller.fromHeaders(current))),
-        (caller) => caller as never
-      ) as never
-    }) as unknown as Effect.Effect<Option.Option<Caller.Caller>, ServiceCredential.ServiceCredentialRefused>,
-    ambient
-  ))
-
-const refusal = (exit: Exit.Exit<unknown, unknown>) =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+const reason = (result: Either.Either<number, ServiceCredential.ServiceCredentialRefused>) =>
+  Either.isLeft(result) ? result.left.reason : undefined
 
 describe("ServiceCredential", () => {
-  it("lets a call with the credential for this module through, with the caller it carries", async () => {
-    const headers = await signed("inventory")
-    const caller = new Caller.Caller({ kind: "user", id: "u-1", role: "customer" })
-    const exit = await serve("inventory", Headers.merge(headers, Headers.fromInput(Caller.toHeaders(caller))))
-    expect(exit).toEqual(Exit.succeed(Option.some(caller)))
-    // Accepted again from the cache of verified tokens.
-    expect(Exit.isSuccess(await serve("inventory", headers))).toBe(true)
+  it("accepts the credential a client signs for this module, and says when it expires", async () => {
+    const issuer = ServiceCredential.issuer(secret, "gateway,catalog", "inventory")
+    const credential = await issuer.current()
+    const result = await verify("inventory", credential.token)
+    expect(result).toEqual(Either.right(credential.expiresAt))
+    expect(credential.expiresAt - Date.now()).toBeGreaterThan(290_000)
+    const { payload } = await jose.jwtVerify(credential.token, key)
+    expect(payload).toMatchObject({ sub: "gateway,catalog", aud: "inventory", iss: "tessera/service" })
   })
 
-  it("refuses a call with no credential, one for another module, or one signed with another secret", async () => {
-    expect(refusal(await serve("inventory", Headers.empty))).toMatchObject({ reason: "the call carries no service credential" })
-    expect(refusal(await serve("inventory", await signed("catalog")))).toMatchObject({ reason: "the service credential is not valid" })
+  it("hands out the same credential until it is due, then a new one, renewed before it expires", async () => {
+    const issuer = ServiceCredential.issuer(secret, "gateway", "inventory", 2)
+    const first = await issuer.current()
+    expect(await issuer.current()).toBe(first)
+    // Renewed halfway through a short lifetime (a minute early for the five-minute default).
+    expect(issuer.renewalTime(first)).toBe(first.expiresAt - 1_000)
+    await new Promise((resolve) => setTimeout(resolve, 1_100))
+    const second = await issuer.current()
+    expect(second.token).not.toBe(first.token)
+  })
+
+  it("refuses no credential, one for another module, one signed with another secret, and an unsigned one", async () => {
+    expect(reason(await verify("inventory", undefined))).toBe("no service credential was presented")
+    const forCatalog = await ServiceCredential.issuer(secret, "gateway", "catalog").current()
+    expect(reason(await verify("inventory", forCatalog.token))).toBe("the service credential is not valid")
     const forged = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" }).setIssuer("tessera/service")
       .setAudience("inventory").setExpirationTime("5m").sign(new TextEncoder().encode("another-secret-another-secret-12345"))
-    expect(refusal(await serve("inventory", Headers.fromInput({ "x-tessera-service": forged })))).toMatchObject({
-      reason: "the service credential is not valid"
-    })
+    expect(reason(await verify("inventory", forged))).toBe("the service credential is not valid")
     const unsigned = `${Buffer.from(JSON.stringify({ alg: "none" })).toString("base64url")}.${
       Buffer.from(JSON.stringify({ iss: "tessera/service", aud: "inventory", exp: 9e9 })).toString("base64url")
     }.`
-    expect(refusal(await serve("inventory", Headers.fromInput({ "x-tessera-service": unsigned })))).toBeInstanceOf(
-      ServiceCredential.ServiceCredentialRefused
-    )
+    expect(reason(await verify("inventory", unsigned))).toBe("the service credential is not valid")
   })
 
   it("refuses an expired credential", async () => {
     const expired = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" }).setIssuer("tessera/service")
-      .setAudience("inventory").setIssuedAt(1_000).setExpirationTime(1_300).sign(new TextEncoder().encode(Redacted.value(secret)))
-    expect(refusal(await serve("inventory", Headers.fromInput({ "x-tessera-service": expired })))).toMatchObject({
-      reason: "the service credential has expired"
-    })
-  })
-
-  it("passes on no caller but the one the call carries", async () => {
-    const someoneElse = { "x-tessera-caller-kind": "user", "x-tessera-caller-id": "someone-else", "x-tessera-caller-role": "admin" }
-    const headers = await signed("inventory")
-    expect(await serve("inventory", headers, someoneElse)).toEqual(Exit.succeed(Option.none()))
-    const caller = new Caller.Caller({ kind: "apiKey", id: "k-1", role: "customer" })
-    const carried = Headers.merge(headers, Headers.fromInput(Caller.toHeaders(caller)))
-    expect(await serve("inventory", carried, someoneElse)).toEqual(Exit.succeed(Option.some(caller)))
+      .setAudience("inventory").setIssuedAt(1_000).setExpirationTime(1_300).sign(key)
+    expect(reason(await verify("inventory", expired))).toBe("the service credential has expired")
   })
 
   it("reads the secret from TESSERA_SERVICE_SECRET and refuses a short one", async () => {

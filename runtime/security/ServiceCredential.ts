@@ -1,27 +1,21 @@
 /**
- * The credential a process presents with every RPC call it makes to a module in another process,
- * and that a module's RPC endpoint checks before it runs anything.
+ * The credential a process presents to a module in another process before it may call it, and
+ * that the module's RPC endpoint checks before it runs anything.
  *
  * The credential is a short-lived JWT (HS256, jose) signed with `TESSERA_SERVICE_SECRET`, the one
  * setting every process of a deployment shares: `sub` names the calling process's modules, `aud`
- * the called module, and it expires after five minutes. A client signs one per called module and
- * reuses it until a minute before it expires; an endpoint verifies each call's token and remembers
- * the tokens it verified until they expire. Either side costs a map lookup per call.
- *
- * The endpoint also hands the caller identity the call carries (Caller.ts) to the handler, so the
- * next call the handler makes carries it on.
+ * the called module, and it expires after five minutes. A client signs one per called module,
+ * presents it when it opens a connection and again, renewed, a minute before it expires; the
+ * endpoint verifies each one once and refuses calls on a connection whose credential has expired
+ * (transport/Wire.ts).
  */
-import { Headers } from "@effect/platform"
-import { RpcMiddleware } from "@effect/rpc"
-import { Config, Effect, Option, Redacted, Schema } from "effect"
+import { Config, Effect, type Option, Redacted, Schema } from "effect"
 import * as jose from "jose"
-import * as Caller from "./Caller.ts"
 
 const ISSUER = "tessera/service"
 const LIFETIME_SECONDS = 300
 const RENEW_BEFORE_SECONDS = 60
 const MIN_SECRET_LENGTH = 32
-const HEADER = "x-tessera-service"
 
 /** The endpoint refused the call's service credential (missing, expired, forged or for another module). */
 export class ServiceCredentialRefused extends Schema.TaggedError<ServiceCredentialRefused>()(
@@ -32,13 +26,6 @@ export class ServiceCredentialRefused extends Schema.TaggedError<ServiceCredenti
     return `${this.module} refused the call: ${this.reason} (every process needs the same TESSERA_SERVICE_SECRET)`
   }
 }
-
-/** Checks every call's service credential (server side) and adds it (client side). */
-export class ServiceAuth extends RpcMiddleware.Tag<ServiceAuth>()("tessera/ServiceAuth", {
-  wrap: true,
-  requiredForClient: true,
-  failure: ServiceCredentialRefused
-}) {}
 
 /** A deployment's shared secret. */
 export type Secret = Redacted.Redacted<string>
@@ -55,80 +42,67 @@ export const secretFromConfig: Config.Config<Option.Option<Secret>> = Config.opt
 
 const keyOf = (secret: Secret) => new TextEncoder().encode(Redacted.value(secret))
 
+/** The header that carries the credential when a connection opens. */
+export const HEADER = "x-tessera-service"
+
+/** A credential and the time (epoch ms) it expires. */
+export interface Credential {
+  readonly token: string
+  readonly expiresAt: number
+}
+
 /**
- * The client side: the middleware that adds this process's credential for `module` to each call.
- * `caller` names the calling process (its hosted modules).
+ * The client side: the credentials of the calling process (`caller`, its hosted modules) for
+ * `module`. `current` is the cached one until a minute before it expires, then a new one; a
+ * credential is renewed once however many connections ask for it at once.
  */
-export const client = (secret: Secret, caller: string, module: string) => {
+export const issuer = (secret: Secret, caller: string, module: string, lifetimeSeconds = LIFETIME_SECONDS) => {
   const key = keyOf(secret)
-  let current: { readonly token: string; readonly renewAt: number } | undefined
-  const token = Effect.suspend(() => {
-    const now = Date.now()
-    if (current !== undefined && now < current.renewAt) return Effect.succeed(current.token)
-    return Effect.map(
-      Effect.promise(() =>
-        new jose.SignJWT({})
-          .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-          .setIssuer(ISSUER)
-          .setSubject(caller)
-          .setAudience(module)
-          .setIssuedAt(Math.floor(now / 1000))
-          .setExpirationTime(Math.floor(now / 1000) + LIFETIME_SECONDS)
-          .sign(key)
-      ),
-      (token) => {
-        current = { token, renewAt: now + (LIFETIME_SECONDS - RENEW_BEFORE_SECONDS) * 1000 }
-        return token
-      }
-    )
-  })
-  return RpcMiddleware.layerClient(ServiceAuth, ({ request }) =>
-    Effect.map(token, (token) => ({ ...request, headers: Headers.set(request.headers, HEADER, token) })))
-}
-
-/** The server side: `module`'s endpoint refuses a call without a valid credential for it. */
-export const server = (secret: Secret, module: string) => {
-  const key = keyOf(secret)
-  /** token → when it expires (ms): verified tokens, so a call verifies a signature once per token. */
-  const verified = new Map<string, number>()
-  const refuse = (reason: string) => Effect.fail(new ServiceCredentialRefused({ module, reason }))
-
-  const verify = (token: string | undefined): Effect.Effect<void, ServiceCredentialRefused> => {
-    if (token === undefined) return refuse("the call carries no service credential")
-    const expires = verified.get(token)
-    if (expires !== undefined) {
-      if (Date.now() < expires) return Effect.void
-      verified.delete(token)
-      return refuse("the service credential has expired")
-    }
-    return Effect.tryPromise({
-      try: () => jose.jwtVerify(token, key, { algorithms: ["HS256"], issuer: ISSUER, audience: module }),
-      catch: (error) =>
-        new ServiceCredentialRefused({
-          module,
-          reason: error instanceof jose.errors.JWTExpired
-            ? "the service credential has expired"
-            : "the service credential is not valid"
-        })
-    }).pipe(Effect.map(({ payload }) => {
-      // Tokens are renewed every four minutes per caller: a handful live at once. The bound only
-      // guards against a flood of distinct valid tokens.
-      if (verified.size >= 10_000) verified.clear()
-      verified.set(token, (payload.exp ?? 0) * 1000)
-    }))
+  let cached: Promise<Credential> | undefined
+  let renewAt = 0
+  const sign = async (): Promise<Credential> => {
+    const now = Math.floor(Date.now() / 1000)
+    const token = await new jose.SignJWT({})
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setIssuer(ISSUER)
+      .setSubject(caller)
+      .setAudience(module)
+      .setIssuedAt(now)
+      .setExpirationTime(now + lifetimeSeconds)
+      .sign(key)
+    return { token, expiresAt: (now + lifetimeSeconds) * 1000 }
   }
-
-  return ServiceAuth.of(({ headers, next }) =>
-    Effect.zipRight(
-      verify(headers[HEADER]),
-      Option.match(Caller.fromHeaders(headers), {
-        // The handler's own calls carry on the caller of this call, and no one else.
-        onNone: () => Caller.anonymous(next),
-        onSome: (caller) => Caller.withCaller(caller)(next)
-      })
-    )
-  )
+  return {
+    current: (): Promise<Credential> => {
+      if (cached === undefined || Date.now() >= renewAt) {
+        renewAt = Date.now() + Math.max(lifetimeSeconds - RENEW_BEFORE_SECONDS, lifetimeSeconds / 2) * 1000
+        cached = sign()
+      }
+      return cached
+    },
+    /** When a connection that presented `credential` should present a renewed one (epoch ms). */
+    renewalTime: (credential: Credential): number =>
+      credential.expiresAt - Math.min(RENEW_BEFORE_SECONDS, lifetimeSeconds / 2) * 1000
+  }
 }
 
-/** Whether a failure of a remote call is the peer refusing this process's credential. */
-export const isRefused = (error: unknown): error is ServiceCredentialRefused => error instanceof ServiceCredentialRefused
+/**
+ * The server side: checks a credential presented to `module`'s endpoint, and tells when it
+ * expires (epoch ms).
+ */
+export const verifier = (secret: Secret, module: string) => {
+  const key = keyOf(secret)
+  return (token: string | undefined): Effect.Effect<number, ServiceCredentialRefused> =>
+    token === undefined || token === ""
+      ? Effect.fail(new ServiceCredentialRefused({ module, reason: "no service credential was presented" }))
+      : Effect.tryPromise({
+        try: () => jose.jwtVerify(token, key, { algorithms: ["HS256"], issuer: ISSUER, audience: module }),
+        catch: (error) =>
+          new ServiceCredentialRefused({
+            module,
+            reason: error instanceof jose.errors.JWTExpired
+              ? "the service credential has expired"
+              : "the service credential is not valid"
+          })
+      }).pipe(Effect.map(({ payload }) => (payload.exp ?? 0) * 1000))
+}

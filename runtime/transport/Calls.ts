@@ -1,6 +1,6 @@
 /** Rules every module-to-module call obeys, in process and remote alike. */
 import { SqlClient } from "@effect/sql"
-import { type Context, Effect } from "effect"
+import type { Context } from "effect"
 
 const transactionKey = SqlClient.TransactionConnection.key
 
@@ -15,10 +15,3 @@ export const refusal = (call: string, context: Context.Context<never>): Error | 
   context.unsafeMap.has(transactionKey)
     ? new Error(`${call} was called inside a database transaction; call other modules outside transactions`)
     : undefined
-
-/** Dies with `refusal`'s reason when the current context may not make the call. */
-export const guard = (call: string): Effect.Effect<void> =>
-  Effect.contextWithEffect((context) => {
-    const refused = refusal(call, context)
-    return refused ? Effect.die(refused) : Effect.void
-  })

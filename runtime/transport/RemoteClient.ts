@@ -1,25 +1,35 @@
 /**
- * The remote client of a module hosted by a peer: @effect/rpc over one WebSocket to
- * `ws://peer/rpc/<module>`, msgpack frames. The transport is chosen here and only here: a faster
- * module-to-module lane replaces this file without touching any module.
+ * The remote client of a module hosted by a peer: one WebSocket to `ws://peer/rpc/<module>`
+ * speaking the lane's protocol (Wire.ts), shared by every call this process makes to the module.
+ * The transport is chosen here and in RpcEndpoint.ts only: calling code cannot tell it from the
+ * in-process client.
  *
- * A peer that is down fails calls at once with an `RpcClientError` (never a hang) while the
- * socket reconnects in the background; calls succeed again as soon as the peer is back.
- *
- * Every call carries this process's service credential for the module (ServiceCredential.ts) and
- * the caller it is made for (Caller.ts, from `RpcClient.currentHeaders`). A peer that refuses the
- * credential fails the call with an `RpcClientError` naming why: to the calling code it is a
- * module it cannot reach, as it is.
+ * - The connection opens with this process's service credential for the module
+ *   (ServiceCredential.ts), renewed on the open connection before it expires. A peer that refuses
+ *   the credential fails calls with an `RpcClientError` naming why: to the calling code it is a
+ *   module it cannot reach, as it is.
+ * - A peer that is down fails calls at once with an `RpcClientError` (never a hang) while the
+ *   connection is dialled again in the background (100 ms, growing to every 2 s); calls succeed
+ *   again as soon as the peer is back. A call in flight when the connection drops fails with an
+ *   `RpcClientError` that says it may have run.
+ * - Every call carries the caller it is made for (Caller.ts, from `RpcClient.currentHeaders`),
+ *   and is a span `<module>.<rpc>` (kind client, carrying `tessera.module`) whose ids the peer's
+ *   span continues; with tracing off, the caller's own span is passed on instead.
+ * - Interrupting a call interrupts its handler at the peer.
+ * - Calls made inside a database transaction are refused, as in process (`Calls.refusal`).
  */
-import { Socket } from "@effect/platform"
-import { NodeSocket } from "@effect/platform-node"
-import { type Rpc, RpcClient, RpcClientError, type RpcGroup, RpcSerialization } from "@effect/rpc"
-import { Deferred, Effect, Exit, Layer, Schedule } from "effect"
+import { Headers } from "@effect/platform"
+import { type Rpc, RpcClient, RpcClientError, type RpcGroup } from "@effect/rpc"
+import { Context, Deferred, Effect, Either, Exit, type ParseResult, Runtime, Tracer } from "effect"
+import { WebSocket } from "ws"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as Calls from "./Calls.ts"
+import * as Wire from "./Wire.ts"
 
-const OPEN_TIMEOUT = "3 seconds"
+const OPEN_TIMEOUT_MS = 3_000
+const RETRY_FIRST_MS = 100
+const RETRY_MAX_MS = 2_000
 
 /** `http://host:port` → `ws://host:port/rpc/<module>` (https → wss). */
 export const endpoint = (peer: string, module: string): string => {
@@ -29,82 +39,280 @@ export const endpoint = (peer: string, module: string): string => {
   return url.toString()
 }
 
+export interface Options {
+  readonly secret: ServiceCredential.Secret
+  /** Who is calling: the calling process's modules, as the credential's subject. */
+  readonly caller: string
+  readonly tracing?: boolean
+  /** Told each time the connection to the peer opens (`true`) or closes (`false`). */
+  readonly onConnection?: (open: boolean) => void
+  /** How long a credential lives (seconds; default five minutes). */
+  readonly credentialSeconds?: number
+}
+
+/** The reply to a call, or `undefined` when the connection was lost first. */
+type OnReply = (frame: Wire.ReplyFrame | undefined) => void
+
+/**
+ * The connection to one module at one peer, kept open: dialled at once, dialled again whenever it
+ * closes, until `stop`. Plain callbacks, not fibers: this is the per-call path.
+ */
+const connect = (
+  module: string,
+  url: string,
+  issuer: ReturnType<typeof ServiceCredential.issuer>,
+  hooks: {
+    readonly onOpen: () => void
+    readonly onClose: () => void
+    /** The peer answered, and refused this process's credential. */
+    readonly onRefused: () => void
+    readonly log: (level: "warn" | "error", message: string) => void
+  }
+) => {
+  let socket: WebSocket | undefined
+  let open = false
+  let stopped = false
+  let attempts = 0
+  let retry: NodeJS.Timeout | undefined
+  let renewal: NodeJS.Timeout | undefined
+  /** Why calls cannot be sent now. */
+  let down = `the connection to ${url} is not open yet`
+  let logged: string | undefined
+  let nextId = 0
+  const pending = new Map<number, OnReply>()
+  let send: (frame: string) => void = () => {}
+
+  /** Logs why the peer is unreachable, once per reason. */
+  const unreachable = (reason: string, level: "warn" | "error" = "warn") => {
+    down = reason
+    if (logged !== reason) hooks.log(level, reason)
+    logged = reason
+  }
+
+  const redial = () => {
+    if (stopped) return
+    const delay = Math.min(RETRY_FIRST_MS * 1.5 ** attempts++, RETRY_MAX_MS)
+    retry = setTimeout(dial, delay)
+    retry.unref()
+  }
+
+  const renewLater = (ws: WebSocket, credential: ServiceCredential.Credential) => {
+    renewal = setTimeout(() =>
+      issuer.current().then((renewed) => {
+        if (socket !== ws || !open) return
+        send(JSON.stringify({ c: renewed.token }))
+        renewLater(ws, renewed)
+      }, (error) => hooks.log("error", `renewing the service credential for ${module} failed: ${error}`)), Math.max(0, issuer.renewalTime(credential) - Date.now()))
+    renewal.unref()
+  }
+
+  const receive = (ws: WebSocket, message: string) => {
+    const frames = Wire.frames(message)
+    if (frames === undefined) {
+      hooks.log("error", `${module} sent a message that is not a JSON array of frames; reconnecting`)
+      return ws.close(Wire.CLOSE_PROTOCOL_ERROR, "not a JSON array of frames")
+    }
+    for (const frame of frames) {
+      const id = frame.i as number
+      const onReply = pending.get(id)
+      if (onReply !== undefined) {
+        pending.delete(id)
+        onReply(frame as unknown as Wire.ReplyFrame)
+      }
+    }
+  }
+
+  function dial() {
+    issuer.current().then((credential) => {
+      if (stopped) return
+      const ws = new WebSocket(url, Wire.PROTOCOL, {
+        headers: { [ServiceCredential.HEADER]: credential.token },
+        perMessageDeflate: false,
+        handshakeTimeout: OPEN_TIMEOUT_MS
+      })
+      socket = ws
+      let refused = false
+      ws.on("open", () => {
+        if (stopped) return ws.close()
+        send = Wire.sender((message) => ws.send(message))
+        open = true
+        attempts = 0
+        logged = undefined
+        renewLater(ws, credential)
+        hooks.onOpen()
+      })
+      ws.on("message", (data: Buffer) => receive(ws, data.toString()))
+      // A refusal (401) carries a problem body saying why.
+      ws.on("unexpected-response", (_request, response) => {
+        let body = ""
+        response.setEncoding("utf8")
+        response.on("data", (chunk: string) => (body += chunk.slice(0, 2_000)))
+        response.on("end", () => {
+          let detail = `HTTP ${response.statusCode}`
+          try {
+            detail = (JSON.parse(body) as { detail?: string }).detail ?? detail
+          } catch {
+            // not a problem body: the status says enough
+          }
+          refused = true
+          unreachable(`${module} at ${url} refused the connection: ${detail}`, "error")
+          hooks.onRefused()
+          ws.terminate()
+        })
+      })
+      ws.on("error", (error) => {
+        if (!refused) unreachable(`${module} at ${url} is not reachable: ${error.message}`)
+      })
+      ws.on("close", (code) => {
+        clearTimeout(renewal)
+        if (socket === ws) socket = undefined
+        const wasOpen = open
+        open = false
+        send = () => {}
+        if (wasOpen) {
+          if (down.startsWith("the connection")) down = `the connection to ${url} closed (${code}) and is being dialled again`
+          const lost = [...pending.values()]
+          pending.clear()
+          for (const onReply of lost) onReply(undefined)
+          hooks.onClose()
+        }
+        redial()
+      })
+    }, (error) => {
+      unreachable(`signing a service credential for ${module} failed: ${error}`, "error")
+      redial()
+    })
+  }
+
+  dial()
+
+  return {
+    /** Why no call can be sent now, or `undefined` when one can. */
+    unavailable: (): string | undefined => (open ? undefined : down),
+    /** Sends a call; `onReply` gets its reply. The call's id, for `cancel`. */
+    call: (frame: Omit<Wire.CallFrame, "i">, onReply: OnReply): number => {
+      const id = nextId++
+      pending.set(id, onReply)
+      send(JSON.stringify({ i: id, ...frame }))
+      return id
+    },
+    /** The caller gave up on call `id`: interrupt it at the peer. */
+    cancel: (id: number) => {
+      if (pending.delete(id)) send(`{"i":${id},"x":1}`)
+    },
+    stop: () => {
+      stopped = true
+      clearTimeout(retry)
+      clearTimeout(renewal)
+      socket?.close(Wire.CLOSE_GOING_AWAY, "the caller is shutting down")
+    }
+  }
+}
+
 export const make = <Rpcs extends Rpc.Any>(
   module: string,
   group: RpcGroup.RpcGroup<Rpcs>,
   peer: string,
-  options: {
-    readonly secret: ServiceCredential.Secret
-    /** Who is calling: the calling process's modules, as the credential's subject. */
-    readonly caller: string
-    readonly tracing?: boolean
-    /** Told each time the socket to the peer opens (`true`) or closes (`false`). */
-    readonly onConnection?: (open: boolean) => void
-  }
+  options: Options
 ) =>
   Effect.gen(function*() {
-    // The socket opens in the background, and calls fail fast until it has: wait for the first
-    // open (bounded), so that a process whose peers are up answers its first requests.
+    const url = endpoint(peer, module)
+    const tracing = options.tracing ?? true
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const opened = yield* Deferred.make<void>()
-    const watched = Layer.effect(
-      Socket.WebSocketConstructor,
-      Effect.map(Socket.WebSocketConstructor, (construct) => (url: string, protocols?: string | Array<string>) => {
-        const socket = construct(url, protocols)
-        socket.addEventListener("open", () => {
-          options.onConnection?.(true)
-          Deferred.unsafeDone(opened, Exit.void)
+    const link = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        connect(module, url, ServiceCredential.issuer(options.secret, options.caller, module, options.credentialSeconds), {
+          onOpen: () => {
+            Deferred.unsafeDone(opened, Exit.void)
+            options.onConnection?.(true)
+          },
+          onClose: () => options.onConnection?.(false),
+          onRefused: () => Deferred.unsafeDone(opened, Exit.void),
+          log: (level, message) => runFork(level === "warn" ? Effect.logWarning(message) : Effect.logError(message))
         })
-        socket.addEventListener("close", () => options.onConnection?.(false))
-        return socket
-      })
-    ).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))
-    // Layer.build ties the socket to the caller's scope (Effect.provide would close it at once).
-    const protocol = yield* Layer.build(
-      RpcClient.layerProtocolSocket({
-        retryTransientErrors: false,
-        retrySchedule: Schedule.exponential("100 millis", 1.5).pipe(Schedule.union(Schedule.spaced("2 seconds")))
-      }).pipe(
-        Layer.provide(
-          Layer.scoped(Socket.Socket, Socket.makeWebSocket(endpoint(peer, module), { openTimeout: OPEN_TIMEOUT })).pipe(
-            Layer.provide(watched)
-          )
-        ),
-        Layer.provide(RpcSerialization.layerMsgPack)
-      )
+      ),
+      (link) => Effect.sync(link.stop)
     )
+    // Wait (bounded) for the first open, so that a process whose peers are up answers its first
+    // requests; until the peer is up, calls fail fast. A refusal is an answer: no use waiting.
     yield* Deferred.await(opened).pipe(
-      Effect.timeout(OPEN_TIMEOUT),
+      Effect.timeout(OPEN_TIMEOUT_MS),
       Effect.catchAll(() => Effect.logWarning(`${module} at ${peer} is not reachable yet; calls fail until it is`))
     )
-    const credential = yield* Layer.build(ServiceCredential.client(options.secret, options.caller, module))
-    const client = yield* RpcClient.make(group.middleware(ServiceCredential.ServiceAuth), {
-      spanPrefix: module,
-      spanAttributes: { [MODULE_ATTRIBUTE]: module },
-      disableTracing: options.tracing === false
-    }).pipe(Effect.provide(protocol), Effect.provide(credential))
-    return guarded(module, client as unknown as Record<string, unknown>) as RpcClient.RpcClient<
-      Rpcs,
-      RpcClientError.RpcClientError
-    >
+
+    const unavailable = (message: string) =>
+      Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message }))
+
+    const client: Record<string, unknown> = {}
+    for (const [tag, codec] of Wire.codecs(group)) {
+      const name = `${module}.${tag}`
+      // As RpcClient does, a payload given as fields is built (and checked) by its Schema.Class.
+      const makePayload = (codec.rpc.payloadSchema as { make?: (input: unknown) => unknown }).make
+      const spanOptions = { kind: "client", captureStackTrace: false, attributes: { [MODULE_ATTRIBUTE]: module } } as const
+
+      /** The reply, decoded through the contract. */
+      const settle = (frame: Wire.ReplyFrame | undefined): Effect.Effect<unknown, unknown> => {
+        if (frame === undefined) {
+          return unavailable(`the connection to ${module} closed before ${name} was answered: it may or may not have run`)
+        }
+        if (frame.u !== undefined) return unavailable(`${module} did not run ${name}: ${frame.u}`)
+        if ("e" in frame) {
+          const cause = codec.decodeCause(frame.e)
+          return Either.isRight(cause)
+            ? Effect.failCause(cause.right)
+            : Effect.die(new Error(`${name} failed with what its contract does not describe: ${Wire.formatted(cause.left)}`))
+        }
+        const value = codec.decodeSuccess(frame.v)
+        return Either.isRight(value)
+          ? Effect.succeed(value.right)
+          : Effect.die(new Error(`${name} answered what its contract does not describe: ${Wire.formatted(value.left)}`))
+      }
+
+      const exchange = (frame: Omit<Wire.CallFrame, "i">) =>
+        Effect.async<unknown, unknown>((resume) => {
+          const down = link.unavailable()
+          if (down !== undefined) return resume(unavailable(down))
+          const id = link.call(frame, (reply) => resume(settle(reply)))
+          return Effect.sync(() => link.cancel(id))
+        })
+
+      const call = (input: unknown, callOptions?: { readonly headers?: Headers.Input; readonly discard?: boolean }) =>
+        Effect.withFiberRuntime<unknown, unknown>((fiber) => {
+          const refused = Calls.refusal(name, fiber.currentContext)
+          if (refused) return Effect.die(refused)
+          let payload: Either.Either<unknown, ParseResult.ParseError>
+          try {
+            payload = codec.encodePayload(makePayload ? makePayload(input) : input)
+          } catch (error) {
+            return Effect.die(new Error(`${name} payload does not match its contract: ${error instanceof Error ? error.message : String(error)}`))
+          }
+          if (Either.isLeft(payload)) {
+            return Effect.die(new Error(`${name} payload does not match its contract: ${Wire.formatted(payload.left)}`))
+          }
+          const inherited = fiber.getFiberRef(RpcClient.currentHeaders)
+          const headers = callOptions?.headers ? Headers.merge(inherited, Headers.fromInput(callOptions.headers)) : inherited
+          const frame = { t: tag, p: payload.right, ...(hasAny(headers) ? { h: headers } : {}) }
+          if (callOptions?.discard) {
+            const down = link.unavailable()
+            return down === undefined ? Effect.sync(() => void link.call(frame, () => {})) : unavailable(down)
+          }
+          if (tracing) {
+            return Effect.useSpan(name, spanOptions, (span) => exchange({ ...frame, s: [span.traceId, span.spanId, span.sampled] }))
+          }
+          const parent = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
+          return exchange(parent._tag === "Some" ? { ...frame, s: [parent.value.traceId, parent.value.spanId, parent.value.sampled] } : frame)
+        })
+
+      // As RpcClient does: `prefix.method` tags nest under `client.prefix`.
+      const dot = tag.indexOf(".")
+      if (dot === -1) client[tag] = call
+      else ((client[tag.slice(0, dot)] ??= {}) as Record<string, unknown>)[tag.slice(dot + 1)] = call
+    }
+    return client as unknown as RpcClient.RpcClient<Rpcs, RpcClientError.RpcClientError>
   })
 
-/** A refused credential, as the transport failure it is to the calling code. */
-const unreachable = (error: ServiceCredential.ServiceCredentialRefused) =>
-  Effect.zipRight(
-    Effect.logError(error.message),
-    Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message: error.message }))
-  )
-
-/** Puts `Calls.guard` in front of every method, and turns a refused credential into an RpcClientError. */
-const guarded = (module: string, client: Record<string, unknown>): Record<string, unknown> => {
-  const out: Record<string, unknown> = {}
-  for (const [tag, method] of Object.entries(client)) {
-    out[tag] = typeof method === "function"
-      ? (...args: Array<unknown>) =>
-        Effect.zipRight(Calls.guard(`${module}.${tag}`), Effect.suspend(() => method(...args))).pipe(
-          Effect.catchIf(ServiceCredential.isRefused, unreachable)
-        )
-      : guarded(`${module}.${tag}`, method as Record<string, unknown>)
-  }
-  return out
+const hasAny = (headers: Headers.Headers) => {
+  for (const _ in headers) return true
+  return false
 }
