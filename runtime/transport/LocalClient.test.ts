@@ -3,6 +3,7 @@ import { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, type Tracer } from "effect"
+import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as LocalClient from "./LocalClient.ts"
 
 class Widget extends Schema.Class<Widget>("test/Widget")({
@@ -242,6 +243,28 @@ describe("LocalClient", () => {
       const span = Option.getOrThrow(seen.span!)
       expect(span.traceId).toBe(outer.traceId)
       expect(ancestors(span)).toEqual(["widgets.probe", "outer"])
+    }))
+
+  it.scoped("makes each call a client span carrying the module and the caller's span annotations, ended", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      yield* client.probe({ note: "span" }).pipe(Effect.annotateSpans("request", "r-1"), Effect.withSpan("outer"))
+      const span = Option.getOrThrow(seen.span!)
+      expect(span._tag).toBe("Span")
+      const own = span as Tracer.Span
+      expect(own.name).toBe("widgets.probe")
+      expect(own.kind).toBe("client")
+      expect(own.attributes.get(MODULE_ATTRIBUTE)).toBe("widgets")
+      expect(own.attributes.get("request")).toBe("r-1")
+      expect(own.status._tag).toBe("Ended")
+    }))
+
+  it.scoped("with the tracer disabled for the caller, still calls the handler", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      yield* client.probe({ note: "tracer disabled" }).pipe(Effect.withTracerEnabled(false))
+      expect(seen.payloads).toEqual([{ note: "tracer disabled" }])
+      expect(Option.getOrThrow(seen.span!).spanId).toBe("noop")
     }))
 
   it.scoped("with tracing off, makes no span of its own but keeps the caller's as parent", () =>
