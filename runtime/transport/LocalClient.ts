@@ -15,7 +15,10 @@
  * Written by hand because @effect/rpc's in-process option (`RpcTest.makeClient`) runs a server
  * fiber per call and skips serialization: it is ~20x slower and shares values between caller and
  * callee. The call path is one fiber-runtime step, one context switch and one result step:
- * `npm run bench` holds it against calling the handler directly.
+ * `npm run bench` holds it against calling the handler directly. Beyond the handler itself, a
+ * call's time goes (measured on the bench's echo.get, in µs, roughly: the direct call is ~3) to
+ * the context switch (~2.5-3: two FiberRef writes in an uninterruptible region), the span
+ * (~2-2.5, its context included), the result's copy (~1.5) and the payload's (~0.3).
  */
 import { Headers } from "@effect/platform"
 import { type Rpc, RpcClient, type RpcClientError, type RpcGroup } from "@effect/rpc"
@@ -51,7 +54,7 @@ const untransformed = (ast: SchemaAST.AST) => SchemaAST.encodedBoundAST(ast) ===
  * Copies a value through `schema`: a fresh value, checked against the contract.
  *
  * In general that is encoding to the wire form and decoding back. Decoding is the pass that
- * builds the fresh value (every object and array anew, as the wire would), and it can often skip
+ * builds the fresh value (the objects and arrays the schema describes, anew), and it can often skip
  * the encoding, which would only build a copy for it to read:
  * - a schema that transforms nothing has the same Type and Encoded sides: a valid value is a
  *   valid encoded one, and decoding it checks it and builds the same copy;
@@ -81,8 +84,8 @@ const spanTime = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
  * The span of a call, made as `Effect.makeSpan` makes it (the fiber's tracer, parent span, span
  * annotations and links), or undefined in the rare cases left to `Effect.makeSpan` itself
  * (tracing disabled for the fiber, or a parent that disables propagation). Not `Effect.makeSpan`
- * itself: it reads `fiber.getFiberRefs()`, which copies the fiber's FiberRefs on every call,
- * about half of what a span costs here.
+ * itself: it reads `fiber.getFiberRefs()`, which copies the fiber's FiberRefs on every call
+ * (nearly 1 µs a call on the bench, a third of what the span costs).
  */
 const startSpan = (
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
