@@ -20,7 +20,7 @@
  * the median of its rounds. Within a round a path and its ceiling run back to back, so drift on
  * this shared 2-core machine hits both alike; the ratio is the median of the per-round ratios.
  * The bench is a report, not a test: it exits 0 when a target is missed and says MISSED.
- * BENCH_SECONDS / BENCH_ROUNDS override the defaults.
+ * BENCH_SECONDS / BENCH_ROUNDS override the defaults; BENCH_ONLY=inprocess|remote runs one half.
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -35,6 +35,10 @@ import { EchoClient, EchoModule, EchoRpcs, get } from "./Echo.ts"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const ONLY = process.env.BENCH_ONLY
+if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote") {
+  throw new Error(`BENCH_ONLY must be "inprocess" or "remote", not ${JSON.stringify(ONLY)}`)
+}
 const WARMUP_SECONDS = 1
 const CONCURRENT = 32
 const ID = "p-1"
@@ -315,8 +319,8 @@ const main = async () => {
     `tessera rpc bench: node ${process.version}, ${os.cpus().length} cores, load ${load()}, ${ROUNDS} rounds x ${SECONDS} s (median), warm-up ${WARMUP_SECONDS} s`
   )
   const rows: Array<Row> = []
-  await inProcess(rows)
-  await remote(rows)
+  if (ONLY !== "remote") await inProcess(rows)
+  if (ONLY !== "inprocess") await remote(rows)
   console.log()
   console.log(table(rows))
   console.log(`(load average now ${load()}: other work on this machine lowers every figure; ratios are paired per round)`)

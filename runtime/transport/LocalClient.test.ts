@@ -2,7 +2,8 @@ import type { Headers } from "@effect/platform"
 import { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Layer, Option, Schema, type Tracer } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, type Tracer } from "effect"
+import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as LocalClient from "./LocalClient.ts"
 
 class Widget extends Schema.Class<Widget>("test/Widget")({
@@ -10,6 +11,16 @@ class Widget extends Schema.Class<Widget>("test/Widget")({
   tags: Schema.Array(Schema.String),
   madeAt: Schema.Date
 }) {}
+
+/** A class whose fields transform nothing (its copies skip the encoding pass; see `copier`). */
+class Label extends Schema.Class<Label>("test/Label")({
+  text: Schema.NonEmptyString,
+  aliases: Schema.Array(Schema.String),
+  size: Schema.Struct({ width: Schema.Int, height: Schema.Int })
+}) {}
+
+/** A class given whole as a payload schema. */
+class Print extends Schema.Class<Print>("test/Print")({ label: Label, copies: Schema.Int }) {}
 
 class WidgetNotFound extends Schema.TaggedError<WidgetNotFound>()("WidgetNotFound", { id: Schema.String }) {}
 
@@ -19,7 +30,13 @@ class Undeclared extends Schema.TaggedError<Undeclared>()("Undeclared", { reason
 class WidgetRpcs extends RpcGroup.make(
   Rpc.make("get", { payload: { id: Schema.String }, success: Widget, error: WidgetNotFound }),
   Rpc.make("save", { payload: { widget: Widget, name: Schema.NonEmptyString }, success: Widget }),
-  Rpc.make("probe", { payload: { note: Schema.String } })
+  Rpc.make("probe", { payload: { note: Schema.String } }),
+  Rpc.make("label", {
+    payload: { text: Schema.String, aliases: Schema.Array(Schema.String), size: Schema.Struct({ width: Schema.Int }) },
+    success: Label
+  }),
+  Rpc.make("print", { payload: Print, success: Schema.Int }),
+  Rpc.make("wait", { payload: { note: Schema.String } })
 ) {}
 
 /** Something the caller's context holds; the handler must not see it. */
@@ -30,11 +47,14 @@ class ModuleThing extends Context.Tag("test/ModuleThing")<ModuleThing, string>()
 
 interface Seen {
   readonly payloads: Array<unknown>
-  readonly returned: Array<Widget>
+  readonly returned: Array<unknown>
   callerThing?: Option.Option<string>
   moduleThing?: string
   span?: Option.Option<Tracer.Span>
   headers?: Headers.Headers
+  /** Completed when `wait` has started, and when it was interrupted. */
+  readonly waiting: Deferred.Deferred<void>
+  readonly interrupted: Deferred.Deferred<void>
 }
 
 const madeAt = new Date("2026-01-02T03:04:05.678Z")
@@ -68,12 +88,45 @@ const handlers = (seen: Seen) =>
         seen.callerThing = yield* Effect.serviceOption(CallerThing)
         seen.moduleThing = yield* ModuleThing
         seen.span = yield* Effect.option(Effect.currentSpan)
-      })
+      }),
+    label: (payload) => {
+      seen.payloads.push(payload)
+      const size = { width: payload.size.width, height: 1 }
+      switch (payload.text) {
+        case "plain":
+          // Not an instance: converted through the schema, as it would be on the wire.
+          return Effect.succeed({ text: "plain", aliases: [...payload.aliases], size } as unknown as Label)
+        case "invalid":
+          // An instance that skipped its constructor's check breaks the contract.
+          return Effect.succeed(new Label({ text: "", aliases: [], size }, true))
+        default: {
+          const label = new Label({ text: payload.text, aliases: payload.aliases, size })
+          seen.returned.push(label)
+          return Effect.succeed(label)
+        }
+      }
+    },
+    print: (payload) => {
+      seen.payloads.push(payload)
+      return Effect.succeed(payload.copies)
+    },
+    wait: (payload) => {
+      seen.payloads.push(payload)
+      return Deferred.succeed(seen.waiting, undefined).pipe(
+        Effect.zipRight(Effect.never),
+        Effect.onInterrupt(() => Deferred.succeed(seen.interrupted, undefined))
+      )
+    }
   }).pipe(Layer.provide(Layer.succeed(ModuleThing, "the module's own")))
 
 const setupWith = (options: { readonly tracing?: boolean }) =>
   Effect.gen(function*() {
-    const seen: Seen = { payloads: [], returned: [] }
+    const seen: Seen = {
+      payloads: [],
+      returned: [],
+      waiting: yield* Deferred.make<void>(),
+      interrupted: yield* Deferred.make<void>()
+    }
     const context = yield* Layer.build(handlers(seen))
     return { seen, client: LocalClient.make("widgets", WidgetRpcs, context, options) }
   })
@@ -105,7 +158,7 @@ describe("LocalClient", () => {
       expect(widget).toBeInstanceOf(Widget)
       expect(widget).toEqual(new Widget({ id: "w1", tags: ["a"], madeAt }))
       expect(widget.madeAt).toBeInstanceOf(Date)
-      const [returned] = seen.returned
+      const [returned] = seen.returned as Array<Widget>
       expect(widget).not.toBe(returned)
       expect(widget.tags).not.toBe(returned!.tags)
       expect(widget.madeAt).not.toBe(returned!.madeAt)
@@ -192,6 +245,28 @@ describe("LocalClient", () => {
       expect(ancestors(span)).toEqual(["widgets.probe", "outer"])
     }))
 
+  it.scoped("makes each call a client span carrying the module and the caller's span annotations, ended", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      yield* client.probe({ note: "span" }).pipe(Effect.annotateSpans("request", "r-1"), Effect.withSpan("outer"))
+      const span = Option.getOrThrow(seen.span!)
+      expect(span._tag).toBe("Span")
+      const own = span as Tracer.Span
+      expect(own.name).toBe("widgets.probe")
+      expect(own.kind).toBe("client")
+      expect(own.attributes.get(MODULE_ATTRIBUTE)).toBe("widgets")
+      expect(own.attributes.get("request")).toBe("r-1")
+      expect(own.status._tag).toBe("Ended")
+    }))
+
+  it.scoped("with the tracer disabled for the caller, still calls the handler", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      yield* client.probe({ note: "tracer disabled" }).pipe(Effect.withTracerEnabled(false))
+      expect(seen.payloads).toEqual([{ note: "tracer disabled" }])
+      expect(Option.getOrThrow(seen.span!).spanId).toBe("noop")
+    }))
+
   it.scoped("with tracing off, makes no span of its own but keeps the caller's as parent", () =>
     Effect.gen(function*() {
       const { client, seen } = yield* setupWith({ tracing: false })
@@ -232,9 +307,72 @@ describe("LocalClient", () => {
       expect({ ...seen.headers }).toEqual({})
     }))
 
+  it.scoped("copies a class whose fields transform nothing, sharing nothing either way", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const sent = { text: "l1", aliases: ["a", "b"], size: { width: 3 } }
+      const label = yield* client.label(sent)
+      const [received] = seen.payloads as Array<typeof sent>
+      expect(received).toEqual(sent)
+      expect(received).not.toBe(sent)
+      expect(received!.aliases).not.toBe(sent.aliases)
+      expect(received!.size).not.toBe(sent.size)
+      const [returned] = seen.returned as Array<Label>
+      expect(label).toBeInstanceOf(Label)
+      expect(label).toEqual(new Label({ text: "l1", aliases: ["a", "b"], size: { width: 3, height: 1 } }))
+      expect(label).not.toBe(returned)
+      expect(label.aliases).not.toBe(returned!.aliases)
+      expect(label.size).not.toBe(returned!.size)
+    }))
+
+  it.scoped("checks such a class's instances: one that breaks the schema is a defect", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup
+      const exit = yield* Effect.exit(client.label({ text: "invalid", aliases: [], size: { width: 1 } }))
+      expect(String(defect(exit))).toContain("widgets.label result")
+    }))
+
+  it.scoped("builds an instance of the success class from a plain value that fits it", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup
+      const label = yield* client.label({ text: "plain", aliases: ["p"], size: { width: 2 } })
+      expect(label).toBeInstanceOf(Label)
+      expect(label).toEqual(new Label({ text: "plain", aliases: ["p"], size: { width: 2, height: 1 } }))
+    }))
+
+  it.scoped("builds a payload given as fields with its class, and copies it", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const label = new Label({ text: "l2", aliases: [], size: { width: 1, height: 1 } })
+      expect(yield* client.print({ label, copies: 2 })).toBe(2)
+      const [received] = seen.payloads as Array<Print>
+      expect(received).toBeInstanceOf(Print)
+      expect(received!.label).toBeInstanceOf(Label)
+      expect(received!.label).toEqual(label)
+      expect(received!.label).not.toBe(label)
+      defect(yield* Effect.exit(client.print({ label, copies: 1.5 })))
+    }))
+
+  it.scoped("interrupts the handler when the caller is interrupted; the caller's finalizers see its own context", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      let finalizerSaw: Option.Option<string> | undefined
+      const fiber = yield* client.wait({ note: "interrupt me" }).pipe(
+        Effect.onInterrupt(() =>
+          Effect.serviceOption(CallerThing).pipe(Effect.map((thing) => (finalizerSaw = thing)))
+        ),
+        Effect.provideService(CallerThing, "the caller's"),
+        Effect.fork
+      )
+      yield* Deferred.await(seen.waiting)
+      yield* Fiber.interrupt(fiber)
+      yield* Deferred.await(seen.interrupted)
+      expect(finalizerSaw).toEqual(Option.some("the caller's"))
+    }))
+
   it.scoped("refuses to build without a handler for every call", () =>
     Effect.gen(function*() {
-      const seen: Seen = { payloads: [], returned: [] }
+      const { seen } = yield* setup
       const context = yield* Layer.build(handlers(seen))
       const probeKey = WidgetRpcs.requests.get("probe")!.key
       const partial = Context.unsafeMake<never>(
