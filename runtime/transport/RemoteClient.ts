@@ -20,9 +20,10 @@
  */
 import { Headers } from "@effect/platform"
 import { type Rpc, RpcClient, RpcClientError, type RpcGroup } from "@effect/rpc"
-import { Context, Deferred, Effect, Either, Exit, type ParseResult, Runtime, Tracer } from "effect"
+import { Deferred, Effect, Either, Exit, type Fiber, type ParseResult, Runtime, type Tracer } from "effect"
 import { WebSocket } from "ws"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
+import { spanTime, startSpan } from "../observability/Spans.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as Calls from "./Calls.ts"
 import * as Wire from "./Wire.ts"
@@ -242,7 +243,7 @@ export const make = <Rpcs extends Rpc.Any>(
     )
 
     const unavailable = (message: string) =>
-      Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message }))
+      Exit.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message }))
 
     const client: Record<string, unknown> = {}
     for (const [tag, codec] of Wire.codecs(group)) {
@@ -252,7 +253,7 @@ export const make = <Rpcs extends Rpc.Any>(
       const spanOptions = { kind: "client", captureStackTrace: false, attributes: { [MODULE_ATTRIBUTE]: module } } as const
 
       /** The reply, decoded through the contract. */
-      const settle = (frame: Wire.ReplyFrame | undefined): Effect.Effect<unknown, unknown> => {
+      const settle = (frame: Wire.ReplyFrame | undefined): Exit.Exit<unknown, unknown> => {
         if (frame === undefined) {
           return unavailable(`the connection to ${module} closed before ${name} was answered: it may or may not have run`)
         }
@@ -260,21 +261,33 @@ export const make = <Rpcs extends Rpc.Any>(
         if ("e" in frame) {
           const cause = codec.decodeCause(frame.e)
           return Either.isRight(cause)
-            ? Effect.failCause(cause.right)
-            : Effect.die(new Error(`${name} failed with what its contract does not describe: ${Wire.formatted(cause.left)}`))
+            ? Exit.failCause(cause.right)
+            : Exit.die(new Error(`${name} failed with what its contract does not describe: ${Wire.formatted(cause.left)}`))
         }
         const value = codec.decodeSuccess(frame.v)
         return Either.isRight(value)
-          ? Effect.succeed(value.right)
-          : Effect.die(new Error(`${name} answered what its contract does not describe: ${Wire.formatted(value.left)}`))
+          ? Exit.succeed(value.right)
+          : Exit.die(new Error(`${name} answered what its contract does not describe: ${Wire.formatted(value.left)}`))
       }
 
-      const exchange = (frame: Omit<Wire.CallFrame, "i">) =>
+      /** Sends the call and waits for its reply; `span`, if any, ends with it. */
+      const exchange = (
+        fiber: Fiber.RuntimeFiber<unknown, unknown>,
+        frame: Omit<Wire.CallFrame, "i">,
+        span: Tracer.Span | undefined
+      ) =>
         Effect.async<unknown, unknown>((resume) => {
+          const done = (exit: Exit.Exit<unknown, unknown>) => {
+            span?.end(spanTime(fiber), exit)
+            resume(exit)
+          }
           const down = link.unavailable()
-          if (down !== undefined) return resume(unavailable(down))
-          const id = link.call(frame, (reply) => resume(settle(reply)))
-          return Effect.sync(() => link.cancel(id))
+          if (down !== undefined) return done(unavailable(down))
+          const id = link.call(frame, (reply) => done(settle(reply)))
+          return Effect.sync(() => {
+            link.cancel(id)
+            span?.end(spanTime(fiber), Exit.interrupt(fiber.id()))
+          })
         })
 
       const call = (input: unknown, callOptions?: { readonly headers?: Headers.Input; readonly discard?: boolean }) =>
@@ -297,11 +310,16 @@ export const make = <Rpcs extends Rpc.Any>(
             const down = link.unavailable()
             return down === undefined ? Effect.sync(() => void link.call(frame, () => {})) : unavailable(down)
           }
+          // The call's span, whose ids the peer's span continues (untraced: the caller's span).
+          const span = tracing ? startSpan(fiber, name, spanOptions) : undefined
+          if (span) return exchange(fiber, { ...frame, s: [span.traceId, span.spanId, span.sampled] }, span)
           if (tracing) {
-            return Effect.useSpan(name, spanOptions, (span) => exchange({ ...frame, s: [span.traceId, span.spanId, span.sampled] }))
+            // Tracing disabled for this fiber, or a parent that does not propagate: Effect decides.
+            return Effect.useSpan(name, spanOptions, (span) =>
+              exchange(fiber, { ...frame, s: [span.traceId, span.spanId, span.sampled] }, undefined))
           }
-          const parent = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
-          return exchange(parent._tag === "Some" ? { ...frame, s: [parent.value.traceId, parent.value.spanId, parent.value.sampled] } : frame)
+          const parent = fiber.currentSpan
+          return exchange(fiber, parent ? { ...frame, s: [parent.traceId, parent.spanId, parent.sampled] } : frame, undefined)
         })
 
       // As RpcClient does: `prefix.method` tags nest under `client.prefix`.

@@ -20,7 +20,7 @@ import { Headers, HttpApiBuilder, HttpServerRequest, HttpServerResponse, Socket 
 import { type Rpc, RpcClient, type RpcGroup } from "@effect/rpc"
 import {
   Cause,
-  type Context,
+  Context,
   Deferred,
   Duration,
   Effect,
@@ -28,6 +28,8 @@ import {
   Exit,
   Fiber,
   FiberId,
+  FiberRef,
+  FiberRefs,
   Layer,
   Option,
   Runtime,
@@ -46,7 +48,8 @@ interface Entry {
   readonly name: string
   readonly codec: Wire.Codec
   readonly handler: Rpc.Handler<string>["handler"]
-  readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+  /** The handler's own module's context. */
+  readonly context: Context.Context<never>
 }
 
 const refusal = (status: 401 | 426, tag: string, title: string, detail: string) =>
@@ -71,20 +74,18 @@ export const layer = <Rpcs extends Rpc.Any>(
     const verify = ServiceCredential.verifier(options.secret, module)
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
-    const spanAttributes = { [MODULE_ATTRIBUTE]: module }
+    const spanOptions = { kind: "server", captureStackTrace: false } as const
 
     const entries = new Map<string, Entry>()
     for (const [tag, codec] of Wire.codecs(group)) {
       const handler = handlers.unsafeMap.get(codec.rpc.key) as Rpc.Handler<string> | undefined
       if (handler === undefined) return yield* Effect.dieMessage(`${module} has no handler for ${tag}`)
-      entries.set(tag, {
-        name: `${module}.${tag}`,
-        codec,
-        handler: handler.handler,
-        // The handler runs in its module's context; the logger and tracer come from this process.
-        runFork: Runtime.runFork(Runtime.make({ ...runtime, context: handler.context as Context.Context<never> }))
-      })
+      entries.set(tag, { name: `${module}.${tag}`, codec, handler: handler.handler, context: handler.context })
     }
+    const tracer = yield* Effect.tracer
+    const clock = yield* Effect.clock
+    /** Whether a call's fiber must reset the caller headers it would inherit from this layer's. */
+    const inheritsHeaders = Object.keys(FiberRefs.getOrDefault(runtime.fiberRefs, RpcClient.currentHeaders)).length > 0
     let connections = 0
 
     /** One connection, from the accepted upgrade until the socket closes. */
@@ -146,25 +147,26 @@ export const layer = <Rpcs extends Rpc.Any>(
           if (!Effect.isEffect(handled)) return send(Wire.defect(id, `${entry.name}: streaming calls are not supported`))
           // The handler's own calls carry on the caller of this call, and no one else.
           const caller = Caller.fromHeaders(headers)
-          let effect = Effect.locally(
-            handled as Effect.Effect<unknown, unknown>,
-            RpcClient.currentHeaders,
-            Option.isSome(caller) ? Headers.fromInput(Caller.toHeaders(caller.value)) : Headers.empty
-          )
+          const effect = Option.isSome(caller) || inheritsHeaders
+            ? Effect.zipRight(
+              FiberRef.set(RpcClient.currentHeaders, Option.isSome(caller) ? Headers.fromInput(Caller.toHeaders(caller.value)) : Headers.empty),
+              handled as Effect.Effect<unknown, unknown>
+            )
+            : handled as Effect.Effect<unknown, unknown>
+          // The call's fiber starts in the handler's module's context with its span as the parent
+          // (or, untraced, the caller's): made here rather than by Effect.withSpan inside the
+          // fiber, which would switch the fiber's context twice more.
           const parent = frame.s && Tracer.externalSpan({ traceId: frame.s[0], spanId: frame.s[1], sampled: frame.s[2] })
-          if (tracing) {
-            effect = Effect.withSpan(effect, entry.name, {
-              kind: "server",
-              captureStackTrace: false,
-              attributes: spanAttributes,
-              ...(parent ? { parent } : {})
-            })
-          } else if (parent) {
-            effect = Effect.withParentSpan(effect, parent)
-          }
-          const fiber = entry.runFork(effect)
+          const span = tracing
+            ? tracer.span(entry.name, Option.fromNullable(parent), Context.empty(), [], clock.unsafeCurrentTimeNanos(), "server", spanOptions)
+            : undefined
+          span?.attribute(MODULE_ATTRIBUTE, module)
+          const current = span ?? parent
+          const context = current ? Context.add(entry.context, Tracer.ParentSpan, current) : entry.context
+          const fiber = Runtime.runFork(Runtime.make({ context, fiberRefs: runtime.fiberRefs, runtimeFlags: runtime.runtimeFlags }))(effect)
           inflight.set(id, fiber)
           fiber.addObserver((exit) => {
+            span?.end(clock.unsafeCurrentTimeNanos(), exit)
             inflight.delete(id)
             reply(entry, id, exit)
             if (draining && inflight.size === 0) Deferred.unsafeDone(idle, Exit.void)
