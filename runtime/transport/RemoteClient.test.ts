@@ -221,6 +221,14 @@ describe("the lane (RemoteClient ↔ RpcEndpoint)", () => {
     const closed = new Promise<number>((resolve) => ws.on("close", resolve))
     ws.send("this is not JSON")
     expect(await closed).toBe(Wire.CLOSE_PROTOCOL_ERROR)
+    // A call whose headers are not strings is not a call either.
+    const again = new WebSocket(RemoteClient.endpoint(server.url, "widgets"), Wire.PROTOCOL, {
+      headers: { [ServiceCredential.HEADER]: credential.token }
+    })
+    await new Promise((resolve) => again.on("open", resolve))
+    const closedAgain = new Promise<number>((resolve) => again.on("close", resolve))
+    again.send(JSON.stringify([{ i: 1, t: "get", p: { id: "x" }, h: 5 }]))
+    expect(await closedAgain).toBe(Wire.CLOSE_PROTOCOL_ERROR)
     // Everyone else's connection is untouched.
     expect((await Effect.runPromise(client.get({ id: "still" }))).id).toBe("still")
   })

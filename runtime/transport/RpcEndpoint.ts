@@ -194,6 +194,7 @@ export const layer = <Rpcs extends Rpc.Any>(
             if (typeof frame.i === "number") {
               if (typeof frame.t === "string") {
                 if (inflight.has(frame.i)) return protocolError(`a second call with the id ${frame.i}`)
+                if (!Wire.isStrings(frame.h) || !Wire.isSpan(frame.s)) return protocolError("a call with malformed headers or span")
                 call(frame as unknown as Wire.CallFrame)
               } else if (frame.x === 1) {
                 inflight.get(frame.i)?.unsafeInterruptAsFork(FiberId.none)

@@ -129,6 +129,15 @@ export const sender = (write: (message: string) => void) => {
   }
 }
 
+/** Whether a call's `h` is absent or a record of strings. */
+export const isStrings = (h: unknown): boolean =>
+  h === undefined || (typeof h === "object" && h !== null && !Array.isArray(h) && Object.values(h).every((v) => typeof v === "string"))
+
+/** Whether a call's `s` is absent or `[traceId, spanId, sampled]`. */
+export const isSpan = (s: unknown): boolean =>
+  s === undefined ||
+  (Array.isArray(s) && s.length === 3 && typeof s[0] === "string" && typeof s[1] === "string" && typeof s[2] === "boolean")
+
 /** The frames of one message, or `undefined` when it is not a JSON array of objects. */
 export const frames = (message: string): ReadonlyArray<Record<string, unknown>> | undefined => {
   let parsed: unknown
