@@ -87,7 +87,7 @@ const handlers = WidgetRpcs.toLayer({
 })
 
 /** Serves `widgets` on `port` (0: any) until the returned scope closes. */
-const serve = async (port: number, options: { tracing?: boolean; grace?: Duration.DurationInput } = {}) => {
+const serve = async (port: number, options: { tracing?: boolean; grace?: Duration.DurationInput; maxInFlight?: number } = {}) => {
   const scope = await Effect.runPromise(Scope.make())
   const layer = HttpApiBuilder.serve().pipe(
     Layer.provide(
@@ -288,6 +288,20 @@ describe("the lane when the peer comes and goes", () => {
     expect(await inFlight).toEqual(Exit.succeed(400))
     await closing
     await Effect.runPromise(Scope.close(scope, Exit.void))
+  })
+
+  it("refuses, unrun, the calls beyond a connection's limit of calls in flight", async () => {
+    const server = await serve(0, { maxInFlight: 2 })
+    const scope = await Effect.runPromise(Scope.make())
+    const { client } = await connect(scope, server.url)
+    const exits = await Promise.all([300, 301, 302].map((ms) => Effect.runPromiseExit(client.slow({ ms }))))
+    expect(exits.slice(0, 2)).toEqual([Exit.succeed(300), Exit.succeed(301)])
+    const refused = Option.getOrUndefined(failure(exits[2]!))
+    expect(refused).toBeInstanceOf(RpcClientError.RpcClientError)
+    expect((refused as Error).message).toMatch(/did not run widgets\.slow: widgets has 2 calls in flight/)
+    expect(await Effect.runPromise(client.slow({ ms: 1 }))).toBe(1)
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await server.close()
   })
 
   it("fails a call whose connection drops with an RpcClientError that says it may have run", async () => {

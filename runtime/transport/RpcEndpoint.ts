@@ -12,6 +12,7 @@
  *   caller's span is still the parent, so logs keep the trace id).
  * - A defect fails that call only. A caller that interrupts a call, or whose connection drops,
  *   interrupts its handler.
+ * - A connection may have `maxInFlight` calls running at once; more are refused, not run.
  * - On shutdown, calls still arriving are refused (not run, so a caller may retry them
  *   elsewhere), the calls in flight finish and are answered (for up to `grace`), then the
  *   connection closes with 1001.
@@ -64,6 +65,11 @@ export const layer = <Rpcs extends Rpc.Any>(
   options: {
     readonly secret: ServiceCredential.Secret
     readonly tracing?: boolean
+    /**
+     * Calls one connection may have in flight (default 4096); more are refused unrun, so a
+     * runaway caller cannot exhaust the process.
+     */
+    readonly maxInFlight?: number
     /** How long calls in flight may take to finish at shutdown (default 10 s). */
     readonly grace?: Duration.DurationInput | undefined
   }
@@ -71,6 +77,7 @@ export const layer = <Rpcs extends Rpc.Any>(
   Layer.scopedDiscard(Effect.gen(function*() {
     const tracing = options.tracing ?? true
     const grace = Duration.decode(options.grace ?? "10 seconds")
+    const maxInFlight = options.maxInFlight ?? 4096
     const verify = ServiceCredential.verifier(options.secret, module)
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
@@ -129,6 +136,9 @@ export const layer = <Rpcs extends Rpc.Any>(
           const entry = entries.get(frame.t)
           if (entry === undefined) return send(Wire.defect(id, `${module} has no rpc ${frame.t}`))
           if (draining) return send(JSON.stringify({ i: id, u: `${module} is shutting down` }))
+          if (inflight.size >= maxInFlight) {
+            return send(JSON.stringify({ i: id, u: `${module} has ${maxInFlight} calls in flight on this connection already` }))
+          }
           if (Date.now() >= expiresAt) {
             return send(JSON.stringify({ i: id, u: "the service credential of this connection has expired" }))
           }
