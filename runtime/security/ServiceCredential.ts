@@ -58,6 +58,8 @@ export interface Credential {
  */
 export const issuer = (secret: Secret, caller: string, module: string, lifetimeSeconds = LIFETIME_SECONDS) => {
   const key = keyOf(secret)
+  /** A minute early, or halfway through a lifetime shorter than two minutes. */
+  const renewBeforeMs = Math.min(RENEW_BEFORE_SECONDS, lifetimeSeconds / 2) * 1000
   let cached: Promise<Credential> | undefined
   let renewAt = 0
   const sign = async (): Promise<Credential> => {
@@ -75,14 +77,14 @@ export const issuer = (secret: Secret, caller: string, module: string, lifetimeS
   return {
     current: (): Promise<Credential> => {
       if (cached === undefined || Date.now() >= renewAt) {
-        renewAt = Date.now() + Math.max(lifetimeSeconds - RENEW_BEFORE_SECONDS, lifetimeSeconds / 2) * 1000
+        renewAt = Date.now() + lifetimeSeconds * 1000 - renewBeforeMs
         cached = sign()
       }
       return cached
     },
     /** When a connection that presented `credential` should present a renewed one (epoch ms). */
     renewalTime: (credential: Credential): number =>
-      credential.expiresAt - Math.min(RENEW_BEFORE_SECONDS, lifetimeSeconds / 2) * 1000
+      credential.expiresAt - renewBeforeMs
   }
 }
 

@@ -39,15 +39,6 @@ export interface CallFrame {
   readonly s?: readonly [traceId: string, spanId: string, sampled: boolean]
 }
 
-export interface InterruptFrame {
-  readonly i: number
-  readonly x: 1
-}
-
-export interface CredentialFrame {
-  readonly c: string
-}
-
 export interface ReplyFrame {
   readonly i: number
   readonly v?: unknown
