@@ -1,10 +1,10 @@
 /**
- * The in-process client of a hosted module: the same type as the remote @effect/rpc client, and
- * the same semantics, without a network or a server fiber.
+ * The in-process client of a hosted module: the same type as the remote client, and the same
+ * semantics, without a network or a server fiber.
  *
- * - The payload is copied through the contract's Schema (see `copier`), so the callee gets a
- *   fresh value that satisfies the contract; results and typed errors come back the same way. An
- *   error the contract does not declare becomes a defect, as it does remotely.
+ * - Payloads, results and typed errors cross through the contract's Schemas (`Copy.ts`): the
+ *   other side gets a value that satisfies the contract and that nobody can change under it.
+ *   An error the contract does not declare becomes a defect, as it does remotely.
  * - The handler runs in its own module's context: nothing of the caller's context reaches it but
  *   the current span (the caller's open transaction, in particular, does not).
  * - Calls made inside a database transaction are refused in every topology (see `Calls.refusal`).
@@ -14,11 +14,12 @@
  *
  * Written by hand because @effect/rpc's in-process option (`RpcTest.makeClient`) runs a server
  * fiber per call and skips serialization: it is ~20x slower and shares values between caller and
- * callee. The call path is one fiber-runtime step, one context switch and one result step:
- * `npm run bench` holds it against calling the handler directly. Beyond the handler itself, a
- * call's time goes (measured on the bench's echo.get, in µs, roughly: the direct call is ~3) to
- * the context switch (~2.5-3: two FiberRef writes in an uninterruptible region), the span
- * (~2-2.5, its context included), the result's copy (~1.5) and the payload's (~0.3).
+ * callee. Here a call runs in the caller's fiber: one step checks and copies the payload and
+ * starts the span, one uninterruptible region switches the context in, runs the handler and
+ * switches it back, one step copies the result. `npm run bench` holds it against calling the
+ * handler directly (about 3 µs on the bench's echo.get, a Schema.Class built and checked); a
+ * call adds about 1 µs for the context switch, 1-1.5 µs for the span, 0.5 µs for the copies and
+ * checks, and the steps themselves.
  */
 import { Headers } from "@effect/platform"
 import { type Rpc, RpcClient, type RpcClientError, type RpcGroup } from "@effect/rpc"
@@ -32,44 +33,41 @@ import {
   FiberRef,
   ParseResult,
   Schema,
-  SchemaAST,
   Tracer
 } from "effect"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import { spanTime, startSpan } from "../observability/Spans.ts"
 import * as Calls from "./Calls.ts"
+import * as Copy from "./Copy.ts"
 
 type AnySchema = Schema.Schema<any, any, never>
 
 const formatted = (what: string, issue: ParseResult.ParseIssue) =>
   new Error(`${what}: ${ParseResult.TreeFormatter.formatIssueSync(issue)}`)
 
-/** Whether `ast` transforms nothing anywhere: its Encoded side is its Type side. */
-const untransformed = (ast: SchemaAST.AST) => SchemaAST.encodedBoundAST(ast) === ast
+/**
+ * Sets the context of `fiber`, which must be the running fiber. `FiberRef.set` does just this, as
+ * an effect of its own; the call path does it inside the steps it takes anyway, which saves a
+ * tenth of a call's cost. The method is the fiber's own (`FiberRuntime.setFiberRef`, which
+ * `FiberRef.set` calls), though the public `RuntimeFiber` interface leaves it out: the version of
+ * effect is pinned, and LocalClient.test.ts covers the switch both ways, interruption included.
+ */
+const setContext = (fiber: Fiber.RuntimeFiber<unknown, unknown>, context: Context.Context<never>) =>
+  (fiber as unknown as { setFiberRef<A>(ref: FiberRef.FiberRef<A>, value: A): void }).setFiberRef(
+    FiberRef.currentContext,
+    context
+  )
 
 /**
- * Copies a value through `schema`: a fresh value, checked against the contract.
- *
- * In general that is encoding to the wire form and decoding back. Decoding is the pass that
- * builds the fresh value (the objects and arrays the schema describes, anew), and it can often skip
- * the encoding, which would only build a copy for it to read:
- * - a schema that transforms nothing has the same Type and Encoded sides: a valid value is a
- *   valid encoded one, and decoding it checks it and builds the same copy;
- * - a Schema.Class is a transformation from its encoded fields to the class, whose encoding
- *   hands an instance over unchanged to the fields' encoding. When those fields transform
- *   nothing, an instance is itself a valid encoded value, and decoding it checks its fields and
- *   builds a new instance. (Only instances take that path: `instanceof` is what tells a class
- *   from another transformation; anything else, a plain object say, goes the general way.)
+ * The options of `Effect.matchCauseEffect`, from two functions. A function written as a property
+ * of an object literal is named after it, and tsx (which runs Tessera) keeps names by calling a
+ * helper on every such closure it makes: a measurable share of a call made per call. Passed as
+ * arguments, the call's continuations stay unnamed.
  */
-const copier = (schema: AnySchema) => {
-  const decode = ParseResult.decodeUnknownEither(schema)
-  if (untransformed(schema.ast)) return decode
-  const encode = ParseResult.encodeUnknownEither(schema)
-  const roundTrip = (value: unknown) => Either.flatMap(encode(value), decode)
-  if (schema.ast._tag !== "Transformation" || !untransformed(schema.ast.from)) return roundTrip
-  const Class = schema as unknown as abstract new(...args: ReadonlyArray<any>) => unknown
-  return (value: unknown) => value instanceof Class ? decode(value) : roundTrip(value)
-}
+const continuations = <A, E, B, E2, C, E3>(
+  onSuccess: (value: A) => Effect.Effect<B, E2>,
+  onFailure: (cause: Cause.Cause<E>) => Effect.Effect<C, E3>
+) => ({ onSuccess, onFailure })
 
 export const make = <Rpcs extends Rpc.Any>(
   module: string,
@@ -87,27 +85,27 @@ export const make = <Rpcs extends Rpc.Any>(
     // which applies constructor defaults. For a schema that transforms nothing, the copy below
     // makes the very check `make` would (decoding it is validating it): `make` skips it.
     const payloadSchema = rpc.payloadSchema as AnySchema & { make?: (input: unknown, disableValidation?: boolean) => unknown }
-    const payloadChecked = untransformed(payloadSchema.ast)
-    const copyPayload = copier(payloadSchema)
-    const copySuccess = copier(rpc.successSchema as AnySchema)
-    const copyError = copier(rpc.errorSchema as AnySchema)
+    const payloadChecked = Copy.untransformed(payloadSchema.ast)
+    const copyPayload = Copy.copier(payloadSchema, { share: true })
+    const copySuccess = Copy.copier(rpc.successSchema as AnySchema, { share: true })
+    const copyError = Copy.copier(rpc.errorSchema as AnySchema, { share: false })
     const spanOptions = { kind: "client", captureStackTrace: false, attributes: { [MODULE_ATTRIBUTE]: module } } as const
 
-    /** The callee's result, copied back through the contract. */
-    const settle = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<unknown, unknown> => {
-      if (Exit.isSuccess(exit)) {
-        const copied = copySuccess(exit.value)
-        return Either.isRight(copied) ? Effect.succeed(copied.right) : Effect.die(formatted(`${name} result`, copied.left))
-      }
-      const failure = Cause.failureOption(exit.cause)
-      if (failure._tag === "None") return exit
+    /** The callee's result and failure, copied back through the contract. */
+    const succeeded = (value: unknown): Effect.Effect<unknown, unknown> => {
+      const copied = copySuccess(value)
+      return Either.isRight(copied) ? Effect.succeed(copied.right) : Effect.die(formatted(`${name} result`, copied.left))
+    }
+    const failed = (cause: Cause.Cause<unknown>): Effect.Effect<unknown, unknown> => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "None") return Effect.failCause(cause)
       const copied = copyError(failure.value)
       return Either.isRight(copied) ? Effect.fail(copied.right) : Effect.die(formatted(`${name} error`, copied.left))
     }
 
     /**
      * Runs the handler's effect with its module's context and `parent` as the current span, ends
-     * `span` (this call's own, if traced), puts the caller's context back and settles the result.
+     * `span` (this call's own, if traced), puts the caller's context back and copies the result.
      * One uninterruptible region swaps the context in and out, so that the caller's own
      * finalizers see its context even when it is interrupted during the call; only the handler
      * runs interruptibly (if the caller was). Effect.provide would add a region of its own.
@@ -120,15 +118,24 @@ export const make = <Rpcs extends Rpc.Any>(
     ) => {
       const callerContext = fiber.currentContext
       const context = parent ? Context.add(entry.context, Tracer.ParentSpan, parent) : entry.context
-      return Effect.uninterruptibleMask((restore) =>
-        Effect.zipRight(
-          FiberRef.set(FiberRef.currentContext, context),
-          Effect.flatMap(Effect.exit(restore(effect)), (exit) => {
-            span?.end(spanTime(fiber), exit)
-            return Effect.zipRight(FiberRef.set(FiberRef.currentContext, callerContext), settle(exit))
-          })
+      return Effect.uninterruptibleMask((restore) => {
+        setContext(fiber, context)
+        return Effect.matchCauseEffect(
+          restore(effect),
+          continuations(
+            (value) => {
+              span?.end(spanTime(fiber), Exit.succeed(value))
+              setContext(fiber, callerContext)
+              return succeeded(value)
+            },
+            (cause) => {
+              span?.end(spanTime(fiber), Exit.failCause(cause))
+              setContext(fiber, callerContext)
+              return failed(cause)
+            }
+          )
         )
-      )
+      })
     }
 
     const call = (input: unknown, options?: { readonly headers?: Headers.Input }) =>
