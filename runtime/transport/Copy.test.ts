@@ -43,6 +43,15 @@ describe("Copy.immutable", () => {
   })
 })
 
+describe("Copy.hasConstructorDefaults", () => {
+  it("tells a struct whose make fills in a field", () => {
+    expect(Copy.hasConstructorDefaults({ a: Schema.String, b: Schema.optional(Schema.Int) })).toBe(false)
+    expect(Copy.hasConstructorDefaults({ a: Schema.optionalWith(Schema.Int, { default: () => 1 }) })).toBe(true)
+    const b = Schema.Int.pipe(Schema.propertySignature, Schema.withConstructorDefault(() => 1))
+    expect(Copy.hasConstructorDefaults({ a: Schema.String, b })).toBe(true)
+  })
+})
+
 describe("Copy.copier", () => {
   it("hands over an instance of a class of immutable fields, after checking its fields", () => {
     const copy = Copy.copier(Product, { share: true })

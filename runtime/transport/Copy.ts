@@ -71,6 +71,35 @@ export const immutable = (ast: SchemaAST.AST): boolean => {
   }
 }
 
+/**
+ * Whether a struct's `make` would fill in a field: one of `fields` has a constructor default
+ * (`Schema.optionalWith(..., { default })`, `withConstructorDefault`). Read as `make` reads it.
+ */
+export const hasConstructorDefaults = (fields: Schema.Struct.Fields) =>
+  Object.values(fields).some((field) =>
+    Schema.isPropertySignature(field) &&
+    (field.ast._tag === "PropertySignatureDeclaration" ? field.ast.defaultValue : field.ast.to.defaultValue) !==
+      undefined
+  )
+
+/**
+ * A check of an immutable class's fields, field by field with Effect's own `is`: half the time
+ * of validating them as a struct, which builds a record of them only to drop it.
+ */
+const fieldsCheck = (fields: AnySchema) => {
+  const checks = (SchemaAST.typeAST(fields.ast) as SchemaAST.TypeLiteral).propertySignatures.map((field) => ({
+    name: field.name,
+    optional: field.isOptional,
+    is: ParseResult.is(Schema.make(field.type))
+  }))
+  return (value: any) => {
+    for (const { is, name, optional } of checks) {
+      if (!(optional && !(name in value)) && !is(value[name])) return false
+    }
+    return true
+  }
+}
+
 type SchemaClass = (new(fields: unknown, disableValidation: true) => unknown) & { readonly fields: Schema.Struct.Fields }
 
 /** A Schema.Class (or TaggedClass, TaggedError...): a transformation from its fields to instances. */
@@ -93,8 +122,11 @@ export const copier = (schema: AnySchema, options: { readonly share: boolean }):
   const shared = options.share &&
     (SchemaAST.typeAST(fields.ast) as SchemaAST.TypeLiteral).propertySignatures.every((field) => immutable(field.type))
   if (shared) {
-    const check = ParseResult.validateEither(fields)
-    return (value) => value instanceof Class ? Either.map(check(value), () => value) : roundTrip(value)
+    const valid = fieldsCheck(fields)
+    // Effect's own validation only where the check fails, for the issue it reports.
+    const validate = ParseResult.validateEither(fields)
+    return (value) =>
+      value instanceof Class ? valid(value) ? Either.right(value) : Either.map(validate(value), () => value) : roundTrip(value)
   }
   const copyFields = copier(fields, options)
   return (value) =>

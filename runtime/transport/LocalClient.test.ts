@@ -2,7 +2,7 @@ import type { Headers } from "@effect/platform"
 import { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, type Tracer } from "effect"
+import { Cause, Context, DateTime, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, type Tracer } from "effect"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as LocalClient from "./LocalClient.ts"
 
@@ -22,6 +22,13 @@ class Label extends Schema.Class<Label>("test/Label")({
 /** A class given whole as a payload schema. */
 class Print extends Schema.Class<Print>("test/Print")({ label: Label, copies: Schema.Int }) {}
 
+/** Every field immutable: an instance is handed over as it is (see Copy.ts). */
+class Badge extends Schema.Class<Badge>("test/Badge")({
+  name: Schema.NonEmptyString,
+  size: Schema.Int,
+  issuedAt: Schema.DateTimeUtc
+}) {}
+
 class WidgetNotFound extends Schema.TaggedError<WidgetNotFound>()("WidgetNotFound", { id: Schema.String }) {}
 
 /** Not part of the contract: a handler failing with it breaks the contract. */
@@ -36,7 +43,11 @@ class WidgetRpcs extends RpcGroup.make(
     success: Label
   }),
   Rpc.make("print", { payload: Print, success: Schema.Int }),
-  Rpc.make("wait", { payload: { note: Schema.String } })
+  Rpc.make("wait", { payload: { note: Schema.String } }),
+  Rpc.make("badge", {
+    payload: Schema.Struct({ name: Schema.String, size: Schema.Int.pipe(Schema.propertySignature, Schema.withConstructorDefault(() => 1)) }),
+    success: Badge
+  })
 ) {}
 
 /** Something the caller's context holds; the handler must not see it. */
@@ -109,6 +120,14 @@ const handlers = (seen: Seen) =>
     print: (payload) => {
       seen.payloads.push(payload)
       return Effect.succeed(payload.copies)
+    },
+    badge: (payload) => {
+      seen.payloads.push(payload)
+      const issuedAt = DateTime.unsafeMake("2026-01-02T03:04:05Z")
+      // A name of "" makes an instance that skipped its constructor's check.
+      const badge = new Badge({ name: payload.name, size: payload.size, issuedAt }, payload.name === "")
+      seen.returned.push(badge)
+      return Effect.succeed(badge)
     },
     wait: (payload) => {
       seen.payloads.push(payload)
@@ -323,6 +342,16 @@ describe("LocalClient", () => {
       expect(label).not.toBe(returned)
       expect(label.aliases).not.toBe(returned!.aliases)
       expect(label.size).not.toBe(returned!.size)
+    }))
+
+  it.scoped("hands over an instance of a class of immutable fields as it is, once its fields are checked", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      const badge = yield* client.badge({ name: "b1" })
+      expect(seen.payloads).toEqual([{ name: "b1", size: 1 }])
+      expect(badge).toBe(seen.returned[0])
+      const broken = yield* Effect.exit(client.badge({ name: "" }))
+      expect(String(defect(broken))).toContain("widgets.badge result")
     }))
 
   it.scoped("checks such a class's instances: one that breaks the schema is a defect", () =>

@@ -81,11 +81,20 @@ export const make = <Rpcs extends Rpc.Any>(
     const entry = handlers.unsafeMap.get(rpc.key) as Rpc.Handler<string> | undefined
     if (entry === undefined) throw new Error(`${module} has no handler for ${rpc._tag}`)
     const name = `${module}.${rpc._tag}`
-    // As RpcClient does, a payload given as fields is built (and checked) by its schema's `make`,
-    // which applies constructor defaults. For a schema that transforms nothing, the copy below
-    // makes the very check `make` would (decoding it is validating it): `make` skips it.
-    const payloadSchema = rpc.payloadSchema as AnySchema & { make?: (input: unknown, disableValidation?: boolean) => unknown }
+    // As RpcClient does, a payload given as fields is built by its schema's `make`, which fills in
+    // constructor defaults and makes class instances. A struct of untransformed fields without
+    // defaults needs no building: the copy below checks it and builds it afresh, as decoding
+    // does. Where `make` is needed and the schema transforms nothing, the copy's check is the one
+    // `make` would make: `make` skips it.
+    const payloadSchema = rpc.payloadSchema as AnySchema & {
+      readonly make?: (input: unknown, disableValidation?: boolean) => unknown
+      readonly fields?: Schema.Struct.Fields
+    }
     const payloadChecked = Copy.untransformed(payloadSchema.ast)
+    const makePayload = payloadChecked && payloadSchema.ast._tag === "TypeLiteral" && payloadSchema.fields &&
+        !Copy.hasConstructorDefaults(payloadSchema.fields)
+      ? undefined
+      : payloadSchema.make
     const copyPayload = Copy.copier(payloadSchema, { share: true })
     const copySuccess = Copy.copier(rpc.successSchema as AnySchema, { share: true })
     const copyError = Copy.copier(rpc.errorSchema as AnySchema, { share: false })
@@ -144,7 +153,7 @@ export const make = <Rpcs extends Rpc.Any>(
         if (refused) return Effect.die(refused)
         let payload: Either.Either<unknown, ParseResult.ParseIssue>
         try {
-          payload = copyPayload(payloadSchema.make ? payloadSchema.make(input, payloadChecked) : input)
+          payload = copyPayload(makePayload ? makePayload.call(payloadSchema, input, payloadChecked) : input)
         } catch (defect) {
           return Effect.die(defect)
         }
