@@ -2,7 +2,7 @@ import type { Headers } from "@effect/platform"
 import { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, DateTime, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, type Tracer } from "effect"
+import { Cause, Context, DateTime, Deferred, Effect, Exit, Fiber, FiberRef, Layer, Option, Schema, type Tracer } from "effect"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as LocalClient from "./LocalClient.ts"
 
@@ -53,6 +53,9 @@ class WidgetRpcs extends RpcGroup.make(
 /** Something the caller's context holds; the handler must not see it. */
 class CallerThing extends Context.Tag("test/CallerThing")<CallerThing, string>() {}
 
+/** A FiberRef the `probe` handler sets: the caller's own value must survive the call. */
+const touched = FiberRef.unsafeMake("untouched")
+
 /** Something the handler's own module provides. */
 class ModuleThing extends Context.Tag("test/ModuleThing")<ModuleThing, string>() {}
 
@@ -99,6 +102,7 @@ const handlers = (seen: Seen) =>
         seen.callerThing = yield* Effect.serviceOption(CallerThing)
         seen.moduleThing = yield* ModuleThing
         seen.span = yield* Effect.option(Effect.currentSpan)
+        yield* FiberRef.set(touched, "set by the handler")
       }),
     label: (payload) => {
       seen.payloads.push(payload)
@@ -380,6 +384,28 @@ describe("LocalClient", () => {
       expect(received!.label).toEqual(label)
       expect(received!.label).not.toBe(label)
       defect(yield* Effect.exit(client.print({ label, copies: 1.5 })))
+    }))
+
+  it.scoped("keeps what the handler does to its fiber's FiberRefs to the call, as a remote call does", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup
+      yield* FiberRef.set(touched, "the caller's")
+      yield* client.probe({ note: "touch" })
+      expect(yield* FiberRef.get(touched)).toBe("the caller's")
+    }))
+
+  it.scoped("an interrupted caller stays interrupted: its recovery does not run", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      let recovered = false
+      const fiber = yield* client.wait({ note: "interrupt me" }).pipe(
+        Effect.catchAllCause(() => Effect.sync(() => (recovered = true))),
+        Effect.fork
+      )
+      yield* Deferred.await(seen.waiting)
+      const exit = yield* Fiber.interrupt(fiber)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      expect(recovered).toBe(false)
     }))
 
   it.scoped("interrupts the handler when the caller is interrupted; the caller's finalizers see its own context", () =>

@@ -31,6 +31,7 @@ import {
   Exit,
   type Fiber,
   FiberRef,
+  FiberRefs,
   ParseResult,
   Schema,
   Tracer
@@ -46,17 +47,47 @@ const formatted = (what: string, issue: ParseResult.ParseIssue) =>
   new Error(`${what}: ${ParseResult.TreeFormatter.formatIssueSync(issue)}`)
 
 /**
- * Sets the context of `fiber`, which must be the running fiber. `FiberRef.set` does just this, as
- * an effect of its own; the call path does it inside the steps it takes anyway, which saves a
- * tenth of a call's cost. The method is the fiber's own (`FiberRuntime.setFiberRef`, which
- * `FiberRef.set` calls), though the public `RuntimeFiber` interface leaves it out: the version of
- * effect is pinned, and LocalClient.test.ts covers the switch both ways, interruption included.
+ * The switch of a fiber into the callee's module and back. A handler runs in the caller's fiber
+ * with its own module's context, and what it does to the fiber's FiberRefs stays with the call
+ * (as it does remotely, where the handler has a fiber of its own). `enter` keeps the fiber's
+ * FiberRefs as they are and sets new ones, the same but for the context; `leave` puts the kept
+ * ones back whole, keeping only an interruption that arrived meanwhile (the runtime records it
+ * in a FiberRef; the fiber must stay interrupted).
+ *
+ * Not `FiberRef.set` twice, nor `Effect.provide`: each write of a FiberRef copies the fiber's
+ * FiberRefs and compares the old value with the new, which for a context means hashing a fresh
+ * one; together a third of a call's cost. Setting and restoring them whole takes the fiber's own
+ * `setFiberRefs` and `setFiberRef` (what `Effect.setFiberRefs` and `FiberRef.set` run), which the
+ * public `RuntimeFiber` interface leaves out: the version of effect is pinned, and
+ * LocalClient.test.ts covers both ways, interruption included. Called by the fiber itself only.
  */
-const setContext = (fiber: Fiber.RuntimeFiber<unknown, unknown>, context: Context.Context<never>) =>
-  (fiber as unknown as { setFiberRef<A>(ref: FiberRef.FiberRef<A>, value: A): void }).setFiberRef(
+interface FiberInternals {
+  setFiberRefs(fiberRefs: FiberRefs.FiberRefs): void
+  setFiberRef<A>(fiberRef: FiberRef.FiberRef<A>, value: A): void
+}
+
+const enter = (fiber: Fiber.RuntimeFiber<unknown, unknown>, context: Context.Context<never>): FiberRefs.FiberRefs => {
+  const kept = fiber.getFiberRefs()
+  const locals = new Map(kept.locals)
+  // As `FiberRef.set` writes it: over the fiber's own entry, or on top of an inherited one.
+  const id = fiber.id()
+  const stack = locals.get(FiberRef.currentContext)
+  const entry = [id, context] as const
+  locals.set(
     FiberRef.currentContext,
-    context
+    stack === undefined ? [entry] : stack[0][0].id === id.id ? [entry, ...stack.slice(1)] : [entry, ...stack]
   )
+  ;(fiber as unknown as FiberInternals).setFiberRefs(FiberRefs.unsafeMake(locals))
+  return kept
+}
+
+const leave = (fiber: Fiber.RuntimeFiber<unknown, unknown>, kept: FiberRefs.FiberRefs) => {
+  const interrupted = fiber.getFiberRef(FiberRef.interruptedCause)
+  ;(fiber as unknown as FiberInternals).setFiberRefs(kept)
+  if (fiber.getFiberRef(FiberRef.interruptedCause) !== interrupted) {
+    ;(fiber as unknown as FiberInternals).setFiberRef(FiberRef.interruptedCause, interrupted)
+  }
+}
 
 /**
  * The options of `Effect.matchCauseEffect`, from two functions. A function written as a property
@@ -114,10 +145,10 @@ export const make = <Rpcs extends Rpc.Any>(
 
     /**
      * Runs the handler's effect with its module's context and `parent` as the current span, ends
-     * `span` (this call's own, if traced), puts the caller's context back and copies the result.
-     * One uninterruptible region swaps the context in and out, so that the caller's own
-     * finalizers see its context even when it is interrupted during the call; only the handler
-     * runs interruptibly (if the caller was). Effect.provide would add a region of its own.
+     * `span` (this call's own, if traced), puts the caller's FiberRefs back and copies the
+     * result. One uninterruptible region switches in and out (`enter`, `leave`), so that the
+     * caller's own finalizers see its context even when it is interrupted during the call; only
+     * the handler runs interruptibly (if the caller was).
      */
     const run = (
       fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -125,21 +156,20 @@ export const make = <Rpcs extends Rpc.Any>(
       parent: Tracer.AnySpan | undefined,
       span: Tracer.Span | undefined
     ) => {
-      const callerContext = fiber.currentContext
       const context = parent ? Context.add(entry.context, Tracer.ParentSpan, parent) : entry.context
       return Effect.uninterruptibleMask((restore) => {
-        setContext(fiber, context)
+        const kept = enter(fiber, context)
         return Effect.matchCauseEffect(
           restore(effect),
           continuations(
             (value) => {
               span?.end(spanTime(fiber), Exit.succeed(value))
-              setContext(fiber, callerContext)
+              leave(fiber, kept)
               return succeeded(value)
             },
             (cause) => {
               span?.end(spanTime(fiber), Exit.failCause(cause))
-              setContext(fiber, callerContext)
+              leave(fiber, kept)
               return failed(cause)
             }
           )
