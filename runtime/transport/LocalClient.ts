@@ -18,8 +18,9 @@
  * starts the span, one uninterruptible region switches the context in, runs the handler and
  * switches it back, one step copies the result. `npm run bench` holds it against calling the
  * handler directly (about 3 µs on the bench's echo.get, a Schema.Class built and checked); a
- * call adds about 1 µs for the context switch, 1-1.5 µs for the span, 0.5 µs for the copies and
- * checks, and the steps themselves.
+ * call adds about 1 µs for the span (half of it the ids Effect's native tracer draws for a span
+ * without a parent), half that for the switch, as much for the payload's copy and the result's
+ * check, and the steps themselves.
  */
 import { Headers } from "@effect/platform"
 import { type Rpc, RpcClient, type RpcClientError, type RpcGroup } from "@effect/rpc"
@@ -56,18 +57,20 @@ const formatted = (what: string, issue: ParseResult.ParseIssue) =>
  *
  * Not `FiberRef.set` twice, nor `Effect.provide`: each write of a FiberRef copies the fiber's
  * FiberRefs and compares the old value with the new, which for a context means hashing a fresh
- * one; together a third of a call's cost. Setting and restoring them whole takes the fiber's own
- * `setFiberRefs` and `setFiberRef` (what `Effect.setFiberRefs` and `FiberRef.set` run), which the
+ * one; together a third of a call's cost. Keeping, setting and restoring them whole takes the
+ * fiber's own field and methods (what `Effect.setFiberRefs` and `FiberRef.set` run), which the
  * public `RuntimeFiber` interface leaves out: the version of effect is pinned, and
  * LocalClient.test.ts covers both ways, interruption included. Called by the fiber itself only.
  */
 interface FiberInternals {
+  /** The fiber's FiberRefs as it holds them (`getFiberRefs()` copies them first). */
+  readonly _fiberRefs: FiberRefs.FiberRefs
   setFiberRefs(fiberRefs: FiberRefs.FiberRefs): void
   setFiberRef<A>(fiberRef: FiberRef.FiberRef<A>, value: A): void
 }
 
 const enter = (fiber: Fiber.RuntimeFiber<unknown, unknown>, context: Context.Context<never>): FiberRefs.FiberRefs => {
-  const kept = fiber.getFiberRefs()
+  const kept = (fiber as unknown as FiberInternals)._fiberRefs
   const locals = new Map(kept.locals)
   // As `FiberRef.set` writes it: over the fiber's own entry, or on top of an inherited one.
   const id = fiber.id()
