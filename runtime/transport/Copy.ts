@@ -18,7 +18,9 @@
  *
  * Written by hand because Schema offers a decoder and an encoder but no copy: encoding then
  * decoding builds every value twice, and decoding a class instance rebuilds it through three
- * nested parsers (on the bench, 3.5 µs for a five-field class, more than the call it is part of).
+ * nested parsers. On this machine: the bench's five-field class took 3.5 µs to decode, more than
+ * the call it is part of; catalog's Product (a DateTimeUtc among its fields) 12.6 µs to encode and
+ * decode. Checking and handing them over takes 0.3 µs and 1.8 µs.
  */
 import { Either, ParseResult, Schema, SchemaAST } from "effect"
 
