@@ -17,8 +17,9 @@
  *   sequential ratio is printed too, with no target).
  *
  * Each figure is warmed up once (~1 s), then measured for ~3 s in each of 3 rounds; a figure is
- * the median of its rounds. Within a round a path and its ceiling run back to back, so drift on
- * this shared 2-core machine hits both alike; the ratio is the median of the per-round ratios.
+ * the median of its rounds. Within a round a path and its ceiling run back to back (in process,
+ * taking turns every half second), so drift on this shared 2-core machine hits both alike; the
+ * ratio is the median of the per-round ratios.
  * The bench is a report, not a test: it exits 0 when a target is missed and says MISSED.
  * BENCH_SECONDS / BENCH_ROUNDS override the defaults; BENCH_ONLY=inprocess|remote runs one half.
  */
@@ -40,6 +41,8 @@ if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote") {
   throw new Error(`BENCH_ONLY must be "inprocess" or "remote", not ${JSON.stringify(ONLY)}`)
 }
 const WARMUP_SECONDS = 1
+/** In process, each round's variants take turns in slices of this many seconds (see `measure`). */
+const SLICES = Math.max(1, Math.round(SECONDS / 0.5))
 const CONCURRENT = 32
 const ID = "p-1"
 /** The remote calls carry a service credential, as every call between processes does. */
@@ -146,12 +149,21 @@ const median = (xs: ReadonlyArray<number>) => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-/** Warms each variant up, then runs them back to back in each round. Calls/s by round, by name. */
-const measure = async (label: string, variants: ReadonlyArray<Variant>) => {
+/**
+ * Warms each variant up, then runs them back to back in each round. Calls/s by round, by name.
+ * With `slices`, a round takes turns in slices of SECONDS / slices (its figure the mean of its
+ * slices), so that the variants of a round meet the same load: for in-process calls, whose
+ * loops start and stop at no cost; a remote run has connections to open.
+ */
+const measure = async (label: string, variants: ReadonlyArray<Variant>, slices = 1) => {
   for (const v of variants) await v.run(WARMUP_SECONDS)
   const rounds = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
   for (let round = 0; round < ROUNDS; round++) {
-    for (const v of variants) rounds.get(v.name)!.push(await v.run(SECONDS))
+    const sums = new Map<string, number>(variants.map((v) => [v.name, 0]))
+    for (let slice = 0; slice < slices; slice++) {
+      for (const v of variants) sums.set(v.name, sums.get(v.name)! + (await v.run(SECONDS / slices)))
+    }
+    for (const v of variants) rounds.get(v.name)!.push(sums.get(v.name)! / slices)
   }
   for (const [name, values] of rounds) {
     console.error(`  ${label.padEnd(28)} ${name.padEnd(22)} rounds: ${values.map(fmt).join(" / ")}`)
@@ -220,7 +232,7 @@ const inProcess = async (rows: Array<Row>) => {
           name: `client, ${label}`,
           run: (s: number) => promiseLoops(() => Effect.runPromise(clients[i]!.get({ id: ID })), callers, s)
         }))
-      ])
+      ], SLICES)
       for (const { label } of tracings) {
         rows.push(row(
           { path: "in process (Host → LocalClient)", mode, how: label, target: 50 },
