@@ -9,6 +9,9 @@ export const spanTime = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
     ? Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeNanos()
     : 0n
 
+/** The links of a span when the fiber adds none (Effect's own `makeSpan` shares one too). */
+const noLinks: ReadonlyArray<Tracer.SpanLink> = []
+
 /**
  * The span of a call, made as `Effect.makeSpan` makes it (the fiber's tracer, parent span, span
  * annotations and links), or undefined in the rare cases left to `Effect.makeSpan` itself
@@ -24,7 +27,8 @@ export const startSpan = (
   const parent = fiber.currentSpan
   if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return undefined
   if (parent && Context.get(parent.context, Tracer.DisablePropagation)) return undefined
-  const links = Chunk.toReadonlyArray(fiber.getFiberRef(FiberRef.currentTracerSpanLinks))
+  const inheritedLinks = fiber.getFiberRef(FiberRef.currentTracerSpanLinks)
+  const links = Chunk.isEmpty(inheritedLinks) ? noLinks : Chunk.toReadonlyArray(inheritedLinks)
   const span = fiber.currentTracer.span(
     name,
     Option.fromNullable(parent),
@@ -34,7 +38,8 @@ export const startSpan = (
     options.kind,
     options
   )
-  HashMap.forEach(fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations), (value, key) => span.attribute(key, value))
+  const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
+  if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
   for (const key in options.attributes) span.attribute(key, options.attributes[key])
   return span
 }
