@@ -45,7 +45,10 @@ class WidgetRpcs extends RpcGroup.make(
   Rpc.make("print", { payload: Print, success: Schema.Int }),
   Rpc.make("wait", { payload: { note: Schema.String } }),
   Rpc.make("badge", {
-    payload: Schema.Struct({ name: Schema.String, size: Schema.Int.pipe(Schema.propertySignature, Schema.withConstructorDefault(() => 1)) }),
+    payload: Schema.Struct({
+      name: Schema.String,
+      size: Schema.Int.pipe(Schema.propertySignature, Schema.withConstructorDefault(() => 1))
+    }),
     success: Badge
   })
 ) {}

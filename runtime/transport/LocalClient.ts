@@ -69,8 +69,10 @@ interface FiberInternals {
   setFiberRef<A>(fiberRef: FiberRef.FiberRef<A>, value: A): void
 }
 
+const internals = (fiber: Fiber.RuntimeFiber<unknown, unknown>) => fiber as unknown as FiberInternals
+
 const enter = (fiber: Fiber.RuntimeFiber<unknown, unknown>, context: Context.Context<never>): FiberRefs.FiberRefs => {
-  const kept = (fiber as unknown as FiberInternals)._fiberRefs
+  const kept = internals(fiber)._fiberRefs
   const locals = new Map(kept.locals)
   // As `FiberRef.set` writes it: over the fiber's own entry, or on top of an inherited one.
   const id = fiber.id()
@@ -80,15 +82,15 @@ const enter = (fiber: Fiber.RuntimeFiber<unknown, unknown>, context: Context.Con
     FiberRef.currentContext,
     stack === undefined ? [entry] : stack[0][0].id === id.id ? [entry, ...stack.slice(1)] : [entry, ...stack]
   )
-  ;(fiber as unknown as FiberInternals).setFiberRefs(FiberRefs.unsafeMake(locals))
+  internals(fiber).setFiberRefs(FiberRefs.unsafeMake(locals))
   return kept
 }
 
 const leave = (fiber: Fiber.RuntimeFiber<unknown, unknown>, kept: FiberRefs.FiberRefs) => {
   const interrupted = fiber.getFiberRef(FiberRef.interruptedCause)
-  ;(fiber as unknown as FiberInternals).setFiberRefs(kept)
+  internals(fiber).setFiberRefs(kept)
   if (fiber.getFiberRef(FiberRef.interruptedCause) !== interrupted) {
-    ;(fiber as unknown as FiberInternals).setFiberRef(FiberRef.interruptedCause, interrupted)
+    internals(fiber).setFiberRef(FiberRef.interruptedCause, interrupted)
   }
 }
 
