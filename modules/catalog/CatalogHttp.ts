@@ -8,10 +8,20 @@ import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNo
 
 const allErrors = { parseOptions: { errors: "all" } } as const
 
+/** A page size: decimal digits on the wire, described as the integer they spell. */
+const Limit = Schema.compose(
+  Schema.String.pipe(Schema.pattern(/^[0-9]{1,3}$/, { message: () => "expected an integer from 1 to 100" })),
+  Schema.NumberFromString
+).pipe(
+  Schema.int(),
+  Schema.between(1, 100),
+  Schema.annotations({ jsonSchema: { type: "integer", minimum: 1, maximum: 100 } })
+)
+
 /** Query of `GET /v1/products`. */
 const ProductSearch = Schema.Struct({
   q: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(200)), { exact: true }),
-  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100)), { exact: true }),
+  limit: Schema.optionalWith(Limit, { exact: true }),
   cursor: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(200)), { exact: true })
 }).annotations(allErrors)
 
