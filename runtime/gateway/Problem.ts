@@ -141,10 +141,19 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
     })
   })
 
+/** A 400 about the whole body: `errors` has one entry for it, as every 400 has `errors`. */
+const wholeBody = (type: string, title: string, detail: string): Problem => ({
+  type,
+  title,
+  status: 400,
+  detail,
+  errors: [{ field: "", pointer: "", message: detail }]
+})
+
 const badRequest = (error: HttpServerError.RequestError): Problem =>
   error.cause instanceof SyntaxError
-    ? { type: typeOf("MalformedBody"), title: "Malformed body", status: 400, detail: `the body is not valid JSON: ${error.cause.message}` }
-    : { type: typeOf("BadRequest"), title: "Bad request", status: 400, detail: error.description ?? "the request could not be read" }
+    ? wholeBody(typeOf("MalformedBody"), "Malformed body", `the body is not valid JSON: ${error.cause.message}`)
+    : wholeBody(typeOf("BadRequest"), "Bad request", error.description ?? "the request could not be read")
 
 export const tooLarge = (limit?: number): Problem => ({
   type: typeOf("PayloadTooLarge"),
