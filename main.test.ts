@@ -3,6 +3,7 @@
  * gateway's REST API) and over typed RPC (inventory's contract). The same tests run in every
  * topology: a behaviour that holds in one only is a bug.
  */
+import { OpenApi } from "@effect/platform"
 import { type RpcClient, RpcClientError } from "@effect/rpc"
 import { Cause, Effect, Exit, Redacted, Scope } from "effect"
 import * as jose from "jose"
@@ -13,6 +14,9 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { InventoryRpcs, ReservationConflict, type ReservationId, StockInsufficient } from "./modules/inventory/index.ts"
 import type { ProductId } from "./modules/catalog/index.ts"
+import { modules } from "./main.ts"
+import * as Gateway from "./runtime/gateway/Gateway.ts"
+import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
 import * as RemoteClient from "./runtime/transport/RemoteClient.ts"
@@ -38,12 +42,27 @@ const settings = {
   TESSERA_TRUSTED_PROXIES: "1"
 }
 
+/**
+ * Every request to a gateway goes through this `fetch`: it checks each answer (status, headers,
+ * body) against the OpenAPI document that gateway serves, so an undescribed answer fails its test.
+ */
+const gatewayFetch = OpenApiConformance.checkedFetch()
+
+/** The headers of an answer read with node:http, for `gatewayFetch.check`. */
+const headersOf = (response: http.IncomingMessage) => {
+  const headers = new Headers()
+  for (const [name, value] of Object.entries(response.headers)) {
+    for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) headers.append(name, one)
+  }
+  return headers
+}
+
 /** A client address of its own, so that one test's logins do not spend another's rate limit. */
 const someAddress = () => `198.51.100.${Math.floor(Math.random() * 254) + 1}, 10.0.0.${Math.floor(Math.random() * 254) + 1}`
 
 /** Logs in at `gateway` and returns the access token. */
 const login = async (gateway: string, credentials: { email: string; password: string }) => {
-  const response = await fetch(`${gateway}/v1/auth/login`, {
+  const response = await gatewayFetch(`${gateway}/v1/auth/login`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-forwarded-for": someAddress() },
     body: JSON.stringify(credentials)
@@ -224,7 +243,7 @@ for (const [name, start] of Object.entries(topologies)) {
       headers.set("x-forwarded-for", from ?? someAddress())
       if (body !== undefined) headers.set("content-type", "application/json")
       const send = () =>
-        fetch(`${deployment.gateway}${route}`, {
+        gatewayFetch(`${deployment.gateway}${route}`, {
           ...rest,
           headers,
           ...(body !== undefined ? { method: rest.method ?? "POST", body: JSON.stringify(body) } : {})
@@ -718,14 +737,14 @@ for (const [name, start] of Object.entries(topologies)) {
 
       it("answers 413 to an oversized body sent in chunks (no Content-Length)", async () => {
         const { port } = new URL(deployment.gateway)
-        const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const answer = await new Promise<{ status: number; headers: Headers; body: string }>((resolve, reject) => {
           const request = http.request(
             { host: "127.0.0.1", port, path: "/v1/auth/register", method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } },
             (response) => {
               answered = true
               let body = ""
               response.on("data", (chunk) => (body += chunk))
-              response.on("end", () => resolve({ status: response.statusCode!, body }))
+              response.on("end", () => resolve({ status: response.statusCode!, headers: headersOf(response), body }))
             }
           )
           // The rest of the body is refused once the answer is out: only a missing answer fails.
@@ -745,6 +764,7 @@ for (const [name, start] of Object.entries(topologies)) {
           pump()
         })
         expect(answer.status).toBe(413)
+        await gatewayFetch.check(deployment.gateway, { method: "POST", url: "/v1/auth/register", ...answer })
         expect(JSON.parse(answer.body)).toMatchObject({ type: "/problems/payload-too-large", status: 413 })
         expect((await api("/health/live", { as: null })).status).toBe(200)
       })
@@ -801,7 +821,7 @@ for (const [name, start] of Object.entries(topologies)) {
 
     describe("the process", () => {
       it("reports itself ready and says where each module runs", async () => {
-        const ready = await json(await fetch(`${deployment.gateway}/health/ready`))
+        const ready = await json(await gatewayFetch(`${deployment.gateway}/health/ready`))
         expect(ready.status).toBe(200)
         const where = Object.fromEntries(ready.body.modules.map((m: { name: string; location: string }) => [m.name, m.location]))
         expect(where.catalog).toBe(deployment.catalog === deployment.gateway ? "local" : deployment.catalog)
@@ -809,13 +829,16 @@ for (const [name, start] of Object.entries(topologies)) {
       })
 
       it("serves its OpenAPI document and docs page", async () => {
-        const spec = await json(await fetch(`${deployment.gateway}/openapi.json`))
+        const spec = await json(await gatewayFetch(`${deployment.gateway}/openapi.json`))
         expect(spec.status).toBe(200)
         expect(Object.keys(spec.body.paths)).toEqual(
           expect.arrayContaining(["/v1/products", "/v1/products/{id}", "/v1/products/{id}/stock"])
         )
         expect(spec.body.paths["/v1/products/{id}"].get.responses["404"].content["application/problem+json"]).toBeDefined()
-        const docs = await fetch(`${deployment.gateway}/docs`)
+        // The very document runtime/gateway/OpenApi.test.ts validates, built from the same definitions.
+        const built = OpenApi.fromApi(Gateway.api(modules.filter((m) => m.http !== undefined)))
+        expect(spec.body).toEqual(JSON.parse(JSON.stringify(built)))
+        const docs = await gatewayFetch(`${deployment.gateway}/docs`)
         expect(docs.status).toBe(200)
         expect(docs.headers.get("content-type")).toContain("text/html")
       })
@@ -840,7 +863,7 @@ for (const [name, start] of Object.entries(topologies)) {
         if (alone.inventory) {
           await alone.inventory.stop()
           await unavailable(`/v1/products/${product.id}/stock`)
-          expect((await fetch(`${deployment.gateway}/health/ready`)).status).toBe(503)
+          expect((await gatewayFetch(`${deployment.gateway}/health/ready`)).status).toBe(503)
           await alone.inventory.start()
           await recovered(`/v1/products/${product.id}/stock`)
         }
@@ -933,7 +956,7 @@ describe("embedded PostgreSQL", () => {
       const port = await Processes.freePort()
       const first = Processes.spawnServer(port, { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
       await Processes.waitReady(first)
-      const created = await fetch(`${first.url}/v1/products`, {
+      const created = await gatewayFetch(`${first.url}/v1/products`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${await login(first.url, ADMIN)}` },
         body: JSON.stringify({ sku: "KEEP-1", name: "Kept", priceCents: 100, currency: "EUR" })
@@ -943,7 +966,7 @@ describe("embedded PostgreSQL", () => {
 
       const second = Processes.spawnServer(port, { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
       await Processes.waitReady(second)
-      const read = await fetch(`${second.url}/v1/products/${id}`)
+      const read = await gatewayFetch(`${second.url}/v1/products/${id}`)
       expect(read.status).toBe(200)
       expect(await read.json()).toMatchObject({ sku: "KEEP-1", name: "Kept" })
       expect(await second.stop()).toBe(0)
@@ -963,7 +986,7 @@ describe("graceful shutdown", () => {
       const token = await login(server.url, ADMIN)
       const body = JSON.stringify({ sku: `LATE-${Date.now()}`, name: "In flight", priceCents: 100, currency: "EUR" })
       // Send the headers and half the body, signal the process, then send the rest.
-      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const answer = new Promise<{ status: number; headers: Headers; body: string }>((resolve, reject) => {
         const request = http.request(`${server.url}/v1/products`, {
           method: "POST",
           headers: {
@@ -974,7 +997,7 @@ describe("graceful shutdown", () => {
         }, (response) => {
           let text = ""
           response.on("data", (chunk) => (text += chunk))
-          response.on("end", () => resolve({ status: response.statusCode!, body: text }))
+          response.on("end", () => resolve({ status: response.statusCode!, headers: headersOf(response), body: text }))
         })
         request.on("error", reject)
         request.write(body.slice(0, 20))
@@ -985,8 +1008,9 @@ describe("graceful shutdown", () => {
       })
       const finished = await answer
       expect(finished.status).toBe(201)
+      await gatewayFetch.check(server.url, { method: "POST", url: "/v1/products", ...finished })
       expect(JSON.parse(finished.body)).toMatchObject({ name: "In flight" })
-      await expect(fetch(`${server.url}/health/live`)).rejects.toThrow()
+      await expect(gatewayFetch(`${server.url}/health/live`)).rejects.toThrow()
       expect(await server.exited).toBe(0)
     } finally {
       await server.stop()
