@@ -779,6 +779,24 @@ for (const [name, start] of Object.entries(topologies)) {
         expect((await api("/v1/me")).headers.get("cache-control")).toBe("no-store")
       })
 
+      it("answers every operation of its document as described, with no credential and with a refused one", async () => {
+        const spec = (await json(await api("/openapi.json", { as: null }))).body
+        let operations = 0
+        for (const [template, item] of Object.entries<any>(spec.paths)) {
+          const route = template.replace(/\{[^}]+\}/g, () => crypto.randomUUID())
+          for (const [method, operation] of Object.entries<any>(item)) {
+            const init = { method: method.toUpperCase(), ...(operation.requestBody ? { json: {} } : {}) }
+            // Anonymous: public operations answer (here 200, 400 or 404), the others 401.
+            const anonymous = await api(route, { ...init, as: null })
+            if (operation.security.length > 0) expect(anonymous.status, `${method} ${template}`).toBe(401)
+            // A refused credential is 401 on every operation, public ones too.
+            expect((await api(route, { ...init, as: `tsk_refused${unique()}` })).status, `${method} ${template}`).toBe(401)
+            operations++
+          }
+        }
+        expect(operations).toBeGreaterThanOrEqual(13)
+      })
+
       it("documents the security schemes in the OpenAPI document", async () => {
         const spec = (await json(await api("/openapi.json", { as: null }))).body
         expect(Object.values(spec.components.securitySchemes)).toEqual(

@@ -10,6 +10,7 @@
 import { HttpApi, HttpApiSchema, OpenApi } from "@effect/platform"
 import { RpcClientError } from "@effect/rpc"
 import { Effect, Schema } from "effect"
+import { STATUS_CODES } from "node:http"
 import type { Module } from "../Module.ts"
 import * as Auth from "./Auth.ts"
 import * as Problem from "./Problem.ts"
@@ -96,7 +97,7 @@ const edgeProblems = [
 /** What a request that matches no operation gets: `components.responses`, by name. */
 const routingProblems = { RouteNotFound: Problem.schema(RouteNotFound), MethodNotAllowed: Problem.schema(MethodNotAllowed) }
 
-/** Statuses answered only to a request with a body. */
+/** Statuses about a request's body: not described where the operation takes none (no client sends one). */
 const BODY_ONLY = new Set(["413", "415"])
 
 const RETRY_AFTER = {
@@ -117,21 +118,6 @@ const HEADERS: Record<string, Record<string, unknown>> = {
   "503": { "Retry-After": RETRY_AFTER }
 }
 
-const REASONS: Record<string, string> = {
-  "400": "Bad request",
-  "401": "Unauthenticated",
-  "403": "Forbidden",
-  "404": "Not found",
-  "405": "Method not allowed",
-  "409": "Conflict",
-  "413": "Payload too large",
-  "415": "Unsupported media type",
-  "422": "Unprocessable content",
-  "429": "Too many requests",
-  "431": "Request header fields too large",
-  "500": "Internal server error",
-  "503": "Service unavailable"
-}
 
 /** Effect's date schemas that encode to an RFC 3339 date-time, by identifier. */
 const DATE_TIMES = new Set(["DateTimeUtc", "DateFromString", "Date"])
@@ -216,7 +202,7 @@ const describeErrors = (spec: Json, operation: Json) => {
       .filter((schema) => schema !== undefined && !isDecodeError(schema))
     const unique = members.filter((schema, i) => members.findIndex((s) => JSON.stringify(s) === JSON.stringify(schema)) === i)
     const types = unique.flatMap((schema) => problemTypes(spec, schema))
-    response.description = `${REASONS[status] ?? "Error"}: ${types.join(", ")}`
+    response.description = `${STATUS_CODES[status] ?? "Error"}: ${types.join(", ")}`
     response.content = { [Problem.CONTENT_TYPE]: { schema: unique.length === 1 ? unique[0] : { anyOf: unique } } }
     if (HEADERS[status]) response.headers = HEADERS[status]
   }
@@ -277,7 +263,7 @@ const complete = (spec: Json) => {
     Object.entries(routingProblems).map(([name, schema]) => {
       const status = String(HttpApiSchema.getStatusErrorAST(schema.ast))
       return [name, {
-        description: `${REASONS[status]}: ${Problem.typeOf(name)}`,
+        description: `${STATUS_CODES[status]}: ${Problem.typeOf(name)}`,
         content: { [Problem.CONTENT_TYPE]: { schema: { $ref: refTo(name) } } },
         ...(HEADERS[status] ? { headers: HEADERS[status] } : {})
       }]
