@@ -189,7 +189,8 @@ describe("a typed client generated from the document", () => {
     try {
       fs.writeFileSync(path.join(dir, "api.d.ts"), types)
       fs.writeFileSync(path.join(dir, "client.ts"), CLIENT)
-      const program = ts.createProgram([path.join(dir, "client.ts")], {
+      fs.writeFileSync(path.join(dir, "misuse.ts"), MISUSE)
+      const program = ts.createProgram([path.join(dir, "client.ts"), path.join(dir, "misuse.ts")], {
         strict: true,
         exactOptionalPropertyTypes: true,
         noUncheckedIndexedAccess: true,
@@ -202,10 +203,16 @@ describe("a typed client generated from the document", () => {
         skipLibCheck: true,
         paths: { "openapi-fetch": [path.join(root, "node_modules/openapi-fetch/dist/index.d.mts")] }
       })
-      const diagnostics = ts.getPreEmitDiagnostics(program).map((d) =>
-        `${d.file ? path.basename(d.file.fileName) : ""}: ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`
-      )
-      expect(diagnostics).toEqual([])
+      const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => ({
+        file: d.file ? path.basename(d.file.fileName) : "",
+        line: d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1,
+        text: ts.flattenDiagnosticMessageText(d.messageText, "\n")
+      }))
+      expect(diagnostics.filter((d) => d.file !== "misuse.ts")).toEqual([])
+      // The types are not loose: each misuse is refused, on its own line.
+      const refused = new Set(diagnostics.filter((d) => d.file === "misuse.ts").map((d) => d.line))
+      const misuses = MISUSE.split("\n").flatMap((line, i) => line.includes("// refused") ? [i] : [])
+      expect([...refused].sort((a, b) => a - b)).toEqual(misuses)
       expect(CLIENT).not.toMatch(/\bas\b|<any>|@ts-/)
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
@@ -267,5 +274,24 @@ export async function login(email: string, password: string): Promise<string> {
   if (error.type === "/problems/invalid-credentials") return "wrong e-mail or password"
   if (error.type === "/problems/unauthenticated") return "refused: " + error.reason
   return error.detail
+}
+`
+
+/** What the generated types must refuse: each line marked `// refused` is a compile error. */
+const MISUSE = `
+import createClient from "openapi-fetch"
+import type { paths } from "./api.d.ts"
+
+const client = createClient<paths>({ baseUrl: "http://localhost:8080" })
+
+export async function misuse(id: string): Promise<unknown> {
+  const { data, error } = await client.GET("/v1/products/{id}", { params: { path: { id } } })
+  if (data !== undefined) return data.createdAt.getTime() // refused
+  const unnarrowed: string = error.productId // refused
+  if (error.type === "/problems/validation") return error.productId // refused
+  if (error.type === "/problems/no-such-problem") return error // refused
+  await client.GET("/v1/products", { params: { query: { limit: "10" } } }) // refused
+  await client.POST("/v1/products", { body: { sku: "MUG-1", name: "Mug", priceCents: 850 } }) // refused
+  return unnarrowed
 }
 `
