@@ -203,7 +203,9 @@ const describeErrors = (spec: Json, operation: Json) => {
     const unique = members.filter((schema, i) => members.findIndex((s) => JSON.stringify(s) === JSON.stringify(schema)) === i)
     const types = unique.flatMap((schema) => problemTypes(spec, schema))
     response.description = `${STATUS_CODES[status] ?? "Error"}: ${types.join(", ")}`
-    response.content = { [Problem.CONTENT_TYPE]: { schema: unique.length === 1 ? unique[0] : { anyOf: unique } } }
+    if (unique.length > 0) {
+      response.content = { [Problem.CONTENT_TYPE]: { schema: unique.length === 1 ? unique[0] : { anyOf: unique } } }
+    }
     if (HEADERS[status]) response.headers = HEADERS[status]
   }
 }
