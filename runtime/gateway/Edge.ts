@@ -402,6 +402,50 @@ export const middleware = (settings: Settings, routes: Routes) =>
         (text) => nestsDeeperThan(text, settings.maxJsonDepth) ? Problem.response(Problem.tooDeep(settings.maxJsonDepth)) : undefined
       )
 
+    /** Answers a request of the API (or of no route): steps 1 to 7 of the module comment. */
+    const edge = <E, R>(
+      app: HttpApp.Default<E, R>,
+      request: HttpServerRequest.HttpServerRequest,
+      route: Route | undefined,
+      allow: ReadonlyArray<string>
+    ) => {
+      if (route === undefined && allow.length === 0 && routes.emptyParameter(request.url)) {
+        return Effect.succeed(Problem.response(Problem.routeNotFound(request)))
+      }
+      if (request.method === "OPTIONS" && allow.length > 0) return Effect.succeed(options(request, allow))
+      const declared = Number(request.headers["content-length"] ?? 0)
+      if (declared > settings.maxBodyBytes) return Effect.succeed(Problem.response(Problem.tooLarge(settings.maxBodyBytes)))
+      // Decided before the body is read: HttpApi would read forms and multipart (to disk) too.
+      if (hasBody(request) && !isJson(request.headers["content-type"])) {
+        return Effect.succeed(Problem.response(Problem.unsupportedMediaType(request.headers["content-type"])))
+      }
+      const client = clientAddress(request, settings.trustedProxies)
+      const credential = Auth.credentialOf(request.headers)
+      if (
+        Option.isOption(credential) && Option.isSome(credential) && refusalsFrom?.has(client) === false &&
+        authenticator.checkedLocally?.(credential.value) !== true && !isKnown(credential.value)
+      ) {
+        const retryAfter = Math.ceil(60 / settings.rateLimit)
+        return Effect.succeed(tooMany(retryAfter, `too many refused credentials from this address; retry in ${retryAfter} s`))
+      }
+      const handled = Effect.flatMap(authenticate(credential, client), (outcome) => {
+        const refused = limit(route, client, outcome)
+        if (refused !== undefined) return Effect.succeed(refused)
+        if (outcome._tag === "Refused") return Effect.succeed(unauthenticated(outcome.error))
+        if (route === undefined && allow.length > 0) {
+          return Effect.succeed(
+            HttpServerResponse.setHeader(Problem.response(Problem.methodNotAllowed(request.method, allow)), "allow", allow.join(", "))
+          )
+        }
+        const routed = Effect.locally(app, Auth.currentOutcome, outcome)
+        const called = outcome._tag === "Authenticated" ? Caller.withCaller(outcome.caller)(routed) : routed
+        return route?.takesBody === true && hasBody(request)
+          ? Effect.flatMap(checkDepth(request), (tooDeep) => tooDeep === undefined ? called : Effect.succeed(tooDeep))
+          : called
+      })
+      return withProblems(request, handled)
+    }
+
     return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const route = routes.find(request.method, request.url)
@@ -410,44 +454,6 @@ export const middleware = (settings: Settings, routes: Routes) =>
         if (route === undefined && allow.length === 0 && (path.startsWith("/health/") || path.startsWith("/rpc/"))) {
           return withProblems(request, app)
         }
-        if (route === undefined && allow.length === 0 && routes.emptyParameter(request.url)) {
-          return Effect.succeed(Problem.response(Problem.routeNotFound(request)))
-        }
-        if (request.method === "OPTIONS" && allow.length > 0) return Effect.succeed(options(request, allow))
-        const declared = Number(request.headers["content-length"] ?? 0)
-        const refusedBody = declared > settings.maxBodyBytes
-          ? Problem.tooLarge(settings.maxBodyBytes)
-          : hasBody(request) && !isJson(request.headers["content-type"])
-          ? Problem.unsupportedMediaType(request.headers["content-type"])
-          : undefined
-        if (refusedBody !== undefined) return Effect.as(answerHeaders(request, route), Problem.response(refusedBody))
-        const client = clientAddress(request, settings.trustedProxies)
-        const credential = Auth.credentialOf(request.headers)
-        if (
-          Option.isOption(credential) && Option.isSome(credential) && refusalsFrom?.has(client) === false &&
-          authenticator.checkedLocally?.(credential.value) !== true && !isKnown(credential.value)
-        ) {
-          const retryAfter = Math.ceil(60 / settings.rateLimit)
-          return Effect.as(
-            answerHeaders(request, route),
-            tooMany(retryAfter, `too many refused credentials from this address; retry in ${retryAfter} s`)
-          )
-        }
-        const handled = Effect.flatMap(authenticate(credential, client), (outcome) => {
-          const refused = limit(route, client, outcome)
-          if (refused !== undefined) return Effect.succeed(refused)
-          if (outcome._tag === "Refused") return Effect.succeed(unauthenticated(outcome.error))
-          if (route === undefined && allow.length > 0) {
-            return Effect.succeed(
-              HttpServerResponse.setHeader(Problem.response(Problem.methodNotAllowed(request.method, allow)), "allow", allow.join(", "))
-            )
-          }
-          const routed = Effect.locally(app, Auth.currentOutcome, outcome)
-          const called = outcome._tag === "Authenticated" ? Caller.withCaller(outcome.caller)(routed) : routed
-          return route?.takesBody === true && hasBody(request)
-            ? Effect.flatMap(checkDepth(request), (tooDeep) => tooDeep === undefined ? called : Effect.succeed(tooDeep))
-            : called
-        })
-        return Effect.zipRight(answerHeaders(request, route), withProblems(request, handled))
+        return Effect.zipRight(answerHeaders(request, route), edge(app, request, route, allow))
       })
   })
