@@ -11,7 +11,6 @@ import * as http from "node:http"
 import * as net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { modules } from "./main.ts"
-import * as Edge from "./runtime/gateway/Edge.ts"
 import * as Gateway from "./runtime/gateway/Gateway.ts"
 import * as Host from "./runtime/Host.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
@@ -36,6 +35,8 @@ HttpApi.reflect(Gateway.api(modules.filter((m) => m.http !== undefined)), {
 /** A path of the route with its parameters filled in (every id of this API is a UUID). */
 const concrete = (path: string) => path.replace(/:\w+/g, "00000000-0000-4000-8000-000000000000")
 const writes = endpoints.filter((e) => e.takesBody)
+/** Every endpoint whose method carries a body, whether it reads one or not. */
+const withBodies = endpoints.filter((e) => ["POST", "PUT", "PATCH", "DELETE"].includes(e.method))
 const paths = [...new Set(endpoints.map((e) => concrete(e.path)))]
 const methodsOf = (path: string) => endpoints.filter((e) => concrete(e.path) === path).map((e) => e.method)
 
@@ -69,7 +70,12 @@ const send = (
         port,
         method,
         path: target,
-        headers: { "x-forwarded-for": someAddress(), ...options.headers },
+        headers: {
+          "x-forwarded-for": someAddress(),
+          // Node sends no length for a DELETE's body unless told.
+          ...(typeof options.body === "string" ? { "content-length": String(Buffer.byteLength(options.body)) } : {}),
+          ...options.headers
+        },
         agent: options.localAddress === undefined ? agent : false,
         ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress })
       },
@@ -287,8 +293,9 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
       "another charset": { contentType: "application/json; charset=latin1", body: "{}" }
     }
 
-    it("every route that takes a body × every other content type: 415", async () => {
-      for (const e of writes) {
+    it("every route whose method carries a body × every other content type: 415", async () => {
+      expect(withBodies.length).toBeGreaterThan(writes.length)
+      for (const e of withBodies) {
         for (const [name, { body, contentType }] of Object.entries(notJson)) {
           const answer = await send(e.method, concrete(e.path), {
             headers: contentType === undefined ? {} : { "content-type": contentType },
@@ -349,12 +356,6 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
       }
     }, 30_000)
 
-    it("counts nesting outside strings only", () => {
-      expect(Edge.nestsDeeperThan(`{"a":[[1]]}`, 3)).toBe(false)
-      expect(Edge.nestsDeeperThan(`{"a":[[[1]]]}`, 3)).toBe(true)
-      expect(Edge.nestsDeeperThan(`{"a":"[[[[\\"[[[["}`, 1)).toBe(false)
-      expect(Edge.nestsDeeperThan(`[{}, {}, {}, {}]`, 2)).toBe(false)
-    })
   })
 
   describe("bad credentials from an address do not lock out its valid ones (defect 7)", () => {

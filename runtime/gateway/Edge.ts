@@ -30,6 +30,7 @@ import {
   HttpApi,
   HttpApp,
   HttpIncomingMessage,
+  HttpMethod,
   HttpMiddleware,
   type HttpRouter,
   HttpServerRequest,
@@ -112,17 +113,15 @@ const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] as const
  */
 export const routesOf = (api: HttpApi.HttpApi<string, any, any, any>) => {
   const router = FindMyWay.make<Route>(ROUTER_CONFIG)
-  const all: Array<Route> = []
   HttpApi.reflect(api, {
     onGroup: () => {},
     onEndpoint: ({ endpoint, mergedAnnotations }) => {
       const route: Route = {
         method: endpoint.method,
         path: endpoint.path,
-        takesBody: Option.isSome(endpoint.payloadSchema) && endpoint.method !== "GET",
+        takesBody: Option.isSome(endpoint.payloadSchema) && HttpMethod.hasBody(endpoint.method),
         exchangesCredentials: Context.getOption(mergedAnnotations, Auth.CredentialExchange).pipe(Option.getOrElse(() => false))
       }
-      all.push(route)
       router.on(endpoint.method, endpoint.path as HttpRouter.PathInput, route)
     }
   })
@@ -148,7 +147,7 @@ export const routesOf = (api: HttpApi.HttpApi<string, any, any, any>) => {
       const found = router.find(method, url)
       return found !== undefined && hasEmpty(found)
     })
-  return { all: all as ReadonlyArray<Route>, find, allowed, emptyParameter }
+  return { find, allowed, emptyParameter }
 }
 
 export type Routes = ReturnType<typeof routesOf>
@@ -185,7 +184,11 @@ export const nestsDeeperThan = (text: string, limit: number): boolean => {
   return false
 }
 
-/** Request headers a browser page of an allowed origin may send, and answer headers it may read. */
+/**
+ * Request headers a browser page of an allowed origin may send, and answer headers it may read.
+ * (`HttpMiddleware.cors` does not fit: with no origins it allows every one, and it answers
+ * `OPTIONS` on every path, routes or not.)
+ */
 const CORS_REQUEST_HEADERS = "authorization, content-type, x-api-key"
 const CORS_EXPOSED_HEADERS = "retry-after, www-authenticate, allow"
 const CORS_MAX_AGE_SECONDS = 600
