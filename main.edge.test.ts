@@ -22,6 +22,7 @@ const AUTH_RATE_LIMIT = 2
 const RATE_LIMIT = 100
 const MAX_CONNECTIONS_PER_ADDRESS = 16
 const HEADERS_TIMEOUT_MS = 1_000
+const REQUEST_TIMEOUT_MS = 2_000
 const MAX_JSON_DEPTH = 32
 const SHOP = "https://shop.example"
 
@@ -141,6 +142,7 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
         TESSERA_AUTH_RATE_LIMIT: String(AUTH_RATE_LIMIT),
         TESSERA_TRUSTED_PROXIES: "1",
         TESSERA_HEADERS_TIMEOUT: `${HEADERS_TIMEOUT_MS} millis`,
+        TESSERA_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_MS} millis`,
         TESSERA_MAX_CONNECTIONS_PER_ADDRESS: String(MAX_CONNECTIONS_PER_ADDRESS),
         TESSERA_CORS_ORIGINS: SHOP
       }))
@@ -276,6 +278,7 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
       expect(refused.headers["access-control-allow-origin"]).toBe(SHOP)
       const other = await send("GET", "/v1/products", { headers: { origin: "https://evil.example" } })
       expect(other.headers["access-control-allow-origin"]).toBeUndefined()
+      expect(other.headers["vary"]).toContain("Origin")
     })
   })
 
@@ -401,6 +404,20 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
       expect(received()).toMatch(/^HTTP\/1\.1 408 /)
       expect(received()).toContain("/problems/request-timeout")
     }, 10_000)
+
+    it("a client that sends its body slowly is cut after the request timeout, with a 408", async () => {
+      const { closed, received, socket } = await connect("127.0.0.8")
+      const opened = Date.now()
+      socket.write("POST /v1/auth/login HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{")
+      const drip = setInterval(() => socket.writable && socket.write(" "), 200)
+      const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 8_000))])
+      clearInterval(drip)
+      socket.destroy()
+      expect(at).toBeGreaterThan(0)
+      expect(at - opened).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 100)
+      expect(at - opened).toBeLessThan(REQUEST_TIMEOUT_MS + 2_500)
+      expect(received()).toMatch(/^HTTP\/1\.1 408 /)
+    }, 12_000)
 
     it("connections past the per-address cap are refused while another address is served", async () => {
       const held = await Promise.all(Array.from({ length: MAX_CONNECTIONS_PER_ADDRESS }, () => connect("127.0.0.6")))

@@ -130,19 +130,17 @@ export const createServer = (settings: Settings, options: http.ServerOptions = {
     })
   }
 
-  /** Sockets with an answer being written: nothing may be written between its bytes. */
-  const answering = new WeakSet<net.Socket>()
+  /** The answer to each connection's latest request: nothing may be written after its head. */
+  const answers = new WeakMap<net.Socket, http.ServerResponse>()
   server.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => {
-    answering.add(request.socket)
-    response.once("close", () => answering.delete(request.socket))
+    answers.set(request.socket, response)
   })
 
   // Replaces Node's default, which answers with a status line and no body. A timeout may also
   // strike a request already answered whose body is still arriving (a 413 or 415 answered
-  // before reading it): only a connection that was never answered gets the 408.
+  // before reading it): such a connection is only closed.
   server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
-    const timeout = error.code === "HPE_HEADERS_TIMEOUT" || error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-    const free = socket.writable && !answering.has(socket) && (!timeout || socket.bytesWritten === 0)
+    const free = socket.writable && answers.get(socket)?.headersSent !== true
     const answer = free ? clientErrorAnswer(error.code, settings) : undefined
     if (answer === undefined) return void socket.destroy()
     socket.end(answer)

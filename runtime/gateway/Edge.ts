@@ -320,7 +320,7 @@ export const middleware = (settings: Settings, routes: Routes) =>
             return { _tag: "Refused", error }
           },
           onSuccess: (caller): Auth.Outcome => {
-            if (refusalsFrom !== undefined) remember(credential.value)
+            if (refusalsFrom !== undefined && authenticator.checkedLocally?.(credential.value) !== true) remember(credential.value)
             return { _tag: "Authenticated", caller }
           }
         }),
@@ -389,7 +389,8 @@ export const middleware = (settings: Settings, routes: Routes) =>
 
     /** Headers every answer to this request gets, added just before it is sent. */
     const answerHeaders = (request: HttpServerRequest.HttpServerRequest, route: Route | undefined) => {
-      const headers: Record<string, string> = { ...corsHeaders(request) }
+      // With origins configured, an answer depends on the Origin: caches must know it.
+      const headers: Record<string, string> = corsOrigins.size > 0 ? { vary: "Origin", ...corsHeaders(request) } : {}
       // A credential exchange's answers (a token, an error about a password) are never cached.
       if (route?.exchangesCredentials === true) headers["cache-control"] = "no-store"
       return Object.keys(headers).length === 0
