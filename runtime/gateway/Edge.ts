@@ -420,7 +420,8 @@ export const middleware = (settings: Settings, routes: Routes) =>
       const declared = Number(request.headers["content-length"] ?? 0)
       if (declared > settings.maxBodyBytes) return Effect.succeed(Problem.response(Problem.tooLarge(settings.maxBodyBytes)))
       // Decided before the body is read: HttpApi would read forms and multipart (to disk) too.
-      if (hasBody(request) && !isJson(request.headers["content-type"])) {
+      // (No route, or another method's: the 404 or 405 says more, and no body is read.)
+      if (route !== undefined && hasBody(request) && !isJson(request.headers["content-type"])) {
         return Effect.succeed(Problem.response(Problem.unsupportedMediaType(request.headers["content-type"])))
       }
       const client = clientAddress(request, settings.trustedProxies)
