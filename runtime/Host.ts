@@ -8,11 +8,11 @@
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server.
  */
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
-import { createServer, IncomingMessage } from "node:http"
+import { IncomingMessage } from "node:http"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Auth from "./gateway/Auth.ts"
@@ -21,6 +21,7 @@ import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
 import type { Module } from "./Module.ts"
 import * as ServiceCredential from "./security/ServiceCredential.ts"
+import * as ServerLimits from "./ServerLimits.ts"
 import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
@@ -132,7 +133,8 @@ export const make = (
   })
 
   const exposed = topology.gateway ? modules.filter((m) => m.http !== undefined) : []
-  const apiLayer = HttpApiBuilder.api(Gateway.api(exposed)).pipe(
+  const api = Gateway.api(exposed)
+  const apiLayer = HttpApiBuilder.api(api).pipe(
     Layer.provide(mergeAll(exposed.map((m) => m.http!.layer.pipe(Layer.provide(clientLayer(m.name, [])))))),
     Layer.provide(Auth.layer),
     Layer.orDie
@@ -156,7 +158,7 @@ export const make = (
   /** Every client this process has, local or remote. */
   const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
 
-  return { apiLayer, authenticator, clients, endpoints, health, hosted }
+  return { api, apiLayer, authenticator, clients, endpoints, health, hosted }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */
@@ -165,6 +167,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
     Effect.gen(function*() {
       const port = yield* Config.port("PORT").pipe(Config.withDefault(8080))
       const edge = yield* Edge.settings
+      const limits = yield* ServerLimits.settings
       const grace = yield* Config.duration("TESSERA_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
       const tracing = yield* Config.boolean("TESSERA_RPC_TRACING").pipe(Config.withDefault(true))
       const embedded = yield* needsEmbedded(modules, topology)
@@ -179,7 +182,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
         )
       }
       const host = make(modules, topology, { tracing, secret, grace })
-      const server = createServer({ IncomingMessage: UnreadBodyMessage })
+      const server = ServerLimits.createServer(limits, { IncomingMessage: UnreadBodyMessage })
 
       // http.Server.close() waits for every open connection: after the grace period, cut them.
       const shutdownGrace = Layer.scopedDiscard(Effect.addFinalizer(() =>
@@ -198,9 +201,11 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       return HttpApiBuilder.serve((app) => HttpMiddleware.logger(Edge.securityHeaders(app))).pipe(
         Layer.provide(docs),
         Layer.provide(mergeAll([host.health, ...host.endpoints])),
-        Layer.provide(HttpApiBuilder.middleware(Edge.middleware(edge)).pipe(Layer.provide(host.authenticator))),
+        Layer.provide(HttpApiBuilder.middleware(Edge.middleware(edge, Edge.routesOf(host.api))).pipe(Layer.provide(host.authenticator))),
         Layer.provide(host.apiLayer),
         HttpMiddleware.withTracerDisabledWhen((request) => request.url.startsWith("/health")),
+        // The router matches as the edge does (Edge.ROUTER_CONFIG): its decisions hold for the route.
+        Layer.locally(HttpRouter.currentRouterConfig, Edge.ROUTER_CONFIG),
         HttpServer.withLogAddress,
         Layer.provide(shutdownGrace),
         Layer.provide(NodeHttpServer.layer(() => server, { port })),

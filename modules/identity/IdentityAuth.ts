@@ -109,7 +109,9 @@ export const IdentityAuthenticator = Layer.effect(
         if (credential._tag === "ApiKey") return apiKey(credential.key)
         const token = Redacted.value(credential.token)
         return token.startsWith(API_KEY_PREFIX) ? apiKey(credential.token) : verifyToken(token)
-      }
+      },
+      checkedLocally: (credential) =>
+        credential._tag === "Bearer" && !Redacted.value(credential.token).startsWith(API_KEY_PREFIX)
     }
   })
 )

@@ -32,6 +32,7 @@ const allErrors = { parseOptions: { errors: "all" } } as const
 export class IdentityHttp extends HttpApiGroup.make("identity")
   .add(
     HttpApiEndpoint.post("register", "/v1/auth/register")
+      .annotate(Auth.CredentialExchange, true)
       .setPayload(Registration.annotations(allErrors))
       .addSuccess(User, { status: 201 })
       .addError(Problem.schema(EmailTaken))
@@ -39,6 +40,7 @@ export class IdentityHttp extends HttpApiGroup.make("identity")
   )
   .add(
     HttpApiEndpoint.post("login", "/v1/auth/login")
+      .annotate(Auth.CredentialExchange, true)
       .setPayload(Credentials.annotations(allErrors))
       .addSuccess(AccessToken)
       .addError(Problem.schema(InvalidCredentials))

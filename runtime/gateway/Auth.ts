@@ -25,7 +25,20 @@ export type Credential =
 /** Checks a credential; supplied to the gateway by the module that issues credentials. */
 export class Authenticator extends Context.Tag("tessera/Authenticator")<Authenticator, {
   readonly authenticate: (credential: Credential) => Effect.Effect<Caller, Unauthenticated>
+  /**
+   * Whether checking `credential` needs no I/O (a signature checked in this process): the edge
+   * then checks it even from an address that presented many bad ones. Absent: every check
+   * counts as costly.
+   */
+  readonly checkedLocally?: (credential: Credential) => boolean
 }>() {}
+
+/**
+ * Marks an endpoint that takes or hands out a credential (login, register), for
+ * `HttpApiEndpoint.annotate(Auth.CredentialExchange, true)`: the edge limits it per client
+ * address (`TESSERA_AUTH_RATE_LIMIT` a minute) and its answers are never cached.
+ */
+export class CredentialExchange extends Context.Tag("tessera/CredentialExchange")<CredentialExchange, boolean>() {}
 
 /** The authenticator of a build with no module that issues credentials: it accepts none. */
 export const noAuthenticator = Layer.succeed(Authenticator, {

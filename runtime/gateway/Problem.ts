@@ -161,3 +161,70 @@ export const tooLarge = (limit?: number): Problem => ({
   status: 413,
   detail: limit === undefined ? "the body exceeds the size limit" : `the body exceeds the limit of ${limit} bytes`
 })
+
+// Answers of the edge and of the HTTP server's limits (Edge.ts, ServerLimits.ts).
+
+export const methodNotAllowed = (method: string, allow: ReadonlyArray<string>): Problem => ({
+  type: typeOf("MethodNotAllowed"),
+  title: "Method not allowed",
+  status: 405,
+  detail: `${method.slice(0, 16)} is not allowed here; allowed: ${allow.join(", ")}`
+})
+
+export const unsupportedMediaType = (contentType: string | undefined): Problem => ({
+  type: typeOf("UnsupportedMediaType"),
+  title: "Unsupported media type",
+  status: 415,
+  detail: contentType === undefined
+    ? "a body needs Content-Type: application/json"
+    : `the body must be application/json, not ${contentType.slice(0, 64)}`
+})
+
+/** A body nested deeper than `limit`: a validation problem about the whole body. */
+export const tooDeep = (limit: number): Problem => ({
+  type: typeOf("Validation"),
+  title: "Request validation failed",
+  status: 400,
+  detail: `body: JSON nested deeper than ${limit} levels`,
+  errors: [{ field: "", pointer: "", message: `JSON nested deeper than ${limit} levels` }]
+})
+
+export const tooManyRequests = (retryAfterSeconds: number, detail: string): Problem => ({
+  type: typeOf("TooManyRequests"),
+  title: "Too many requests",
+  status: 429,
+  detail,
+  retryAfterSeconds
+})
+
+export const tooManyConnections = (limit: number): Problem =>
+  tooManyRequests(1, `more than ${limit} open connections from this address`)
+
+export const headersTooLarge = (limit: number): Problem => ({
+  type: typeOf("RequestHeaderFieldsTooLarge"),
+  title: "Request header fields too large",
+  status: 431,
+  detail: `the request line and headers exceed ${limit} bytes`
+})
+
+export const requestTimeout = (): Problem => ({
+  type: typeOf("RequestTimeout"),
+  title: "Request timeout",
+  status: 408,
+  detail: "the request did not arrive in time"
+})
+
+export const unreadableRequest = (): Problem => ({
+  type: typeOf("Validation"),
+  title: "Bad request",
+  status: 400,
+  detail: "the request is not valid HTTP",
+  errors: [{ field: "", pointer: "", message: "the request is not valid HTTP" }]
+})
+
+export const routeNotFound = (request: HttpServerRequest.HttpServerRequest): Problem => ({
+  type: typeOf("RouteNotFound"),
+  title: "Not found",
+  status: 404,
+  detail: `no route for ${request.method.slice(0, 16)} ${request.url.split("?")[0]!.slice(0, 64)}`
+})

@@ -1,0 +1,150 @@
+/**
+ * What one slow or greedy client may hold of a process's HTTP server, whatever it serves
+ * (gateway, RPC endpoints, health):
+ *
+ * - `TESSERA_HEADERS_TIMEOUT`: the request line and headers must arrive within this time
+ *   (a slowloris client is cut, with a 408 problem);
+ * - `TESSERA_REQUEST_TIMEOUT`: the whole request, body included, within this time (408);
+ * - `TESSERA_KEEP_ALIVE_TIMEOUT`: an idle kept-alive connection is closed after this time;
+ * - `TESSERA_MAX_HEADER_BYTES`: the request line and headers together (431 problem beyond);
+ * - `TESSERA_MAX_CONNECTIONS`: open connections to the process (more are closed on arrival);
+ * - `TESSERA_MAX_CONNECTIONS_PER_ADDRESS`: open connections from one peer address (more are
+ *   answered 429 and closed). Behind a proxy every connection comes from the proxy: raise it or
+ *   set 0 (off) there. WebSocket lanes between processes count as connections too.
+ *
+ * Answers written here go straight to the socket: no request object exists yet.
+ */
+import { Config, Duration } from "effect"
+import * as http from "node:http"
+import type * as net from "node:net"
+import * as Problem from "./gateway/Problem.ts"
+
+export interface Settings {
+  readonly headersTimeout: Duration.Duration
+  readonly requestTimeout: Duration.Duration
+  readonly keepAliveTimeout: Duration.Duration
+  readonly maxHeaderBytes: number
+  /** 0: no limit. */
+  readonly maxConnections: number
+  /** 0: no limit. */
+  readonly maxConnectionsPerAddress: number
+}
+
+const positive = (name: string) => ({ message: `${name} must be more than 0`, validation: (d: Duration.Duration) => Duration.toMillis(d) > 0 })
+const atLeastZero = (name: string) => ({ message: `${name} must be 0 (no limit) or more`, validation: (n: number) => n >= 0 })
+
+export const settings: Config.Config<Settings> = Config.all({
+  headersTimeout: Config.duration("TESSERA_HEADERS_TIMEOUT").pipe(
+    Config.withDefault(Duration.seconds(10)),
+    Config.validate(positive("TESSERA_HEADERS_TIMEOUT"))
+  ),
+  requestTimeout: Config.duration("TESSERA_REQUEST_TIMEOUT").pipe(
+    Config.withDefault(Duration.seconds(30)),
+    Config.validate(positive("TESSERA_REQUEST_TIMEOUT"))
+  ),
+  keepAliveTimeout: Config.duration("TESSERA_KEEP_ALIVE_TIMEOUT").pipe(
+    Config.withDefault(Duration.seconds(5)),
+    Config.validate(positive("TESSERA_KEEP_ALIVE_TIMEOUT"))
+  ),
+  maxHeaderBytes: Config.integer("TESSERA_MAX_HEADER_BYTES").pipe(
+    Config.withDefault(16 * 1024),
+    Config.validate({ message: "TESSERA_MAX_HEADER_BYTES must be at least 1024", validation: (n) => n >= 1024 })
+  ),
+  maxConnections: Config.integer("TESSERA_MAX_CONNECTIONS").pipe(
+    Config.withDefault(10_000),
+    Config.validate(atLeastZero("TESSERA_MAX_CONNECTIONS"))
+  ),
+  maxConnectionsPerAddress: Config.integer("TESSERA_MAX_CONNECTIONS_PER_ADDRESS").pipe(
+    Config.withDefault(256),
+    Config.validate(atLeastZero("TESSERA_MAX_CONNECTIONS_PER_ADDRESS"))
+  )
+}).pipe(
+  Config.validate({
+    message: "TESSERA_HEADERS_TIMEOUT must not be longer than TESSERA_REQUEST_TIMEOUT",
+    validation: (s) => Duration.lessThanOrEqualTo(s.headersTimeout, s.requestTimeout)
+  })
+)
+
+/** A complete HTTP/1.1 answer with a problem body, closing the connection. */
+const rawProblem = (problem: Problem.Problem, headers: Record<string, string> = {}) => {
+  const body = JSON.stringify(problem)
+  const lines = [
+    `HTTP/1.1 ${problem.status} ${http.STATUS_CODES[problem.status] ?? ""}`,
+    `content-type: ${Problem.CONTENT_TYPE}`,
+    `content-length: ${Buffer.byteLength(body)}`,
+    "connection: close",
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)
+  ]
+  return `${lines.join("\r\n")}\r\n\r\n${body}`
+}
+
+/** The answer to a request the server could not take in, by Node's error code. */
+const clientErrorAnswer = (code: string | undefined, settings: Settings) => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return rawProblem(Problem.headersTooLarge(settings.maxHeaderBytes))
+    case "HPE_HEADERS_TIMEOUT":
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return rawProblem(Problem.requestTimeout())
+    default:
+      return code?.startsWith("HPE_") ? rawProblem(Problem.unreadableRequest()) : undefined
+  }
+}
+
+/**
+ * Node checks its header and request timeouts on a timer: every second, so that a timeout is
+ * enforced within a second of its value (Node's default is every 30 s).
+ */
+const CHECK_TIMEOUTS_EVERY_MS = 1_000
+
+/** A `node:http` server with `settings` applied; `options` as `http.createServer` takes them. */
+export const createServer = (settings: Settings, options: http.ServerOptions = {}): http.Server => {
+  const server = http.createServer({
+    ...options,
+    headersTimeout: Duration.toMillis(settings.headersTimeout),
+    requestTimeout: Duration.toMillis(settings.requestTimeout),
+    maxHeaderSize: settings.maxHeaderBytes,
+    connectionsCheckingInterval: Math.min(CHECK_TIMEOUTS_EVERY_MS, Duration.toMillis(settings.headersTimeout))
+  })
+  server.keepAliveTimeout = Duration.toMillis(settings.keepAliveTimeout)
+  if (settings.maxConnections > 0) server.maxConnections = settings.maxConnections
+
+  if (settings.maxConnectionsPerAddress > 0) {
+    const open = new Map<string, number>()
+    server.on("connection", (socket: net.Socket) => {
+      const address = socket.remoteAddress ?? "unknown"
+      const count = (open.get(address) ?? 0) + 1
+      if (count > settings.maxConnectionsPerAddress) {
+        // Read nothing of it: answer, and close once the answer is written.
+        socket.pause()
+        socket.end(rawProblem(Problem.tooManyConnections(settings.maxConnectionsPerAddress), { "retry-after": "1" }))
+        socket.once("finish", () => socket.destroy())
+        return
+      }
+      open.set(address, count)
+      socket.once("close", () => {
+        const left = (open.get(address) ?? 1) - 1
+        if (left === 0) open.delete(address)
+        else open.set(address, left)
+      })
+    })
+  }
+
+  /** The answer to each connection's latest request: nothing may be written after its head. */
+  const answers = new WeakMap<net.Socket, http.ServerResponse>()
+  server.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => {
+    answers.set(request.socket, response)
+  })
+
+  // Replaces Node's default, which answers with a status line and no body. A timeout may also
+  // strike a request already answered whose body is still arriving (a 413 or 415 answered
+  // before reading it): such a connection is only closed.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
+    const free = socket.writable && answers.get(socket)?.headersSent !== true
+    const answer = free ? clientErrorAnswer(error.code, settings) : undefined
+    if (answer === undefined) return void socket.destroy()
+    socket.end(answer)
+    socket.once("finish", () => socket.destroy())
+  })
+  return server
+}
