@@ -52,12 +52,12 @@ const refusal = (text: string, controls: Controls): string | undefined => {
   return undefined
 }
 
-const checked = (controls: Controls) => Schema.filter((text: string) => refusal(text, controls) ?? true)
+const checked = (controls: Controls) => Schema.filter<Schema.Schema<string>>((text) => refusal(text, controls) ?? true)
 
 const atMost = (maxLength: number) =>
-  Schema.maxLength(maxLength, { message: () => `must be at most ${maxLength} characters long` })
+  Schema.maxLength<Schema.Schema<string>>(maxLength, { message: () => `must be at most ${maxLength} characters long` })
 
-const notBlank = Schema.filter((text: string) => text.length > 0 || "must not be empty or only whitespace")
+const notBlank = Schema.filter<Schema.Schema<string>>((text) => text.length > 0 || "must not be empty or only whitespace")
 
 export interface LineOptions {
   readonly maxLength: number
@@ -106,7 +106,7 @@ export const query = (options: { readonly maxLength: number }): Schema.Schema<st
  * (no normalisation), and its `message` says what the code looks like.
  */
 export const code = (pattern: RegExp, message: string): Schema.Schema<string> =>
-  string.pipe(Schema.pattern(pattern, { message: () => message }))
+  string.pipe(Schema.pattern<Schema.Schema<string>>(pattern, { message: () => message }))
 
 /**
  * A secret as typed, such as a new password: any characters but NUL and lone surrogates, kept
@@ -118,7 +118,7 @@ export const code = (pattern: RegExp, message: string): Schema.Schema<string> =>
  */
 export const secret = (options: { readonly minLength: number; readonly maxLength: number }): Schema.Schema<string> =>
   string.pipe(
-    Schema.minLength(options.minLength, { message: () => `must be at least ${options.minLength} characters long` }),
+    Schema.minLength<Schema.Schema<string>>(options.minLength, { message: () => `must be at least ${options.minLength} characters long` }),
     atMost(options.maxLength),
     checked("all but NUL")
   )
@@ -163,7 +163,7 @@ export const email: Schema.Schema<string> = Schema.transform(
   string.pipe(atMost(254), checked("none")),
   Schema.String.pipe(
     atMost(254),
-    Schema.filter((email) => emailRefusal(email) ?? true)
+    Schema.filter<Schema.Schema<string>>((email) => emailRefusal(email) ?? true)
   ),
   { strict: true, decode: canonicalEmail, encode: (text) => text }
 )
@@ -178,6 +178,21 @@ export const emailLookup: Schema.Schema<string> = Schema.transform(
   Schema.String,
   { strict: true, decode: canonicalEmail, encode: (text) => text }
 )
+
+/**
+ * A UUID, as `Schema.UUID` (the same OpenAPI description), whose refusal never quotes the value.
+ */
+export const uuid: Schema.Schema<string> = Schema.UUID.annotations({
+  message: () => ({ message: "expected a UUID such as 3f1c2b7e-9d5a-4c8e-b6f0-1a2b3c4d5e6f", override: true })
+})
+
+/**
+ * A choice among `literals`, whose refusal lists them and never quotes the value.
+ */
+export const oneOf = <const L extends readonly [string, ...Array<string>]>(schema: Schema.Literal<L>): Schema.Literal<L> =>
+  schema.annotations({
+    message: () => ({ message: `expected one of ${schema.literals.map((l) => JSON.stringify(l)).join(", ")}`, override: true })
+  })
 
 /** The reason `text` is refused by every single-line field, or `undefined`: for checks outside a Schema. */
 export const lineRefusal = (text: string): string | undefined => refusal(text, "none")
