@@ -60,7 +60,7 @@ export class Product extends Schema.Class<Product>("catalog/Product")({
 export const NewProduct = Schema.Struct({
   sku: Sku,
   name: Name,
-  description: Schema.optional(Description),
+  description: Schema.optionalWith(Description, { exact: true }),
   priceCents: PriceCents,
   currency: Currency
 })
@@ -68,9 +68,9 @@ export type NewProduct = typeof NewProduct.Type
 
 /** A search: text matched against SKU, name and description; keyset paging by `cursor`. */
 export const ProductQuery = Schema.Struct({
-  q: Schema.optional(Text.query({ maxLength: 200 })),
-  limit: Schema.optional(Integer.between(1, 100)),
-  cursor: Schema.optional(Text.line({ maxLength: 200 }))
+  q: Schema.optionalWith(Text.query({ maxLength: 200 }), { exact: true }),
+  limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
+  cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
 })
 export type ProductQuery = typeof ProductQuery.Type
 
@@ -102,7 +102,7 @@ export class SkuTaken extends Schema.TaggedError<SkuTaken>()(
   }
 }
 
-/** The paging cursor was not one this API handed out. */
+/** The paging cursor was not one this API handed out (quoted up to Text.MAX_QUOTE characters). */
 export class CursorInvalid extends Schema.TaggedError<CursorInvalid>()(
   "CursorInvalid",
   { cursor: Schema.String },

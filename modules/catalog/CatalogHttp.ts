@@ -4,6 +4,7 @@ import { Effect, Schema } from "effect"
 import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
+import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNotFound, ProductPage, SkuTaken } from "./CatalogApi.ts"
 
@@ -12,7 +13,7 @@ const allErrors = { parseOptions: { errors: "all" } } as const
 /** Query of `GET /v1/products`. */
 const ProductSearch = Schema.Struct({
   q: Schema.optionalWith(Text.query({ maxLength: 200 }), { exact: true }),
-  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100)), { exact: true }),
+  limit: Schema.optionalWith(Integer.fromText(1, 100), { exact: true }),
   cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
 }).annotations(allErrors)
 

@@ -63,7 +63,9 @@ export type Registration = typeof Registration.Type
 export const Credentials = Schema.Struct({
   email: Text.emailLookup,
   password: Schema.Redacted(
-    Text.string.pipe(Schema.maxLength(256, { message: () => "must be at most 256 characters long" }))
+    Text.string.pipe(
+      Schema.maxLength(256, { message: () => "must be at most 256 characters long", jsonSchema: { format: "password", maxLength: 256 } })
+    )
   )
 })
 export type Credentials = typeof Credentials.Type

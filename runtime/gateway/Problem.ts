@@ -6,6 +6,7 @@
 import { HttpApiError, HttpApiSchema, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { RpcClientError } from "@effect/rpc"
 import { Cause, Effect, Option, Schema } from "effect"
+import * as Text from "../schema/Text.ts"
 
 export const CONTENT_TYPE = "application/problem+json"
 
@@ -71,28 +72,21 @@ export const schema = <Self extends { readonly _tag: string; readonly message: s
 
 /** At most this many entries in a validation problem's `errors`; `detail` counts the rest. */
 export const MAX_ERRORS = 20
-/** At most this many characters of a value a message quotes back. */
-export const MAX_QUOTE = 64
 /** At most this many characters in one message or field name. */
 const MAX_MESSAGE = 200
 
-/** `text` cut to `max` characters (never inside a surrogate pair), marked when cut. */
-const cut = (text: string, max: number) => {
-  if (text.length <= max) return text
-  const end = /[\ud800-\udbff]/.test(text.charAt(max - 1)) ? max - 1 : max
-  return `${text.slice(0, end)}…`
-}
+const cut = Text.quote
 
 /**
  * A message bounded: the contracts' own Schemas (runtime/schema) never quote a value, but
- * Effect's default messages end with `, actual <the value>`; that value is cut to MAX_QUOTE
+ * Effect's default messages end with `, actual <the value>`; that value is cut to Text.MAX_QUOTE
  * characters, and the whole message to MAX_MESSAGE.
  */
 const bounded = (message: string) => {
   const actual = message.indexOf(", actual ")
   const quoted = actual === -1
     ? message
-    : `${message.slice(0, actual)}, actual ${cut(message.slice(actual + ", actual ".length), MAX_QUOTE)}`
+    : `${message.slice(0, actual)}, actual ${cut(message.slice(actual + ", actual ".length), Text.MAX_QUOTE)}`
   return cut(quoted, MAX_MESSAGE)
 }
 
@@ -147,7 +141,7 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
           type: typeOf("RouteNotFound"),
           title: "Not found",
           status: 404,
-          detail: `no route for ${request.method} ${request.url.split("?")[0]}`
+          detail: `no route for ${request.method} ${Text.quote(request.url.split("?")[0]!)}`
         })
       }
       if (error instanceof HttpServerError.RequestError) return Option.some(badRequest(error))

@@ -52,12 +52,16 @@ const refusal = (text: string, controls: Controls): string | undefined => {
   return undefined
 }
 
-const checked = (controls: Controls) => Schema.filter<Schema.Schema<string>>((text) => refusal(text, controls) ?? true)
+const checked = (controls: Controls, annotations: Schema.Annotations.Filter<string> = {}) =>
+  Schema.filter<Schema.Schema<string>>((text) => refusal(text, controls) ?? true, { jsonSchema: {}, ...annotations })
 
 const atMost = (maxLength: number) =>
   Schema.maxLength<Schema.Schema<string>>(maxLength, { message: () => `must be at most ${maxLength} characters long` })
 
 const notBlank = Schema.filter<Schema.Schema<string>>((text) => text.length > 0 || "must not be empty or only whitespace")
+
+const LINE = "one line of text: no control characters, lone surrogates or bidirectional overrides; normalised to NFC " +
+  "and trimmed"
 
 export interface LineOptions {
   readonly maxLength: number
@@ -72,7 +76,13 @@ export interface LineOptions {
  */
 export const line = (options: LineOptions): Schema.Schema<string> =>
   Schema.transform(
-    string.pipe(atMost(options.maxLength), checked("none")),
+    options.allowEmpty === true
+      ? string.pipe(atMost(options.maxLength), checked("none", { description: `${LINE}, at most ${options.maxLength} characters` }))
+      : string.pipe(
+        Schema.minLength<Schema.Schema<string>>(1, { message: () => "must not be empty or only whitespace" }),
+        atMost(options.maxLength),
+        checked("none", { description: `${LINE}, not blank, at most ${options.maxLength} characters` })
+      ),
     options.allowEmpty === true
       ? Schema.String.pipe(atMost(options.maxLength))
       : Schema.String.pipe(atMost(options.maxLength), notBlank),
@@ -85,7 +95,13 @@ export const line = (options: LineOptions): Schema.Schema<string> =>
  */
 export const multiline = (options: { readonly maxLength: number }): Schema.Schema<string> =>
   Schema.transform(
-    string.pipe(atMost(options.maxLength), checked("line breaks and tabs")),
+    string.pipe(
+      atMost(options.maxLength),
+      checked("line breaks and tabs", {
+        description: `text of one or more lines, at most ${options.maxLength} characters: line feeds and tabs, ` +
+          "but no other control characters, lone surrogates or bidirectional overrides; normalised to NFC and trimmed"
+      })
+    ),
     Schema.String.pipe(atMost(options.maxLength)),
     {
       strict: true,
@@ -120,7 +136,11 @@ export const secret = (options: { readonly minLength: number; readonly maxLength
   string.pipe(
     Schema.minLength<Schema.Schema<string>>(options.minLength, { message: () => `must be at least ${options.minLength} characters long` }),
     atMost(options.maxLength),
-    checked("all but NUL")
+    checked("all but NUL", {
+      description: `a secret of ${options.minLength} to ${options.maxLength} characters, any but NUL and lone surrogates; ` +
+        "kept as sent, never shown back",
+      jsonSchema: { format: "password" }
+    })
   )
 
 /**
@@ -130,8 +150,10 @@ export const secret = (options: { readonly minLength: number; readonly maxLength
  */
 export const canonicalEmail = (text: string) => text.normalize("NFKC").trim().toLowerCase()
 
-const LOCAL = /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+// Case-insensitive: the decoded form is lower-cased, but a caller in process may pass any case
+// (identity canonicalises again before it stores or looks up).
+const LOCAL = /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/i
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i
 
 const emailRefusal = (email: string): string | undefined => {
   if (!/^[\x00-\x7f]*$/.test(email)) {
@@ -160,7 +182,14 @@ const emailRefusal = (email: string): string | undefined => {
  * (`xn--`) form.
  */
 export const email: Schema.Schema<string> = Schema.transform(
-  string.pipe(atMost(254), checked("none")),
+  string.pipe(
+    atMost(254),
+    checked("none", {
+      description: "an e-mail address in ASCII (an international domain in its xn-- form), at most 254 characters; " +
+        "stored NFKC-normalised, trimmed and lower-cased",
+      jsonSchema: { format: "email" }
+    })
+  ),
   Schema.String.pipe(
     atMost(254),
     Schema.filter<Schema.Schema<string>>((email) => emailRefusal(email) ?? true)
@@ -174,7 +203,10 @@ export const email: Schema.Schema<string> = Schema.transform(
  * bidirectional overrides), but otherwise not judged: only a match logs in.
  */
 export const emailLookup: Schema.Schema<string> = Schema.transform(
-  string.pipe(atMost(254), checked("none")),
+  string.pipe(
+    atMost(254),
+    checked("none", { description: "an e-mail address, at most 254 characters; compared NFKC-normalised, trimmed and lower-cased" })
+  ),
   Schema.String,
   { strict: true, decode: canonicalEmail, encode: (text) => text }
 )
@@ -193,6 +225,19 @@ export const oneOf = <const L extends readonly [string, ...Array<string>]>(schem
   schema.annotations({
     message: () => ({ message: `expected one of ${schema.literals.map((l) => JSON.stringify(l)).join(", ")}`, override: true })
   })
+
+/** At most this many characters of a value an error quotes back. */
+export const MAX_QUOTE = 64
+
+/**
+ * `text` as an error may quote it: cut to `max` characters (never inside a surrogate pair) and
+ * marked `…` when cut. Quote only what is not secret.
+ */
+export const quote = (text: string, max = MAX_QUOTE): string => {
+  if (text.length <= max) return text
+  const end = /[\ud800-\udbff]/.test(text.charAt(max - 1)) ? max - 1 : max
+  return `${text.slice(0, end)}…`
+}
 
 /** The reason `text` is refused by every single-line field, or `undefined`: for checks outside a Schema. */
 export const lineRefusal = (text: string): string | undefined => refusal(text, "none")
