@@ -64,6 +64,17 @@ describe("Problem.fromCause", () => {
     ])
   })
 
+  it("never quotes the value of a field whose name says it is secret, even in a default message", () => {
+    const Plain = Schema.Struct({ password: Schema.String, apiKey: Schema.Number, name: Schema.Number })
+    const error = Schema.decodeUnknownEither(Plain)({ password: 1, apiKey: SECRET, name: SECRET }, { errors: "all" })
+    if (error._tag === "Right") throw new Error("expected a failure")
+    const problem = render(Cause.fail(Effect.runSync(HttpApiError.HttpApiDecodeError.fromParseError(error.left))))
+    const messages = Object.fromEntries((problem.errors as ReadonlyArray<{ field: string; message: string }>).map((e) => [e.field, e.message]))
+    expect(messages.password).toBe("Expected string")
+    expect(messages.apiKey).toBe("Expected number")
+    expect(messages.name).toContain("Zq7")
+  })
+
   it("answers JSON that does not parse with a 400 that has errors and does not quote the parser", () => {
     let syntax: unknown
     try {

@@ -82,13 +82,22 @@ const cut = Text.quote
  * Effect's default messages end with `, actual <the value>`; that value is cut to Text.MAX_QUOTE
  * characters, and the whole message to MAX_MESSAGE.
  */
-const bounded = (message: string) => {
+const bounded = (message: string, secret: boolean) => {
   const actual = message.indexOf(", actual ")
   const quoted = actual === -1
     ? message
+    : secret
+    ? message.slice(0, actual)
     : `${message.slice(0, actual)}, actual ${cut(message.slice(actual + ", actual ".length), Text.MAX_QUOTE)}`
   return cut(quoted, MAX_MESSAGE)
 }
+
+/**
+ * A field whose name says it holds a secret: its value is never quoted, even by a default
+ * message. The contracts' secrets (`Text.secret`, `format: password` in the OpenAPI document)
+ * never quote themselves; this is the second lock, for a secret field declared otherwise.
+ */
+const SECRET_FIELD = /pass(word|phrase)?|secret|token|credential|key$/i
 
 type Issue = HttpApiError.HttpApiDecodeError["issues"][number]
 
@@ -107,7 +116,7 @@ const validation = (error: HttpApiError.HttpApiDecodeError): Problem => {
   const shown = error.issues.slice(0, MAX_ERRORS).map((issue) => ({
     field: fieldOf(issue),
     pointer: pointerOf(issue),
-    message: bounded(issue.message)
+    message: bounded(issue.message, issue.path.some((p) => SECRET_FIELD.test(String(p))))
   }))
   return {
     type: typeOf("Validation"),
