@@ -15,8 +15,10 @@ const postgres = await Services.findPostgres()
 /** The defect `PgError.orDie` turns the statement's failure into. */
 const defectOf = (statement: (sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) =>
   Effect.runPromise(
-    Effect.scoped(Effect.flatMap(PgClient.make({ url: Redacted.make((postgres as { value: string }).value), maxConnections: 1 }), (sql) =>
-      Effect.exit(PgError.orDie(statement(sql))))).pipe(Effect.provide(Reactivity.layer))
+    Effect.scoped(Effect.flatMap(
+      PgClient.make({ url: Redacted.make((postgres as { value: string }).value), maxConnections: 1 }),
+      (sql) => Effect.exit(PgError.orDie(statement(sql)))
+    )).pipe(Effect.provide(Reactivity.layer))
   ).then((exit) => Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined)
 
 describe.skipIf(!postgres.ok)("PgError.orDie", () => {

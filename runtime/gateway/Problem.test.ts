@@ -69,7 +69,8 @@ describe("Problem.fromCause", () => {
     const error = Schema.decodeUnknownEither(Plain)({ password: 1, apiKey: SECRET, name: SECRET }, { errors: "all" })
     if (error._tag === "Right") throw new Error("expected a failure")
     const problem = render(Cause.fail(Effect.runSync(HttpApiError.HttpApiDecodeError.fromParseError(error.left))))
-    const messages = Object.fromEntries((problem.errors as ReadonlyArray<{ field: string; message: string }>).map((e) => [e.field, e.message]))
+    const errors = problem.errors as ReadonlyArray<{ field: string; message: string }>
+    const messages = Object.fromEntries(errors.map((e) => [e.field, e.message]))
     expect(messages.password).toBe("Expected string")
     expect(messages.apiKey).toBe("Expected number")
     expect(messages.name).toContain("Zq7")

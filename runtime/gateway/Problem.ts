@@ -102,8 +102,9 @@ const SECRET_FIELD = /pass(word|phrase)?|secret|token|credential|key$/i
 type Issue = HttpApiError.HttpApiDecodeError["issues"][number]
 
 const fieldOf = (issue: Issue) => cut(issue.path.map(String).join("."), MAX_MESSAGE)
+/** The field's JSON Pointer (RFC 6901): `""` for the whole body. */
 const pointerOf = (issue: Issue) =>
-  cut(issue.path.length === 0 ? "" : `/${issue.path.map((p) => String(p).replace(/~/g, "~0").replace(/\//g, "~1")).join("/")}`, MAX_MESSAGE)
+  cut(issue.path.map((p) => `/${String(p).replace(/~/g, "~0").replace(/\//g, "~1")}`).join(""), MAX_MESSAGE)
 
 /**
  * The validation problem of a request that did not match its endpoint's Schemas: one entry in

@@ -90,7 +90,15 @@ describe("Text", () => {
     })
 
     it("refuses look-alikes: zero-width characters, other scripts, combining accents", () => {
-      for (const lookAlike of ["an\u200ba@example.com", "\u0430na@example.com", "ana@ex\u0430mple.com", "jose\u0301@example.com", "jos\u00e9@example.com", "ana@b\u00fccher.de"]) {
+      const lookAlikes = [
+        "an\u200ba@example.com",
+        "\u0430na@example.com",
+        "ana@ex\u0430mple.com",
+        "jose\u0301@example.com",
+        "jos\u00e9@example.com",
+        "ana@b\u00fccher.de"
+      ]
+      for (const lookAlike of lookAlikes) {
         const found = messages(Text.email, lookAlike)
         expect(found, lookAlike).toHaveLength(1)
         expect(found[0]).toMatch(/ASCII/)
@@ -99,7 +107,8 @@ describe("Text", () => {
     })
 
     it("refuses what is not an address", () => {
-      for (const notAnAddress of ["ana", "@example.com", "ana@", "ana@example", "a..b@example.com", "ana@-x.com", "a b@example.com", "ana@exa_mple.com"]) {
+      const notAddresses = ["ana", "@example.com", "ana@", "ana@example", "a..b@example.com", "ana@-x.com", "a b@example.com"]
+      for (const notAnAddress of [...notAddresses, "ana@exa_mple.com"]) {
         expect(messages(Text.email, notAnAddress), notAnAddress).toHaveLength(1)
       }
       expect(messages(Text.email, `${"a".repeat(65)}@example.com`)[0]).toMatch(/64/)

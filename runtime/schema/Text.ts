@@ -77,7 +77,10 @@ export interface LineOptions {
 export const line = (options: LineOptions): Schema.Schema<string> =>
   Schema.transform(
     options.allowEmpty === true
-      ? string.pipe(atMost(options.maxLength), checked("none", { description: `${LINE}, at most ${options.maxLength} characters` }))
+      ? string.pipe(
+        atMost(options.maxLength),
+        checked("none", { description: `${LINE}, at most ${options.maxLength} characters` })
+      )
       : string.pipe(
         Schema.minLength<Schema.Schema<string>>(1, { message: () => "must not be empty or only whitespace" }),
         atMost(options.maxLength),
@@ -134,7 +137,9 @@ export const code = (pattern: RegExp, message: string): Schema.Schema<string> =>
  */
 export const secret = (options: { readonly minLength: number; readonly maxLength: number }): Schema.Schema<string> =>
   string.pipe(
-    Schema.minLength<Schema.Schema<string>>(options.minLength, { message: () => `must be at least ${options.minLength} characters long` }),
+    Schema.minLength<Schema.Schema<string>>(options.minLength, {
+      message: () => `must be at least ${options.minLength} characters long`
+    }),
     atMost(options.maxLength),
     checked("all but NUL", {
       description: `a secret of ${options.minLength} to ${options.maxLength} characters, any but NUL and lone surrogates; ` +
@@ -205,7 +210,9 @@ export const email: Schema.Schema<string> = Schema.transform(
 export const emailLookup: Schema.Schema<string> = Schema.transform(
   string.pipe(
     atMost(254),
-    checked("none", { description: "an e-mail address, at most 254 characters; compared NFKC-normalised, trimmed and lower-cased" })
+    checked("none", {
+      description: "an e-mail address, at most 254 characters; compared NFKC-normalised, trimmed and lower-cased"
+    })
   ),
   Schema.String,
   { strict: true, decode: canonicalEmail, encode: (text) => text }
