@@ -60,7 +60,8 @@ export const schema = <Self extends { readonly _tag: string; readonly message: s
     decode: ({ detail: _d, status: _s, title: _t, type: _ty, ...rest }) =>
       new (error as unknown as new(props: unknown) => Self)(rest),
     encode: (value) => {
-      const body: Record<string, unknown> = { type, title, status, detail: value.message }
+      // A message may quote what the request sent (`EmailTaken`): bounded like every other.
+      const body: Record<string, unknown> = { type, title, status, detail: Text.quote(value.message, MAX_MESSAGE) }
       for (const key of Object.keys(fields)) body[key] = (value as unknown as Record<string, unknown>)[key]
       return body as typeof Wire.Encoded
     }
