@@ -2,7 +2,7 @@
  * Problem.fromCause renders what the endpoints did not declare; here, that it stays bounded and
  * quotes nothing it should not, whatever the request was.
  */
-import { HttpApiError, HttpServerError, HttpServerRequest } from "@effect/platform"
+import { HttpApiError, HttpApiSchema, HttpServerError, HttpServerRequest } from "@effect/platform"
 import { Cause, Effect, Option, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { InputRejected } from "../db/PgError.ts"
@@ -102,5 +102,15 @@ describe("Problem.fromCause", () => {
     expect(problem.status).toBe(404)
     expect(problem.detail.length).toBeLessThan(100)
   })
-})
 
+  it("bounds a declared error's detail, which may quote what was sent", () => {
+    class Taken extends Schema.TaggedError<Taken>()("Taken", { name: Schema.String }, HttpApiSchema.annotations({ status: 409 })) {
+      override get message() {
+        return `${this.name} is taken`
+      }
+    }
+    const encoded = Schema.encodeSync(Problem.schema(Taken))(new Taken({ name: "x".repeat(10_000) }))
+    expect(encoded).toMatchObject({ type: "/problems/taken", status: 409 })
+    expect(encoded.detail.length).toBeLessThanOrEqual(201)
+  })
+})
