@@ -5,24 +5,24 @@ import { HttpApiSchema } from "@effect/platform"
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import { ModuleClient } from "../../runtime/Module.ts"
+import * as Integer from "../../runtime/schema/Integer.ts"
+import * as Text from "../../runtime/schema/Text.ts"
 
 /** A product's id: a UUID. */
-export const ProductId = Schema.UUID.pipe(Schema.brand("ProductId"))
+export const ProductId = Text.uuid.pipe(Schema.brand("ProductId"))
 export type ProductId = typeof ProductId.Type
 
 /** Stock-keeping unit: unique across the catalog, letters, digits, `.`, `_`, `-`. */
-export const Sku = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
-    message: () => "a SKU is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-  }),
-  Schema.brand("Sku")
-)
+export const Sku = Text.code(
+  /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+  "a SKU is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+).pipe(Schema.brand("Sku"))
 export type Sku = typeof Sku.Type
 
 const currencies: ReadonlySet<string> = new Set(Intl.supportedValuesOf("currency"))
 
 /** An ISO 4217 currency code such as `EUR`. */
-export const Currency = Schema.String.pipe(
+export const Currency = Text.string.pipe(
   Schema.filter((code) => currencies.has(code), {
     message: () => "expected an ISO 4217 currency code such as EUR or USD"
   }),
@@ -31,17 +31,26 @@ export const Currency = Schema.String.pipe(
 export type Currency = typeof Currency.Type
 
 /** A price in the currency's minor unit (cents): a positive integer that fits in 32 bits. */
-export const PriceCents = Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(2_147_483_647))
+export const PriceCents = Integer.between(1, 2_147_483_647)
 
-const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
-const Description = Schema.String.pipe(Schema.maxLength(4000))
+/** A product's name: one line of text (runtime/schema/Text.ts). */
+const Name = Text.line({ maxLength: 200 })
+/** A product's description: text of several lines, possibly empty. */
+const Description = Text.multiline({ maxLength: 4000 })
+
+/**
+ * As stored: products created before the text rules keep their name and description as they
+ * were, so what the catalog answers is checked only for length.
+ */
+const StoredName = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+const StoredDescription = Schema.String.pipe(Schema.maxLength(4000))
 
 /** A product as the catalog stores it. */
 export class Product extends Schema.Class<Product>("catalog/Product")({
   id: ProductId,
   sku: Sku,
-  name: Name,
-  description: Description,
+  name: StoredName,
+  description: StoredDescription,
   priceCents: PriceCents,
   currency: Currency,
   createdAt: Schema.DateTimeUtc
@@ -51,7 +60,7 @@ export class Product extends Schema.Class<Product>("catalog/Product")({
 export const NewProduct = Schema.Struct({
   sku: Sku,
   name: Name,
-  description: Schema.optional(Description),
+  description: Schema.optionalWith(Description, { exact: true }),
   priceCents: PriceCents,
   currency: Currency
 })
@@ -59,9 +68,9 @@ export type NewProduct = typeof NewProduct.Type
 
 /** A search: text matched against SKU, name and description; keyset paging by `cursor`. */
 export const ProductQuery = Schema.Struct({
-  q: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
-  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
-  cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(200)))
+  q: Schema.optionalWith(Text.query({ maxLength: 200 }), { exact: true }),
+  limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
+  cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
 })
 export type ProductQuery = typeof ProductQuery.Type
 
@@ -93,7 +102,7 @@ export class SkuTaken extends Schema.TaggedError<SkuTaken>()(
   }
 }
 
-/** The paging cursor was not one this API handed out. */
+/** The paging cursor was not one this API handed out (quoted up to Text.MAX_QUOTE characters). */
 export class CursorInvalid extends Schema.TaggedError<CursorInvalid>()(
   "CursorInvalid",
   { cursor: Schema.String },

@@ -4,6 +4,8 @@ import { Effect, Schema } from "effect"
 import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
+import * as Integer from "../../runtime/schema/Integer.ts"
+import * as Text from "../../runtime/schema/Text.ts"
 import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNotFound, ProductPage, SkuTaken } from "./CatalogApi.ts"
 
 const allErrors = { parseOptions: { errors: "all" } } as const
@@ -20,15 +22,15 @@ const Limit = Schema.compose(
 
 /** Query of `GET /v1/products`. */
 const ProductSearch = Schema.Struct({
-  q: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(200)), { exact: true }),
+  q: Schema.optionalWith(Text.query({ maxLength: 200 }), { exact: true }),
   limit: Schema.optionalWith(Limit, { exact: true }),
-  cursor: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(200)), { exact: true })
+  cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
 }).annotations(allErrors)
 
 export class ProductsHttp extends HttpApiGroup.make("products")
   .add(
     HttpApiEndpoint.post("create", "/products")
-      .setPayload(NewProduct.annotations(allErrors))
+      .setPayload(Problem.payload(NewProduct))
       .addSuccess(Product, { status: 201 })
       .addError(Problem.schema(SkuTaken))
       .middleware(Auth.AdminOnly)

@@ -7,38 +7,45 @@ import { HttpApiSchema } from "@effect/platform"
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import { ModuleClient } from "../../runtime/Module.ts"
+import * as Text from "../../runtime/schema/Text.ts"
 import { Caller, Forbidden, Role, Unauthenticated } from "../../runtime/security/Caller.ts"
 
 export { Caller, Forbidden, Role, Unauthenticated }
 
 /** A user's id: a UUID. */
-export const UserId = Schema.UUID.pipe(Schema.brand("UserId"))
+export const UserId = Text.uuid.pipe(Schema.brand("UserId"))
 export type UserId = typeof UserId.Type
 
 /** An API key's id: a UUID. */
-export const ApiKeyId = Schema.UUID.pipe(Schema.brand("ApiKeyId"))
+export const ApiKeyId = Text.uuid.pipe(Schema.brand("ApiKeyId"))
 export type ApiKeyId = typeof ApiKeyId.Type
 
-/** An e-mail address; compared without regard to case. */
-export const Email = Schema.String.pipe(
-  Schema.maxLength(254),
-  Schema.pattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: () => "expected an e-mail address such as ana@example.com" })
-)
+/**
+ * A new e-mail address, in its canonical form (runtime/schema/Text.ts: NFKC, lower-cased, ASCII
+ * only), so that two addresses that look alike are one address or refused.
+ */
+export const Email = Text.email
 
-/** A password as given: 8 to 256 characters. Redacted, so it never reaches a log. */
-export const Password = Schema.Redacted(
-  Schema.String.pipe(
-    Schema.minLength(8, { message: () => "a password has at least 8 characters" }),
-    Schema.maxLength(256, { message: () => "a password has at most 256 characters" })
-  )
-)
+/**
+ * A new password as given: 8 to 256 characters, any but NUL and lone surrogates, not normalised.
+ * Redacted, so it never reaches a log, and no error quotes it.
+ */
+export const Password = Schema.Redacted(Text.secret({ minLength: 8, maxLength: 256 }))
 
-const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+/** A name given to a user or an API key: one line of text. */
+const Name = Text.line({ maxLength: 200 })
+
+/**
+ * As stored: users registered before the text rules keep their e-mail address and name as they
+ * were, so what identity answers is checked only for shape.
+ */
+const StoredEmail = Schema.String.pipe(Schema.maxLength(254))
+const StoredName = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
 
 export class User extends Schema.Class<User>("identity/User")({
   id: UserId,
-  email: Email,
-  name: Name,
+  email: StoredEmail,
+  name: StoredName,
   role: Role,
   createdAt: Schema.DateTimeUtc
 }) {}
@@ -47,12 +54,18 @@ export class User extends Schema.Class<User>("identity/User")({
 export const Registration = Schema.Struct({ email: Email, password: Password, name: Name })
 export type Registration = typeof Registration.Type
 
-/** What a login presents. Any string may be tried; only a match logs in. */
+/**
+ * What a login presents. The e-mail address is canonicalised as at registration (so NFD and NFC
+ * spellings find the same account); otherwise any text may be tried and only a match logs in.
+ * The password is not judged at all (a user registered before the text rules may have any), and
+ * no error quotes it.
+ */
 export const Credentials = Schema.Struct({
-  email: Schema.String.pipe(Schema.maxLength(254)),
-  // Its own message: the default one would quote the password back.
+  email: Text.emailLookup,
   password: Schema.Redacted(
-    Schema.String.pipe(Schema.maxLength(256, { message: () => "a password has at most 256 characters" }))
+    Text.string.pipe(
+      Schema.maxLength(256, { message: () => "must be at most 256 characters long", jsonSchema: { format: "password", maxLength: 256 } })
+    )
   )
 })
 export type Credentials = typeof Credentials.Type
@@ -68,7 +81,7 @@ export class AccessToken extends Schema.Class<AccessToken>("identity/AccessToken
 /** An API key as listed: never the key itself, which is shown once, at creation. */
 export class ApiKey extends Schema.Class<ApiKey>("identity/ApiKey")({
   id: ApiKeyId,
-  name: Name,
+  name: StoredName,
   role: Role,
   createdAt: Schema.DateTimeUtc,
   revokedAt: Schema.NullOr(Schema.DateTimeUtc)
@@ -80,7 +93,8 @@ export class IssuedApiKey extends Schema.Class<IssuedApiKey>("identity/IssuedApi
   key: Schema.String
 }) {}
 
-export const NewApiKey = Schema.Struct({ name: Name, role: Role })
+/** What it takes to issue an API key: a name to tell it by, and the role it acts with. */
+export const NewApiKey = Schema.Struct({ name: Name, role: Text.oneOf(Role) })
 export type NewApiKey = typeof NewApiKey.Type
 
 /** A public key as a JSON Web Key (RFC 7517): only public members. */
@@ -170,7 +184,7 @@ export class IdentityRpcs extends RpcGroup.make(
     error: Schema.Union(Unauthenticated, Forbidden, ApiKeyNotFound)
   }),
   /** The caller an API key acts as; Unauthenticated when the key is unknown or revoked. */
-  Rpc.make("authenticateApiKey", { payload: { key: Schema.Redacted(Schema.String) }, success: Caller, error: Unauthenticated }),
+  Rpc.make("authenticateApiKey", { payload: { key: Schema.Redacted(Text.string) }, success: Caller, error: Unauthenticated }),
   /** The public keys that verify access tokens. */
   Rpc.make("jwks", { success: JsonWebKeySet }),
   /** Admin: starts signing with a new key; tokens signed by the old one stay valid until they expire. */

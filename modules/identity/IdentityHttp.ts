@@ -27,13 +27,11 @@ import {
   UserNotFound
 } from "./IdentityApi.ts"
 
-const allErrors = { parseOptions: { errors: "all" } } as const
-
 export class IdentityHttp extends HttpApiGroup.make("identity")
   .add(
     HttpApiEndpoint.post("register", "/v1/auth/register")
       .annotate(Auth.CredentialExchange, true)
-      .setPayload(Registration.annotations(allErrors))
+      .setPayload(Problem.payload(Registration))
       .addSuccess(User, { status: 201 })
       .addError(Problem.schema(EmailTaken))
       .annotate(OpenApi.Summary, "Register a customer account")
@@ -41,7 +39,7 @@ export class IdentityHttp extends HttpApiGroup.make("identity")
   .add(
     HttpApiEndpoint.post("login", "/v1/auth/login")
       .annotate(Auth.CredentialExchange, true)
-      .setPayload(Credentials.annotations(allErrors))
+      .setPayload(Problem.payload(Credentials))
       .addSuccess(AccessToken)
       .addError(Problem.schema(InvalidCredentials))
       .annotate(OpenApi.Summary, "Exchange an e-mail address and password for an access token")
@@ -62,7 +60,7 @@ export class IdentityHttp extends HttpApiGroup.make("identity")
   )
   .add(
     HttpApiEndpoint.post("createApiKey", "/v1/api-keys")
-      .setPayload(NewApiKey.annotations(allErrors))
+      .setPayload(Problem.payload(NewApiKey))
       .addSuccess(IssuedApiKey, { status: 201 })
       .middleware(Auth.AdminOnly)
       .annotate(OpenApi.Summary, "Issue an API key for a machine client; the key is shown only in this answer")

@@ -7,13 +7,15 @@ import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import { ProductId, ProductNotFound } from "../catalog/index.ts"
 import { ModuleClient } from "../../runtime/Module.ts"
+import * as Integer from "../../runtime/schema/Integer.ts"
+import * as Text from "../../runtime/schema/Text.ts"
 
 /** The most units one product can hold (the stock columns are 32-bit). */
 export const MAX_UNITS = 2_147_483_647
 
 const Units = Schema.Int.pipe(Schema.between(0, MAX_UNITS))
 /** A number of units to add, reserve or release: a positive integer. */
-export const Quantity = Schema.Int.pipe(Schema.between(1, MAX_UNITS))
+export const Quantity = Integer.between(1, MAX_UNITS)
 
 /** The stock of one product: units free to reserve, and units held by reservations. */
 export class Stock extends Schema.Class<Stock>("inventory/Stock")({
@@ -26,16 +28,16 @@ export class Stock extends Schema.Class<Stock>("inventory/Stock")({
  * Names a reservation; chosen by the caller so that a retried reserve or release is harmless
  * (a saga derives it from its own id).
  */
-export const ReservationId = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$/, {
-    message: () => "a reservation id is 1-128 letters, digits, ':', '.', '_' or '-'"
-  }),
-  Schema.brand("ReservationId")
-)
+export const ReservationId = Text.code(
+  /^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$/,
+  "a reservation id is 1-128 letters, digits, ':', '.', '_' or '-'"
+).pipe(Schema.brand("ReservationId"))
 export type ReservationId = typeof ReservationId.Type
 
 /** Units of one product in a reservation. */
-export const ReservationLine = Schema.Struct({ productId: ProductId, quantity: Quantity })
+export const ReservationLine = Schema.Struct({ productId: ProductId, quantity: Quantity }).annotations({
+  message: () => "expected an object with productId and quantity"
+})
 export type ReservationLine = typeof ReservationLine.Type
 
 /** `held` until committed (the stock leaves) or released (it returns to available). */
@@ -112,7 +114,9 @@ export class InventoryRpcs extends RpcGroup.make(
   Rpc.make("reserve", {
     payload: {
       reservationId: ReservationId,
-      lines: Schema.NonEmptyArray(ReservationLine).pipe(Schema.maxItems(100))
+      lines: Schema.NonEmptyArray(ReservationLine).annotations({
+        message: () => ({ message: "expected a list of 1 to 100 lines", override: false })
+      }).pipe(Schema.maxItems(100, { message: () => "at most 100 lines" }))
     },
     success: Reservation,
     error: Schema.Union(StockInsufficient, ReservationConflict)

@@ -12,7 +12,7 @@ const productPath = HttpApiSchema.param("id", ProductId)
 export class StockHttp extends HttpApiGroup.make("stock")
   .add(
     HttpApiEndpoint.post("restock")`/products/${productPath}/stock`
-      .setPayload(Schema.Struct({ quantity: Quantity }).annotations({ parseOptions: { errors: "all" } }))
+      .setPayload(Problem.payload(Schema.Struct({ quantity: Quantity })))
       .addSuccess(Stock)
       .addError(Problem.schema(ProductNotFound))
       .addError(Problem.schema(StockLimitExceeded))

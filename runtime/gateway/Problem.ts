@@ -6,6 +6,7 @@
 import { HttpApiError, HttpApiSchema, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { RpcClientError } from "@effect/rpc"
 import { Cause, Effect, Option, Schema } from "effect"
+import * as Text from "../schema/Text.ts"
 
 export const CONTENT_TYPE = "application/problem+json"
 
@@ -59,7 +60,8 @@ export const schema = <Self extends { readonly _tag: string; readonly message: s
     decode: ({ detail: _d, status: _s, title: _t, type: _ty, ...rest }) =>
       new (error as unknown as new(props: unknown) => Self)(rest),
     encode: (value) => {
-      const body: Record<string, unknown> = { type, title, status, detail: value.message }
+      // A message may quote what the request sent (`EmailTaken`): bounded like every other.
+      const body: Record<string, unknown> = { type, title, status, detail: Text.quote(value.message, MAX_MESSAGE) }
       for (const key of Object.keys(fields)) body[key] = (value as unknown as Record<string, unknown>)[key]
       return body as typeof Wire.Encoded
     }
@@ -69,19 +71,64 @@ export const schema = <Self extends { readonly _tag: string; readonly message: s
   ) as unknown as Schema.Schema<Self, Problem>
 }
 
-const validation = (error: HttpApiError.HttpApiDecodeError): Problem => ({
-  type: typeOf("Validation"),
-  title: "Request validation failed",
-  status: 400,
-  detail: error.issues
-    .map((issue) => `${issue.path.length === 0 ? "body" : issue.path.join(".")}: ${issue.message}`)
-    .join("; "),
-  errors: error.issues.map((issue) => ({
-    field: issue.path.map(String).join("."),
-    pointer: `/${issue.path.map((p) => String(p).replace(/~/g, "~0").replace(/\//g, "~1")).join("/")}`,
-    message: issue.message
+/** At most this many entries in a validation problem's `errors`; `detail` counts the rest. */
+export const MAX_ERRORS = 20
+/** At most this many characters in one message or field name. */
+const MAX_MESSAGE = 200
+
+const cut = Text.quote
+
+/**
+ * A message bounded: the contracts' own Schemas (runtime/schema) never quote a value, but
+ * Effect's default messages end with `, actual <the value>`; that value is cut to Text.MAX_QUOTE
+ * characters, and the whole message to MAX_MESSAGE.
+ */
+const bounded = (message: string, secret: boolean) => {
+  const actual = message.indexOf(", actual ")
+  const quoted = actual === -1
+    ? message
+    : secret
+    ? message.slice(0, actual)
+    : `${message.slice(0, actual)}, actual ${cut(message.slice(actual + ", actual ".length), Text.MAX_QUOTE)}`
+  return cut(quoted, MAX_MESSAGE)
+}
+
+/**
+ * A field whose name says it holds a secret: its value is never quoted, even by a default
+ * message. The contracts' secrets (`Text.secret`, `format: password` in the OpenAPI document)
+ * never quote themselves; this is the second lock, for a secret field declared otherwise.
+ */
+const SECRET_FIELD = /pass(word|phrase)?|secret|token|credential|key$/i
+
+type Issue = HttpApiError.HttpApiDecodeError["issues"][number]
+
+const fieldOf = (issue: Issue) => cut(issue.path.map(String).join("."), MAX_MESSAGE)
+/** The field's JSON Pointer (RFC 6901): `""` for the whole body. */
+const pointerOf = (issue: Issue) =>
+  cut(issue.path.map((p) => `/${String(p).replace(/~/g, "~0").replace(/\//g, "~1")}`).join(""), MAX_MESSAGE)
+
+/**
+ * The validation problem of a request that did not match its endpoint's Schemas: one entry in
+ * `errors` per bad field, at most MAX_ERRORS of them, each message bounded (`bounded`). The
+ * issues are read as a list; nothing here walks the request's value, so however deep or large
+ * it is, the problem stays small. A body that is not a JSON object is refused as a whole (field
+ * `""`) by the message `payload` gives it.
+ */
+const validation = (error: HttpApiError.HttpApiDecodeError): Problem => {
+  const shown = error.issues.slice(0, MAX_ERRORS).map((issue) => ({
+    field: fieldOf(issue),
+    pointer: pointerOf(issue),
+    message: bounded(issue.message, issue.path.some((p) => SECRET_FIELD.test(String(p))))
   }))
-})
+  return {
+    type: typeOf("Validation"),
+    title: "Request validation failed",
+    status: 400,
+    detail: shown.slice(0, 3).map((e) => `${e.field === "" ? "body" : e.field}: ${e.message}`).join("; ") +
+      (error.issues.length > 3 ? `; and ${error.issues.length - 3} more` : ""),
+    errors: shown
+  }
+}
 
 const TOO_LARGE = "maxBytes exceeded"
 
@@ -105,7 +152,7 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
           type: typeOf("RouteNotFound"),
           title: "Not found",
           status: 404,
-          detail: `no route for ${request.method} ${request.url.split("?")[0]}`
+          detail: `no route for ${request.method} ${Text.quote(request.url.split("?")[0]!)}`
         })
       }
       if (error instanceof HttpServerError.RequestError) return Option.some(badRequest(error))
@@ -117,6 +164,10 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
       // HttpApi reads the body with orDie: malformed JSON arrives here as a defect.
       if (defect.value instanceof HttpServerError.RequestError) return Option.some(badRequest(defect.value))
       if (HttpServerResponse.isServerResponse(defect.value)) return Option.none<Problem>()
+      // Input the database refused as data (a module's PgError.die), here or in another process.
+      if (defect.value instanceof Error && defect.value.name === "InputRejected") {
+        return Option.some(inputRejected())
+      }
       // A module this process called could not reach one it calls in turn: its defect arrives
       // here as an Error that kept only the name.
       const unreachable = defect.value instanceof RpcClientError.RpcClientError ||
@@ -141,19 +192,16 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
     })
   })
 
-/** A 400 about the whole body: `errors` has one entry for it, as every 400 has `errors`. */
-const wholeBody = (type: string, title: string, detail: string): Problem => ({
-  type,
-  title,
-  status: 400,
-  detail,
-  errors: [{ field: "", pointer: "", message: detail }]
-})
-
-const badRequest = (error: HttpServerError.RequestError): Problem =>
-  error.cause instanceof SyntaxError
-    ? wholeBody(typeOf("MalformedBody"), "Malformed body", `the body is not valid JSON: ${error.cause.message}`)
-    : wholeBody(typeOf("BadRequest"), "Bad request", error.description ?? "the request could not be read")
+/**
+ * A body that could not be read as JSON. Like every 400 it lists `errors`: one entry, for the
+ * whole body. The parser's own message is not shown: it quotes the body.
+ */
+const badRequest = (error: HttpServerError.RequestError): Problem => {
+  const [type, title, detail] = error.cause instanceof SyntaxError
+    ? [typeOf("MalformedBody"), "Malformed body", "the body is not valid JSON"]
+    : [typeOf("BadRequest"), "Bad request", cut(error.description ?? "the request could not be read", MAX_MESSAGE)]
+  return { type, title, status: 400, detail, errors: [{ field: "", pointer: "", message: detail }] }
+}
 
 export const tooLarge = (limit?: number): Problem => ({
   type: typeOf("PayloadTooLarge"),
@@ -228,3 +276,27 @@ export const routeNotFound = (request: HttpServerRequest.HttpServerRequest): Pro
   status: 404,
   detail: `no route for ${request.method.slice(0, 16)} ${request.url.split("?")[0]!.slice(0, 64)}`
 })
+
+/**
+ * A value the database refused as data (PgError.InputRejected): the Schemas should have refused
+ * it first, so which field it was is not known; the problem names the whole request.
+ */
+export const inputRejected = (): Problem => {
+  const message = "a value of this request is not acceptable (the database refused it as data)"
+  return {
+    type: typeOf("Validation"),
+    title: "Request validation failed",
+    status: 400,
+    detail: message,
+    errors: [{ field: "", pointer: "", message }]
+  }
+}
+
+/**
+ * An endpoint's payload Schema as the gateway decodes it (for `HttpApiEndpoint.setPayload`):
+ * every bad field reported, not only the first, and a body that is not a JSON object refused
+ * with a message of its own, which never quotes the body (Effect's default would quote it whole:
+ * a password sent as text/plain, a megabyte array).
+ */
+export const payload = <A, I, R>(schema: Schema.Schema<A, I, R>): Schema.Schema<A, I, R> =>
+  schema.annotations({ parseOptions: { errors: "all" }, message: () => "the body must be a JSON object" })

@@ -1,6 +1,7 @@
 /** The catalog's use cases. */
 import { DateTime, Effect, Option } from "effect"
 import { CursorInvalid, type NewProduct, Product, ProductId, ProductNotFound, ProductPage, type ProductQuery } from "../CatalogApi.ts"
+import * as Text from "../../../runtime/schema/Text.ts"
 import * as Cursor from "./Cursor.ts"
 import { ProductsRepo } from "./ProductsRepo.ts"
 
@@ -38,7 +39,7 @@ export class Catalog extends Effect.Service<Catalog>()("catalog/Catalog", {
       if (query.cursor !== undefined) {
         const cursor = query.cursor
         after = yield* Option.match(Cursor.decode(cursor), {
-          onNone: () => Effect.fail(new CursorInvalid({ cursor })),
+          onNone: () => Effect.fail(new CursorInvalid({ cursor: Text.quote(cursor) })),
           onSome: Effect.succeed
         })
       }

@@ -25,7 +25,7 @@ export class ProductsRepo extends Effect.Service<ProductsRepo>()("catalog/Produc
         Effect.catchTag("SqlError", (error) =>
           PgError.isUniqueViolation(error, "products_sku_key")
             ? Effect.fail(new SkuTaken({ sku: product.sku }))
-            : Effect.die(error))
+            : PgError.die(error))
       )
 
     const findById = SqlSchema.findOne({
@@ -59,14 +59,14 @@ export class ProductsRepo extends Effect.Service<ProductsRepo>()("catalog/Produc
 
     return {
       insert,
-      findById: (id: string) => findById(id).pipe(Effect.map(Option.map(fromRow)), Effect.orDie),
+      findById: (id: string) => findById(id).pipe(Effect.map(Option.map(fromRow)), PgError.orDie),
       /** Up to `limit` products after `after` in (createdAt, id) order, matching `q`. */
       search: (query: { readonly q?: string | undefined; readonly after?: Cursor.Position | undefined; readonly limit: number }) =>
         search({
           limit: query.limit,
           ...(query.q === undefined ? {} : { q: query.q }),
           ...(query.after === undefined ? {} : { after: query.after })
-        }).pipe(Effect.map((rows) => rows.map(fromRow)), Effect.orDie)
+        }).pipe(Effect.map((rows) => rows.map(fromRow)), PgError.orDie)
     } as const
   })
 }) {}

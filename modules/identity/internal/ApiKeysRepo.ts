@@ -1,6 +1,7 @@
 /** SQL over the identity schema's api_keys table. Database failures become defects here. */
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
+import * as PgError from "../../../runtime/db/PgError.ts"
 import { ApiKey } from "../IdentityApi.ts"
 
 const columns = "id, name, role, created_at AS \"createdAt\", revoked_at AS \"revokedAt\""
@@ -42,13 +43,13 @@ export class ApiKeysRepo extends Effect.Service<ApiKeysRepo>()("identity/ApiKeys
         sql`INSERT INTO api_keys (id, name, role, key_hash, created_at)
             VALUES (${apiKey.id}, ${apiKey.name}, ${apiKey.role}, ${keyHash}, ${DateTime.toDateUtc(apiKey.createdAt)})`.pipe(
           Effect.asVoid,
-          Effect.orDie
+          PgError.orDie
         ),
-      findByHash: (keyHash: string) => findByHash(keyHash).pipe(Effect.map(Option.map(fromRow)), Effect.orDie),
+      findByHash: (keyHash: string) => findByHash(keyHash).pipe(Effect.map(Option.map(fromRow)), PgError.orDie),
       /** Every key, newest first. */
-      list: list(undefined).pipe(Effect.map((rows) => rows.map(fromRow)), Effect.orDie),
+      list: list(undefined).pipe(Effect.map((rows) => rows.map(fromRow)), PgError.orDie),
       /** Marks the key revoked at `at` unless it already is; `None` when no key has the id. */
-      revoke: (id: string, at: DateTime.Utc) => revoke({ id, at }).pipe(Effect.map(Option.map(fromRow)), Effect.orDie)
+      revoke: (id: string, at: DateTime.Utc) => revoke({ id, at }).pipe(Effect.map(Option.map(fromRow)), PgError.orDie)
     } as const
   })
 }) {}

@@ -1,6 +1,7 @@
 /** Identity's use cases. Callers are resolved (and admins checked) by the handlers. */
 import { Config, DateTime, Effect, Option, Redacted, Schema } from "effect"
 import * as crypto from "node:crypto"
+import * as Text from "../../../runtime/schema/Text.ts"
 import {
   AccessToken,
   API_KEY_PREFIX,
@@ -11,6 +12,7 @@ import {
   type Credentials,
   Email,
   InvalidCredentials,
+  Password,
   IssuedApiKey,
   JsonWebKeySet,
   type NewApiKey,
@@ -27,8 +29,8 @@ import { Passwords } from "./Passwords.ts"
 import { SigningKeys } from "./SigningKeys.ts"
 import { UsersRepo } from "./UsersRepo.ts"
 
-/** E-mail addresses are stored and compared trimmed and lowercased. */
-export const normalizeEmail = (email: string) => email.trim().toLowerCase()
+/** E-mail addresses are stored and compared in their canonical form (Text.canonicalEmail). */
+export const normalizeEmail = Text.canonicalEmail
 
 /** The prefix and 32 random bytes in base64url (43 characters, unpadded). */
 const API_KEY_FORMAT = new RegExp(`^${API_KEY_PREFIX}[A-Za-z0-9_-]{43}$`)
@@ -44,12 +46,15 @@ const apiKeyHash = (key: string) => crypto.createHash("sha256").update(key, "utf
 const adminConfig = Config.all({
   email: Config.option(Config.string("TESSERA_ADMIN_EMAIL").pipe(
     Config.map(normalizeEmail),
-    Config.validate({ message: "TESSERA_ADMIN_EMAIL must be an e-mail address", validation: Schema.is(Email) })
+    Config.validate({
+      message: "TESSERA_ADMIN_EMAIL must be an e-mail address in ASCII, such as admin@example.com",
+      validation: Schema.is(Email)
+    })
   )),
   password: Config.option(Config.redacted("TESSERA_ADMIN_PASSWORD").pipe(
     Config.validate({
-      message: "TESSERA_ADMIN_PASSWORD must have 8 to 256 characters",
-      validation: (password) => Redacted.value(password).length >= 8 && Redacted.value(password).length <= 256
+      message: "TESSERA_ADMIN_PASSWORD must have 8 to 256 characters, and no NUL",
+      validation: Schema.is(Password)
     })
   ))
 })
@@ -159,6 +164,12 @@ export class Identity extends Effect.Service<Identity>()("identity/Identity", {
     /**
      * Creates the configured administrator unless a user has that address. Safe to run at every
      * start of every replica: when two create it at once, the second finds the address taken.
+     *
+     * When a user who is not an administrator has the address (someone registered it before the
+     * operator set TESSERA_ADMIN_EMAIL), that user becomes the administrator only if its password
+     * is TESSERA_ADMIN_PASSWORD, which proves the operator holds the account; otherwise identity
+     * refuses to start, naming the variable: silently running without the expected administrator,
+     * or handing the role to whoever registered the address first, would both be wrong.
      */
     const bootstrapAdmin = Effect.fn("Identity.bootstrapAdmin")(function*() {
       const config = yield* Effect.orDie(adminConfig)
@@ -171,11 +182,21 @@ export class Identity extends Effect.Service<Identity>()("identity/Identity", {
       const email = config.email.value
       const existing = yield* users.findByEmail(email)
       if (Option.isSome(existing)) {
-        if (existing.value.user.role !== "admin") {
-          yield* Effect.logWarning("TESSERA_ADMIN_EMAIL belongs to a user who is not an administrator").pipe(
-            Effect.annotateLogs("email", email)
+        const { passwordHash, user } = existing.value
+        if (user.role === "admin") return
+        if (!(yield* passwords.verify(config.password.value, passwordHash))) {
+          return yield* Effect.die(
+            new Error(
+              "TESSERA_ADMIN_EMAIL belongs to a user who is not an administrator and whose password is not " +
+                "TESSERA_ADMIN_PASSWORD: choose another TESSERA_ADMIN_EMAIL, or set TESSERA_ADMIN_PASSWORD to that " +
+                "user's password to make it the administrator"
+            )
           )
         }
+        yield* users.setRole(user.id, "admin")
+        yield* Effect.logWarning("the user with TESSERA_ADMIN_EMAIL was made an administrator: its password matched").pipe(
+          Effect.annotateLogs({ email, userId: user.id })
+        )
         return
       }
       yield* createUser({ email, name: "Administrator", role: "admin", password: config.password.value }).pipe(

@@ -2,7 +2,7 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
-import { EmailTaken, User } from "../IdentityApi.ts"
+import { EmailTaken, type Role, User } from "../IdentityApi.ts"
 
 const columns = "id, email, name, role, created_at AS \"createdAt\", password_hash AS \"passwordHash\""
 
@@ -32,7 +32,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("identity/UsersRepo",
         Effect.catchTag("SqlError", (error) =>
           PgError.isUniqueViolation(error, "users_email_key")
             ? Effect.fail(new EmailTaken({ email: user.email }))
-            : Effect.die(error))
+            : PgError.die(error))
       )
 
     const findById = SqlSchema.findOne({
@@ -49,12 +49,15 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("identity/UsersRepo",
 
     return {
       insert,
-      findById: (id: string) => findById(id).pipe(Effect.map(Option.map(fromRow)), Effect.orDie),
+      findById: (id: string) => findById(id).pipe(Effect.map(Option.map(fromRow)), PgError.orDie),
       /** The user with this address, compared without regard to case. */
-      findByEmail: (email: string) => findByEmail(email).pipe(Effect.map(Option.map(fromRow)), Effect.orDie),
+      findByEmail: (email: string) => findByEmail(email).pipe(Effect.map(Option.map(fromRow)), PgError.orDie),
       /** Replaces a hash made at an outdated cost. */
       updatePasswordHash: (id: string, passwordHash: string) =>
-        sql`UPDATE users SET password_hash = ${passwordHash} WHERE id = ${id}`.pipe(Effect.asVoid, Effect.orDie)
+        sql`UPDATE users SET password_hash = ${passwordHash} WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie),
+      /** Gives the user another role. */
+      setRole: (id: string, role: Role) =>
+        sql`UPDATE users SET role = ${role} WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
     } as const
   })
 }) {}
