@@ -8,7 +8,11 @@ import { Schema } from "effect"
 import { ProductId, ProductNotFound } from "../catalog/index.ts"
 import { ModuleClient } from "../../runtime/Module.ts"
 
-/** The most units one product can hold (the stock columns are 32-bit). */
+/**
+ * The most units one product can hold, available and reserved together (the stock columns are
+ * 32-bit): a restock that would pass it is refused, so releasing or committing a held
+ * reservation never can.
+ */
 export const MAX_UNITS = 2_147_483_647
 
 const Units = Schema.Int.pipe(Schema.between(0, MAX_UNITS))
@@ -60,7 +64,7 @@ export class StockInsufficient extends Schema.TaggedError<StockInsufficient>()(
   }
 }
 
-/** Adding the units would take the product past MAX_UNITS. */
+/** Adding the units would take the product, available and reserved together, past MAX_UNITS; nothing was added. */
 export class StockLimitExceeded extends Schema.TaggedError<StockLimitExceeded>()(
   "StockLimitExceeded",
   { productId: ProductId, limit: Schema.Int },
