@@ -525,7 +525,7 @@ for (const [name, start] of Object.entries(topologies)) {
         expect(login.body).toMatchObject({ tokenType: "Bearer", expiresIn: TOKEN_TTL_SECONDS })
         const me = await json(await api("/v1/me", { as: login.body.accessToken }))
         expect(me.status).toBe(200)
-        expect(me.body).toEqual({ id: user.id, email: user.email, name: "Bea", role: "customer", createdAt: user.createdAt })
+        expect(me.body).toEqual({ kind: "user", id: user.id, email: user.email, name: "Bea", role: "customer", createdAt: user.createdAt })
         for (const server of deployment.servers) expect(server.output()).not.toContain(password)
       })
 

@@ -8,6 +8,7 @@ import * as Host from "../Host.ts"
 import type { Module } from "../Module.ts"
 import * as Topology from "../Topology.ts"
 import * as Processes from "./Processes.ts"
+import * as Services from "./Services.ts"
 
 export interface TestServer {
   readonly url: string
@@ -31,4 +32,26 @@ export const start = async (
   const runtime = ManagedRuntime.make(server as Layer.Layer<never, unknown>)
   await runtime.runtime()
   return { url: `http://127.0.0.1:${port}`, close: () => runtime.dispose() }
+}
+
+/**
+ * `start` on a fresh test database: PostgreSQL when there is one (quicker to start), else
+ * embedded. `close` also drops the database.
+ */
+export const startOnTestDatabase = async (
+  modules: ReadonlyArray<Module.Any>,
+  config: Readonly<Record<string, string>> = {}
+): Promise<TestServer> => {
+  const found = (await Services.databases()).find((d) => typeof d.acquire !== "string")!
+  const db = await (found.acquire as () => Promise<Services.TestDatabase>)()
+  try {
+    const server = await start(modules, {
+      ...(db.database._tag === "Postgres" ? { DATABASE_URL: db.database.url } : { TESSERA_DATA_DIR: db.database.dataDir }),
+      ...config
+    })
+    return { url: server.url, close: () => server.close().finally(db.release) }
+  } catch (error) {
+    await db.release()
+    throw error
+  }
 }

@@ -7,7 +7,6 @@
  */
 import { Effect, Exit, Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import * as Services from "../../../runtime/testing/Services.ts"
 import * as TestHost from "../../../runtime/testing/TestHost.ts"
 import * as TestServer from "../../../runtime/testing/TestServer.ts"
 import { CatalogClient, CursorInvalid } from "../CatalogApi.ts"
@@ -119,22 +118,11 @@ TestHost.describeOnDatabases("forged cursors through catalog's client", (databas
 
 describe("forged cursors at the gateway", () => {
   let server: TestServer.TestServer | undefined
-  let release: () => Promise<void> = async () => {}
 
   beforeAll(async () => {
-    // PostgreSQL if there is one (cheaper to start), else embedded.
-    const found = (await Services.databases()).find((d) => typeof d.acquire !== "string")!
-    const db = await (found.acquire as () => Promise<Services.TestDatabase>)()
-    release = db.release
-    server = await TestServer.start(
-      [CatalogModule],
-      db.database._tag === "Postgres" ? { DATABASE_URL: db.database.url } : { TESSERA_DATA_DIR: db.database.dataDir }
-    )
+    server = await TestServer.startOnTestDatabase([CatalogModule])
   })
-  afterAll(async () => {
-    await server?.close()
-    await release()
-  })
+  afterAll(() => server?.close())
 
   const get = (cursor: string) =>
     fetch(`${server!.url}/v1/products?${new URLSearchParams({ cursor })}`)

@@ -1,7 +1,7 @@
 /** SQL over the identity schema's api_keys table. Database failures become defects here. */
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
-import { ApiKey } from "../IdentityApi.ts"
+import { ApiKey, type ApiKeyId } from "../IdentityApi.ts"
 
 const columns = "id, name, role, created_at AS \"createdAt\", revoked_at AS \"revokedAt\""
 
@@ -20,6 +20,12 @@ export class ApiKeysRepo extends Effect.Service<ApiKeysRepo>()("identity/ApiKeys
       Request: Schema.String,
       Result: ApiKeyRow,
       execute: (keyHash) => sql`SELECT ${sql.literal(columns)} FROM api_keys WHERE key_hash = ${keyHash}`
+    })
+
+    const findById = SqlSchema.findOne({
+      Request: Schema.String,
+      Result: ApiKeyRow,
+      execute: (id) => sql`SELECT ${sql.literal(columns)} FROM api_keys WHERE id = ${id}`
     })
 
     const list = SqlSchema.findAll({
@@ -45,6 +51,7 @@ export class ApiKeysRepo extends Effect.Service<ApiKeysRepo>()("identity/ApiKeys
           Effect.orDie
         ),
       findByHash: (keyHash: string) => findByHash(keyHash).pipe(Effect.map(Option.map(fromRow)), Effect.orDie),
+      findById: (id: ApiKeyId) => findById(id).pipe(Effect.map(Option.map(fromRow)), Effect.orDie),
       /** Every key, newest first. */
       list: list(undefined).pipe(Effect.map((rows) => rows.map(fromRow)), Effect.orDie),
       /** Marks the key revoked at `at` unless it already is; `None` when no key has the id. */
