@@ -144,21 +144,34 @@ TestHost.describeOnDatabases(
       expect(Schema.is(rpc.errorSchema as Schema.Schema<unknown>)(Option.getOrThrow(failure))).toBe(true)
     }
 
+    /** The quantities outside `Quantity`, on one product in `state`: each refused unrun. */
+    const refusedUnrun = async (
+      state: State,
+      operation: Operation,
+      call: (productId: ProductId, quantity: number) => (client: InventoryClient["Type"]) => Effect.Effect<unknown, unknown>
+    ) => {
+      const { held, productId } = await arrange(state)
+      const before = await levels(productId)
+      for (const quantity of QUANTITIES.filter((q) => !valid(q))) {
+        await expectAnswered(operation, productId, quantity, await exit(call(productId, quantity)), before)
+      }
+      await settle(productId, held)
+    }
+
     /** For each operation of the contract, how to call it at a boundary quantity from a state. */
     const sweeps: Record<Operation, (state: State) => Promise<void>> = {
       restock: async (state) => {
-        for (const quantity of QUANTITIES) {
+        await refusedUnrun(state, "restock", (productId, quantity) => (c) => c.restock({ productId, quantity }))
+        for (const quantity of QUANTITIES.filter(valid)) {
           const { held, productId } = await arrange(state)
           const before = await levels(productId)
           const result = await exit((c) => c.restock({ productId, quantity }))
           await expectAnswered("restock", productId, quantity, result, before)
-          if (valid(quantity)) {
-            const fits = before.available + before.reserved + quantity <= MAX_UNITS
-            if (fits) expect(await levels(productId)).toEqual({ ...before, available: before.available + quantity })
-            else {
-              expect(result).toEqual(Exit.fail(new StockLimitExceeded({ productId, limit: MAX_UNITS })))
-              expect(await levels(productId)).toEqual(before)
-            }
+          if (before.available + before.reserved + quantity <= MAX_UNITS) {
+            expect(await levels(productId)).toEqual({ ...before, available: before.available + quantity })
+          } else {
+            expect(result).toEqual(Exit.fail(new StockLimitExceeded({ productId, limit: MAX_UNITS })))
+            expect(await levels(productId)).toEqual(before)
           }
           await settle(productId, held)
         }
@@ -170,24 +183,24 @@ TestHost.describeOnDatabases(
         await settle(productId, held)
       },
       reserve: async (state) => {
-        for (const quantity of QUANTITIES) {
+        await refusedUnrun(state, "reserve", (productId, quantity) => (c) =>
+          c.reserve({ reservationId: reservation(), lines: [{ productId, quantity }] }))
+        for (const quantity of QUANTITIES.filter(valid)) {
           const { held, productId } = await arrange(state)
           const before = await levels(productId)
           const reservationId = reservation()
           const result = await exit((c) => c.reserve({ reservationId, lines: [{ productId, quantity }] }))
           await expectAnswered("reserve", productId, quantity, result, before)
-          if (valid(quantity)) {
-            if (quantity <= before.available) {
-              expect(Exit.isSuccess(result)).toBe(true)
-              expect(await levels(productId)).toEqual({
-                available: before.available - quantity,
-                reserved: before.reserved + quantity
-              })
-            } else {
-              expect(result).toEqual(
-                Exit.fail(new StockInsufficient({ productId, requested: quantity, available: before.available }))
-              )
-            }
+          if (quantity <= before.available) {
+            expect(Exit.isSuccess(result)).toBe(true)
+            expect(await levels(productId)).toEqual({
+              available: before.available - quantity,
+              reserved: before.reserved + quantity
+            })
+          } else {
+            expect(result).toEqual(
+              Exit.fail(new StockInsufficient({ productId, requested: quantity, available: before.available }))
+            )
           }
           await settle(productId, [...held, reservationId])
         }

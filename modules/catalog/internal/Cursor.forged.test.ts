@@ -1,15 +1,13 @@
 /**
  * Forged paging cursors, as a family: dates at and past PostgreSQL's range, impossible dates,
  * other spellings, ids that are not UUIDs, wrong arity and types, text that is not JSON or not
- * base64url, huge and deeply nested ones. Each is refused by the cursor itself, by the catalog's
- * client as `CursorInvalid` (never a defect, on PostgreSQL and embedded), and by the gateway as a
- * 400 validation problem naming `cursor`. The edges of the accepted range still page.
+ * base64url, huge and deeply nested ones. Each is refused by the cursor itself, and by the
+ * gateway, in front of the catalog and its database, as a 400 validation problem naming `cursor`
+ * (never a 500). The edges of the accepted range still page.
  */
-import { Effect, Exit, Option } from "effect"
+import { Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import * as TestHost from "../../../runtime/testing/TestHost.ts"
 import * as TestServer from "../../../runtime/testing/TestServer.ts"
-import { CatalogClient, CursorInvalid } from "../CatalogApi.ts"
 import { CatalogModule } from "../CatalogModule.ts"
 import * as Cursor from "./Cursor.ts"
 
@@ -99,20 +97,6 @@ describe("a forged cursor", () => {
 
   it.each(EDGES)("at the edge of the range, is one: %s", (_, cursor) => {
     expect(Option.isSome(Cursor.decode(cursor))).toBe(true)
-  })
-})
-
-TestHost.describeOnDatabases("forged cursors through catalog's client", (database) => TestHost.layer([CatalogModule], database), (run) => {
-  const list = (cursor: string) => run(Effect.exit(Effect.flatMap(CatalogClient, (c) => c.list({ cursor }))))
-
-  it("refuses each with CursorInvalid, never a defect", async () => {
-    for (const [name, cursor] of FORGED) {
-      expect(await list(cursor), name).toEqual(Exit.fail(new CursorInvalid({ cursor })))
-    }
-  })
-
-  it("pages from the edges of the accepted range", async () => {
-    for (const [name, cursor] of EDGES) expect(Exit.isSuccess(await list(cursor)), name).toBe(true)
   })
 })
 
