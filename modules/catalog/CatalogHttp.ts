@@ -1,5 +1,5 @@
 /** The catalog's public REST routes, implemented by calling its client: they work wherever it runs. */
-import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Effect, Schema } from "effect"
 import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
@@ -40,7 +40,6 @@ export class ProductsHttp extends HttpApiGroup.make("products")
     HttpApiEndpoint.get("list", "/products")
       .setUrlParams(ProductSearch)
       .addSuccess(ProductPage)
-      .addError(Problem.schema(CursorInvalid))
       .annotate(OpenApi.Summary, "Search products by text, a page at a time (follow nextCursor)")
   )
   .add(
@@ -52,6 +51,15 @@ export class ProductsHttp extends HttpApiGroup.make("products")
   .prefix("/v1")
 {}
 
+/** A cursor this API did not hand out is a bad query parameter: a validation problem naming it. */
+const invalidCursor = (error: CursorInvalid) =>
+  Effect.fail(
+    new HttpApiError.HttpApiDecodeError({
+      issues: [{ _tag: "Type", path: ["cursor"], message: error.message }],
+      message: `cursor: ${error.message}`
+    })
+  )
+
 export const ProductsHttpLive = HttpApiBuilder.group(
   HttpApi.make(Gateway.API_ID).add(ProductsHttp),
   "products",
@@ -60,7 +68,8 @@ export const ProductsHttpLive = HttpApiBuilder.group(
       const catalog = yield* CatalogClient
       return handlers
         .handle("create", ({ payload }) => Gateway.orUnavailable(catalog.create(payload)))
-        .handle("list", ({ urlParams }) => Gateway.orUnavailable(catalog.list(urlParams)))
+        .handle("list", ({ urlParams }) =>
+          Gateway.orUnavailable(catalog.list(urlParams)).pipe(Effect.catchTag("CursorInvalid", invalidCursor)))
         .handle("get", ({ path }) => Gateway.orUnavailable(catalog.get({ id: path.id })))
     })
 )

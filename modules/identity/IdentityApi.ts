@@ -116,6 +116,25 @@ export class JsonWebKeySet extends Schema.Class<JsonWebKeySet>("identity/JsonWeb
 
 export class SigningKey extends Schema.Class<SigningKey>("identity/SigningKey")({ kid: Schema.String }) {}
 
+/** The answer of `me` when the caller is a user: that user. */
+export class CallingUser extends Schema.Class<CallingUser>("identity/CallingUser")({
+  kind: Schema.Literal("user"),
+  ...User.fields
+}) {}
+
+/** The answer of `me` when the caller is an API key: the key as listed, never the key itself. */
+export class CallingApiKey extends Schema.Class<CallingApiKey>("identity/CallingApiKey")({
+  kind: Schema.Literal("api-key"),
+  ...ApiKey.fields
+}) {}
+
+/** Who is calling: a user or an API key, told apart by `kind`. */
+export const Me = Schema.Union(CallingUser, CallingApiKey).annotations({
+  identifier: "identity/Me",
+  description: "The caller: a user (kind \"user\") or an API key (kind \"api-key\")."
+})
+export type Me = typeof Me.Type
+
 /** Another user already registered this e-mail address. */
 export class EmailTaken extends Schema.TaggedError<EmailTaken>()(
   "EmailTaken",
@@ -165,8 +184,8 @@ export class IdentityRpcs extends RpcGroup.make(
   Rpc.make("register", { payload: Registration, success: User, error: EmailTaken }),
   /** Checks an e-mail address and password and issues an access token. */
   Rpc.make("login", { payload: Credentials, success: AccessToken, error: InvalidCredentials }),
-  /** The calling user. */
-  Rpc.make("me", { success: User, error: Schema.Union(Unauthenticated, UserNotFound) }),
+  /** The caller: the user, or the API key. */
+  Rpc.make("me", { success: Me, error: Schema.Union(Unauthenticated, UserNotFound) }),
   /** A user, for that user or an admin; anyone else gets UserNotFound, as for an unknown id. */
   Rpc.make("getUser", { payload: { id: UserId }, success: User, error: Schema.Union(Unauthenticated, UserNotFound) }),
   /** Admin: issues an API key acting with `role`. */

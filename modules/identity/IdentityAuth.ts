@@ -2,26 +2,32 @@
  * How the gateway checks the credentials identity issues, wherever identity runs:
  *
  * - an access token (a JWT) is verified in the gateway's own process against identity's public
- *   keys (JWKS), fetched through identity's client and cached. A token whose key id the cache
- *   does not know makes it fetch again (at most once per `REFETCH_COOLDOWN`), so a key rotated in
- *   another process is picked up by the first token it signs, and the previous key stays in the
- *   set (identity keeps it there) until the tokens it signed have expired;
+ *   keys (JWKS), fetched through identity's client and cached for `KEYS_TTL`. A token whose key
+ *   id the cache does not know waits for one fetch that begins after it arrived, and is checked
+ *   against its result: a key rotated in another process verifies the first token it signs. The
+ *   fetches are shared and bounded: one runs at a time, every token that waits meanwhile is
+ *   checked against it, and fetches for unknown key ids begin at least `REFETCH_INTERVAL` apart,
+ *   so a flood of forged key ids costs at most one small fetch per interval (each forged token
+ *   waits for it, then is refused). In the process where identity rotated the key, the fetch
+ *   begins at once (`KeyGeneration`). The previous key stays in the set (identity keeps it there)
+ *   until the tokens it signed have expired;
  * - an API key (sent as `Bearer tsk_...` or `X-Api-Key`) is checked by identity on every request,
  *   so a revoked key stops working at once.
  *
  * jose's `createRemoteJWKSet` does the same caching but fetches from a URL; this fetches through
  * the module client so that it works in every topology and carries the service credential.
  */
-import { DateTime, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, FiberId, Layer, Redacted, Schema } from "effect"
 import * as jose from "jose"
 import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import { API_KEY_PREFIX, Caller, IdentityClient, TOKEN_AUDIENCE, TOKEN_ISSUER, Unauthenticated } from "./IdentityApi.ts"
+import { KeyGeneration } from "./internal/KeyGeneration.ts"
 
 /** How long a fetched key set is used before it is fetched again. */
 const KEYS_TTL = Duration.minutes(5)
-/** The least time between two fetches caused by tokens with an unknown key id. */
-const REFETCH_COOLDOWN = Duration.seconds(5)
+/** The least time between the beginnings of two fetches caused by tokens with unknown key ids. */
+export const REFETCH_INTERVAL = Duration.seconds(1)
 
 const refused = (reason: string) => new Unauthenticated({ reason })
 
@@ -40,44 +46,100 @@ const reasonOf = (error: unknown): string => {
 const Claims = Schema.Struct({ sub: Schema.String, role: Caller.fields.role })
 const decodeClaims = Schema.decodeUnknownEither(Claims)
 
-export const IdentityAuthenticator = Layer.effect(
+/** A fetched key set; `at` is when its fetch began, `generation` the KeyGeneration then. */
+interface KeySet {
+  readonly set: jose.JWTVerifyGetKey
+  readonly kids: ReadonlySet<string>
+  readonly at: number
+  readonly generation: number
+}
+
+/** A fetch of the key set. */
+interface Fetch {
+  /** Opened to begin at once rather than `REFETCH_INTERVAL` after the last fetch began. */
+  readonly wake: Effect.Latch
+  readonly done: Deferred.Deferred<KeySet>
+}
+
+export const IdentityAuthenticator = Layer.scoped(
   Auth.Authenticator,
   Effect.gen(function*() {
     const identity = yield* IdentityClient
-    const lock = yield* Effect.makeSemaphore(1)
-    let keys: { readonly set: jose.JWTVerifyGetKey; readonly kids: ReadonlySet<string>; readonly at: number } | undefined
+    const scope = yield* Effect.scope
+    const intervalMillis = Duration.toMillis(REFETCH_INTERVAL)
+    let keys: KeySet | undefined
+    /** The fetch that has not begun yet, if any: whoever joins it gets keys fetched after they asked. */
+    let waiting: Fetch | undefined
+    /** The fetch that began last; the next one begins after it is done. */
+    let latest: Fetch | undefined
+    let latestStart = Number.NEGATIVE_INFINITY
 
-    const fetchKeys = Effect.gen(function*() {
-      const jwks = yield* Gateway.orUnavailable(identity.jwks())
-      const at = DateTime.toEpochMillis(yield* DateTime.now)
-      keys = {
+    const fetchKeys = (at: number, generation: number) =>
+      Effect.map(Gateway.orUnavailable(identity.jwks()), (jwks): KeySet => ({
         set: jose.createLocalJWKSet({ keys: jwks.keys.map((key) => ({ ...key }) as jose.JWK) }),
         kids: new Set(jwks.keys.map((key) => key.kid)),
-        at
-      }
-      return keys
-    })
+        at,
+        generation
+      }))
 
     /**
-     * The cached key set, fetched again when stale or when it does not know `kid`. While identity
-     * is unreachable, the keys already held keep verifying the tokens they signed.
+     * Runs `fetch` in the authenticator's scope, not in a request's fiber: a client that leaves
+     * does not cut a fetch others wait for. While identity is unreachable, the keys already held
+     * keep verifying the tokens they signed.
      */
-    const keysFor = (kid: string | undefined) =>
-      lock.withPermits(1)(Effect.gen(function*() {
-        const now = DateTime.toEpochMillis(yield* DateTime.now)
+    const run = (fetch: Fetch, previous: Fetch | undefined, delayMillis: number) =>
+      Effect.gen(function*() {
+        yield* Effect.raceFirst(Effect.sleep(Duration.millis(delayMillis)), fetch.wake.await)
+        if (previous !== undefined) yield* Deferred.await(previous.done).pipe(Effect.exit)
+        const at = yield* Clock.currentTimeMillis
+        if (waiting === fetch) waiting = undefined
+        latest = fetch
+        latestStart = at
+        const exit = yield* Effect.exit(fetchKeys(at, KeyGeneration.current()))
         const held = keys
-        if (held === undefined) return yield* fetchKeys
-        const stale = now - held.at > Duration.toMillis(KEYS_TTL)
-        const unknown = kid !== undefined && !held.kids.has(kid) && now - held.at > Duration.toMillis(REFETCH_COOLDOWN)
-        if (!stale && !unknown) return held
-        return yield* fetchKeys.pipe(
-          Effect.catchAllCause((cause) => {
-            // Try again after the cooldown, not on every request meanwhile.
-            keys = { ...held, at: Math.min(held.at, now - Duration.toMillis(KEYS_TTL)) + Duration.toMillis(REFETCH_COOLDOWN) }
-            return Effect.as(Effect.logWarning("identity's keys could not be fetched again; using the keys held", cause), held)
-          })
-        )
-      }))
+        if (Exit.isSuccess(exit)) keys = exit.value
+        else if (held !== undefined) {
+          yield* Effect.logWarning("identity's keys could not be fetched again; using the keys held", exit.cause)
+        }
+        yield* Deferred.done(fetch.done, Exit.isFailure(exit) && held !== undefined ? Exit.succeed(held) : exit)
+      }).pipe(
+        // At shutdown: whoever waits for it is interrupted too, rather than left waiting.
+        Effect.onInterrupt(() => Deferred.interrupt(fetch.done)),
+        // Whatever the request that starts it runs under (the edge may be uninterruptible).
+        Effect.interruptible,
+        Effect.forkIn(scope)
+      )
+
+    /**
+     * The key set of a fetch that begins after this call: the one waiting to begin, shared with
+     * every token that waits meanwhile, or a new one, `REFETCH_INTERVAL` after the last began
+     * (at once if `urgent`).
+     */
+    const refetch = (urgent: boolean): Effect.Effect<KeySet> =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        // Nothing yields from here until a fetch is joined or made: the check and the update are
+        // one step, so no two fetches wait to begin at once.
+        const joined = waiting
+        if (joined !== undefined) {
+          if (urgent) yield* joined.wake.open
+          return yield* Deferred.await(joined.done)
+        }
+        const fetch: Fetch = { wake: Effect.unsafeMakeLatch(false), done: Deferred.unsafeMake<KeySet>(FiberId.none) }
+        waiting = fetch
+        yield* run(fetch, latest, urgent ? 0 : Math.max(0, latestStart + intervalMillis - now))
+        return yield* Deferred.await(fetch.done)
+      })
+
+    /** The key set to check a token signed by `kid` against. */
+    const keysFor = (kid: string | undefined) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const held = keys
+        if (held === undefined || now - held.at > Duration.toMillis(KEYS_TTL)) return yield* refetch(false)
+        if (kid === undefined || held.kids.has(kid)) return held
+        return yield* refetch(KeyGeneration.current() !== held.generation)
+      })
 
     const verifyToken = (token: string) =>
       Effect.gen(function*() {

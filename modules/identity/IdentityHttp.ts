@@ -19,6 +19,7 @@ import {
   InvalidCredentials,
   IssuedApiKey,
   JsonWebKeySet,
+  Me,
   NewApiKey,
   Registration,
   SigningKey,
@@ -46,10 +47,10 @@ export class IdentityHttp extends HttpApiGroup.make("identity")
   )
   .add(
     HttpApiEndpoint.get("me", "/v1/me")
-      .addSuccess(User)
+      .addSuccess(Me)
       .addError(Problem.schema(UserNotFound))
       .middleware(Auth.Authenticated)
-      .annotate(OpenApi.Summary, "The calling user")
+      .annotate(OpenApi.Summary, "The caller: the user (kind \"user\") or the API key (kind \"api-key\")")
   )
   .add(
     HttpApiEndpoint.get("getUser")`/v1/users/${HttpApiSchema.param("id", UserId)}`

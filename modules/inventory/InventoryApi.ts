@@ -10,7 +10,11 @@ import { ModuleClient } from "../../runtime/Module.ts"
 import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 
-/** The most units one product can hold (the stock columns are 32-bit). */
+/**
+ * The most units one product can hold, available and reserved together (the stock columns are
+ * 32-bit): a restock that would pass it is refused, so releasing or committing a held
+ * reservation never can.
+ */
 export const MAX_UNITS = 2_147_483_647
 
 const Units = Schema.Int.pipe(Schema.between(0, MAX_UNITS))
@@ -62,7 +66,7 @@ export class StockInsufficient extends Schema.TaggedError<StockInsufficient>()(
   }
 }
 
-/** Adding the units would take the product past MAX_UNITS. */
+/** Adding the units would take the product, available and reserved together, past MAX_UNITS; nothing was added. */
 export class StockLimitExceeded extends Schema.TaggedError<StockLimitExceeded>()(
   "StockLimitExceeded",
   { productId: ProductId, limit: Schema.Int },

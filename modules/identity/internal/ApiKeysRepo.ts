@@ -2,7 +2,7 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
-import { ApiKey } from "../IdentityApi.ts"
+import { ApiKey, type ApiKeyId } from "../IdentityApi.ts"
 
 const columns = "id, name, role, created_at AS \"createdAt\", revoked_at AS \"revokedAt\""
 
@@ -21,6 +21,12 @@ export class ApiKeysRepo extends Effect.Service<ApiKeysRepo>()("identity/ApiKeys
       Request: Schema.String,
       Result: ApiKeyRow,
       execute: (keyHash) => sql`SELECT ${sql.literal(columns)} FROM api_keys WHERE key_hash = ${keyHash}`
+    })
+
+    const findById = SqlSchema.findOne({
+      Request: Schema.String,
+      Result: ApiKeyRow,
+      execute: (id) => sql`SELECT ${sql.literal(columns)} FROM api_keys WHERE id = ${id}`
     })
 
     const list = SqlSchema.findAll({
@@ -46,6 +52,7 @@ export class ApiKeysRepo extends Effect.Service<ApiKeysRepo>()("identity/ApiKeys
           PgError.orDie
         ),
       findByHash: (keyHash: string) => findByHash(keyHash).pipe(Effect.map(Option.map(fromRow)), PgError.orDie),
+      findById: (id: ApiKeyId) => findById(id).pipe(Effect.map(Option.map(fromRow)), PgError.orDie),
       /** Every key, newest first. */
       list: list(undefined).pipe(Effect.map((rows) => rows.map(fromRow)), PgError.orDie),
       /** Marks the key revoked at `at` unless it already is; `None` when no key has the id. */

@@ -9,6 +9,8 @@ import {
   ApiKeyId,
   ApiKeyNotFound,
   Caller,
+  CallingApiKey,
+  CallingUser,
   type Credentials,
   Email,
   InvalidCredentials,
@@ -100,11 +102,18 @@ export class Identity extends Effect.Service<Identity>()("identity/Identity", {
       return new AccessToken({ ...token, tokenType: "Bearer" })
     })
 
+    /** The caller described: the user, or the API key (whose use fails once it is revoked). */
     const me = Effect.fn("Identity.me")(function*(caller: Caller) {
-      if (caller.kind !== "user") return yield* new UserNotFound({ userId: caller.id })
+      if (caller.kind === "apiKey") {
+        const found = Schema.is(ApiKeyId)(caller.id) ? yield* apiKeys.findById(caller.id) : Option.none()
+        if (Option.isNone(found) || found.value.revokedAt !== null) {
+          return yield* new Unauthenticated({ reason: "the API key is not known or was revoked" })
+        }
+        return new CallingApiKey({ kind: "api-key", ...found.value })
+      }
       const found = yield* users.findById(caller.id)
       if (Option.isNone(found)) return yield* new UserNotFound({ userId: caller.id })
-      return found.value.user
+      return new CallingUser({ kind: "user", ...found.value.user })
     })
 
     const getUser = Effect.fn("Identity.getUser")(function*(caller: Caller, id: UserId) {

@@ -13,6 +13,7 @@ import { Clock, Config, Duration, Effect, Option, Schema } from "effect"
 import * as jose from "jose"
 import * as crypto from "node:crypto"
 import { type PublicJwk, type Role, TOKEN_AUDIENCE, TOKEN_ISSUER, type UserId } from "../IdentityApi.ts"
+import { KeyGeneration } from "./KeyGeneration.ts"
 
 const ALGORITHM = "EdDSA"
 
@@ -101,15 +102,19 @@ export class SigningKeys extends Effect.Service<SigningKeys>()("identity/Signing
         yield* sql`LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE`
         const active = yield* selectActive
         const at = yield* now
-        if (Option.isSome(active) && !replace(active.value, at)) return active.value.kid
+        if (Option.isSome(active) && !replace(active.value, at)) return { kid: active.value.kid, made: false }
         const key = yield* generate
         yield* sql`UPDATE signing_keys SET retired_at = ${at} WHERE retired_at IS NULL`
         yield* sql`INSERT INTO signing_keys (kid, algorithm, private_jwk, public_jwk, created_at)
                    VALUES (${key.kid}, ${ALGORITHM}, ${JSON.stringify(key.privateJwk)}::jsonb,
                            ${JSON.stringify(key.publicJwk)}::jsonb, ${at})`
         yield* Effect.logInfo("new signing key").pipe(Effect.annotateLogs("kid", key.kid))
-        return key.kid
-      }))
+        return { kid: key.kid, made: true }
+      })).pipe(
+        // Once committed: the key cache of this process may fetch it at once.
+        Effect.tap(({ made }) => made ? Effect.sync(KeyGeneration.advance) : Effect.void),
+        Effect.map(({ kid }) => kid)
+      )
 
     /** The key to sign with now, rotated first if it has grown too old. */
     const signingKey = Effect.gen(function*() {

@@ -29,12 +29,15 @@ export class InventoryRepo extends Effect.Service<InventoryRepo>()("inventory/In
           Effect.orDie
         ),
 
-      /** Adds units; `None` when the product would pass MAX_UNITS. */
+      /**
+       * Adds units; `None` when the product's units, available and reserved together, would pass
+       * MAX_UNITS (the bound that keeps every later release and commit in range).
+       */
       restock: (productId: ProductId, quantity: number) =>
         sql`INSERT INTO stock AS s (product_id, available) VALUES (${productId}, ${quantity})
             ON CONFLICT (product_id) DO UPDATE
               SET available = s.available + EXCLUDED.available, updated_at = now()
-              WHERE s.available::bigint + EXCLUDED.available <= ${MAX_UNITS}
+              WHERE s.available::bigint + s.reserved + EXCLUDED.available <= ${MAX_UNITS}
             RETURNING available, reserved`.pipe(Effect.flatMap(decodeLevels), Effect.map(first), Effect.orDie),
 
       /** Moves units from available to reserved; `false` when too few are available. */
