@@ -2,8 +2,9 @@
  * Clients that leave early never wedge a process: against real `tessera serve` processes (one
  * embedded, one on PostgreSQL with a pool of two), requests to every operation the process
  * describes in /openapi.json are cut at random moments, hundreds of them at once; afterwards
- * every operation still answers, and the process is ready and live. On PostgreSQL, a statement
- * held past its timeout is answered 503 with Retry-After, and the next one is served.
+ * every operation still answers, and the process is ready and live, and it shuts down cleanly
+ * in the middle of such a storm. On PostgreSQL, a statement held past its timeout is answered
+ * 503 with Retry-After, and the next one is served.
  */
 import * as http from "node:http"
 import pg from "pg"
@@ -195,5 +196,16 @@ for (const { acquire, name } of databases) {
         }
       }, 30_000)
     }
+
+    it("shuts down cleanly (exit 0) on SIGTERM while requests are being cut", async () => {
+      const swept = await operations(server.url, token)
+      const storm = Promise.all(swept.flatMap((operation) =>
+        Array.from({ length: 8 }, () => cut(server.url, operation, token, Math.random() * 150))
+      ))
+      await new Promise((resolve) => setTimeout(resolve, 60))
+      server.process.kill("SIGTERM")
+      await storm
+      expect(await server.exited).toBe(0)
+    }, 30_000)
   })
 }
