@@ -56,13 +56,19 @@ export interface Gate {
 export const unavailable = (label: string, detail: string) =>
   new RpcClientError.RpcClientError({ reason: "Unknown", message: `${label}: the database ${detail}` })
 
+const positive = (name: string, fallback: Duration.Duration) =>
+  Config.duration(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be longer than zero`, validation: (d) => Duration.greaterThan(d, Duration.zero) })
+  )
+
 /**
  * `TESSERA_DB_ACQUIRE_TIMEOUT` (default 5 seconds): how long a statement waits for a connection;
  * `TESSERA_DB_STATEMENT_TIMEOUT` (default 10 seconds, PostgreSQL only): how long it may run.
  */
 export const settings = Config.all({
-  acquireTimeout: Config.duration("TESSERA_DB_ACQUIRE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
-  statementTimeout: Config.duration("TESSERA_DB_STATEMENT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10)))
+  acquireTimeout: positive("TESSERA_DB_ACQUIRE_TIMEOUT", Duration.seconds(5)),
+  statementTimeout: positive("TESSERA_DB_STATEMENT_TIMEOUT", Duration.seconds(10))
 })
 
 /** PostgreSQL's `query_canceled`: the server's `statement_timeout` fired. */

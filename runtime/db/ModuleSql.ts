@@ -6,6 +6,8 @@
  * - Embedded PGlite: one shared session, whose login role is ignored. Every statement the module
  *   runs is wrapped in a transaction that begins with `SET LOCAL ROLE tessera_<module>; SET LOCAL
  *   search_path TO <module>`, so the same grants hold it to its schema.
+ *
+ * Either way every statement passes `Gate.ts` (timeouts; interruption never leaks a connection).
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient, type SqlConnection, type SqlError } from "@effect/sql"
