@@ -63,11 +63,11 @@ const positive = (name: string, fallback: Duration.Duration) =>
   )
 
 /**
- * `TESSERA_DB_ACQUIRE_TIMEOUT` (default 5 seconds): how long a statement waits for a connection;
+ * `TESSERA_DB_ACQUIRE_TIMEOUT` (default 15 seconds): how long a statement waits for a connection;
  * `TESSERA_DB_STATEMENT_TIMEOUT` (default 10 seconds, PostgreSQL only): how long it may run.
  */
 export const settings = Config.all({
-  acquireTimeout: positive("TESSERA_DB_ACQUIRE_TIMEOUT", Duration.seconds(5)),
+  acquireTimeout: positive("TESSERA_DB_ACQUIRE_TIMEOUT", Duration.seconds(15)),
   statementTimeout: positive("TESSERA_DB_STATEMENT_TIMEOUT", Duration.seconds(10))
 })
 
