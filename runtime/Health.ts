@@ -1,11 +1,22 @@
 /**
- * `GET /health/live`: the process answers. `GET /health/ready`: 200 only when every hosted module
+ * `GET /health/live`: the process answers and none of its hosted modules' connection pools is
+ * wedged. `GET /health/ready`: 200 only when every hosted module
  * has its migrations applied and every peer this process calls answers, with this process's RPC
  * connection to it open; the body lists each module with `local` or the URL it is reached at.
+ *
+ * Liveness and the database: a process should be restarted when restarting it helps, and only
+ * then. A pool is wedged when every one of its connections has stayed held, none handed out or
+ * given back, for `TESSERA_DB_STALL_TIMEOUT` (`Gate.stalledFor`): something in this process
+ * keeps them (a leak, or the embedded database, which runs in this process, not answering), and
+ * a restart frees them. Readiness probes run a statement through the same pool, so a database
+ * that stops answering keeps a connection held and shows here even without other traffic. A PostgreSQL server that is down or slow does not wedge the pool: its
+ * connects fail, its statements time out, and connections change hands; liveness stays 200 and
+ * readiness says 503, since restarting every process would not bring the server back (and
+ * Kubernetes would restart-loop every pod).
  */
 import { HttpApiBuilder, HttpMiddleware, HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect } from "effect"
+import { Config, Duration, Effect } from "effect"
 import type { Hosted } from "./Host.ts"
 import * as Migrations from "./db/Migrations.ts"
 import type { Location } from "./Topology.ts"
@@ -34,6 +45,12 @@ export const moduleStatus = ({ database }: Hosted) =>
       Effect.catchAllCause(() => Effect.succeed({ ready: false, detail: "database unreachable" }))
     )
 
+/** How long every connection of a hosted module's pool has been held with none changing hands. */
+export const moduleStall = ({ database }: Hosted) =>
+  database === undefined ? Effect.succeed(Duration.zero) : database.gate.stalledFor
+
+const stallTimeout = Config.duration("TESSERA_DB_STALL_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30)))
+
 /** A peer is up when its `/health/live` answers 200. */
 const peerStatus = (url: string) =>
   Effect.tryPromise((signal) => fetch(`${url}/health/live`, { signal })).pipe(
@@ -48,6 +65,8 @@ export const routes = (options: {
   readonly hosted: ReadonlyArray<{
     readonly name: string
     readonly status: Effect.Effect<{ readonly ready: boolean; readonly detail: string }, never, any>
+    /** `moduleStall` of the module. */
+    readonly stall: Effect.Effect<Duration.Duration, never, any>
   }>
   readonly locations: ReadonlyMap<string, Location>
   /** Whether this process's RPC connection to a remote module is open. */
@@ -56,6 +75,19 @@ export const routes = (options: {
   HttpApiBuilder.Router.use((router) =>
     Effect.gen(function*() {
       const context = yield* Effect.context<never>()
+      const stallLimit = yield* Effect.orDie(stallTimeout)
+      const live = Effect.gen(function*() {
+        const stalls = yield* Effect.all(options.hosted.map((h) => Effect.map(h.stall, (stall) => ({ name: h.name, stall }))))
+        const wedged = stalls
+          .filter(({ stall }) => Duration.greaterThanOrEqualTo(stall, stallLimit))
+          .map(({ name, stall }) => ({
+            name,
+            detail: `every database connection held for ${Math.round(Duration.toSeconds(stall))} s, none given back`
+          }))
+        if (wedged.length === 0) return yield* HttpServerResponse.json({ status: "live" })
+        yield* Effect.logError("not live: a database pool is wedged", { modules: wedged })
+        return yield* HttpServerResponse.json({ status: "not live", modules: wedged }, { status: 503 })
+      }).pipe(Effect.provide(context))
       const ready = Effect.gen(function*() {
         const checks = [...options.locations].map(([name, location]) => {
           const status = location._tag === "Remote"
@@ -73,7 +105,7 @@ export const routes = (options: {
         return yield* HttpServerResponse.json({ status: ok ? "ready" : "not ready", modules }, { status: ok ? 200 : 503 })
       }).pipe(Effect.provide(context))
       // Probes come every few seconds: they are not logged.
-      yield* router.get("/health/live", HttpMiddleware.withLoggerDisabled(HttpServerResponse.json({ status: "live" })))
+      yield* router.get("/health/live", HttpMiddleware.withLoggerDisabled(live))
       yield* router.get("/health/ready", HttpMiddleware.withLoggerDisabled(ready))
     })
   )

@@ -149,7 +149,8 @@ export const make = (
   const health = Health.routes({
     hosted: topology.hosted.map((name) => ({
       name,
-      status: Effect.flatMap(hostedTag(name), Health.moduleStatus)
+      status: Effect.flatMap(hostedTag(name), Health.moduleStatus),
+      stall: Effect.flatMap(hostedTag(name), Health.moduleStall)
     })),
     locations: topology.locations,
     connected: (name) => connected.get(name) === true

@@ -13,6 +13,7 @@ import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { Config, Effect, Option, Redacted } from "effect"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
+import * as Gate from "./Gate.ts"
 import * as Migrations from "./Migrations.ts"
 import * as ModuleSql from "./ModuleSql.ts"
 
@@ -23,6 +24,8 @@ export interface ModuleDatabase {
   readonly location: string
   /** The id of the newest migration file; the ledger must reach it for the module to be ready. */
   readonly latest: number
+  /** What every statement of `sql` passes (the embedded database's is shared by its modules). */
+  readonly gate: Gate.Gate
 }
 
 const envName = (module: string) => `TESSERA_${module.toUpperCase()}_DATABASE_URL`
@@ -69,7 +72,7 @@ export const open = (module: string) =>
         )
       )
       yield* logMigrations(module, ran)
-      return { module, sql, location: "embedded", latest } satisfies ModuleDatabase
+      return { module, sql, location: "embedded", latest, gate: admin.gate } satisfies ModuleDatabase
     }
 
     yield* Effect.scoped(
@@ -78,10 +81,27 @@ export const open = (module: string) =>
         (admin) => admin.unsafe(ModuleSql.bootstrap(module, ModuleSql.passwordOf(url.value)))
       )
     )
-    const sql = yield* ModuleSql.postgres({ module, adminUrl: url.value, maxConnections: yield* poolSize })
-    const ran = yield* Migrations.run(module, migrations, { lock: true }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    // Migrations run on a pool of their own, closed after: no statement timeout cuts them short.
+    const ran = yield* Effect.scoped(Effect.flatMap(
+      ModuleSql.postgres({ module, adminUrl: url.value, maxConnections: 2 }),
+      (sql) => Migrations.run(module, migrations, { lock: true }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    ))
     yield* logMigrations(module, ran)
-    return { module, sql, location: describe(url.value), latest } satisfies ModuleDatabase
+    const connections = yield* poolSize
+    const { acquireTimeout, statementTimeout } = yield* Gate.settings
+    // One connection more than the gate lets through: @effect/sql-pg cancels an interrupted
+    // statement with `pg_cancel_backend` over the same pool, which must not wait behind the
+    // very connections it is cancelling.
+    const pool = yield* ModuleSql.postgres({
+      module,
+      adminUrl: url.value,
+      maxConnections: connections + 1,
+      statementTimeout,
+      connectTimeout: acquireTimeout
+    })
+    const gate = yield* Gate.make(pool, { label: module, connections, acquireTimeout, statementTimeout: Option.some(statementTimeout) })
+    const sql = yield* ModuleSql.guarded(gate, module)
+    return { module, sql, location: describe(url.value), latest, gate } satisfies ModuleDatabase
   }).pipe(Effect.provide(Reactivity.layer), Effect.annotateLogs("module", module))
 
 const logMigrations = (module: string, ran: ReadonlyArray<readonly [number, string]>) =>

@@ -4,6 +4,13 @@
  * talks to a real server. One PGlite is one session: the admin client has a pool of one
  * connection and modules share it through `ModuleSql.embedded` (../../ARCHITECTURE.md, "Data").
  *
+ * Timeouts: a statement waits for the session at most `TESSERA_DB_ACQUIRE_TIMEOUT` (`Gate.ts`),
+ * but once it runs it runs to its end. PGlite executes a statement on Node's own thread, so the
+ * event loop (timers included) waits with it, and it has no working `statement_timeout`; a
+ * fiber interrupted mid-statement waits for the statement and its rollback. What bounds a slow
+ * statement here is the acquire timeout of the requests queued behind it, and liveness
+ * (`Health.ts`) when the session stays held.
+ *
  * This file is the only place that constructs PGlite, so that a build which ships PGlite's
  * files differently (the single executable) changes one place.
  */
@@ -12,10 +19,11 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import { Config, Context, Data, Effect, Layer } from "effect"
+import { Config, Context, Data, Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import * as Gate from "./Gate.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
 
@@ -32,8 +40,14 @@ const socketAnswers = (socket: string) =>
     probe.once("error", () => resume(Effect.succeed(false)))
   })
 
-/** The admin SQL client of the embedded database (superuser, pool of one). */
-export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<EmbeddedPostgres, SqlClient.SqlClient>() {
+/**
+ * The admin SQL client of the embedded database (superuser, pool of one), every statement
+ * through `gate`, which the modules' clients share.
+ */
+export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<
+  EmbeddedPostgres,
+  SqlClient.SqlClient & { readonly gate: Gate.Gate }
+>() {
   static readonly layer = Layer.scoped(
     EmbeddedPostgres,
     Effect.gen(function*() {
@@ -79,8 +93,16 @@ export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<Em
         ? { host: dataDir, port: 5432 }
         : { host: "127.0.0.1", port: Number(server.getServerConn().split(":").pop()) }
       // The login user is ignored by PGlite (everyone is the superuser) but must be given.
-      const admin = yield* PgClient.make({ ...connection, username: "postgres", database: "postgres", maxConnections: 1 })
-      return admin
+      const pool = yield* PgClient.make({ ...connection, username: "postgres", database: "postgres", maxConnections: 1 })
+      const { acquireTimeout } = yield* Gate.settings
+      const gate = yield* Gate.make(pool, { label: "embedded", connections: 1, acquireTimeout, statementTimeout: Option.none() })
+      const admin = yield* SqlClient.make({
+        acquirer: gate.reserve,
+        transactionAcquirer: gate.reserve,
+        compiler: PgClient.makeCompiler(),
+        spanAttributes: [["db.system.name", "postgresql"]]
+      })
+      return Object.assign(admin, { gate })
     })
   ).pipe(Layer.provide(Reactivity.layer))
 }

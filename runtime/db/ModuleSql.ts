@@ -6,11 +6,14 @@
  * - Embedded PGlite: one shared session, whose login role is ignored. Every statement the module
  *   runs is wrapped in a transaction that begins with `SET LOCAL ROLE tessera_<module>; SET LOCAL
  *   search_path TO <module>`, so the same grants hold it to its schema.
+ *
+ * Either way every statement passes `Gate.ts` (timeouts; interruption never leaks a connection).
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient, type SqlConnection, type SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Redacted, Stream } from "effect"
+import { Duration, Effect, Exit, Redacted, Stream } from "effect"
+import type * as Gate from "./Gate.ts"
 
 /** The database role a module logs in as. */
 export const roleOf = (module: string) => `tessera_${module}`
@@ -61,17 +64,41 @@ export const passwordOf = (url: Redacted.Redacted): Redacted.Redacted | undefine
   return password === "" ? undefined : Redacted.make(decodeURIComponent(password))
 }
 
-/** A pool on real PostgreSQL that logs in as the module's role. */
+/**
+ * A pool on real PostgreSQL that logs in as the module's role; with `statementTimeout`, every
+ * connection has it as its `statement_timeout`, so the server itself stops a statement that
+ * runs over (and the statement a client stopped waiting for does not run on).
+ */
 export const postgres = (options: {
   readonly module: string
   readonly adminUrl: Redacted.Redacted
   readonly maxConnections: number
-}) =>
-  PgClient.make({
-    url: moduleUrl(options.adminUrl, options.module),
+  readonly statementTimeout?: Duration.Duration | undefined
+  readonly connectTimeout?: Duration.Duration | undefined
+}) => {
+  const url = new URL(Redacted.value(moduleUrl(options.adminUrl, options.module)))
+  if (options.statementTimeout !== undefined) {
+    url.searchParams.set("statement_timeout", String(Math.max(1, Math.round(Duration.toMillis(options.statementTimeout)))))
+  }
+  return PgClient.make({
+    url: Redacted.make(url.toString()),
     maxConnections: options.maxConnections,
+    connectTimeout: options.connectTimeout,
     applicationName: `tessera/${options.module}`
   })
+}
+
+/**
+ * A module's client over a PostgreSQL pool, every statement and transaction through `gate`
+ * (`Gate.ts`): interruption never leaks a connection, waiting and running are timed.
+ */
+export const guarded = (gate: Gate.Gate, module: string) =>
+  SqlClient.make({
+    acquirer: gate.reserve,
+    transactionAcquirer: gate.reserve,
+    compiler: PgClient.makeCompiler(),
+    spanAttributes: [["db.system.name", "postgresql"], ["tessera.module", module]]
+  }).pipe(Effect.provide(Reactivity.layer))
 
 /**
  * A module's client over the embedded database's admin client. Statements outside a transaction

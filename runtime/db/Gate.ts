@@ -1,0 +1,144 @@
+/**
+ * The only way a module's statements reach a pool's connections: at most `connections` fibers
+ * hold one at a time, a fiber waits for its turn at most `acquireTimeout`, and a statement runs
+ * at most `statementTimeout`. Whatever interrupts a fiber (a client gone, a timeout, shutdown),
+ * at whatever point, the connection and the turn it held are given back.
+ *
+ * Why a gate in front of the pool rather than the pool's own queue: @effect/sql-pg (0.53)
+ * reserves a connection (`reserve`, every transaction) with `pg-pool`'s `connect` inside an
+ * `Effect.async` that registers no cancellation. A fiber interrupted while it waits in pg-pool's
+ * queue is gone when pg-pool hands it the connection later, and nobody releases that connection:
+ * one interrupted waiter costs a PostgreSQL pool one connection for good, and wedges the embedded
+ * database (a pool of one) at once. Here fibers wait on an Effect semaphore, which an
+ * interrupted waiter simply leaves; a fiber asks pg-pool only once it holds a turn, when a
+ * connection is free (or about to be opened), and that short step runs uninterruptibly, so the
+ * connection always reaches the scope that releases it.
+ *
+ * A timeout or a pool that cannot connect dies with `unavailable`: to callers the module is
+ * unavailable, as one that cannot be reached (503 with Retry-After at the gateway).
+ */
+import type { SqlClient, SqlConnection, SqlError } from "@effect/sql"
+import { RpcClientError } from "@effect/rpc"
+import { Clock, Config, Duration, Effect, Option, type Scope } from "effect"
+import * as PgError from "./PgError.ts"
+
+export interface Limits {
+  /** Who the pool serves, for messages: a module, or `embedded`. */
+  readonly label: string
+  /** How many fibers may hold a connection at once (no more than the pool has). */
+  readonly connections: number
+  /** How long a fiber waits for a connection before its request is answered 503. */
+  readonly acquireTimeout: Duration.Duration
+  /**
+   * How long a statement may run (PostgreSQL: the fiber is interrupted, which cancels the
+   * statement at the server). `None` for the embedded database, whose statements cannot be
+   * interrupted (see `EmbeddedPostgres`): there they run to their end, uninterruptibly.
+   */
+  readonly statementTimeout: Option.Option<Duration.Duration>
+}
+
+export interface Gate {
+  /** A connection of the pool for the current scope, behind the gate (a `Connection.Acquirer`). */
+  readonly reserve: Effect.Effect<SqlConnection.Connection, SqlError.SqlError, Scope.Scope>
+  /**
+   * How long every connection has been held with none handed out or given back since: zero
+   * while a connection is free or turns change hands. Liveness reads it (`Health.ts`).
+   */
+  readonly stalledFor: Effect.Effect<Duration.Duration>
+}
+
+/**
+ * The defect of a database that could not serve in time. It is an `RpcClientError` on purpose:
+ * to its callers, in process or remote, a module that cannot reach its data is unavailable,
+ * exactly as one that cannot be reached, and the gateway answers both with the same 503 problem
+ * and `Retry-After` (a caller may retry).
+ */
+export const unavailable = (label: string, detail: string) =>
+  new RpcClientError.RpcClientError({ reason: "Unknown", message: `${label}: the database ${detail}` })
+
+const positive = (name: string, fallback: Duration.Duration) =>
+  Config.duration(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be longer than zero`, validation: (d) => Duration.greaterThan(d, Duration.zero) })
+  )
+
+/**
+ * `TESSERA_DB_ACQUIRE_TIMEOUT` (default 15 seconds): how long a statement waits for a connection;
+ * `TESSERA_DB_STATEMENT_TIMEOUT` (default 10 seconds, PostgreSQL only): how long it may run.
+ */
+export const settings = Config.all({
+  acquireTimeout: positive("TESSERA_DB_ACQUIRE_TIMEOUT", Duration.seconds(15)),
+  statementTimeout: positive("TESSERA_DB_STATEMENT_TIMEOUT", Duration.seconds(10))
+})
+
+/** PostgreSQL's `query_canceled`: the server's `statement_timeout` fired. */
+const QUERY_CANCELED = "57014"
+
+export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<Gate> =>
+  Effect.gen(function*() {
+    const turns = yield* Effect.makeSemaphore(limits.connections)
+    let held = 0
+    let lastChange = yield* Clock.currentTimeMillis
+    const change = (delta: number) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.sync(() => {
+          held += delta
+          lastChange = now
+        }))
+
+    const waitedTooLong = Effect.die(unavailable(
+      limits.label,
+      `had no free connection within ${Duration.format(limits.acquireTimeout)}`
+    ))
+    // The timeout runs the wait in a fiber of its own: a turn taken as the timer fires is still
+    // registered in the request's scope (acquireRelease), so it is given back even then.
+    const turn = Effect.timeoutOption(
+      Effect.acquireRelease(
+        // Waiting is interruptible (also inside `withTransaction`, which acquires
+        // uninterruptibly): a waiter that leaves holds nothing.
+        Effect.zipRight(Effect.interruptible(turns.take(1)), change(1)),
+        () => Effect.zipRight(turns.release(1), change(-1))
+      ),
+      limits.acquireTimeout
+    ).pipe(Effect.flatMap(Option.match({ onNone: () => waitedTooLong, onSome: () => Effect.void })))
+
+    const connect = Effect.uninterruptible(base.reserve).pipe(
+      Effect.catchAll((error) => Effect.die(unavailable(limits.label, `cannot be reached: ${error.message}`)))
+    )
+
+    const timed = <A>(statement: Effect.Effect<A, SqlError.SqlError>): Effect.Effect<A, SqlError.SqlError> =>
+      Option.match(limits.statementTimeout, {
+        onNone: () => Effect.uninterruptible(statement),
+        onSome: (timeout) =>
+          statement.pipe(
+            Effect.catchIf(
+              (error) => PgError.code(error) === QUERY_CANCELED,
+              () => Effect.die(unavailable(limits.label, `cancelled a statement that ran over ${Duration.format(timeout)}`))
+            ),
+            // The server's own statement_timeout (set on each connection) normally fires first;
+            // this one, a little later, covers a server that does not answer at all.
+            Effect.timeoutOption(Duration.sum(timeout, Duration.millis(500))),
+            Effect.flatMap(Option.match({
+              onNone: () => Effect.die(unavailable(limits.label, `did not answer a statement within ${Duration.format(timeout)}`)),
+              onSome: Effect.succeed
+            }))
+          )
+      })
+
+    const wrap = (conn: SqlConnection.Connection): SqlConnection.Connection => ({
+      execute: (sql, params, transform) => timed(conn.execute(sql, params, transform)),
+      executeRaw: (sql, params) => timed(conn.executeRaw(sql, params)),
+      executeValues: (sql, params) => timed(conn.executeValues(sql, params)),
+      executeUnprepared: (sql, params, transform) => timed(conn.executeUnprepared(sql, params, transform)),
+      // A stream is read at the reader's pace: no statement timeout applies to it.
+      executeStream: (sql, params, transform) => conn.executeStream(sql, params, transform)
+    })
+
+    const stalledFor = Effect.map(Clock.currentTimeMillis, (now) =>
+      held < limits.connections ? Duration.zero : Duration.millis(now - lastChange))
+
+    return {
+      reserve: Effect.zipRight(turn, Effect.map(connect, wrap)),
+      stalledFor
+    } satisfies Gate
+  })
