@@ -4,7 +4,6 @@ import { Effect, Schema } from "effect"
 import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
-import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNotFound, ProductPage, SkuTaken } from "./CatalogApi.ts"
 

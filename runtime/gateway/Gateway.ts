@@ -63,6 +63,8 @@ export class RequestHeaderFieldsTooLarge extends Schema.TaggedError<RequestHeade
   {},
   HttpApiSchema.annotations({ status: 431 })
 ) {}
+/** The request's headers or body did not arrive in time (`TESSERA_HEADERS_TIMEOUT`, `TESSERA_REQUEST_TIMEOUT`). */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", {}, HttpApiSchema.annotations({ status: 408 })) {}
 /** The request failed on the server; the failure is logged, never shown. */
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", {}, HttpApiSchema.annotations({ status: 500 })) {}
 /** A part of the system the request needs is unreachable: retry after `Retry-After` seconds. */
@@ -86,6 +88,7 @@ const edgeProblems = [
   Problem.schema(MalformedBody),
   Problem.schema(BadRequest),
   Auth.UnauthenticatedProblem,
+  Problem.schema(RequestTimeout),
   Problem.schema(PayloadTooLarge),
   Problem.schema(UnsupportedMediaType),
   Problem.schema(TooManyRequests),
@@ -127,7 +130,7 @@ const DESCRIPTION = `The public REST API of Tessera.
 Every error is an RFC 9457 problem (\`application/problem+json\`) whose \`type\` names it; each
 operation lists the problems it may answer, by status. Besides its own, every operation may answer
 400 (the request does not match it; \`errors\` names each bad field), 401 (a credential was presented
-and refused, also on public operations), 413 and 415 (operations with a body), 429 and 503 (with
+and refused, also on public operations), 408 (the request arrived too slowly), 413 and 415 (operations with a body), 429 and 503 (with
 \`Retry-After\`), 431 and 500.
 
 A path that no operation has is answered 404 (\`/problems/route-not-found\`); a path with another

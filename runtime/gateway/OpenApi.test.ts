@@ -78,7 +78,7 @@ describe("the OpenAPI document", () => {
     for (const { route, method, operation } of operations()) {
       const where = `${method.toUpperCase()} ${route}`
       const statuses = Object.keys(operation.responses)
-      const always = ["400", "401", "429", "431", "500", "503"]
+      const always = ["400", "401", "408", "429", "431", "500", "503"]
       expect(statuses, where).toEqual(expect.arrayContaining(always))
       expect(statuses.includes("413") && statuses.includes("415"), where).toBe(operation.requestBody !== undefined)
       for (const [status, response] of Object.entries<any>(operation.responses)) {
