@@ -7,7 +7,7 @@
 import { HttpApi, HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Logger, Redacted, Scope } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Logger, Redacted, Scope } from "effect"
 import { createServer } from "node:http"
 import { WebSocket } from "ws"
 import { EchoHandlers, EchoRpcs } from "../../bench/Echo.ts"
@@ -121,5 +121,102 @@ describe("a hostile peer of an RPC endpoint", () => {
     await echo(peer, 2)
     await echo(other, 1)
     other.ws.close()
+  })
+})
+
+describe("a hostile peer, frame by frame", () => {
+  let server: Awaited<ReturnType<typeof serveEcho>>
+  let peer: Awaited<ReturnType<typeof rawPeer>>
+  let next = 100
+  beforeAll(async () => {
+    server = await serveEcho()
+    peer = await rawPeer(server.url, "echo")
+  })
+  afterAll(async () => {
+    peer.ws.close()
+    await server.close()
+  })
+
+  /** The shared connection still answers. */
+  const stillServes = async () => {
+    const id = next++
+    peer.send(JSON.stringify([{ i: id, t: "get", p: { id: `ok-${id}` } }]))
+    expect(await peer.reply(id)).toMatchObject({ i: id, v: { id: `ok-${id}` } })
+  }
+
+  it.each([
+    ["malformed JSON", "[{\"i\":1,", Wire.CLOSE_PROTOCOL_ERROR],
+    ["JSON that is not an array of frames", "{\"i\":1}", Wire.CLOSE_PROTOCOL_ERROR],
+    ["a binary message", Buffer.from(JSON.stringify([{ i: 1, t: "get", p: { id: "b" } }])), Wire.CLOSE_UNSUPPORTED_DATA],
+    ["an id that is a string", JSON.stringify([{ i: "1", t: "get", p: { id: "x" } }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["a negative id", JSON.stringify([{ i: -1, t: "get", p: { id: "x" } }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["a fractional id", JSON.stringify([{ i: 1.5, t: "get", p: { id: "x" } }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["an id beyond 2^53", JSON.stringify([{ i: 2 ** 60, t: "get", p: { id: "x" } }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["a null id", JSON.stringify([{ i: null, t: "get", p: { id: "x" } }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["a tag that is not a string", JSON.stringify([{ i: 1, t: 7, p: { id: "x" } }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["headers that are not strings", JSON.stringify([{ i: 1, t: "get", p: { id: "x" }, h: { a: 1 } }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["a span with a huge trace id", JSON.stringify([{ i: 1, t: "get", p: { id: "x" }, s: ["a".repeat(10_000), "b", true] }]), Wire.CLOSE_PROTOCOL_ERROR],
+    ["a deep frame list", deep(5_000), Wire.CLOSE_PROTOCOL_ERROR]
+  ])("closes the connection that sends %s, and only that one", async (_, message, code) => {
+    const hostile = await rawPeer(server.url, "echo")
+    hostile.send(message)
+    expect((await hostile.closed).code).toBe(code)
+    await stillServes()
+  })
+
+  it("closes with 1009 a connection that sends a message over the limit, logs it once, and never echoes it", async () => {
+    const hostile = await rawPeer(server.url, "echo")
+    const before = logged.length
+    hostile.send(JSON.stringify([{ i: 1, t: "get", p: { id: "x".repeat(MAX_FRAME_BYTES) } }]))
+    expect((await hostile.closed).code).toBe(Wire.CLOSE_TOO_BIG)
+    expect(hostile.largest()).toBe(0)
+    const lines = logged.slice(before).filter((line) => line.includes("RPC connection"))
+    expect(lines).toHaveLength(1)
+    expect(lines[0]!.length).toBeLessThan(300)
+    await stillServes()
+  })
+
+  const json = (value: unknown) => JSON.stringify(value)
+  it.each([
+    ["an unknown rpc, named by a huge tag", `"t":${json("x".repeat(50_000))},"p":{}`, /^echo has no rpc "x{10}/],
+    ["a payload field nested 5,000 deep", `"t":"get","p":{"id":${deep(5_000)}}`, /^echo\.get payload does not match/],
+    ["a payload nested 5,000 deep", `"t":"get","p":${deep(5_000)}`, /^echo\.get payload does not match/],
+    ["an object nested 5,000 deep", `"t":"get","p":{"id":${"{\"a\":".repeat(5_000)}1${"}".repeat(5_000)}}`, /^echo\.get payload does not match/],
+    ["a field of the wrong type", `"t":"get","p":{"id":42}`, /^echo\.get payload does not match[\s\S]*actual 42/],
+    ["a huge value of the wrong type", `"t":"get","p":{"id":[${json("y".repeat(50_000))}]}`, /^echo\.get payload does not match/],
+    ["a wide value of the wrong type", `"t":"get","p":{"id":${json(Array.from({ length: 3_000 }, (_, i) => ({ [`k${i}`]: i })))}}`, /^echo\.get payload does not match/],
+    ["no payload", `"t":"get"`, /^echo\.get payload does not match/]
+  ])("fails the call that sends %s, quoting it only in a short preview", async (_, call, message) => {
+    const id = next++
+    peer.send(`[{"i":${id},${call}}]`)
+    const reply = await peer.reply(id)
+    expect(defectMessage(reply)).toMatch(message)
+    expect(JSON.stringify(reply).length).toBeLessThan(1_000)
+    await stillServes()
+  })
+
+  it("fails a call whose answer is larger than the lane carries, and answers the next", async () => {
+    const id = next++
+    peer.send(JSON.stringify([{ i: id, t: "get", p: { id: "z".repeat(MAX_FRAME_BYTES - 40) } }]))
+    expect(defectMessage(await peer.reply(id))).toMatch(/^echo\.get answered .* beyond the lane's 65536 bytes/)
+    await stillServes()
+  })
+})
+
+describe("a client of the lane with a frame limit", () => {
+  it("sends a burst larger than one message in several, and refuses a payload larger than the lane before sending it", async () => {
+    const server = await serveEcho()
+    const scope = await Effect.runPromise(Scope.make())
+    const client = await Effect.runPromise(
+      RemoteClient.make("echo", EchoRpcs, server.url, { secret, caller: "tests", maxFrameBytes: MAX_FRAME_BYTES }).pipe(Scope.extend(scope))
+    )
+    const ids = Array.from({ length: 100 }, (_, i) => `${i}-${"w".repeat(2_000)}`)
+    const answers = await Effect.runPromise(Effect.forEach(ids, (id) => client.get({ id }), { concurrency: "unbounded" }))
+    expect(answers.map((a) => a.id)).toEqual(ids)
+    const exit = await Effect.runPromiseExit(client.get({ id: "v".repeat(MAX_FRAME_BYTES) }))
+    expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/echo\.get payload is larger than the lane carries \(65536 bytes/)
+    expect((await Effect.runPromise(client.get({ id: "after" }))).id).toBe("after")
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await server.close()
   })
 })
