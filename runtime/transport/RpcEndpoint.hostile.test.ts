@@ -8,7 +8,9 @@ import { HttpApi, HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Cause, Context, Effect, Exit, Layer, Logger, Redacted, Scope } from "effect"
-import { createServer } from "node:http"
+import { randomBytes } from "node:crypto"
+import { createServer, type IncomingHttpHeaders, request as httpRequest } from "node:http"
+import * as jose from "jose"
 import { WebSocket } from "ws"
 import { EchoHandlers, EchoRpcs } from "../../bench/Echo.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
@@ -218,5 +220,111 @@ describe("a client of the lane with a frame limit", () => {
     expect((await Effect.runPromise(client.get({ id: "after" }))).id).toBe("after")
     await Effect.runPromise(Scope.close(scope, Exit.void))
     await server.close()
+  })
+})
+
+/** An upgrade request to `/rpc/echo` as a peer could write it; resolves the answer. */
+const upgradeRequest = (url: string, headers: Record<string, string>) =>
+  new Promise<{ status: number; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
+    const request = httpRequest(`${url}/rpc/echo`, {
+      agent: false,
+      headers: {
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": randomBytes(16).toString("base64"),
+        ...headers
+      }
+    })
+    request.on("upgrade", (response, socket) => {
+      socket.destroy()
+      resolve({ status: response.statusCode ?? 0, headers: response.headers, body: "" })
+    })
+    request.on("response", (response) => {
+      let body = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => (body += chunk))
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }))
+    })
+    request.on("error", (error) => reject(new Error(`${JSON.stringify(headers).slice(0, 200)}: ${error}`)))
+    request.end()
+  })
+
+const key = new TextEncoder().encode(Redacted.value(secret))
+const now = () => Math.floor(Date.now() / 1000)
+const signed = (claims: jose.JWTPayload, header: jose.JWTHeaderParameters = { alg: "HS256" }, signingKey: Uint8Array = key) =>
+  new jose.SignJWT(claims).setProtectedHeader(header).sign(signingKey)
+const unsigned = (claims: jose.JWTPayload) =>
+  `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.`
+const omit = (claims: jose.JWTPayload, claim: string) => Object.fromEntries(Object.entries(claims).filter(([k]) => k !== claim))
+const good = (): jose.JWTPayload => ({ iss: "tessera/service", sub: "tests", aud: "echo", iat: now(), exp: now() + 300 })
+
+describe("the handshake of an RPC endpoint", () => {
+  let server: Awaited<ReturnType<typeof serveEcho>>
+  beforeAll(async () => {
+    server = await serveEcho()
+  })
+  afterAll(() => server.close())
+
+  it("speaks exactly tessera-rpc.1: chosen among those offered, and anything else is 426 with Upgrade: websocket", async () => {
+    const token = await signed(good())
+    const among = await upgradeRequest(server.url, { "sec-websocket-protocol": `x, ${Wire.PROTOCOL}`, [ServiceCredential.HEADER]: token })
+    expect(among.status).toBe(101)
+    expect(among.headers["sec-websocket-protocol"]).toBe(Wire.PROTOCOL)
+    for (const protocols of ["x", `${Wire.PROTOCOL}0`, "TESSERA-RPC.1", ""]) {
+      const refused = await upgradeRequest(server.url, { "sec-websocket-protocol": protocols, [ServiceCredential.HEADER]: token })
+      expect(refused.status).toBe(426)
+      expect(refused.headers).toMatchObject({ upgrade: "websocket", connection: "Upgrade" })
+    }
+    // A malformed upgrade is refused by the WebSocket server itself; the endpoint lets it go.
+    const malformed = await upgradeRequest(server.url, { "sec-websocket-protocol": Wire.PROTOCOL, [ServiceCredential.HEADER]: token, "sec-websocket-key": "short" })
+    expect(malformed.status).toBe(400)
+    const plain = await fetch(`${server.url}/rpc/echo`)
+    expect(plain.status).toBe(426)
+    expect(plain.headers.get("upgrade")).toBe("websocket")
+    expect(plain.headers.get("connection")).toMatch(/upgrade/i)
+  })
+
+  it("refuses every wrong credential with the same generic answer, and logs exactly why", async () => {
+    const cases: ReadonlyArray<readonly [string, () => Promise<string | undefined>, RegExp]> = [
+      ["none", async () => undefined, /no service credential was presented/],
+      ["garbage", async () => "not.a.jwt", /malformed/],
+      ["valid ten years", () => signed({ ...good(), exp: now() + 10 * 365 * 86_400 }), /lives 315360000 seconds/],
+      ["valid six minutes", () => signed({ ...good(), exp: now() + 360 }), /lives 360 seconds/],
+      ["without exp", () => signed(omit(good(), "exp")), /exp claim is not valid \(missing\)/],
+      ["without iat", () => signed(omit(good(), "iat")), /iat claim is not valid \(missing\)/],
+      ["for several audiences", () => signed({ ...good(), aud: ["echo", "catalog"] }), /several audiences/],
+      ["for another module", () => signed({ ...good(), aud: "catalog" }), /aud claim is not valid/],
+      ["from another issuer", () => signed({ ...good(), iss: "someone" }), /iss claim is not valid/],
+      ["signed with HS512", () => signed(good(), { alg: "HS512" }), /not signed with HS256/],
+      ["unsigned (alg none)", async () => unsigned(good()), /not signed with HS256|malformed/],
+      ["signed with another secret", () => signed(good(), { alg: "HS256" }, new TextEncoder().encode("another-secret-another-secret-12345")), /signature is not valid/],
+      ["expired", () => signed({ ...good(), iat: now() - 600, exp: now() - 300 }), /has expired/],
+      ["not valid before a time to come", () => signed({ ...good(), nbf: now() + 200 }), /not valid yet \(nbf\)/],
+      ["issued in the future", () => signed({ ...good(), iat: now() + 200, exp: now() + 400 }), /not valid yet \(iat/]
+    ]
+    const bodies = new Set<string>()
+    for (const [name, token, reason] of cases) {
+      const before = logged.length
+      const presented = await token()
+      const answer = await upgradeRequest(server.url, {
+        "sec-websocket-protocol": Wire.PROTOCOL,
+        ...(presented === undefined ? {} : { [ServiceCredential.HEADER]: presented })
+      })
+      expect(answer.status, name).toBe(401)
+      bodies.add(answer.body)
+      expect(logged.slice(before).join("\n"), name).toMatch(reason)
+    }
+    expect([...bodies]).toHaveLength(1)
+    const body = JSON.parse([...bodies][0]!)
+    expect(body).toEqual({
+      type: "/problems/service-credential-refused",
+      title: "Service credential refused",
+      status: 401,
+      detail: "the service credential was refused"
+    })
+    // The credential an issuer signs opens the connection.
+    const accepted = await upgradeRequest(server.url, { "sec-websocket-protocol": Wire.PROTOCOL, [ServiceCredential.HEADER]: await signed(good()) })
+    expect(accepted.status).toBe(101)
   })
 })

@@ -324,6 +324,8 @@ export const layer = <Rpcs extends Rpc.Any>(
         const incoming = NodeHttpServerRequest.toIncomingMessage(request)
         const socket = incoming.socket
         const gone = () => resume(Effect.fail(undefined))
+        if (socket.destroyed) return gone()
+        // ws answers a malformed upgrade itself (400) and closes the socket without calling back.
         socket.once("close", gone)
         wss.handleUpgrade(incoming, socket, NO_HEAD, (ws) => {
           socket.off("close", gone)
