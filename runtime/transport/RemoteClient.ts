@@ -121,9 +121,13 @@ const connect = (
       return ws.close(isBinary ? Wire.CLOSE_UNSUPPORTED_DATA : Wire.CLOSE_PROTOCOL_ERROR, "not a JSON array of frames")
     }
     for (const frame of frames) {
-      const onReply = Wire.isId(frame.i) ? pending.get(frame.i) : undefined
+      if (!Wire.isId(frame.i)) {
+        hooks.log("error", `${module} sent a reply whose id is not a non-negative integer; reconnecting`)
+        return ws.close(Wire.CLOSE_PROTOCOL_ERROR, "a reply with a malformed id")
+      }
+      const onReply = pending.get(frame.i)
       if (onReply !== undefined) {
-        pending.delete(frame.i as number)
+        pending.delete(frame.i)
         onReply(frame as unknown as Wire.ReplyFrame)
       }
     }

@@ -11,7 +11,7 @@ import { Cause, Context, Effect, Exit, Layer, Logger, Redacted, Scope } from "ef
 import { randomBytes } from "node:crypto"
 import { createServer, type IncomingHttpHeaders, request as httpRequest } from "node:http"
 import * as jose from "jose"
-import { WebSocket } from "ws"
+import { WebSocket, WebSocketServer } from "ws"
 import { EchoHandlers, EchoRpcs } from "../../bench/Echo.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as RemoteClient from "./RemoteClient.ts"
@@ -326,5 +326,56 @@ describe("the handshake of an RPC endpoint", () => {
     // The credential an issuer signs opens the connection.
     const accepted = await upgradeRequest(server.url, { "sec-websocket-protocol": Wire.PROTOCOL, [ServiceCredential.HEADER]: await signed(good()) })
     expect(accepted.status).toBe(101)
+  })
+})
+
+describe("a hostile module, as its caller meets it", () => {
+  /** What the fake module answers to `get({ id })`, by id: a message to send as it is. */
+  const answers: Record<string, (i: number) => string | Buffer> = {
+    "deep-cause": (i) => `[{"i":${i},"e":${"{\"_tag\":\"Sequential\",\"left\":".repeat(5_000)}{"_tag":"Empty"}${",\"right\":{\"_tag\":\"Empty\"}}".repeat(5_000)}}]`,
+    "deep-value": (i) => `[{"i":${i},"v":{"id":${deep(5_000)},"sku":"s","name":"n","priceCents":1,"currency":"EUR"}}]`,
+    "deep-defect": (i) => `[{"i":${i},"e":{"_tag":"Die","defect":${deep(5_000)}}}]`,
+    "huge-refusal": (i) => JSON.stringify([{ i, u: "u".repeat(50_000) }]),
+    "wrong-value": (i) => JSON.stringify([{ i, v: ["x".repeat(50_000)] }]),
+    "deep-list": () => deep(5_000),
+    "not-json": () => "[{",
+    "binary": (i) => Buffer.from(JSON.stringify([{ i, v: null }])),
+    "oversized": (i) => JSON.stringify([{ i, v: "o".repeat(MAX_FRAME_BYTES) }]),
+    "bad-id": () => JSON.stringify([{ i: { a: 1 }, v: null }, { i: -1 }, { i: "x".repeat(10_000) }])
+  }
+
+  it("fails the call, never the process, whatever the module answers; the next call is answered", async () => {
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", handleProtocols: () => Wire.PROTOCOL, maxPayload: 1 << 30 })
+    wss.on("connection", (ws) =>
+      ws.on("message", (data: Buffer) => {
+        for (const frame of JSON.parse(data.toString()) as Array<{ i: number; t?: string; p?: { id: string } }>) {
+          if (frame.t !== "get") continue
+          const answer = answers[frame.p!.id]
+          ws.send(answer ? answer(frame.i) : JSON.stringify([{ i: frame.i, v: { id: frame.p!.id, sku: "s", name: "n", priceCents: 1, currency: "EUR" } }]))
+        }
+      }))
+    await new Promise((resolve) => wss.on("listening", resolve))
+    const url = `http://127.0.0.1:${(wss.address() as { port: number }).port}`
+    const scope = await Effect.runPromise(Scope.make())
+    const client = await Effect.runPromise(
+      RemoteClient.make("echo", EchoRpcs, url, { secret, caller: "tests", maxFrameBytes: MAX_FRAME_BYTES }).pipe(Scope.extend(scope))
+    )
+    const answered = async (id: string) => {
+      for (let tries = 0; ; tries++) {
+        const exit = await Effect.runPromiseExit(client.get({ id }))
+        if (Exit.isSuccess(exit) || tries > 100) return exit
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    expect(Exit.isSuccess(await answered("first"))).toBe(true)
+    for (const id of Object.keys(answers)) {
+      const exit = await Effect.runPromiseExit(client.get({ id }))
+      expect(Exit.isFailure(exit), id).toBe(true)
+      if (Exit.isFailure(exit)) expect(Cause.pretty(exit.cause).length, id).toBeLessThan(2_000)
+      // The connection may have been closed (a message the lane does not allow): it is dialled again.
+      expect(Exit.isSuccess(await answered(`after-${id}`)), id).toBe(true)
+    }
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await new Promise((resolve) => wss.close(resolve))
   })
 })
