@@ -11,9 +11,10 @@ import { Cause, Context, Effect, Exit, Layer, Logger, Redacted, Scope } from "ef
 import { randomBytes } from "node:crypto"
 import { createServer, type IncomingHttpHeaders, request as httpRequest } from "node:http"
 import * as jose from "jose"
-import { WebSocket, WebSocketServer } from "ws"
+import { WebSocketServer } from "ws"
 import { EchoHandlers, EchoRpcs } from "../../bench/Echo.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
+import * as RawPeer from "../testing/RawPeer.ts"
 import * as RemoteClient from "./RemoteClient.ts"
 import * as RpcEndpoint from "./RpcEndpoint.ts"
 import * as Wire from "./Wire.ts"
@@ -29,7 +30,7 @@ const capture = Logger.replace(
 )
 
 /** Serves echo on any port until the returned scope closes. */
-export const serveEcho = async (options: Partial<Parameters<typeof RpcEndpoint.layer>[3]> = {}) => {
+const serveEcho = async (options: Partial<Parameters<typeof RpcEndpoint.layer>[3]> = {}) => {
   const scope = await Effect.runPromise(Scope.make())
   const layer = HttpApiBuilder.serve().pipe(
     Layer.provide(
@@ -45,54 +46,10 @@ export const serveEcho = async (options: Partial<Parameters<typeof RpcEndpoint.l
   return { url: `http://127.0.0.1:${address.port}`, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
-/** A peer that holds a valid credential and writes whatever it likes on the socket. */
-export const rawPeer = async (url: string, module: string) => {
-  const credential = await ServiceCredential.issuer(secret, "tests", module).current()
-  const ws = new WebSocket(RemoteClient.endpoint(url, module), Wire.PROTOCOL, {
-    headers: { [ServiceCredential.HEADER]: credential.token },
-    maxPayload: 1 << 30
-  })
-  const replies = new Map<number, Record<string, unknown>>()
-  const waiting = new Map<number, (frame: Record<string, unknown>) => void>()
-  let size = 0
-  ws.on("message", (data: Buffer) => {
-    size = Math.max(size, data.length)
-    for (const frame of JSON.parse(data.toString()) as Array<Record<string, unknown>>) {
-      const id = frame.i as number
-      replies.set(id, frame)
-      waiting.get(id)?.(frame)
-    }
-  })
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() }))
-  )
-  ws.on("error", () => {})
-  await new Promise((resolve, reject) => {
-    ws.on("open", resolve)
-    ws.on("unexpected-response", (_, response) => reject(new Error(`refused: ${response.statusCode}`)))
-  })
-  return {
-    ws,
-    closed,
-    /** The largest message the endpoint sent this peer. */
-    largest: () => size,
-    send: (message: string | Buffer) => ws.send(message),
-    /** The reply to call `id`. */
-    reply: (id: number) =>
-      replies.has(id)
-        ? Promise.resolve(replies.get(id)!)
-        : new Promise<Record<string, unknown>>((resolve) => waiting.set(id, resolve))
-  }
-}
-
-/** The defect message of a reply frame, or undefined when it is not a defect. */
-export const defectMessage = (frame: Record<string, unknown>): string | undefined => {
-  const e = frame.e as { _tag?: string; defect?: { message?: string } } | undefined
-  return e?._tag === "Die" ? e.defect?.message : undefined
-}
-
+const rawPeer = (url: string, module: string) => RawPeer.connect(url, module, secret)
+const { defectMessage } = RawPeer
 /** `depth` arrays nested in one another, innermost `[]`: the frame of defect 3. */
-const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth)
+const deep = RawPeer.nestedArrays
 
 describe("a hostile peer of an RPC endpoint", () => {
   let server: Awaited<ReturnType<typeof serveEcho>>
@@ -183,7 +140,7 @@ describe("a hostile peer, frame by frame", () => {
     ["an unknown rpc, named by a huge tag", `"t":${json("x".repeat(50_000))},"p":{}`, /^echo has no rpc "x{10}/],
     ["a payload field nested 5,000 deep", `"t":"get","p":{"id":${deep(5_000)}}`, /^echo\.get payload does not match/],
     ["a payload nested 5,000 deep", `"t":"get","p":${deep(5_000)}`, /^echo\.get payload does not match/],
-    ["an object nested 5,000 deep", `"t":"get","p":{"id":${"{\"a\":".repeat(5_000)}1${"}".repeat(5_000)}}`, /^echo\.get payload does not match/],
+    ["an object nested 5,000 deep", `"t":"get","p":{"id":${RawPeer.nestedObjects(5_000)}}`, /^echo\.get payload does not match/],
     ["a field of the wrong type", `"t":"get","p":{"id":42}`, /^echo\.get payload does not match[\s\S]*actual 42/],
     ["a huge value of the wrong type", `"t":"get","p":{"id":[${json("y".repeat(50_000))}]}`, /^echo\.get payload does not match/],
     ["a wide value of the wrong type", `"t":"get","p":{"id":${json(Array.from({ length: 3_000 }, (_, i) => ({ [`k${i}`]: i })))}}`, /^echo\.get payload does not match/],
