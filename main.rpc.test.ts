@@ -13,7 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Redacted, SchemaAST, Scope } from "effect"
 import { createServer } from "node:http"
 import { modules } from "./main.ts"
+import * as Processes from "./runtime/testing/Processes.ts"
 import * as RawPeer from "./runtime/testing/RawPeer.ts"
+import * as Services from "./runtime/testing/Services.ts"
 import * as RpcEndpoint from "./runtime/transport/RpcEndpoint.ts"
 import * as Wire from "./runtime/transport/Wire.ts"
 
@@ -150,3 +152,49 @@ describe.each(modules.map((m) => [m.name, m] as const))("every rpc of %s, agains
     bystander.ws.close()
   })
 })
+
+const postgres = await Services.findPostgres()
+
+describe("a process serving /rpc/inventory (tessera serve)", () => {
+  it.runIf(postgres.ok)("answers the frame of issue 9 (a 10 KB payload nested 5,000 deep) with a defect, and lives on", async () => {
+    if (!postgres.ok) return
+    const db = await Services.createDatabase(postgres.value)
+    const server = Processes.spawnServer(await Processes.freePort(), {
+      DATABASE_URL: db.url,
+      TESSERA_MODULES: "inventory",
+      TESSERA_PEERS: `catalog=http://127.0.0.1:${await Processes.freePort()}`,
+      TESSERA_SERVICE_SECRET: Redacted.value(secret)
+    })
+    try {
+      await until(async () => (await fetch(`${server.url}/health/live`).catch(() => undefined))?.status === 200, server)
+      const peer = await RawPeer.connect(server.url, "inventory", secret)
+      const frame = `[{"i":1,"t":"get","p":{"productId":${RawPeer.nestedArrays(5_000)}}}]`
+      expect(frame.length).toBeGreaterThan(10_000)
+      peer.send(frame)
+      // Before the fix the stack overflowed while the mismatch was formatted, and Node exited.
+      const reply = await Promise.race([peer.reply(1), server.exited.then((code) => ({ exited: code }))])
+      if ("exited" in reply) throw new Error(`the process exited (${reply.exited}):\n${server.output().slice(-2_000)}`)
+      expect(RawPeer.defectMessage(reply)).toMatch(/^inventory\.get payload does not match its contract/)
+      // The same connection and a new one still run calls (catalog is down: inventory says so).
+      peer.send(JSON.stringify([{ i: 2, t: "get", p: { productId: UUID } }]))
+      expect(await peer.reply(2)).toHaveProperty("e")
+      const other = await RawPeer.connect(server.url, "inventory", secret)
+      other.send(JSON.stringify([{ i: 1, t: "commit", p: { reservationId: "r-1" } }]))
+      expect(await other.reply(1)).toMatchObject({ e: { _tag: "Fail", error: { _tag: "ReservationNotFound" } } })
+      expect(server.process.exitCode).toBeNull()
+      peer.ws.close()
+      other.ws.close()
+    } finally {
+      await server.stop()
+      await db.drop()
+    }
+  }, 120_000)
+})
+
+const until = async (check: () => Promise<boolean>, server: Processes.Server) => {
+  const deadline = Date.now() + 90_000
+  while (!(await check())) {
+    if (server.process.exitCode !== null || Date.now() > deadline) throw new Error(`not live:\n${server.output()}`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
