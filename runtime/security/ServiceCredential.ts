@@ -139,7 +139,7 @@ export const verifier = (secret: Secret, module: string) => {
       }).pipe(
         Effect.flatMap(({ payload }) => {
           const { aud, exp, iat } = payload as { aud: unknown; exp: number; iat: number }
-          if (aud !== module) return Effect.fail(refused(`the service credential names ${Array.isArray(aud) ? "several audiences" : "another audience"}`))
+          if (aud !== module) return Effect.fail(refused(`the service credential names ${Array.isArray(aud) ? "a list of audiences, not one" : "another audience"}`))
           if (exp - iat > LIFETIME_SECONDS + CLOCK_SKEW_SECONDS) {
             return Effect.fail(refused(`the service credential lives ${exp - iat} seconds, more than ${LIFETIME_SECONDS}`))
           }
