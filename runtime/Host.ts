@@ -26,6 +26,7 @@ import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
+import * as Wire from "./transport/Wire.ts"
 
 /** A module running in this process: its database and its handlers. */
 export interface Hosted {
@@ -63,6 +64,8 @@ export const make = (
     readonly secret?: ServiceCredential.Secret | undefined
     /** How long calls in flight may take to finish at shutdown (`TESSERA_SHUTDOWN_GRACE`). */
     readonly grace?: Duration.Duration
+    /** The largest RPC message sent or accepted (`TESSERA_RPC_MAX_FRAME_BYTES`). */
+    readonly maxFrameBytes?: number
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -92,6 +95,7 @@ export const make = (
         secret,
         caller,
         tracing,
+        maxFrameBytes: options?.maxFrameBytes,
         onConnection: (open) => connected.set(name, open)
       }))
     clientLayers.set(name, layer)
@@ -128,7 +132,12 @@ export const make = (
   const endpoints = secret === undefined ? [] : topology.hosted.map((name) => {
     const module = byName.get(name)!
     return Layer.unwrapEffect(
-      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, { secret, tracing, grace: options?.grace }))
+      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, {
+        secret,
+        tracing,
+        grace: options?.grace,
+        maxFrameBytes: options?.maxFrameBytes
+      }))
     ).pipe(Layer.provide(hostedLayer(name, [])))
   })
 
@@ -171,6 +180,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const limits = yield* ServerLimits.settings
       const grace = yield* Config.duration("TESSERA_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
       const tracing = yield* Config.boolean("TESSERA_RPC_TRACING").pipe(Config.withDefault(true))
+      const maxFrameBytes = yield* Wire.maxFrameBytesFromConfig
       const embedded = yield* needsEmbedded(modules, topology)
       const secret = Option.getOrUndefined(yield* ServiceCredential.secretFromConfig)
       const whole = topology.gateway && modules.every((m) => topology.hosted.includes(m.name))
@@ -182,7 +192,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
-      const host = make(modules, topology, { tracing, secret, grace })
+      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes })
       const server = ServerLimits.createServer(limits, { IncomingMessage: UnreadBodyMessage })
 
       // http.Server.close() waits for every open connection: after the grace period, cut them.

@@ -38,14 +38,14 @@ describe("ServiceCredential", () => {
   it("refuses no credential, one for another module, one signed with another secret, and an unsigned one", async () => {
     expect(reason(await verify("inventory", undefined))).toBe("no service credential was presented")
     const forCatalog = await ServiceCredential.issuer(secret, "gateway", "catalog").current()
-    expect(reason(await verify("inventory", forCatalog.token))).toBe("the service credential is not valid")
+    expect(reason(await verify("inventory", forCatalog.token))).toBe("the service credential's aud claim is not valid (check_failed)")
     const forged = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" }).setIssuer("tessera/service")
       .setAudience("inventory").setExpirationTime("5m").sign(new TextEncoder().encode("another-secret-another-secret-12345"))
-    expect(reason(await verify("inventory", forged))).toBe("the service credential is not valid")
+    expect(reason(await verify("inventory", forged))).toBe("the service credential's signature is not valid")
     const unsigned = `${Buffer.from(JSON.stringify({ alg: "none" })).toString("base64url")}.${
       Buffer.from(JSON.stringify({ iss: "tessera/service", aud: "inventory", exp: 9e9 })).toString("base64url")
     }.`
-    expect(reason(await verify("inventory", unsigned))).toBe("the service credential is not valid")
+    expect(reason(await verify("inventory", unsigned))).toMatch(/not signed with HS256|malformed/)
   })
 
   it("refuses an expired credential", async () => {

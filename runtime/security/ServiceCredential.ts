@@ -8,12 +8,21 @@
  * presents it when it opens a connection and again, renewed, a minute before it expires; the
  * endpoint verifies each one once and refuses calls on a connection whose credential has expired
  * (transport/Wire.ts).
+ *
+ * An endpoint accepts only what an issuer here signs: HS256, this issuer, exactly one audience
+ * (the called module), `iat` and `exp` both present, a lifetime (`exp - iat`) of at most five
+ * minutes, `iat` not in the future and `nbf` (if any) passed, each within `CLOCK_SKEW_SECONDS`.
+ * Why one was refused is the `reason` of `ServiceCredentialRefused`, for the endpoint's own log;
+ * the peer is told only that it was refused.
  */
 import { Config, Effect, type Option, Redacted, Schema } from "effect"
 import * as jose from "jose"
 
 const ISSUER = "tessera/service"
-const LIFETIME_SECONDS = 300
+/** The longest a credential may live: what an issuer signs by default, and what a verifier accepts. */
+export const LIFETIME_SECONDS = 300
+/** How far two processes' clocks may disagree. */
+export const CLOCK_SKEW_SECONDS = 30
 const RENEW_BEFORE_SECONDS = 60
 const MIN_SECRET_LENGTH = 32
 
@@ -57,6 +66,9 @@ export interface Credential {
  * credential is renewed once however many connections ask for it at once.
  */
 export const issuer = (secret: Secret, caller: string, module: string, lifetimeSeconds = LIFETIME_SECONDS) => {
+  if (!(lifetimeSeconds > 0 && lifetimeSeconds <= LIFETIME_SECONDS)) {
+    throw new RangeError(`a service credential lives at most ${LIFETIME_SECONDS} seconds, not ${lifetimeSeconds}`)
+  }
   const key = keyOf(secret)
   /** A minute early, or halfway through a lifetime shorter than two minutes. */
   const renewBeforeMs = Math.min(RENEW_BEFORE_SECONDS, lifetimeSeconds / 2) * 1000
@@ -88,23 +100,50 @@ export const issuer = (secret: Secret, caller: string, module: string, lifetimeS
   }
 }
 
+/** Why jose refused a token, in words for the endpoint's log. */
+const why = (error: unknown): string => {
+  if (error instanceof jose.errors.JWTExpired) return "the service credential has expired"
+  if (error instanceof jose.errors.JWSSignatureVerificationFailed) return "the service credential's signature is not valid"
+  if (error instanceof jose.errors.JOSEAlgNotAllowed) return "the service credential is not signed with HS256"
+  if (error instanceof jose.errors.JWTClaimValidationFailed) {
+    return error.claim === "iat" && error.reason === "check_failed"
+      ? "the service credential is not valid yet (iat is in the future)"
+      : error.claim === "nbf"
+      ? "the service credential is not valid yet (nbf)"
+      : `the service credential's ${error.claim} claim is not valid (${error.reason})`
+  }
+  return "the service credential is malformed"
+}
+
 /**
  * The server side: checks a credential presented to `module`'s endpoint, and tells when it
  * expires (epoch ms).
  */
 export const verifier = (secret: Secret, module: string) => {
   const key = keyOf(secret)
+  const refused = (reason: string) => new ServiceCredentialRefused({ module, reason })
   return (token: string | undefined): Effect.Effect<number, ServiceCredentialRefused> =>
     token === undefined || token === ""
-      ? Effect.fail(new ServiceCredentialRefused({ module, reason: "no service credential was presented" }))
+      ? Effect.fail(refused("no service credential was presented"))
       : Effect.tryPromise({
-        try: () => jose.jwtVerify(token, key, { algorithms: ["HS256"], issuer: ISSUER, audience: module }),
-        catch: (error) =>
-          new ServiceCredentialRefused({
-            module,
-            reason: error instanceof jose.errors.JWTExpired
-              ? "the service credential has expired"
-              : "the service credential is not valid"
-          })
-      }).pipe(Effect.map(({ payload }) => (payload.exp ?? 0) * 1000))
+        try: () =>
+          jose.jwtVerify(token, key, {
+            algorithms: ["HS256"],
+            issuer: ISSUER,
+            audience: module,
+            requiredClaims: ["iat", "exp"],
+            maxTokenAge: LIFETIME_SECONDS + CLOCK_SKEW_SECONDS,
+            clockTolerance: CLOCK_SKEW_SECONDS
+          }),
+        catch: (error) => refused(why(error))
+      }).pipe(
+        Effect.flatMap(({ payload }) => {
+          const { aud, exp, iat } = payload as { aud: unknown; exp: number; iat: number }
+          if (aud !== module) return Effect.fail(refused(`the service credential names ${Array.isArray(aud) ? "a list of audiences, not one" : "another audience"}`))
+          if (exp - iat > LIFETIME_SECONDS + CLOCK_SKEW_SECONDS) {
+            return Effect.fail(refused(`the service credential lives ${exp - iat} seconds, more than ${LIFETIME_SECONDS}`))
+          }
+          return Effect.succeed(exp * 1000)
+        })
+      )
 }

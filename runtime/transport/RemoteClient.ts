@@ -16,6 +16,10 @@
  *   and is a span `<module>.<rpc>` (kind client, carrying `tessera.module`) whose ids the peer's
  *   span continues; with tracing off, the caller's own span is passed on instead.
  * - Interrupting a call interrupts its handler at the peer.
+ * - Nothing the peer sends can end this process: a message over `maxFrameBytes` closes the
+ *   connection (1009; calls in flight fail as for a lost connection), a reply the contract does
+ *   not describe, however deep or large, fails its call with a defect. A payload too large for
+ *   the lane fails its call before anything is sent.
  * - Calls made inside a database transaction are refused, as in process (`Calls.refusal`).
  */
 import { Headers } from "@effect/platform"
@@ -47,8 +51,10 @@ export interface Options {
   readonly tracing?: boolean
   /** Told each time the connection to the peer opens (`true`) or closes (`false`). */
   readonly onConnection?: (open: boolean) => void
-  /** How long a credential lives (seconds; default five minutes). */
+  /** How long a credential lives (seconds; default five minutes, the most a module accepts). */
   readonly credentialSeconds?: number
+  /** The largest message the peer may send, and this client send (`TESSERA_RPC_MAX_FRAME_BYTES`). */
+  readonly maxFrameBytes?: number | undefined
 }
 
 /** The reply to a call, or `undefined` when the connection was lost first. */
@@ -62,6 +68,7 @@ const connect = (
   module: string,
   url: string,
   issuer: ReturnType<typeof ServiceCredential.issuer>,
+  maxFrameBytes: number,
   hooks: {
     readonly onOpen: () => void
     readonly onClose: () => void
@@ -81,7 +88,7 @@ const connect = (
   let logged: string | undefined
   let nextId = 0
   const pending = new Map<number, OnReply>()
-  let send: (frame: string) => void = () => {}
+  let send: (frame: string) => boolean = () => true
 
   /** Logs why the peer is unreachable, once per reason. */
   const unreachable = (reason: string, level: "warn" | "error" = "warn") => {
@@ -107,17 +114,20 @@ const connect = (
     renewal.unref()
   }
 
-  const receive = (ws: WebSocket, message: string) => {
-    const frames = Wire.frames(message)
+  const receive = (ws: WebSocket, data: Buffer, isBinary: boolean) => {
+    const frames = isBinary ? undefined : Wire.frames(data.toString())
     if (frames === undefined) {
       hooks.log("error", `${module} sent a message that is not a JSON array of frames; reconnecting`)
-      return ws.close(Wire.CLOSE_PROTOCOL_ERROR, "not a JSON array of frames")
+      return ws.close(isBinary ? Wire.CLOSE_UNSUPPORTED_DATA : Wire.CLOSE_PROTOCOL_ERROR, "not a JSON array of frames")
     }
     for (const frame of frames) {
-      const id = frame.i as number
-      const onReply = pending.get(id)
+      if (!Wire.isId(frame.i)) {
+        hooks.log("error", `${module} sent a reply whose id is not a non-negative integer; reconnecting`)
+        return ws.close(Wire.CLOSE_PROTOCOL_ERROR, "a reply with a malformed id")
+      }
+      const onReply = pending.get(frame.i)
       if (onReply !== undefined) {
-        pending.delete(id)
+        pending.delete(frame.i)
         onReply(frame as unknown as Wire.ReplyFrame)
       }
     }
@@ -129,25 +139,36 @@ const connect = (
       const ws = new WebSocket(url, Wire.PROTOCOL, {
         headers: { [ServiceCredential.HEADER]: credential.token },
         perMessageDeflate: false,
-        handshakeTimeout: OPEN_TIMEOUT_MS
+        handshakeTimeout: OPEN_TIMEOUT_MS,
+        maxPayload: maxFrameBytes
       })
       socket = ws
       let refused = false
       ws.on("open", () => {
         if (stopped) return ws.close()
-        send = Wire.sender((message) => ws.send(message))
+        send = Wire.sender((message) => ws.send(message), maxFrameBytes)
         open = true
         attempts = 0
         logged = undefined
         renewLater(ws, credential)
         hooks.onOpen()
       })
-      ws.on("message", (data: Buffer) => receive(ws, data.toString()))
+      ws.on("message", (data: Buffer, isBinary: boolean) => {
+        try {
+          receive(ws, data, isBinary)
+        } catch (error) {
+          // Whatever escapes ends this connection (it is dialled again), never the process.
+          hooks.log("error", `${module}: closing the connection after an error reading it: ${error instanceof Error ? error.name : "an error"}`)
+          ws.close(Wire.CLOSE_INTERNAL_ERROR, "internal error")
+        }
+      })
       // A refusal (401) carries a problem body saying why.
       ws.on("unexpected-response", (_request, response) => {
         let body = ""
         response.setEncoding("utf8")
-        response.on("data", (chunk: string) => (body += chunk.slice(0, 2_000)))
+        response.on("data", (chunk: string) => {
+          if (body.length < 2_000) body += chunk.slice(0, 2_000 - body.length)
+        })
         response.on("end", () => {
           let detail = `HTTP ${response.statusCode}`
           try {
@@ -156,7 +177,8 @@ const connect = (
             // not a problem body: the status says enough
           }
           refused = true
-          unreachable(`${module} at ${url} refused the connection: ${detail}`, "error")
+          const hint = response.statusCode === 401 ? " (every process needs the same TESSERA_SERVICE_SECRET)" : ""
+          unreachable(`${module} at ${url} refused the connection: ${Wire.short(detail)}${hint}`, "error")
           hooks.onRefused()
           ws.terminate()
         })
@@ -169,7 +191,7 @@ const connect = (
         if (socket === ws) socket = undefined
         const wasOpen = open
         open = false
-        send = () => {}
+        send = () => true
         if (wasOpen) {
           if (down.startsWith("the connection")) down = `the connection to ${url} closed (${code}) and is being dialled again`
           const lost = [...pending.values()]
@@ -190,12 +212,16 @@ const connect = (
   return {
     /** Why no call can be sent now, or `undefined` when one can. */
     unavailable: (): string | undefined => (open ? undefined : down),
-    /** Sends a call; `onReply` gets its reply. The call's id, for `cancel`. */
-    call: (frame: Omit<Wire.CallFrame, "i">, onReply: OnReply): number => {
+    /**
+     * Sends a call; `onReply` gets its reply. The call's id, for `cancel`; `undefined` when the
+     * call is larger than a message may be (nothing was sent).
+     */
+    call: (frame: Omit<Wire.CallFrame, "i">, onReply: OnReply): number | undefined => {
       const id = nextId++
       pending.set(id, onReply)
-      send(JSON.stringify({ i: id, ...frame }))
-      return id
+      if (send(JSON.stringify({ i: id, ...frame }))) return id
+      pending.delete(id)
+      return undefined
     },
     /** The caller gave up on call `id`: interrupt it at the peer. */
     cancel: (id: number) => {
@@ -219,11 +245,12 @@ export const make = <Rpcs extends Rpc.Any>(
   Effect.gen(function*() {
     const url = endpoint(peer, module)
     const tracing = options.tracing ?? true
+    const maxFrameBytes = options.maxFrameBytes ?? Wire.DEFAULT_MAX_FRAME_BYTES
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const opened = yield* Deferred.make<void>()
     const link = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        connect(module, url, ServiceCredential.issuer(options.secret, options.caller, module, options.credentialSeconds), {
+        connect(module, url, ServiceCredential.issuer(options.secret, options.caller, module, options.credentialSeconds), maxFrameBytes, {
           onOpen: () => {
             Deferred.unsafeDone(opened, Exit.void)
             options.onConnection?.(true)
@@ -250,14 +277,24 @@ export const make = <Rpcs extends Rpc.Any>(
       const name = `${module}.${tag}`
       // As RpcClient does, a payload given as fields is built (and checked) by its Schema.Class.
       const makePayload = (codec.rpc.payloadSchema as { make?: (input: unknown) => unknown }).make
+      const tooLarge = () =>
+        Exit.die(new Error(`${name} payload is larger than the lane carries (${maxFrameBytes} bytes, TESSERA_RPC_MAX_FRAME_BYTES)`))
       const spanOptions = { kind: "client", captureStackTrace: false, attributes: { [MODULE_ATTRIBUTE]: module } } as const
 
-      /** The reply, decoded through the contract. */
+      /** The reply, decoded through the contract; a defect for one it does not describe. */
       const settle = (frame: Wire.ReplyFrame | undefined): Exit.Exit<unknown, unknown> => {
+        try {
+          return decode(frame)
+        } catch (error) {
+          // A reply too deep to decode (a Cause nested thousands deep...).
+          return Exit.die(new Error(`${name} answered what its contract does not describe (${error instanceof Error ? error.name : "an error"})`))
+        }
+      }
+      const decode = (frame: Wire.ReplyFrame | undefined): Exit.Exit<unknown, unknown> => {
         if (frame === undefined) {
           return unavailable(`the connection to ${module} closed before ${name} was answered: it may or may not have run`)
         }
-        if (frame.u !== undefined) return unavailable(`${module} did not run ${name}: ${frame.u}`)
+        if (frame.u !== undefined) return unavailable(`${module} did not run ${name}: ${typeof frame.u === "string" ? Wire.short(frame.u) : Wire.preview(frame.u)}`)
         if ("e" in frame) {
           const cause = codec.decodeCause(frame.e)
           return Either.isRight(cause)
@@ -284,6 +321,7 @@ export const make = <Rpcs extends Rpc.Any>(
           const down = link.unavailable()
           if (down !== undefined) return done(unavailable(down))
           const id = link.call(frame, (reply) => done(settle(reply)))
+          if (id === undefined) return done(tooLarge())
           return Effect.sync(() => {
             link.cancel(id)
             span?.end(spanTime(fiber), Exit.interrupt(fiber.id()))
@@ -308,7 +346,8 @@ export const make = <Rpcs extends Rpc.Any>(
           const frame = { t: tag, p: payload.right, ...(hasAny(headers) ? { h: headers } : {}) }
           if (callOptions?.discard) {
             const down = link.unavailable()
-            return down === undefined ? Effect.sync(() => void link.call(frame, () => {})) : unavailable(down)
+            if (down !== undefined) return unavailable(down)
+            return link.call(frame, () => {}) === undefined ? tooLarge() : Exit.void
           }
           // The call's span, whose ids the peer's span continues (untraced: the caller's span).
           const span = tracing ? startSpan(fiber, name, spanOptions) : undefined

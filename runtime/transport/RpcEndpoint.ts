@@ -2,10 +2,16 @@
  * Serves a hosted module's contract to its peers at `/rpc/<module>` on the process's HTTP port:
  * a WebSocket speaking the lane's protocol (Wire.ts).
  *
- * - A connection opens only with a valid service credential for this module in its upgrade
- *   request (ServiceCredential.ts): anything else is answered 401 with a problem body naming why,
- *   before any handler runs. A connection whose credential expires without being renewed gets
- *   every further call refused, not run.
+ * - A connection opens only for an upgrade that offers the subprotocol `tessera-rpc.1` (426
+ *   otherwise, with `Upgrade: websocket`) and presents a valid service credential for this module
+ *   (ServiceCredential.ts): anything else is answered 401 before any handler runs, with the same
+ *   generic problem whatever was wrong; this process's log says what. A connection whose
+ *   credential expires without being renewed gets every further call refused, not run.
+ * - Nothing a peer sends can end the process. A message over `maxFrameBytes` closes that
+ *   connection (1009) before it is read whole; a binary message (1003) or one that is not JSON
+ *   frames (1002) closes it too. A call that cannot be checked or run (unknown rpc, a payload the
+ *   contract refuses, however deep or large) fails that call only, with a defect whose message
+ *   quotes the payload only in a short preview.
  * - Each call runs its handler in one fiber, in the module's own context, with the caller the call
  *   carries (Caller.ts) as the only caller its own calls carry on, under a span `<module>.<rpc>`
  *   (kind server, child of the caller's span, carrying `tessera.module`; without tracing, the
@@ -17,7 +23,8 @@
  *   elsewhere), the calls in flight finish and are answered (for up to `grace`), then the
  *   connection closes with 1001.
  */
-import { Headers, HttpApiBuilder, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
+import { Headers, HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { type Rpc, RpcClient, type RpcGroup } from "@effect/rpc"
 import {
   Cause,
@@ -27,7 +34,7 @@ import {
   Effect,
   Either,
   Exit,
-  Fiber,
+  type Fiber,
   FiberId,
   FiberRef,
   FiberRefs,
@@ -36,6 +43,7 @@ import {
   Runtime,
   Tracer
 } from "effect"
+import { type WebSocket, WebSocketServer } from "ws"
 import * as Problem from "../gateway/Problem.ts"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as Caller from "../security/Caller.ts"
@@ -53,10 +61,16 @@ interface Entry {
   readonly context: Context.Context<never>
 }
 
+/** What every refused credential gets: it says nothing of why (this process's log does). */
+const REFUSED = "the service credential was refused"
+
 const refusal = (status: 401 | 426, tag: string, title: string, detail: string) =>
   Problem.response({ type: Problem.typeOf(tag), title, status, detail })
 
-const decoder = new TextDecoder()
+/** The subprotocols an upgrade offers (RFC 6455: a comma-separated list of tokens). */
+const offered = (header: string | undefined) => (header ?? "").split(",").map((p) => p.trim())
+
+const NO_HEAD = Buffer.alloc(0)
 
 export const layer = <Rpcs extends Rpc.Any>(
   module: string,
@@ -72,16 +86,36 @@ export const layer = <Rpcs extends Rpc.Any>(
     readonly maxInFlight?: number
     /** How long calls in flight may take to finish at shutdown (default 10 s). */
     readonly grace?: Duration.DurationInput | undefined
+    /** The largest message a peer may send, and this endpoint send (`TESSERA_RPC_MAX_FRAME_BYTES`). */
+    readonly maxFrameBytes?: number | undefined
   }
 ) =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const tracing = options.tracing ?? true
     const grace = Duration.decode(options.grace ?? "10 seconds")
     const maxInFlight = options.maxInFlight ?? 4096
+    const maxFrameBytes = options.maxFrameBytes ?? Wire.DEFAULT_MAX_FRAME_BYTES
     const verify = ServiceCredential.verifier(options.secret, module)
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
     const spanOptions = { kind: "server", captureStackTrace: false } as const
+    const log = (level: "warn" | "error", message: string) =>
+      runFork(level === "warn" ? Effect.logWarning(message) : Effect.logError(message))
+
+    // The lane's own WebSocket server: it bounds messages (ws closes with 1009 when a frame
+    // announces more than maxPayload, before reading it) and names the subprotocol it speaks.
+    const wss = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new WebSocketServer({
+          noServer: true,
+          clientTracking: false,
+          perMessageDeflate: false,
+          maxPayload: maxFrameBytes,
+          handleProtocols: (protocols) => (protocols.has(Wire.PROTOCOL) ? Wire.PROTOCOL : false)
+        })
+      ),
+      (wss) => Effect.sync(() => wss.close())
+    )
 
     const entries = new Map<string, Entry>()
     for (const [tag, codec] of Wire.codecs(group)) {
@@ -96,45 +130,60 @@ export const layer = <Rpcs extends Rpc.Any>(
     let connections = 0
 
     /** One connection, from the accepted upgrade until the socket closes. */
-    const serve = (socket: Socket.Socket, credentialExpires: number) =>
-      Effect.gen(function*() {
+    const serve = (ws: WebSocket, credentialExpires: number) =>
+      Effect.suspend(() => {
         const clientId = ++connections
-        const write = yield* socket.writer
         let open = true
         let draining = false
         let expiresAt = credentialExpires
         const inflight = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
         const idle = Deferred.unsafeMake<void>(FiberId.none)
+        const closed = Deferred.unsafeMake<void>(FiberId.none)
 
         const send = Wire.sender((message) => {
-          if (open) runFork(write(message))
-        })
+          if (open) ws.send(message)
+        }, maxFrameBytes)
+        /** Sends a reply frame, or a defect in its place when it is larger than the lane carries. */
+        const answer = (id: number, frame: string, name: string) => {
+          if (!send(frame)) {
+            send(Wire.defect(id, `${name} answered ${frame.length} characters or more, beyond the lane's ${maxFrameBytes} bytes (TESSERA_RPC_MAX_FRAME_BYTES)`))
+          }
+        }
         const close = (code: number, reason: string) => {
-          if (open) runFork(write(new Socket.CloseEvent(code, reason)))
+          if (open) ws.close(code, reason)
         }
 
         const reply = (entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>) => {
-          if (Exit.isSuccess(exit)) {
-            const encoded = entry.codec.encodeSuccess(exit.value)
-            return send(
+          try {
+            if (Exit.isSuccess(exit)) {
+              const encoded = entry.codec.encodeSuccess(exit.value)
+              return answer(
+                id,
+                Either.isRight(encoded)
+                  ? Wire.reply(id, { v: encoded.right }, entry.name)
+                  : Wire.defect(id, `${entry.name} result does not match its contract: ${Wire.formatted(encoded.left)}`),
+                entry.name
+              )
+            }
+            if (Cause.isDie(exit.cause)) runFork(Effect.logError(`${entry.name} failed with a defect`, exit.cause))
+            const encoded = entry.codec.encodeCause(exit.cause)
+            answer(
+              id,
               Either.isRight(encoded)
-                ? Wire.reply(id, { v: encoded.right }, entry.name)
-                : Wire.defect(id, `${entry.name} result does not match its contract: ${Wire.formatted(encoded.left)}`)
+                ? Wire.reply(id, { e: encoded.right }, entry.name)
+                : Wire.defect(id, `${entry.name} failed with an error its contract does not declare: ${Cause.pretty(exit.cause)}`),
+              entry.name
             )
+          } catch (error) {
+            log("error", `${entry.name}: its answer could not be encoded: ${error}`)
+            send(Wire.defect(id, `${entry.name} answered what could not be encoded`))
           }
-          if (Cause.isDie(exit.cause)) runFork(Effect.logError(`${entry.name} failed with a defect`, exit.cause))
-          const encoded = entry.codec.encodeCause(exit.cause)
-          send(
-            Either.isRight(encoded)
-              ? Wire.reply(id, { e: encoded.right }, entry.name)
-              : Wire.defect(id, `${entry.name} failed with an error its contract does not declare: ${Cause.pretty(exit.cause)}`)
-          )
         }
 
         const call = (frame: Wire.CallFrame) => {
           const id = frame.i
           const entry = entries.get(frame.t)
-          if (entry === undefined) return send(Wire.defect(id, `${module} has no rpc ${frame.t}`))
+          if (entry === undefined) return send(Wire.defect(id, `${module} has no rpc ${Wire.preview(frame.t)}`))
           if (draining) return send(JSON.stringify({ i: id, u: `${module} is shutting down` }))
           if (inflight.size >= maxInFlight) {
             return send(JSON.stringify({ i: id, u: `${module} has ${maxInFlight} calls in flight on this connection already` }))
@@ -188,24 +237,40 @@ export const layer = <Rpcs extends Rpc.Any>(
           runFork(verify(token).pipe(
             Effect.match({
               onSuccess: (expires) => (expiresAt = Math.max(expiresAt, expires)),
-              onFailure: (refused) => close(4401, refused.reason)
+              onFailure: (refused) => {
+                log("warn", `${module}: closing an RPC connection whose renewed credential was refused: ${refused.reason}`)
+                close(4401, REFUSED)
+              }
             })
           ))
 
-        const protocolError = (what: string) => {
-          runFork(Effect.logWarning(`${module}: closing an RPC connection that sent ${what}`))
-          close(Wire.CLOSE_PROTOCOL_ERROR, what)
+        /** Closes a connection that broke the protocol: logged once, never quoting what it sent. */
+        const protocolError = (what: string, code = Wire.CLOSE_PROTOCOL_ERROR) => {
+          if (!open) return
+          log("warn", `${module}: closing an RPC connection that sent ${what}`)
+          close(code, what.slice(0, 100))
+          open = false
         }
 
-        const receive = (data: string | Uint8Array) => {
-          const frames = Wire.frames(typeof data === "string" ? data : decoder.decode(data))
+        const receive = (data: Buffer, isBinary: boolean) => {
+          if (!open) return
+          if (isBinary) return protocolError("a binary message", Wire.CLOSE_UNSUPPORTED_DATA)
+          const frames = Wire.frames(data.toString())
           if (frames === undefined) return protocolError("a message that is not a JSON array of frames")
           for (const frame of frames) {
-            if (typeof frame.i === "number") {
+            if (frame.i !== undefined) {
+              if (!Wire.isId(frame.i)) return protocolError("a frame whose id is not a non-negative integer")
               if (typeof frame.t === "string") {
                 if (inflight.has(frame.i)) return protocolError(`a second call with the id ${frame.i}`)
                 if (!Wire.isStrings(frame.h) || !Wire.isSpan(frame.s)) return protocolError("a call with malformed headers or span")
-                call(frame as unknown as Wire.CallFrame)
+                try {
+                  call(frame as unknown as Wire.CallFrame)
+                } catch (error) {
+                  // A call this endpoint could not even start (a payload too deep to check...)
+                  // fails alone: the peer and every other call go on.
+                  log("warn", `${module}: an RPC call could not be run: ${error instanceof Error ? error.name : "an error"}`)
+                  send(Wire.defect(frame.i, `${module} could not run this call: ${error instanceof RangeError ? "its payload is too large or too deep" : "it is malformed"}`))
+                }
               } else if (frame.x === 1) {
                 inflight.get(frame.i)?.unsafeInterruptAsFork(FiberId.none)
               } else return protocolError("a frame with an id but neither a call nor an interrupt")
@@ -214,28 +279,58 @@ export const layer = <Rpcs extends Rpc.Any>(
           }
         }
 
+        ws.on("message", (data: Buffer, isBinary: boolean) => {
+          try {
+            receive(data, isBinary)
+          } catch (error) {
+            // Whatever escapes the cases above ends this connection, never the process.
+            log("error", `${module}: closing an RPC connection after an error reading it: ${error instanceof Error ? error.name : "an error"}`)
+            close(Wire.CLOSE_INTERNAL_ERROR, "internal error")
+            open = false
+          }
+        })
+        // ws reports what broke the protocol (a message over maxPayload, invalid UTF-8...) here,
+        // then closes the connection itself (1009, 1007...). Logged once, briefly.
+        ws.on("error", (error) => log("warn", `${module}: closing an RPC connection: ${error.message.slice(0, 200)}`))
+        ws.on("close", () => {
+          open = false
+          Deferred.unsafeDone(closed, Exit.void)
+        })
+
         /** Shutdown: refuse new calls, let those in flight finish (bounded), then say goodbye. */
         const drain = Effect.suspend(() => {
           draining = true
           // Finalizers run uninterruptibly: only an interruptible wait can be cut short by the timeout.
-          return inflight.size === 0 ? Effect.void : Effect.timeout(Effect.interruptible(Deferred.await(idle)), grace).pipe(Effect.ignore)
+          return inflight.size === 0 || !open
+            ? Effect.void
+            : Effect.timeout(Effect.interruptible(Deferred.await(idle)), grace).pipe(Effect.ignore)
         }).pipe(
           Effect.zipRight(Effect.sleep(0)), // the last replies' batch goes out at setImmediate
           Effect.zipRight(Effect.sync(() => close(Wire.CLOSE_GOING_AWAY, `${module} is shutting down`)))
         )
 
-        // The reader is not a child of this fiber: a child is interrupted with its parent, and
-        // the socket must stay open while the calls in flight drain.
-        const reading = yield* Effect.forkDaemon(socket.runRaw(receive))
-        yield* Fiber.join(reading).pipe(
-          Effect.catchAll(() => Effect.void),
+        return Deferred.await(closed).pipe(
           Effect.onInterrupt(() => drain),
-          Effect.ensuring(Effect.suspend(() => {
+          Effect.ensuring(Effect.sync(() => {
             open = false
             for (const fiber of inflight.values()) fiber.unsafeInterruptAsFork(FiberId.none)
-            return Fiber.interrupt(reading)
           }))
         )
+      })
+
+    /** Accepts the upgrade with the lane's own server; fails when the socket goes first. */
+    const upgrade = (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.async<WebSocket, void>((resume) => {
+        const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+        const socket = incoming.socket
+        const gone = () => resume(Effect.fail(undefined))
+        if (socket.destroyed) return gone()
+        // ws answers a malformed upgrade itself (400) and closes the socket without calling back.
+        socket.once("close", gone)
+        wss.handleUpgrade(incoming, socket, NO_HEAD, (ws) => {
+          socket.off("close", gone)
+          resume(Effect.succeed(ws))
+        })
       })
 
     const router = yield* HttpApiBuilder.Router
@@ -243,17 +338,20 @@ export const layer = <Rpcs extends Rpc.Any>(
       path(module),
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
-        const protocols = (request.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim())
-        if (request.headers["upgrade"]?.toLowerCase() !== "websocket" || !protocols.includes(Wire.PROTOCOL)) {
+        if (
+          request.headers["upgrade"]?.toLowerCase() !== "websocket" ||
+          !offered(request.headers["sec-websocket-protocol"]).includes(Wire.PROTOCOL)
+        ) {
           return refusal(426, "UpgradeRequired", "Upgrade required", `${path(module)} speaks only WebSocket with the subprotocol ${Wire.PROTOCOL}`)
+            .pipe(HttpServerResponse.setHeaders({ upgrade: "websocket", connection: "Upgrade" }))
         }
         const verified = yield* Effect.either(verify(request.headers[ServiceCredential.HEADER]))
         if (Either.isLeft(verified)) {
           yield* Effect.logWarning(`refused an RPC connection to ${module}: ${verified.left.reason}`)
-          return refusal(401, "ServiceCredentialRefused", "Service credential refused", verified.left.message)
+          return refusal(401, "ServiceCredentialRefused", "Service credential refused", REFUSED)
         }
-        const socket = yield* Effect.orDie(request.upgrade)
-        yield* serve(socket, verified.right)
+        const ws = yield* Effect.either(upgrade(request))
+        if (Either.isRight(ws)) yield* serve(ws.right, verified.right)
         return HttpServerResponse.empty()
       })
     )

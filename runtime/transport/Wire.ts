@@ -23,13 +23,38 @@
  * and one `Effect.async` at the caller (../shared/FACTS.md; `npm run bench` measures it).
  */
 import { type Rpc, type RpcGroup, RpcSchema } from "@effect/rpc"
-import { Cause, type Either, Option, ParseResult, Schema } from "effect"
+import { Cause, Config, type Either, Option, ParseResult, Predicate, Redacted, Schema } from "effect"
 
 export const PROTOCOL = "tessera-rpc.1"
 
-/** Close codes beyond RFC 6455's: the peer sent something this protocol does not allow. */
-export const CLOSE_PROTOCOL_ERROR = 1002
+/** RFC 6455 close codes the lane uses. */
 export const CLOSE_GOING_AWAY = 1001
+/** The peer sent something this protocol does not allow (not JSON frames, a malformed frame). */
+export const CLOSE_PROTOCOL_ERROR = 1002
+/** The peer sent a binary message: the lane speaks text. */
+export const CLOSE_UNSUPPORTED_DATA = 1003
+/** The peer sent a message larger than `TESSERA_RPC_MAX_FRAME_BYTES` (ws closes with it). */
+export const CLOSE_TOO_BIG = 1009
+/** This end could not handle what the peer sent, for a reason of its own. */
+export const CLOSE_INTERNAL_ERROR = 1011
+
+/**
+ * The largest WebSocket message either end accepts (`TESSERA_RPC_MAX_FRAME_BYTES`), and the
+ * largest either end sends: a larger message closes the connection (1009) before it is read
+ * whole. The default carries this build's largest answer with room to spare (a page of 100
+ * products whose 4,000-character descriptions are all escapes is about 2.5 MB); the same in every
+ * process of a deployment.
+ */
+export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+export const MIN_MAX_FRAME_BYTES = 64 * 1024
+
+export const maxFrameBytesFromConfig: Config.Config<number> = Config.integer("TESSERA_RPC_MAX_FRAME_BYTES").pipe(
+  Config.withDefault(DEFAULT_MAX_FRAME_BYTES),
+  Config.validate({
+    message: `TESSERA_RPC_MAX_FRAME_BYTES must be at least ${MIN_MAX_FRAME_BYTES}`,
+    validation: (n) => n >= MIN_MAX_FRAME_BYTES
+  })
+)
 
 export interface CallFrame {
   readonly i: number
@@ -82,12 +107,21 @@ export const codecs = (group: RpcGroup.RpcGroup<any>): ReadonlyMap<string, Codec
   return out
 }
 
+/** How much of a value a message quotes, and how long a message about a call may be. */
+const PREVIEW_CHARS = 64
+const MESSAGE_CHARS = 600
+
+const cut = (text: string, chars: number) => (text.length > chars ? `${text.slice(0, chars)}…` : text)
+
+/** `text`, cut to a few hundred characters: for what a peer says about a call. */
+export const short = (text: string): string => cut(text, MESSAGE_CHARS)
+
 /** A defect as the wire carries it, for a call the contract's Schemas cannot describe. */
 const defectCause = Schema.encodeSync(Schema.Cause({ error: Schema.Never, defect: Schema.Defect }))
 
-/** The frame failing call `id` with a defect whose message is `message`. */
+/** The frame failing call `id` with a defect whose message is `message` (cut to a few hundred characters). */
 export const defect = (id: number, message: string): string =>
-  JSON.stringify({ i: id, e: defectCause(Cause.die(new Error(message))) })
+  JSON.stringify({ i: id, e: defectCause(Cause.die(new Error(cut(message, MESSAGE_CHARS)))) })
 
 /** The frame of a reply: `fields` as JSON, or a defect when they cannot be (a cycle, a bigint). */
 export const reply = (id: number, fields: { readonly v: unknown } | { readonly e: unknown }, name: string): string => {
@@ -98,25 +132,127 @@ export const reply = (id: number, fields: { readonly v: unknown } | { readonly e
   }
 }
 
-export const formatted = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error)
+/**
+ * A short, bounded rendering of any value, for messages: at most two levels deep, three items
+ * or keys per level, 64 characters in all. A value is never quoted whole (Effect's formatters
+ * would render it recursively: a peer's value nested 5,000 deep overflows the stack).
+ */
+export const preview = (value: unknown): string => cut(render(value, 2), PREVIEW_CHARS)
+
+const render = (value: unknown, depth: number): string => {
+  if (typeof value === "string") return JSON.stringify(cut(value, PREVIEW_CHARS))
+  if (typeof value === "bigint") return `${value}n`
+  if (typeof value !== "object" || value === null) return typeof value === "function" ? "function" : String(value)
+  if (Redacted.isRedacted(value)) return "<redacted>"
+  if (Predicate.isDate(value)) return Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString()
+  if (depth === 0) return Array.isArray(value) ? "[…]" : "{…}"
+  if (Array.isArray(value)) {
+    const items = value.slice(0, 3).map((item) => render(item, depth - 1))
+    return `[${items.join(",")}${value.length > 3 ? ",…" : ""}]`
+  }
+  const entries: Array<string> = []
+  for (const key in value) {
+    if (entries.length === 3) {
+      entries.push("…")
+      break
+    }
+    entries.push(`${JSON.stringify(cut(key, PREVIEW_CHARS))}:${render((value as Record<string, unknown>)[key], depth - 1)}`)
+  }
+  return `{${entries.join(",")}}`
+}
+
+/** Stands for a value in a ParseIssue given to Effect's formatter, which renders it as `text`. */
+class Preview {
+  constructor(readonly text: string) {}
+  toString() {
+    return this.text
+  }
+}
+
+const key = (k: PropertyKey) => (typeof k === "string" ? cut(k, PREVIEW_CHARS) : k)
+
+/** `issue` with every value it carries replaced by its bounded preview. */
+const bounded = (issue: ParseResult.ParseIssue, depth: number): ParseResult.ParseIssue => {
+  if (depth > 32) throw new RangeError("issue too deep to describe")
+  const actual = new Preview(preview(issue.actual))
+  switch (issue._tag) {
+    case "Type":
+      return new ParseResult.Type(issue.ast, actual, issue.message && cut(issue.message, MESSAGE_CHARS))
+    case "Forbidden":
+      return new ParseResult.Forbidden(issue.ast, actual, issue.message && cut(issue.message, MESSAGE_CHARS))
+    case "Unexpected":
+      return new ParseResult.Unexpected(actual, issue.message)
+    case "Missing":
+      return issue
+    case "Pointer":
+      return new ParseResult.Pointer(
+        Array.isArray(issue.path) ? (issue.path.map(key) as unknown as ParseResult.Path) : key(issue.path as PropertyKey),
+        actual,
+        bounded(issue.issue, depth + 1)
+      )
+    case "Refinement":
+      return new ParseResult.Refinement(issue.ast, actual, issue.kind, bounded(issue.issue, depth + 1))
+    case "Transformation":
+      return new ParseResult.Transformation(issue.ast, actual, issue.kind, bounded(issue.issue, depth + 1))
+    case "Composite": {
+      const issues = Array.isArray(issue.issues)
+        ? issue.issues.slice(0, 3).map((i) => bounded(i, depth + 1))
+        : bounded(issue.issues as ParseResult.ParseIssue, depth + 1)
+      return new ParseResult.Composite(issue.ast, actual, issues as ParseResult.SingleOrNonEmpty<ParseResult.ParseIssue>)
+    }
+  }
+}
+
+/**
+ * What did not match a contract, for a message: Effect's tree of issues, with every value it
+ * quotes bounded (`preview`) and the whole cut to a few hundred characters. Never throws.
+ */
+export const formatted = (error: ParseResult.ParseError): string => {
+  try {
+    return cut(ParseResult.TreeFormatter.formatIssueSync(bounded(error.issue, 0)), MESSAGE_CHARS)
+  } catch {
+    return "(the mismatch is too large to describe)"
+  }
+}
 
 /**
  * Writes frames to a socket: the first frame of an event-loop turn at once, the rest of that turn
  * as one message when it ends. A lone call pays no delay; a burst of calls or replies pays one
- * write (one syscall) instead of one per frame.
+ * write (one syscall) instead of one per frame. No message exceeds `maxBytes`: a burst goes out
+ * in several, and a frame that alone would exceed it is not sent (`false`).
  */
-export const sender = (write: (message: string) => void) => {
+export const sender = (write: (message: string) => void, maxBytes: number) => {
+  // A string of n UTF-16 units is at most 3n bytes of UTF-8: counting units is enough, and cheap.
+  const batchUnits = Math.floor(maxBytes / 3) - 2
   let batch: Array<string> | undefined
+  let units = 0
   const flush = () => {
     const frames = batch!
     batch = undefined
     if (frames.length > 0) write(`[${frames.join(",")}]`)
   }
-  return (frame: string) => {
-    if (batch !== undefined) return void batch.push(frame)
-    write(`[${frame}]`)
-    batch = []
-    setImmediate(flush)
+  return (frame: string): boolean => {
+    const large = frame.length > batchUnits
+    if (large && Buffer.byteLength(frame) > maxBytes - 2) return false
+    if (batch === undefined) {
+      write(`[${frame}]`)
+      batch = []
+      units = 0
+      setImmediate(flush)
+    } else if (large || units + frame.length + 1 > batchUnits) {
+      if (batch.length > 0) write(`[${batch.join(",")}]`)
+      batch.length = 0
+      units = 0
+      if (large) write(`[${frame}]`)
+      else {
+        batch.push(frame)
+        units = frame.length + 1
+      }
+    } else {
+      batch.push(frame)
+      units += frame.length + 1
+    }
+    return true
   }
 }
 
@@ -124,10 +260,16 @@ export const sender = (write: (message: string) => void) => {
 export const isStrings = (h: unknown): boolean =>
   h === undefined || (typeof h === "object" && h !== null && !Array.isArray(h) && Object.values(h).every((v) => typeof v === "string"))
 
-/** Whether a call's `s` is absent or `[traceId, spanId, sampled]`. */
+/** Whether `i` can name a call: a non-negative safe integer. */
+export const isId = (i: unknown): i is number => Number.isSafeInteger(i) && (i as number) >= 0
+
+const ID_CHARS = 64
+
+/** Whether a call's `s` is absent or `[traceId, spanId, sampled]`, ids of at most 64 characters. */
 export const isSpan = (s: unknown): boolean =>
   s === undefined ||
-  (Array.isArray(s) && s.length === 3 && typeof s[0] === "string" && typeof s[1] === "string" && typeof s[2] === "boolean")
+  (Array.isArray(s) && s.length === 3 && typeof s[0] === "string" && typeof s[1] === "string" && typeof s[2] === "boolean" &&
+    s[0].length <= ID_CHARS && s[1].length <= ID_CHARS)
 
 /** The frames of one message, or `undefined` when it is not a JSON array of objects. */
 export const frames = (message: string): ReadonlyArray<Record<string, unknown>> | undefined => {
