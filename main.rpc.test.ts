@@ -189,6 +189,33 @@ describe("a process serving /rpc/inventory (tessera serve)", () => {
       await db.drop()
     }
   }, 120_000)
+
+  it.runIf(postgres.ok)("keeps an RPC connection open past the HTTP server's header, request and keep-alive timeouts", async () => {
+    if (!postgres.ok) return
+    const db = await Services.createDatabase(postgres.value)
+    const server = Processes.spawnServer(await Processes.freePort(), {
+      DATABASE_URL: db.url,
+      TESSERA_MODULES: "inventory",
+      TESSERA_PEERS: `catalog=http://127.0.0.1:${await Processes.freePort()}`,
+      TESSERA_SERVICE_SECRET: Redacted.value(secret),
+      TESSERA_HEADERS_TIMEOUT: "1 second",
+      TESSERA_REQUEST_TIMEOUT: "1 second",
+      TESSERA_KEEP_ALIVE_TIMEOUT: "1 second"
+    })
+    try {
+      await until(async () => (await fetch(`${server.url}/health/live`).catch(() => undefined))?.status === 200, server)
+      const peer = await RawPeer.connect(server.url, "inventory", secret)
+      // Node checks its timeouts every second here (ServerLimits.ts): three checks pass.
+      const closed = await Promise.race([peer.closed, new Promise((resolve) => setTimeout(() => resolve(undefined), 3_500))])
+      expect(closed).toBeUndefined()
+      peer.send(JSON.stringify([{ i: 1, t: "commit", p: { reservationId: "r-1" } }]))
+      expect(await peer.reply(1)).toMatchObject({ e: { _tag: "Fail", error: { _tag: "ReservationNotFound" } } })
+      peer.ws.close()
+    } finally {
+      await server.stop()
+      await db.drop()
+    }
+  }, 120_000)
 })
 
 const until = async (check: () => Promise<boolean>, server: Processes.Server) => {
