@@ -177,6 +177,18 @@ const ancestors = (span: Tracer.AnySpan): Array<string> => {
 }
 
 describe("LocalClient", () => {
+  it.scoped("dies with a short message, without calling the handler, for a payload nested thousands deep", () =>
+    Effect.gen(function*() {
+      const { client, seen } = yield* setup
+      let deep: unknown = "x"
+      for (let i = 0; i < 5_000; i++) deep = [deep]
+      const error = defect(yield* Effect.exit(client.get({ id: deep as string })))
+      expect(error).toBeInstanceOf(Error)
+      expect((error as Error).message).toMatch(/^widgets\.get payload: /)
+      expect((error as Error).message.length).toBeLessThan(1_000)
+      expect(seen.payloads).toEqual([])
+    }))
+
   it.scoped("returns a fresh instance of the success class", () =>
     Effect.gen(function*() {
       const { client, seen } = yield* setup

@@ -41,11 +41,12 @@ import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import { spanTime, startSpan } from "../observability/Spans.ts"
 import * as Calls from "./Calls.ts"
 import * as Copy from "./Copy.ts"
+import * as Wire from "./Wire.ts"
 
 type AnySchema = Schema.Schema<any, any, never>
 
-const formatted = (what: string, issue: ParseResult.ParseIssue) =>
-  new Error(`${what}: ${ParseResult.TreeFormatter.formatIssueSync(issue)}`)
+/** What did not match the contract: bounded as on the wire, so no value can make it throw. */
+const formatted = (what: string, issue: ParseResult.ParseIssue) => new Error(`${what}: ${Wire.formattedIssue(issue)}`)
 
 /**
  * The switch of a fiber into the callee's module and back. A handler runs in the caller's fiber

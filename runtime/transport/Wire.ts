@@ -207,9 +207,12 @@ const bounded = (issue: ParseResult.ParseIssue, depth: number): ParseResult.Pars
  * What did not match a contract, for a message: Effect's tree of issues, with every value it
  * quotes bounded (`preview`) and the whole cut to a few hundred characters. Never throws.
  */
-export const formatted = (error: ParseResult.ParseError): string => {
+export const formatted = (error: ParseResult.ParseError): string => formattedIssue(error.issue)
+
+/** `formatted`, for an issue (in process, `LocalClient` checks values against the contract too). */
+export const formattedIssue = (issue: ParseResult.ParseIssue): string => {
   try {
-    return cut(ParseResult.TreeFormatter.formatIssueSync(bounded(error.issue, 0)), MESSAGE_CHARS)
+    return cut(ParseResult.TreeFormatter.formatIssueSync(bounded(issue, 0)), MESSAGE_CHARS)
   } catch {
     return "(the mismatch is too large to describe)"
   }
