@@ -4,13 +4,15 @@
  * surrogate, a bidirectional override, text that is only whitespace, an over-long value, a
  * huge array, a deep value. Every answer is a small 4xx problem that names the field and quotes
  * nothing back; never a 500. Then the identity rules: look-alike e-mail addresses are one
- * account or refused, and NFC and NFD spellings log into one account.
+ * account or refused, and NFC and NFD spellings log into one account. Every answer is checked
+ * against the served document too (`OpenApiConformance`): a refusal it does not describe fails.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
 
@@ -19,6 +21,8 @@ const ADMIN = { email: "admin@textfields.test", password: "admin-password-textfi
 const MAX_PROBLEM_BYTES = 4096
 /** Sent inside every hostile value: no answer may contain it. */
 const MARK = "Zq7Mark"
+
+const checkedFetch = OpenApiConformance.checkedFetch()
 
 interface Field {
   readonly route: string
@@ -96,7 +100,7 @@ describe.skipIf(!postgres.ok)("every text field of every route", () => {
   let fields: ReadonlyArray<Field>
 
   const send = async (method: string, path: string, body?: string, contentType = "application/json") => {
-    const response = await fetch(`${server.url}${path}`, {
+    const response = await checkedFetch(`${server.url}${path}`, {
       method: method.toUpperCase(),
       headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": contentType }) },
       ...(body === undefined ? {} : { body })

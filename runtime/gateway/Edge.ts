@@ -92,7 +92,12 @@ export const settings: Config.Config<Settings> = Config.all({
 export const ROUTER_CONFIG: Partial<FindMyWay.RouterConfig> = {
   caseSensitive: true,
   ignoreTrailingSlash: false,
-  ignoreDuplicateSlashes: false
+  ignoreDuplicateSlashes: false,
+  // find-my-way's default (100) turns a longer path parameter into "no route" (a 404 the
+  // operation does not describe): the route matches, and its Schema refuses the value with a
+  // 400 naming it. The limit guards regular-expression parameters, which no route has; the
+  // whole URL is bounded by TESSERA_MAX_HEADER_BYTES.
+  maxParamLength: Number.MAX_SAFE_INTEGER
 }
 
 /** What the edge needs to know of an endpoint of the API. */
@@ -151,6 +156,16 @@ export const routesOf = (api: HttpApi.HttpApi<string, any, any, any>) => {
 }
 
 export type Routes = ReturnType<typeof routesOf>
+
+/** Whether every percent-escape of `path` decodes, as UTF-8. */
+const decodable = (path: string) => {
+  try {
+    decodeURIComponent(path)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /** Whether a request carries a body (declared by Content-Length, or sent in chunks). */
 const hasBody = (request: HttpServerRequest.HttpServerRequest) =>
@@ -415,6 +430,10 @@ export const middleware = (settings: Settings, routes: Routes) =>
     ) => {
       if (route === undefined && allow.length === 0 && routes.emptyParameter(request.url)) {
         return Effect.succeed(Problem.response(Problem.routeNotFound(request)))
+      }
+      // The router cannot decode such a path, and would call it no route.
+      if (route === undefined && allow.length === 0 && !decodable(pathOf(request.url))) {
+        return Effect.succeed(Problem.response(Problem.undecodablePath()))
       }
       if (request.method === "OPTIONS" && allow.length > 0) return Effect.succeed(options(request, allow))
       const declared = Number(request.headers["content-length"] ?? 0)

@@ -237,6 +237,18 @@ export const tooDeep = (limit: number): Problem => ({
   errors: [{ field: "", pointer: "", message: `JSON nested deeper than ${limit} levels` }]
 })
 
+/** A request target whose path is not percent-encoded UTF-8: no route can be told from it. */
+export const undecodablePath = (): Problem => {
+  const message = "the path is not valid percent-encoded UTF-8"
+  return {
+    type: typeOf("Validation"),
+    title: "Request validation failed",
+    status: 400,
+    detail: `path: ${message}`,
+    errors: [{ field: "", pointer: "", message }]
+  }
+}
+
 export const tooManyRequests = (retryAfterSeconds: number, detail: string): Problem => ({
   type: typeOf("TooManyRequests"),
   title: "Too many requests",
