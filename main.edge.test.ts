@@ -3,7 +3,8 @@
  * enumerated from its definition, so a route added later joins every sweep. One process is
  * hosted in the test's own process (`Host.serve`, the same node:http server `tessera serve`
  * runs) and driven over real sockets: path spellings, methods, content types, deep bodies, bad
- * credentials from a shared address, slow and greedy clients.
+ * credentials from a shared address, slow and greedy clients. The sweeps' answers to canonical
+ * paths are checked against the served OpenAPI document too (`OpenApiConformance`).
  */
 import { HttpApi } from "@effect/platform"
 import { ConfigProvider, Effect, Either, Fiber, Layer, Logger, LogLevel, Option } from "effect"
@@ -13,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { modules } from "./main.ts"
 import * as Gateway from "./runtime/gateway/Gateway.ts"
 import * as Host from "./runtime/Host.ts"
+import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
 import * as Topology from "./runtime/Topology.ts"
@@ -55,6 +57,17 @@ interface Answer {
   readonly body: string
 }
 const json = (answer: Answer) => JSON.parse(answer.body) as Record<string, any>
+
+let document: OpenApiConformance.Checker | undefined
+/** Checks an answer to a canonical path against the served document: an undescribed one throws. */
+const conforms = async (method: string, target: string, answer: Answer) => {
+  document ??= OpenApiConformance.make(await (await fetch(`http://127.0.0.1:${port}/openapi.json`)).json())
+  const headers = new Headers()
+  for (const [name, value] of Object.entries(answer.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(", ") : value)
+  }
+  document.check({ method, url: target, status: answer.status, headers, body: answer.body })
+}
 
 const agent = new http.Agent({ keepAlive: false, maxSockets: 8 })
 
@@ -247,6 +260,7 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
           expect({ path, method, status: answer.status }).toEqual({ path, method, status: 405 })
           expect(new Set(answer.headers["allow"]!.split(", "))).toEqual(allow)
           if (method !== "HEAD") expect(json(answer).type).toBe("/problems/method-not-allowed")
+          if (method !== "HEAD") await conforms(method, path, answer)
         }
         const options = await send("OPTIONS", path)
         expect({ path, status: options.status }).toEqual({ path, status: 204 })
@@ -308,6 +322,7 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
           expect({ route: `${e.method} ${e.path}`, name, status: answer.status }).toEqual({ route: `${e.method} ${e.path}`, name, status: 415 })
           expect(json(answer).type).toBe("/problems/unsupported-media-type")
           expect(answer.headers["content-type"]).toBe("application/problem+json")
+          await conforms(e.method, concrete(e.path), answer)
         }
       }
     }, 30_000)
@@ -333,6 +348,7 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
           body: [`--b\r\ncontent-disposition: form-data; name="f"; filename="f"\r\n\r\n`, ...Array(24).fill(chunk)]
         }).catch((error: Error) => ({ status: 0, headers: {}, body: error.message }))
         expect([413, 415]).toContain(answer.status)
+        await conforms(e.method, concrete(e.path), answer)
       }
       const json = await send("POST", "/v1/auth/login", {
         headers: { "content-type": "application/json" },
@@ -355,6 +371,7 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
             const problem = json(answer)
             expect(problem.type).toBe("/problems/validation")
             expect(problem.errors).toEqual([{ field: "", pointer: "", message: `JSON nested deeper than ${MAX_JSON_DEPTH} levels` }])
+            await conforms(e.method, concrete(e.path), answer)
           }
         }
       }

@@ -100,9 +100,6 @@ const edgeProblems = [
 /** What a request that matches no operation gets: `components.responses`, by name. */
 const routingProblems = { RouteNotFound: Problem.schema(RouteNotFound), MethodNotAllowed: Problem.schema(MethodNotAllowed) }
 
-/** Statuses about a request's body: not described where the operation takes none (no client sends one). */
-const BODY_ONLY = new Set(["413", "415"])
-
 const RETRY_AFTER = {
   description: "Seconds to wait before retrying",
   required: true,
@@ -130,8 +127,8 @@ const DESCRIPTION = `The public REST API of Tessera.
 Every error is an RFC 9457 problem (\`application/problem+json\`) whose \`type\` names it; each
 operation lists the problems it may answer, by status. Besides its own, every operation may answer
 400 (the request does not match it; \`errors\` names each bad field), 401 (a credential was presented
-and refused, also on public operations), 408 (the request arrived too slowly), 413 and 415 (operations with a body), 429 and 503 (with
-\`Retry-After\`), 431 and 500.
+and refused, also on public operations), 408 (the request arrived too slowly), 413 and 415 (a body
+over the size limit, or not JSON, on any request), 429 and 503 (with \`Retry-After\`), 431 and 500.
 
 A path that no operation has is answered 404 (\`/problems/route-not-found\`); a path with another
 method than the request's is answered 405 (\`/problems/method-not-allowed\`) with an \`Allow\` header:
@@ -193,13 +190,10 @@ const isDecodeError = (schema: Json) => schema?.$ref === refTo("HttpApiDecodeErr
 /** Every error response as a problem, with its headers; none the server does not send. */
 const describeErrors = (spec: Json, operation: Json) => {
   const responses: Record<string, Json> = operation.responses
-  const hasBody = operation.requestBody !== undefined
+  // 413 and 415 stay on every operation: any request may carry a body, and the edge refuses one
+  // over the limit or not JSON before it looks further (a DELETE with a form body is 415).
   for (const [status, response] of Object.entries(responses)) {
     if (Number(status) < 400) continue
-    if (BODY_ONLY.has(status) && !hasBody) {
-      delete responses[status]
-      continue
-    }
     const members = Object.values<Json>(response.content ?? {})
       .flatMap((media) => alternatives(media.schema))
       .filter((schema) => schema !== undefined && !isDecodeError(schema))
