@@ -2,10 +2,11 @@
  * Inventory through its public client, in process, on PostgreSQL and on embedded PostgreSQL,
  * with the catalog stubbed: a product exists when the stub knows it.
  */
-import { DateTime, Effect, Either } from "effect"
+import { Effect, Either } from "effect"
 import { expect, it } from "vitest"
 import * as TestHost from "../../runtime/testing/TestHost.ts"
-import { CatalogClient, type Currency, Product, ProductId, ProductNotFound, type Sku } from "../catalog/index.ts"
+import { ProductId, ProductNotFound } from "../catalog/index.ts"
+import { catalog, product } from "./CatalogStub.ts"
 import {
   InventoryClient,
   MAX_UNITS,
@@ -17,28 +18,8 @@ import {
 } from "./InventoryApi.ts"
 import { InventoryModule } from "./InventoryModule.ts"
 
-const known = new Set<string>()
-const product = () => {
-  const id = ProductId.make(crypto.randomUUID())
-  known.add(id)
-  return id
-}
 const reservation = () => `r-${crypto.randomUUID()}` as ReservationId
 
-const catalog = TestHost.stub(CatalogClient, {
-  get: ({ id }) =>
-    known.has(id)
-      ? Effect.succeed(new Product({
-        id,
-        sku: "SKU" as Sku,
-        name: "Stub",
-        description: "",
-        priceCents: 1,
-        currency: "EUR" as Currency,
-        createdAt: DateTime.unsafeNow()
-      }))
-      : Effect.fail(new ProductNotFound({ productId: id }))
-})
 
 TestHost.describeOnDatabases("inventory", (database) => TestHost.layer([InventoryModule], database, [catalog]), (run) => {
   const inventory = <A, E>(f: (client: InventoryClient["Type"]) => Effect.Effect<A, E>) =>

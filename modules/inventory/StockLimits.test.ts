@@ -4,10 +4,11 @@
  * boundary quantities, from states at the boundary, answers a value or a declared error (never a
  * defect), keeps the bound, and leaves every held reservation releasable.
  */
-import { DateTime, Effect, Exit, Option, Schema } from "effect"
+import { Effect, Exit, Option, Schema } from "effect"
 import { expect, it } from "vitest"
 import * as TestHost from "../../runtime/testing/TestHost.ts"
-import { CatalogClient, type Currency, Product, ProductId, ProductNotFound, type Sku } from "../catalog/index.ts"
+import type { ProductId } from "../catalog/index.ts"
+import { catalog, product } from "./CatalogStub.ts"
 import {
   InventoryClient,
   InventoryRpcs,
@@ -18,30 +19,7 @@ import {
 } from "./InventoryApi.ts"
 import { InventoryModule } from "./InventoryModule.ts"
 
-const known = new Set<string>()
-const product = () => {
-  const id = ProductId.make(crypto.randomUUID())
-  known.add(id)
-  return id
-}
 const reservation = () => `limits-${crypto.randomUUID()}` as ReservationId
-
-const catalog = TestHost.stub(CatalogClient, {
-  get: ({ id }) =>
-    known.has(id)
-      ? Effect.succeed(
-        new Product({
-          id,
-          sku: "SKU" as Sku,
-          name: "Stub",
-          description: "",
-          priceCents: 1,
-          currency: "EUR" as Currency,
-          createdAt: DateTime.unsafeNow()
-        })
-      )
-      : Effect.fail(new ProductNotFound({ productId: id }))
-})
 
 /** The quantities at the edges of `Quantity` (1..MAX_UNITS) and just outside them. */
 const QUANTITIES = [0, 1, MAX_UNITS - 1, MAX_UNITS, MAX_UNITS + 1] as const

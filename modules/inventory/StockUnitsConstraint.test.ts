@@ -11,7 +11,6 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Database from "../../runtime/db/Database.ts"
-import { EmbeddedPostgres } from "../../runtime/db/EmbeddedPostgres.ts"
 import * as PgError from "../../runtime/db/PgError.ts"
 import * as Services from "../../runtime/testing/Services.ts"
 import { MAX_UNITS } from "./InventoryApi.ts"
@@ -45,9 +44,7 @@ describe(`inventory's stock bound on ${name}`, () => {
 
   beforeAll(async () => {
     database = await (acquire as () => Promise<Services.TestDatabase>)()
-    runtime = ManagedRuntime.make(
-      (database.database._tag === "Embedded" ? EmbeddedPostgres.layer.pipe(Layer.provide(config())) : Layer.empty) as Layer.Layer<never>
-    )
+    runtime = Services.runtimeOn(database, config())
     await runtime.runtime()
   })
   afterAll(async () => {

@@ -11,7 +11,6 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Services from "../testing/Services.ts"
 import * as Database from "./Database.ts"
-import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import * as PgError from "./PgError.ts"
 
 const migrations = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-migrations-"))
@@ -49,9 +48,7 @@ for (const { acquire, name } of await Services.databases()) {
 
     beforeAll(async () => {
       database = await acquire()
-      runtime = ManagedRuntime.make(
-        (database.database._tag === "Embedded" ? EmbeddedPostgres.layer.pipe(Layer.provide(config())) : Layer.empty) as Layer.Layer<never>
-      )
+      runtime = Services.runtimeOn(database, config())
       // Start the embedded database here: under load it takes longer than a test may.
       await runtime.runtime()
     })

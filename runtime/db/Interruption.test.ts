@@ -14,7 +14,6 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Services from "../testing/Services.ts"
 import * as Database from "./Database.ts"
-import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 
 const migrations = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-interruption-"))
 fs.mkdirSync(path.join(migrations, "pool"), { recursive: true })
@@ -101,9 +100,7 @@ for (const { acquire, name } of await Services.databases()) {
     beforeAll(async () => {
       database = await acquire()
       size = database.database._tag === "Postgres" ? POOL : 1
-      runtime = ManagedRuntime.make(
-        (database.database._tag === "Embedded" ? EmbeddedPostgres.layer.pipe(Layer.provide(config())) : Layer.empty) as Layer.Layer<never>
-      )
+      runtime = Services.runtimeOn(database, config())
       await runtime.runtime()
     })
     afterAll(async () => {

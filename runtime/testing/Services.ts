@@ -6,12 +6,13 @@
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted } from "effect"
+import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import * as net from "node:net"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { EmbeddedPostgres } from "../db/EmbeddedPostgres.ts"
 
 export type Found<A> = { readonly ok: true; readonly value: A } | { readonly ok: false; readonly reason: string }
 
@@ -129,3 +130,13 @@ export const databases = async (): Promise<ReadonlyArray<{ readonly name: string
     }
   ]
 }
+
+/**
+ * A runtime for a suite on `database`: with the embedded database started in it (configured by
+ * `config`) when the suite runs on one. Start it in `beforeAll` (`runtime.runtime()`): under load
+ * the embedded database takes longer to start than a test may.
+ */
+export const runtimeOn = (database: TestDatabase, config: Layer.Layer<never>): ManagedRuntime.ManagedRuntime<never, unknown> =>
+  ManagedRuntime.make(
+    (database.database._tag === "Embedded" ? EmbeddedPostgres.layer.pipe(Layer.provide(config)) : Layer.empty) as Layer.Layer<never>
+  )
