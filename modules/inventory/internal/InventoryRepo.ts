@@ -1,6 +1,7 @@
 /** SQL over the inventory schema. Database failures become defects here. */
 import { SqlClient, SqlError } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
+import * as PgError from "../../../runtime/db/PgError.ts"
 import type { ProductId } from "../../catalog/index.ts"
 import { MAX_UNITS, type ReservationId, ReservationLine, ReservationStatus } from "../InventoryApi.ts"
 
@@ -26,7 +27,7 @@ export class InventoryRepo extends Effect.Service<InventoryRepo>()("inventory/In
         sql`SELECT available, reserved FROM stock WHERE product_id = ${productId}`.pipe(
           Effect.flatMap(decodeLevels),
           Effect.map(first),
-          Effect.orDie
+          PgError.orDie
         ),
 
       /**
@@ -38,52 +39,52 @@ export class InventoryRepo extends Effect.Service<InventoryRepo>()("inventory/In
             ON CONFLICT (product_id) DO UPDATE
               SET available = s.available + EXCLUDED.available, updated_at = now()
               WHERE s.available::bigint + s.reserved + EXCLUDED.available <= ${MAX_UNITS}
-            RETURNING available, reserved`.pipe(Effect.flatMap(decodeLevels), Effect.map(first), Effect.orDie),
+            RETURNING available, reserved`.pipe(Effect.flatMap(decodeLevels), Effect.map(first), PgError.orDie),
 
       /** Moves units from available to reserved; `false` when too few are available. */
       hold: (productId: ProductId, quantity: number) =>
         sql`UPDATE stock SET available = available - ${quantity}, reserved = reserved + ${quantity}, updated_at = now()
             WHERE product_id = ${productId} AND available >= ${quantity}
-            RETURNING product_id`.pipe(Effect.map((rows) => rows.length === 1), Effect.orDie),
+            RETURNING product_id`.pipe(Effect.map((rows) => rows.length === 1), PgError.orDie),
 
       /** Moves held units back to available. */
       unhold: (productId: ProductId, quantity: number) =>
         sql`UPDATE stock SET available = available + ${quantity}, reserved = reserved - ${quantity}, updated_at = now()
-            WHERE product_id = ${productId}`.pipe(Effect.asVoid, Effect.orDie),
+            WHERE product_id = ${productId}`.pipe(Effect.asVoid, PgError.orDie),
 
       /** Held units leave the stock. */
       remove: (productId: ProductId, quantity: number) =>
         sql`UPDATE stock SET reserved = reserved - ${quantity}, updated_at = now()
-            WHERE product_id = ${productId}`.pipe(Effect.asVoid, Effect.orDie),
+            WHERE product_id = ${productId}`.pipe(Effect.asVoid, PgError.orDie),
 
       /** Records a new reservation; `false` when the id is taken (after any writer of it commits). */
       insertReservation: (reservationId: ReservationId, status: ReservationStatus) =>
         sql`INSERT INTO reservations (reservation_id, status) VALUES (${reservationId}, ${status})
             ON CONFLICT (reservation_id) DO NOTHING
-            RETURNING reservation_id`.pipe(Effect.map((rows) => rows.length === 1), Effect.orDie),
+            RETURNING reservation_id`.pipe(Effect.map((rows) => rows.length === 1), PgError.orDie),
 
       insertLines: (reservationId: ReservationId, lines: ReadonlyArray<ReservationLine>) =>
         sql`INSERT INTO reservation_lines ${
           sql.insert(lines.map((line) => ({ reservation_id: reservationId, product_id: line.productId, quantity: line.quantity })))
-        }`.pipe(Effect.asVoid, Effect.orDie),
+        }`.pipe(Effect.asVoid, PgError.orDie),
 
       /** The reservation's status, locking its row until the transaction ends. */
       lockReservation: (reservationId: ReservationId) =>
         sql`SELECT status FROM reservations WHERE reservation_id = ${reservationId} FOR UPDATE`.pipe(
           Effect.flatMap(decodeStatus),
           Effect.map((rows) => Option.map(first(rows), (row) => row.status)),
-          Effect.orDie
+          PgError.orDie
         ),
 
       setStatus: (reservationId: ReservationId, status: ReservationStatus) =>
         sql`UPDATE reservations SET status = ${status}, updated_at = now() WHERE reservation_id = ${reservationId}`.pipe(
           Effect.asVoid,
-          Effect.orDie
+          PgError.orDie
         ),
 
       lines: (reservationId: ReservationId) =>
         sql`SELECT product_id AS "productId", quantity FROM reservation_lines
-            WHERE reservation_id = ${reservationId} ORDER BY product_id`.pipe(Effect.flatMap(decodeLines), Effect.orDie)
+            WHERE reservation_id = ${reservationId} ORDER BY product_id`.pipe(Effect.flatMap(decodeLines), PgError.orDie)
     } as const
   })
 }) {}
