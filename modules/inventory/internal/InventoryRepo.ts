@@ -20,7 +20,7 @@ export class InventoryRepo extends Effect.Service<InventoryRepo>()("inventory/In
       /** Runs `effect` in one transaction; a database failure is a defect. */
       transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         sql.withTransaction(effect).pipe(
-          Effect.catchIf((error): error is SqlError.SqlError => error instanceof SqlError.SqlError, Effect.die)
+          Effect.catchIf((error): error is SqlError.SqlError => error instanceof SqlError.SqlError, PgError.die)
         ),
 
       levels: (productId: ProductId) =>
