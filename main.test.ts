@@ -966,6 +966,24 @@ describe("the tessera command", () => {
   })
 })
 
+describe("configuration", () => {
+  it("takes an empty variable as unset: DATABASE_URL= migrates the embedded database", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-empty-env-"))
+    try {
+      const command = Processes.spawnCommand(["migrate"], {
+        DATABASE_URL: "",
+        TESSERA_DATA_DIR: dataDir,
+        TESSERA_MODULES: "",
+        TESSERA_RATE_LIMIT: " "
+      })
+      expect(await command.exited, command.output()).toBe(0)
+      expect(command.output()).toContain("migrated: catalog, inventory, identity")
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
+
 describe("embedded PostgreSQL", () => {
   it("keeps the data across a restart", async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-restart-"))

@@ -10,6 +10,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Layer } from "effect"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
+import * as Environment from "./Environment.ts"
 import * as Host from "./Host.ts"
 import * as JsonLogger from "./observability/JsonLogger.ts"
 import type { Module } from "./Module.ts"
@@ -65,14 +66,16 @@ const summary = (cause: Cause.Cause<unknown>): string => {
 }
 
 /**
- * Runs the CLI on `process.argv` until it finishes or the process is signalled. A failure is
- * logged once, as a fatal JSON line, and the process exits with 1.
+ * Runs the CLI on `process.argv` until it finishes or the process is signalled, configured by
+ * the environment (an empty variable counts as unset: `Environment.ts`). A failure is logged
+ * once, as a fatal JSON line, and the process exits with 1.
  */
 export const main = (modules: ReadonlyArray<Module.Any>) =>
   Command.run(command(modules), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
     ),
+    Effect.withConfigProvider(Environment.configProvider()),
     Effect.provide(NodeContext.layer),
     Effect.provide(JsonLogger.layer),
     NodeRuntime.runMain({ disablePrettyLogger: true, disableErrorReporting: true })
