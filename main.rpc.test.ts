@@ -156,17 +156,30 @@ describe.each(modules.map((m) => [m.name, m] as const))("every rpc of %s, agains
 const postgres = await Services.findPostgres()
 
 describe("a process serving /rpc/inventory (tessera serve)", () => {
-  it.runIf(postgres.ok)("answers the frame of issue 9 (a 10 KB payload nested 5,000 deep) with a defect, and lives on", async () => {
-    if (!postgres.ok) return
-    const db = await Services.createDatabase(postgres.value)
+  /**
+   * Runs `test` against a live `tessera serve` hosting inventory alone (catalog placed where
+   * nothing answers) on a fresh database, with `env` added; stops it and drops the database after.
+   */
+  const withInventory = async (env: Record<string, string>, test: (server: Processes.Server) => Promise<void>) => {
+    const db = await Services.createDatabase((postgres as { value: string }).value)
     const server = Processes.spawnServer(await Processes.freePort(), {
       DATABASE_URL: db.url,
       TESSERA_MODULES: "inventory",
       TESSERA_PEERS: `catalog=http://127.0.0.1:${await Processes.freePort()}`,
-      TESSERA_SERVICE_SECRET: Redacted.value(secret)
+      TESSERA_SERVICE_SECRET: Redacted.value(secret),
+      ...env
     })
     try {
       await until(async () => (await fetch(`${server.url}/health/live`).catch(() => undefined))?.status === 200, server)
+      await test(server)
+    } finally {
+      await server.stop()
+      await db.drop()
+    }
+  }
+
+  it.runIf(postgres.ok)("answers the frame of issue 9 (a 10 KB payload nested 5,000 deep) with a defect, and lives on", async () => {
+    await withInventory({}, async (server) => {
       const peer = await RawPeer.connect(server.url, "inventory", secret)
       const frame = `[{"i":1,"t":"get","p":{"productId":${RawPeer.nestedArrays(5_000)}}}]`
       expect(frame.length).toBeGreaterThan(10_000)
@@ -184,26 +197,12 @@ describe("a process serving /rpc/inventory (tessera serve)", () => {
       expect(server.process.exitCode).toBeNull()
       peer.ws.close()
       other.ws.close()
-    } finally {
-      await server.stop()
-      await db.drop()
-    }
+    })
   }, 120_000)
 
   it.runIf(postgres.ok)("keeps an RPC connection open past the HTTP server's header, request and keep-alive timeouts", async () => {
-    if (!postgres.ok) return
-    const db = await Services.createDatabase(postgres.value)
-    const server = Processes.spawnServer(await Processes.freePort(), {
-      DATABASE_URL: db.url,
-      TESSERA_MODULES: "inventory",
-      TESSERA_PEERS: `catalog=http://127.0.0.1:${await Processes.freePort()}`,
-      TESSERA_SERVICE_SECRET: Redacted.value(secret),
-      TESSERA_HEADERS_TIMEOUT: "1 second",
-      TESSERA_REQUEST_TIMEOUT: "1 second",
-      TESSERA_KEEP_ALIVE_TIMEOUT: "1 second"
-    })
-    try {
-      await until(async () => (await fetch(`${server.url}/health/live`).catch(() => undefined))?.status === 200, server)
+    const timeouts = { TESSERA_HEADERS_TIMEOUT: "1 second", TESSERA_REQUEST_TIMEOUT: "1 second", TESSERA_KEEP_ALIVE_TIMEOUT: "1 second" }
+    await withInventory(timeouts, async (server) => {
       const peer = await RawPeer.connect(server.url, "inventory", secret)
       // Node checks its timeouts every second here (ServerLimits.ts): three checks pass.
       const closed = await Promise.race([peer.closed, new Promise((resolve) => setTimeout(() => resolve(undefined), 3_500))])
@@ -211,10 +210,7 @@ describe("a process serving /rpc/inventory (tessera serve)", () => {
       peer.send(JSON.stringify([{ i: 1, t: "commit", p: { reservationId: "r-1" } }]))
       expect(await peer.reply(1)).toMatchObject({ e: { _tag: "Fail", error: { _tag: "ReservationNotFound" } } })
       peer.ws.close()
-    } finally {
-      await server.stop()
-      await db.drop()
-    }
+    })
   }, 120_000)
 })
 

@@ -9,10 +9,11 @@
  * given back, for `TESSERA_DB_STALL_TIMEOUT` (`Gate.stalledFor`): something in this process
  * keeps them (a leak, or the embedded database, which runs in this process, not answering), and
  * a restart frees them. Readiness probes run a statement through the same pool, so a database
- * that stops answering keeps a connection held and shows here even without other traffic. A PostgreSQL server that is down or slow does not wedge the pool: its
- * connects fail, its statements time out, and connections change hands; liveness stays 200 and
- * readiness says 503, since restarting every process would not bring the server back (and
- * Kubernetes would restart-loop every pod).
+ * that stops answering keeps a connection held and shows here even without other traffic. A
+ * PostgreSQL server that is down or slow does not wedge the pool: its connects fail, its
+ * statements time out, and connections change hands; liveness stays 200 and readiness says 503,
+ * since restarting every process would not bring the server back (and Kubernetes would
+ * restart-loop every pod).
  */
 import { HttpApiBuilder, HttpMiddleware, HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
