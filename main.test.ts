@@ -90,15 +90,21 @@ interface Restartable {
 }
 
 /** Spawns a server into `servers[index]`, and makes it restartable on the same port. */
-const restartable = (servers: Array<Processes.Server>, index: number, port: number, env: Record<string, string>) => {
+const restartable = (
+  servers: Array<Processes.Server>,
+  index: number,
+  port: number,
+  env: Record<string, string>,
+  runtime: Processes.Runtime = "node"
+) => {
   env = { ...settings, ...env }
-  servers[index] = Processes.spawnServer(port, env)
+  servers[index] = Processes.spawnServer(port, env, runtime)
   return {
     stop: async () => {
       await servers[index]!.stop()
     },
     start: async () => {
-      servers[index] = Processes.spawnServer(port, env)
+      servers[index] = Processes.spawnServer(port, env, runtime)
       await startAll([servers[index]!])
     }
   }
@@ -115,6 +121,53 @@ const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
 
 const postgres = await Services.findPostgres()
 
+/** gateway, catalog and identity in one process on Node; inventory, with a database of its own, in another. */
+const twoProcesses = async (inventoryRuntime: Processes.Runtime): Promise<Deployment> => {
+  if (!postgres.ok) throw new Error(postgres.reason)
+  const shared = await Services.createDatabase(postgres.value)
+  const own = await Services.createDatabase(postgres.value)
+  const [front, back] = [await Processes.freePort(), await Processes.freePort()]
+  const servers: Array<Processes.Server> = []
+  servers[0] = Processes.spawnServer(front, {
+    ...settings,
+    DATABASE_URL: shared.url,
+    TESSERA_MODULES: "gateway,catalog,identity",
+    TESSERA_PEERS: `inventory=http://127.0.0.1:${back}`
+  })
+  const inventory = restartable(servers, 1, back, {
+    DATABASE_URL: shared.url,
+    TESSERA_INVENTORY_DATABASE_URL: own.url,
+    TESSERA_MODULES: "inventory",
+    TESSERA_PEERS: `catalog=http://127.0.0.1:${front}`
+  }, inventoryRuntime)
+  await startAll(servers)
+  return {
+    gateway: servers[0].url,
+    catalog: servers[0].url,
+    inventory: servers[1]!.url,
+    servers,
+    cleanup: async () => {
+      await shared.drop()
+      await own.drop()
+    },
+    alone: { inventory }
+  }
+}
+
+/** Every module in one process on embedded PostgreSQL, on `runtime`. */
+const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-e2e-"))
+  const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir }, runtime)
+  await startAll([server])
+  return {
+    gateway: server.url,
+    catalog: server.url,
+    inventory: server.url,
+    servers: [server],
+    cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
 const topologies: Record<string, (() => Promise<Deployment>) | string> = {
   "one process on PostgreSQL": postgres.ok
     ? async () => {
@@ -126,36 +179,11 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     : Services.unavailable("PostgreSQL", postgres.reason),
 
   "split across two processes, inventory with its own database": postgres.ok
-    ? async () => {
-      const shared = await Services.createDatabase(postgres.value)
-      const own = await Services.createDatabase(postgres.value)
-      const [front, back] = [await Processes.freePort(), await Processes.freePort()]
-      const servers: Array<Processes.Server> = []
-      servers[0] = Processes.spawnServer(front, {
-        ...settings,
-        DATABASE_URL: shared.url,
-        TESSERA_MODULES: "gateway,catalog,identity",
-        TESSERA_PEERS: `inventory=http://127.0.0.1:${back}`
-      })
-      const inventory = restartable(servers, 1, back, {
-        DATABASE_URL: shared.url,
-        TESSERA_INVENTORY_DATABASE_URL: own.url,
-        TESSERA_MODULES: "inventory",
-        TESSERA_PEERS: `catalog=http://127.0.0.1:${front}`
-      })
-      await startAll(servers)
-      return {
-        gateway: servers[0].url,
-        catalog: servers[0].url,
-        inventory: servers[1]!.url,
-        servers,
-        cleanup: async () => {
-          await shared.drop()
-          await own.drop()
-        },
-        alone: { inventory }
-      }
-    }
+    ? () => twoProcesses("node")
+    : Services.unavailable("PostgreSQL", postgres.reason),
+
+  "split across two processes, inventory on Deno with its own database": postgres.ok
+    ? () => twoProcesses("deno")
     : Services.unavailable("PostgreSQL", postgres.reason),
 
   "split across four processes: gateway, catalog, inventory, identity": postgres.ok
@@ -186,18 +214,9 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
-  "one process on embedded PostgreSQL": async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-e2e-"))
-    const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir })
-    await startAll([server])
-    return {
-      gateway: server.url,
-      catalog: server.url,
-      inventory: server.url,
-      servers: [server],
-      cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
-    }
-  }
+  "one process on embedded PostgreSQL": () => embedded("node"),
+
+  "one process on embedded PostgreSQL, on Deno": () => embedded("deno")
 }
 
 const json = async (response: Response) => ({ status: response.status, type: response.headers.get("content-type"), body: await response.json() as any })

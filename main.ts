@@ -2,8 +2,6 @@
  * The composition root: the modules this build contains, handed to the `tessera` CLI. The only
  * file that imports every module's declaration.
  */
-import * as fs from "node:fs"
-import { fileURLToPath } from "node:url"
 import { CatalogModule } from "./modules/catalog/CatalogModule.ts"
 import { IdentityModule } from "./modules/identity/IdentityModule.ts"
 import { InventoryModule } from "./modules/inventory/InventoryModule.ts"
@@ -12,7 +10,3 @@ import * as Cli from "./runtime/Cli.ts"
 export const modules = [CatalogModule, InventoryModule, IdentityModule]
 
 export const run = () => Cli.main(modules)
-
-const isEntryPoint = process.argv[1] !== undefined &&
-  fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
-if (isEntryPoint) run()

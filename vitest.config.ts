@@ -3,7 +3,8 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["**/*.test.ts"],
-    exclude: ["node_modules/**", ".tessera/**"],
+    exclude: ["node_modules/**", ".tessera/**", "dist/**"],
+    globalSetup: ["runtime/testing/release.globalSetup.ts"],
     testTimeout: 30_000,
     hookTimeout: 180_000,
     // Two cores: end-to-end suites start servers of their own.

@@ -2,12 +2,16 @@
  * Each module's migrations: `migrations/<module>/NNNN_name.sql`, applied in order by the
  * @effect/sql Migrator over the module's own client (so its objects land in its schema, owned by
  * its role) and recorded in `<module>.effect_sql_migrations`.
+ *
+ * A built release carries them in its code (`BundledMigrations.ts`); the source reads them from
+ * disk. `TESSERA_MIGRATIONS_DIR` makes either read a folder instead.
  */
 import { Migrator, SqlClient } from "@effect/sql"
-import { Config, Effect } from "effect"
+import { Config, Effect, Option } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { bundled } from "./BundledMigrations.ts"
 
 export const LEDGER = "effect_sql_migrations"
 
@@ -16,35 +20,47 @@ const FILE = /^(\d+)_([A-Za-z0-9_-]+)\.sql$/
 export interface MigrationFile {
   readonly id: number
   readonly name: string
-  readonly path: string
+  /** Where it came from, for messages: a path, or the release's bundle. */
+  readonly source: string
+  readonly sql: Effect.Effect<string>
 }
 
-/** Where the `migrations/` tree is: `TESSERA_MIGRATIONS_DIR`, else the one beside `runtime/`. */
-export const directory = Config.string("TESSERA_MIGRATIONS_DIR").pipe(
-  Config.withDefault(fileURLToPath(new URL("../../migrations", import.meta.url)))
-)
+/** A `migrations/` folder to read instead of the migrations the build carries. */
+export const directory = Config.option(Config.string("TESSERA_MIGRATIONS_DIR"))
+
+/** The `migrations/` tree of the source checkout, beside `runtime/`. */
+const sourceDirectory = () => fileURLToPath(new URL("../../migrations", import.meta.url))
 
 const failed = (message: string, cause?: unknown) =>
   new Migrator.MigrationError({ reason: "failed", message, cause })
 
-/** The module's migration files in id order; a folder that is missing means none. */
+/** The module's migrations in id order, from the bundle or a folder; a folder that is missing means none. */
 export const files = (module: string) =>
   Effect.gen(function*() {
-    const dir = path.join(path.resolve(yield* directory), module)
-    const names = yield* Effect.tryPromise({
-      try: () => fs.readdir(dir),
-      catch: (cause) => failed(`cannot read ${dir}`, cause)
-    }).pipe(
-      Effect.catchIf((e) => (e.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT", () => Effect.succeed([]))
-    )
+    const folder = yield* directory
     const found: Array<MigrationFile> = []
-    for (const name of names) {
-      const match = FILE.exec(name)
-      if (match === null) {
-        if (name.endsWith(".sql")) return yield* failed(`${dir}/${name} is not named NNNN_name.sql`)
-        continue
+    if (Option.isNone(folder) && bundled !== undefined) {
+      for (const migration of bundled.filter((m) => m.module === module)) {
+        const match = FILE.exec(migration.file)!
+        found.push({ id: Number(match[1]), name: match[2]!, source: `${module}/${migration.file} (bundled)`, sql: Effect.succeed(migration.sql) })
       }
-      found.push({ id: Number(match[1]), name: match[2]!, path: path.join(dir, name) })
+    } else {
+      const dir = path.join(path.resolve(Option.getOrElse(folder, sourceDirectory)), module)
+      const names = yield* Effect.tryPromise({
+        try: () => fs.readdir(dir),
+        catch: (cause) => failed(`cannot read ${dir}`, cause)
+      }).pipe(
+        Effect.catchIf((e) => (e.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT", () => Effect.succeed([]))
+      )
+      for (const name of names) {
+        const match = FILE.exec(name)
+        if (match === null) {
+          if (name.endsWith(".sql")) return yield* failed(`${dir}/${name} is not named NNNN_name.sql`)
+          continue
+        }
+        const file = path.join(dir, name)
+        found.push({ id: Number(match[1]), name: match[2]!, source: file, sql: Effect.promise(() => fs.readFile(file, "utf8")) })
+      }
     }
     found.sort((a, b) => a.id - b.id)
     const duplicate = found.find((file, i) => i > 0 && found[i - 1]!.id === file.id)
@@ -57,9 +73,7 @@ const loader = (migrations: ReadonlyArray<MigrationFile>): Migrator.Loader =>
     migrations.map((file): Migrator.ResolvedMigration => [
       file.id,
       file.name,
-      Effect.promise(() => fs.readFile(file.path, "utf8")).pipe(
-        Effect.map((text) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text)))
-      )
+      Effect.map(file.sql, (text) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text)))
     ])
   )
 

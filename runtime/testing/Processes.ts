@@ -1,5 +1,6 @@
 /**
- * Starts `tessera serve` processes from this build for end-to-end tests, and stops them.
+ * Starts `tessera` processes of the built release (`dist/tessera.mjs`, built before the tests by
+ * `release.globalSetup.ts`) for end-to-end tests, on Node or on Deno, and stops them.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
@@ -33,14 +34,31 @@ export const freePort = () =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Spawns `main.ts serve` with `env` on `port`, without waiting for it. */
-export const spawnServer = (port: number, env: Record<string, string | undefined>): Server =>
-  spawnCommand(["serve"], { ...env, PORT: String(port) }, port)
+/** What runs the release. */
+export type Runtime = "node" | "deno"
 
-/** Spawns `main.ts <args>` (the `tessera` command) with `env`. */
-export const spawnCommand = (args: ReadonlyArray<string>, env: Record<string, string | undefined>, port = 0): Server => {
+export const RELEASE = path.join(root, "dist", "tessera.mjs")
+
+/** The command line that runs the release's `tessera <args>` on `runtime`. */
+export const commandLine = (runtime: Runtime, args: ReadonlyArray<string>): [string, Array<string>] =>
+  runtime === "node"
+    ? [process.execPath, [RELEASE, ...args]]
+    : [path.join(root, "node_modules", ".bin", "deno"), ["run", "-A", RELEASE, ...args]]
+
+/** Spawns `tessera serve` with `env` on `port`, without waiting for it. */
+export const spawnServer = (port: number, env: Record<string, string | undefined>, runtime: Runtime = "node"): Server =>
+  spawnCommand(["serve"], { ...env, PORT: String(port) }, port, runtime)
+
+/** Spawns `tessera <args>` with `env`. */
+export const spawnCommand = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string | undefined>,
+  port = 0,
+  runtime: Runtime = "node"
+): Server => {
   let output = ""
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "main.ts"), ...args], {
+  const [command, argv] = commandLine(runtime, args)
+  const child = spawn(command, argv, {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"]
