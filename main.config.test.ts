@@ -50,6 +50,17 @@ describe("tessera config", () => {
     // The table is printed too, each refused value marked.
     expect(command.output()).toMatch(/^PORT\s+environment \(invalid\)\s+abc$/m)
   }, 60_000)
+
+  it("does the same on Deno", async () => {
+    const command = Processes.spawnCommand(["config"], { PORT: "abc", TESSERA_SERVICE_SECRET: "hunter2" }, 0, "deno")
+    expect(await command.exited, command.output()).toBe(1)
+    expect(command.output()).toMatch(/^TESSERA_SERVICE_SECRET\s+environment \(invalid\)\s+<redacted>$/m)
+    expect(command.output()).not.toContain("hunter2")
+    expect(fatal(command.output()).map((l) => l.message)).toEqual([
+      'tessera stopped: invalid configuration: PORT: expected a port number (1-65535), got "abc"; ' +
+      "TESSERA_SERVICE_SECRET: expected at least 32 characters (for example: openssl rand -base64 48), got 7 characters"
+    ])
+  }, 60_000)
 })
 
 describe("a start with a bad value", () => {

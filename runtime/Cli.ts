@@ -86,7 +86,12 @@ const summary = (cause: Cause.Cause<unknown>): string => {
 export const main = (modules: ReadonlyArray<Module.Any>) =>
   Command.run(command(modules), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
     Effect.tapErrorCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
+      Cause.isInterruptedOnly(cause)
+        ? Effect.void
+        // A refused configuration says all there is in its message: its stack would be noise.
+        : Cause.squash(cause) instanceof Setting.InvalidConfiguration
+        ? Effect.logFatal(`tessera stopped: ${summary(cause)}`)
+        : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
     ),
     Effect.withConfigProvider(Environment.configProvider()),
     Effect.provide(NodeContext.layer),

@@ -148,11 +148,9 @@ describe("README's configuration table", () => {
     const cells = line.split("|").map((c) => c.trim())
     return { names: [...cells[1]!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!), default: cells[2]!.replace(/^`|`$/g, "") }
   })
-  const MODULE_URL = "TESSERA_<MODULE>_DATABASE_URL"
-  const documented = (name: string) => /^TESSERA_[A-Z]+_DATABASE_URL$/.test(name) && name !== "TESSERA_DATABASE_URL" &&
-      modules.some((m) => name === `TESSERA_${m.name.toUpperCase()}_DATABASE_URL`)
-    ? MODULE_URL
-    : name
+  /** The table documents the per-module database URLs in one row. */
+  const moduleUrls = new Set(modules.map((m) => Settings.moduleDatabaseUrl(m.name).name))
+  const documented = (name: string) => moduleUrls.has(name) ? "TESSERA_<MODULE>_DATABASE_URL" : name
 
   it("documents every registered setting, and nothing else, with its default", () => {
     const table = new Map(rows.flatMap((row) => row.names.map((name) => [name, row.default] as const)))
