@@ -1,8 +1,10 @@
 import { Config, Effect, Either, Option, Redacted } from "effect"
 import * as fs from "node:fs"
+import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import { modules } from "../main.ts"
 import * as Environment from "./Environment.ts"
+import * as ModuleBorder from "./ModuleBorder.ts"
 import * as Setting from "./Setting.ts"
 import * as Settings from "./Settings.ts"
 import * as Samples from "./testing/SettingSamples.ts"
@@ -37,6 +39,15 @@ describe("the registry of settings", () => {
       for (const s of m.settings) expect(names).toContain(s.name)
     }
     expect(names).toContain("TESSERA_ADMIN_PASSWORD")
+  })
+
+  it("is the only way code reads the environment: no Config primitive outside Setting.ts", () => {
+    const tree = ModuleBorder.readTree(fileURLToPath(new URL("..", import.meta.url)))
+    const primitive = /\bConfig\.(string|integer|number|port|duration|boolean|redacted|secret|url|literal|date|logLevel|nonEmptyString|array|chunk|hashSet|hashMap)\(/
+    const readers = [...tree].filter(([file, source]) =>
+      !file.endsWith(".test.ts") && !file.startsWith("bench/") && !file.startsWith("runtime/testing/") && primitive.test(source)
+    ).map(([file]) => file)
+    expect(readers).toEqual(["runtime/Setting.ts"])
   })
 
   it("accepts the configuration of an unset environment", async () => {
