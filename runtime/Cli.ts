@@ -4,6 +4,9 @@
  *     tessera serve      run the modules TESSERA_MODULES names (what `npm start` runs)
  *     tessera migrate    apply the hosted modules' migrations, then exit
  *     tessera topology   print which module runs where, and exit
+ *     tessera config     print every setting, its value (secrets redacted) and its source
+ *
+ * Each first checks the whole configuration (Settings.ts): a bad value stops it, named.
  */
 import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -14,6 +17,8 @@ import * as Environment from "./Environment.ts"
 import * as Host from "./Host.ts"
 import * as JsonLogger from "./observability/JsonLogger.ts"
 import type { Module } from "./Module.ts"
+import * as Setting from "./Setting.ts"
+import * as Settings from "./Settings.ts"
 import * as Topology from "./Topology.ts"
 
 /** One line per module: where it runs as seen from this process, and what it calls. */
@@ -32,7 +37,9 @@ export const describe = (modules: ReadonlyArray<Module.Any>, topology: Topology.
 }
 
 export const command = (modules: ReadonlyArray<Module.Any>) => {
-  const topology = Topology.fromConfig(Host.nodes(modules))
+  const settings = Settings.registry(modules)
+  const check = Setting.check(settings, Settings.rules)
+  const topology = Effect.zipRight(check, Topology.fromConfig(Host.nodes(modules)))
 
   const serve = Command.make("serve", {}, () =>
     Effect.gen(function*() {
@@ -56,7 +63,13 @@ export const command = (modules: ReadonlyArray<Module.Any>) => {
       Command.withDescription("Print which module runs where (TESSERA_MODULES, TESSERA_PEERS)")
     )
 
-  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show]))
+  const config = Command.make("config", {}, () =>
+    Effect.gen(function*() {
+      yield* Console.log(Setting.table(yield* Setting.report(settings)))
+      yield* check
+    })).pipe(Command.withDescription("Print every setting, its value (secrets redacted) and where it came from"))
+
+  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show, config]))
 }
 
 /** What went wrong, in one line: the first failure's message (a startup error names its cause). */
@@ -73,7 +86,12 @@ const summary = (cause: Cause.Cause<unknown>): string => {
 export const main = (modules: ReadonlyArray<Module.Any>) =>
   Command.run(command(modules), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
     Effect.tapErrorCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
+      Cause.isInterruptedOnly(cause)
+        ? Effect.void
+        // A refused configuration says all there is in its message: its stack would be noise.
+        : Cause.squash(cause) instanceof Setting.InvalidConfiguration
+        ? Effect.logFatal(`tessera stopped: ${summary(cause)}`)
+        : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
     ),
     Effect.withConfigProvider(Environment.configProvider()),
     Effect.provide(NodeContext.layer),

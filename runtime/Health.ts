@@ -17,10 +17,11 @@
  */
 import { HttpApiBuilder, HttpMiddleware, HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Config, Duration, Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type { Hosted } from "./Host.ts"
 import * as Migrations from "./db/Migrations.ts"
 import type { Location } from "./Topology.ts"
+import * as Settings from "./Settings.ts"
 
 export interface ModuleHealth {
   readonly name: string
@@ -50,7 +51,7 @@ export const moduleStatus = ({ database }: Hosted) =>
 export const moduleStall = ({ database }: Hosted) =>
   database === undefined ? Effect.succeed(Duration.zero) : database.gate.stalledFor
 
-const stallTimeout = Config.duration("TESSERA_DB_STALL_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30)))
+const stallTimeout = Settings.dbStallTimeout.config
 
 /** A peer is up when its `/health/live` answers 200. */
 const peerStatus = (url: string) =>

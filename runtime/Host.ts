@@ -11,7 +11,7 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { Context, Duration, Effect, Layer, Option } from "effect"
 import { IncomingMessage } from "node:http"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
@@ -22,6 +22,7 @@ import * as Health from "./Health.ts"
 import type { Module } from "./Module.ts"
 import * as ServiceCredential from "./security/ServiceCredential.ts"
 import * as ServerLimits from "./ServerLimits.ts"
+import * as Settings from "./Settings.ts"
 import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
@@ -175,11 +176,11 @@ export const make = (
 export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
-      const port = yield* Config.port("PORT").pipe(Config.withDefault(8080))
+      const port = yield* Settings.port.config
       const edge = yield* Edge.settings
       const limits = yield* ServerLimits.settings
-      const grace = yield* Config.duration("TESSERA_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
-      const tracing = yield* Config.boolean("TESSERA_RPC_TRACING").pipe(Config.withDefault(true))
+      const grace = yield* Settings.shutdownGrace.config
+      const tracing = yield* Settings.rpcTracing.config
       const maxFrameBytes = yield* Wire.maxFrameBytesFromConfig
       const embedded = yield* needsEmbedded(modules, topology)
       const secret = Option.getOrUndefined(yield* ServiceCredential.secretFromConfig)

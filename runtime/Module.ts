@@ -8,6 +8,7 @@ import type { Rpc, RpcClient, RpcClientError, RpcGroup } from "@effect/rpc"
 import type { SqlClient } from "@effect/sql"
 import { Context, type Layer } from "effect"
 import type { Authenticator } from "./gateway/Auth.ts"
+import type { Setting } from "./Setting.ts"
 
 /** The Tag through which any code calls a module, wherever the module runs. */
 export interface ModuleClient<Self, Name extends string, Rpcs extends Rpc.Any>
@@ -58,6 +59,8 @@ export interface Module<
   readonly http?: ModuleHttp
   /** `false` for a module that keeps no data: it gets no schema, role or SQL client. */
   readonly database: boolean
+  /** The module's own settings: checked at start and printed by `tessera config` with the runtime's. */
+  readonly settings: ReadonlyArray<Setting.Any>
 }
 
 export declare namespace Module {
@@ -79,11 +82,13 @@ export const make = <
   readonly calls?: Calls
   readonly http?: ModuleHttp
   readonly database?: boolean
+  readonly settings?: ReadonlyArray<Setting.Any>
 }): Module<Name, Rpcs, Calls> => ({
   name: declaration.client.module,
   client: declaration.client,
   handlers: declaration.handlers,
   calls: declaration.calls ?? ([] as unknown as Calls),
   database: declaration.database ?? true,
+  settings: declaration.settings ?? [],
   ...(declaration.http ? { http: declaration.http } : {})
 })

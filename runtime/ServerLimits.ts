@@ -18,6 +18,7 @@ import { Config, Duration } from "effect"
 import * as http from "node:http"
 import type * as net from "node:net"
 import * as Problem from "./gateway/Problem.ts"
+import * as Declared from "./Settings.ts"
 
 export interface Settings {
   readonly headersTimeout: Duration.Duration
@@ -30,35 +31,15 @@ export interface Settings {
   readonly maxConnectionsPerAddress: number
 }
 
-const positive = (name: string) => ({ message: `${name} must be more than 0`, validation: (d: Duration.Duration) => Duration.toMillis(d) > 0 })
-const atLeastZero = (name: string) => ({ message: `${name} must be 0 (no limit) or more`, validation: (n: number) => n >= 0 })
-
 export const settings: Config.Config<Settings> = Config.all({
-  headersTimeout: Config.duration("TESSERA_HEADERS_TIMEOUT").pipe(
-    Config.withDefault(Duration.seconds(10)),
-    Config.validate(positive("TESSERA_HEADERS_TIMEOUT"))
-  ),
-  requestTimeout: Config.duration("TESSERA_REQUEST_TIMEOUT").pipe(
-    Config.withDefault(Duration.seconds(30)),
-    Config.validate(positive("TESSERA_REQUEST_TIMEOUT"))
-  ),
-  keepAliveTimeout: Config.duration("TESSERA_KEEP_ALIVE_TIMEOUT").pipe(
-    Config.withDefault(Duration.seconds(5)),
-    Config.validate(positive("TESSERA_KEEP_ALIVE_TIMEOUT"))
-  ),
-  maxHeaderBytes: Config.integer("TESSERA_MAX_HEADER_BYTES").pipe(
-    Config.withDefault(16 * 1024),
-    Config.validate({ message: "TESSERA_MAX_HEADER_BYTES must be at least 1024", validation: (n) => n >= 1024 })
-  ),
-  maxConnections: Config.integer("TESSERA_MAX_CONNECTIONS").pipe(
-    Config.withDefault(10_000),
-    Config.validate(atLeastZero("TESSERA_MAX_CONNECTIONS"))
-  ),
-  maxConnectionsPerAddress: Config.integer("TESSERA_MAX_CONNECTIONS_PER_ADDRESS").pipe(
-    Config.withDefault(256),
-    Config.validate(atLeastZero("TESSERA_MAX_CONNECTIONS_PER_ADDRESS"))
-  )
+  headersTimeout: Declared.headersTimeout.config,
+  requestTimeout: Declared.requestTimeout.config,
+  keepAliveTimeout: Declared.keepAliveTimeout.config,
+  maxHeaderBytes: Declared.maxHeaderBytes.config,
+  maxConnections: Declared.maxConnections.config,
+  maxConnectionsPerAddress: Declared.maxConnectionsPerAddress.config
 }).pipe(
+  // The rule is Settings.rules' (checked at start); read on its own too, these do not break it.
   Config.validate({
     message: "TESSERA_HEADERS_TIMEOUT must not be longer than TESSERA_REQUEST_TIMEOUT",
     validation: (s) => Duration.lessThanOrEqualTo(s.headersTimeout, s.requestTimeout)

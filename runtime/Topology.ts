@@ -5,7 +5,8 @@
  * names. `TESSERA_PEERS` (`inventory=http://10.0.0.7:8080,catalog=...`) says where the rest run.
  * A process whose modules need a module that is neither hosted nor located refuses to start.
  */
-import { Config, Data, Effect, Either } from "effect"
+import { Data, Effect, Either, Option } from "effect"
+import * as Setting from "./Setting.ts"
 
 export const GATEWAY = "gateway"
 
@@ -128,10 +129,41 @@ export const resolve = (
     return { hosted, gateway, locations, peers }
   })
 
+/** What `TESSERA_MODULES` may name: `all`, `gateway`, and the build's modules. */
+export const hostedModules = (known: ReadonlyArray<string>) =>
+  Setting.make({
+    name: "TESSERA_MODULES",
+    description: "what this process hosts",
+    default: "all",
+    expected: `all, or names among ${[GATEWAY, ...known].join(", ")} separated by commas`,
+    kind: { _tag: "Custom", invalid: ["nonsense", "catalog,nonsense", ",,"] },
+    parse: (raw) => {
+      const names = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+      const unknown = names.filter((n) => n !== "all" && n !== GATEWAY && !known.includes(n))
+      if (names.length === 0) return Either.left("no name")
+      return unknown.length > 0 ? Either.left(`unknown: ${unknown.join(", ")}`) : Either.right(raw)
+    }
+  })
+
+/** Where the modules this process does not host run. */
+export const peers = (known: ReadonlyArray<string>) =>
+  Setting.optional({
+    name: "TESSERA_PEERS",
+    description: "where the other modules run",
+    expected: `name=http://host:port pairs separated by commas, naming modules among ${known.join(", ")}`,
+    kind: { _tag: "Custom", invalid: ["inventory", "inventory=ftp://10.0.0.7", "nonsense=http://10.0.0.7:8080", "inventory=http://"] },
+    parse: (raw) =>
+      Either.flatMap(Either.mapLeft(parsePeers(raw), (e) => e.message), (found) => {
+        const unknown = [...found.keys()].filter((name) => !known.includes(name))
+        return unknown.length > 0 ? Either.left(`unknown module: ${unknown.join(", ")}`) : Either.right(raw)
+      })
+  })
+
 /** The topology of this process, from `TESSERA_MODULES` and `TESSERA_PEERS`. */
 export const fromConfig = (modules: ReadonlyArray<ModuleNode>) =>
   Effect.gen(function*() {
-    const hosted = yield* Config.string("TESSERA_MODULES").pipe(Config.withDefault("all"))
-    const peers = yield* Config.string("TESSERA_PEERS").pipe(Config.withDefault(""))
-    return yield* resolve(modules, { hosted, peers })
+    const known = modules.map((m) => m.name)
+    const hosted = yield* hostedModules(known).config
+    const peerList = yield* peers(known).config
+    return yield* resolve(modules, { hosted, peers: Option.getOrElse(peerList, () => "") })
   })

@@ -13,6 +13,7 @@ import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { Config, Effect, Option, Redacted } from "effect"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
+import * as Settings from "../Settings.ts"
 import * as Gate from "./Gate.ts"
 import * as Migrations from "./Migrations.ts"
 import * as ModuleSql from "./ModuleSql.ts"
@@ -28,13 +29,11 @@ export interface ModuleDatabase {
   readonly gate: Gate.Gate
 }
 
-const envName = (module: string) => `TESSERA_${module.toUpperCase()}_DATABASE_URL`
-
 /** The admin URL for a module's data, if it is not on the embedded database. */
 export const urlFor = (module: string) =>
-  Config.redacted(envName(module)).pipe(
-    Config.orElse(() => Config.redacted("DATABASE_URL")),
-    Config.option
+  Config.map(
+    Config.all([Settings.moduleDatabaseUrl(module).config, Settings.databaseUrl.config]),
+    ([own, shared]) => Option.orElse(own, () => shared)
   )
 
 const describe = (url: Redacted.Redacted) => {
@@ -42,10 +41,7 @@ const describe = (url: Redacted.Redacted) => {
   return `${parsed.hostname}:${parsed.port || "5432"}${parsed.pathname}`
 }
 
-const poolSize = Config.integer("TESSERA_DB_POOL_SIZE").pipe(
-  Config.withDefault(10),
-  Config.validate({ message: "TESSERA_DB_POOL_SIZE must be at least 2", validation: (n) => n >= 2 })
-)
+const poolSize = Settings.dbPoolSize.config
 
 /**
  * The embedded database is one session: its modules migrate one at a time (on PostgreSQL an

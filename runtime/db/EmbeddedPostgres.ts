@@ -19,10 +19,11 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import { Config, Context, Data, Effect, Layer, Option } from "effect"
+import { Context, Data, Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import * as Settings from "../Settings.ts"
 import * as Gate from "./Gate.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
@@ -51,7 +52,7 @@ export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<
   static readonly layer = Layer.scoped(
     EmbeddedPostgres,
     Effect.gen(function*() {
-      const dataDir = path.resolve(yield* Config.string("TESSERA_DATA_DIR").pipe(Config.withDefault("./.tessera")))
+      const dataDir = path.resolve(yield* Settings.dataDir.config)
       const pgDir = path.join(dataDir, "pg")
       yield* Effect.sync(() => fs.mkdirSync(pgDir, { recursive: true, mode: 0o700 }))
 

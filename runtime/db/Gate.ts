@@ -21,6 +21,7 @@ import type { SqlClient, SqlConnection, SqlError } from "@effect/sql"
 import { RpcClientError } from "@effect/rpc"
 import { Clock, Config, Duration, Effect, Option, type Scope } from "effect"
 import * as PgError from "./PgError.ts"
+import * as Settings from "../Settings.ts"
 
 export interface Limits {
   /** Who the pool serves, for messages: a module, or `embedded`. */
@@ -56,19 +57,13 @@ export interface Gate {
 export const unavailable = (label: string, detail: string) =>
   new RpcClientError.RpcClientError({ reason: "Unknown", message: `${label}: the database ${detail}` })
 
-const positive = (name: string, fallback: Duration.Duration) =>
-  Config.duration(name).pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: `${name} must be longer than zero`, validation: (d) => Duration.greaterThan(d, Duration.zero) })
-  )
-
 /**
  * `TESSERA_DB_ACQUIRE_TIMEOUT` (default 15 seconds): how long a statement waits for a connection;
  * `TESSERA_DB_STATEMENT_TIMEOUT` (default 10 seconds, PostgreSQL only): how long it may run.
  */
 export const settings = Config.all({
-  acquireTimeout: positive("TESSERA_DB_ACQUIRE_TIMEOUT", Duration.seconds(15)),
-  statementTimeout: positive("TESSERA_DB_STATEMENT_TIMEOUT", Duration.seconds(10))
+  acquireTimeout: Settings.dbAcquireTimeout.config,
+  statementTimeout: Settings.dbStatementTimeout.config
 })
 
 /** PostgreSQL's `query_canceled`: the server's `statement_timeout` fired. */

@@ -7,11 +7,12 @@
  * disk. `TESSERA_MIGRATIONS_DIR` makes either read a folder instead.
  */
 import { Migrator, SqlClient } from "@effect/sql"
-import { Config, Effect, Option } from "effect"
+import { Effect, Option } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundled } from "./BundledMigrations.ts"
+import * as Settings from "../Settings.ts"
 
 export const LEDGER = "effect_sql_migrations"
 
@@ -26,7 +27,7 @@ export interface MigrationFile {
 }
 
 /** A `migrations/` folder to read instead of the migrations the build carries. */
-export const directory = Config.option(Config.string("TESSERA_MIGRATIONS_DIR"))
+export const directory = Settings.migrationsDir.config
 
 /** The `migrations/` tree of the source checkout, beside `runtime/`. */
 const sourceDirectory = () => fileURLToPath(new URL("../../migrations", import.meta.url))

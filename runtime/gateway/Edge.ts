@@ -40,6 +40,7 @@ import { Config, Context, Effect, Option, Redacted } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { createHash } from "node:crypto"
 import * as Caller from "../security/Caller.ts"
+import * as Declared from "../Settings.ts"
 import * as Auth from "./Auth.ts"
 import * as Problem from "./Problem.ts"
 import * as RateLimit from "./RateLimit.ts"
@@ -59,30 +60,14 @@ export interface Settings {
 }
 
 export const settings: Config.Config<Settings> = Config.all({
-  maxBodyBytes: Config.integer("TESSERA_MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
-  rateLimit: Config.number("TESSERA_RATE_LIMIT").pipe(
-    Config.withDefault(100),
-    Config.validate({ message: "TESSERA_RATE_LIMIT must be 0 (off) or more", validation: (n) => n >= 0 })
-  ),
-  authRateLimit: Config.number("TESSERA_AUTH_RATE_LIMIT").pipe(
-    Config.withDefault(10),
-    Config.validate({ message: "TESSERA_AUTH_RATE_LIMIT must be more than 0", validation: (n) => n > 0 })
-  ),
-  trustedProxies: Config.integer("TESSERA_TRUSTED_PROXIES").pipe(Config.withDefault(0)),
+  maxBodyBytes: Declared.maxBodyBytes.config,
+  rateLimit: Declared.rateLimit.config,
+  authRateLimit: Declared.authRateLimit.config,
+  trustedProxies: Declared.trustedProxies.config,
   // The API's deepest payload nests 3 levels; 32 leaves room while keeping decoding and the
   // formatting of its errors far from the stack's limit.
-  maxJsonDepth: Config.integer("TESSERA_MAX_JSON_DEPTH").pipe(
-    Config.withDefault(32),
-    Config.validate({ message: "TESSERA_MAX_JSON_DEPTH must be 1 or more", validation: (n) => n >= 1 })
-  ),
-  corsOrigins: Config.string("TESSERA_CORS_ORIGINS").pipe(
-    Config.withDefault(""),
-    Config.map((list) => list.split(",").map((s) => s.trim()).filter((s) => s.length > 0)),
-    Config.validate({
-      message: "TESSERA_CORS_ORIGINS must list origins such as https://shop.example, separated by commas",
-      validation: (origins) => origins.every((o) => URL.canParse(o) && new URL(o).origin === o)
-    })
-  )
+  maxJsonDepth: Declared.maxJsonDepth.config,
+  corsOrigins: Declared.corsOrigins.config
 })
 
 /**

@@ -2,7 +2,8 @@
  * Logs as JSON lines on stdout: time, level, message, the current trace and span ids, the module
  * whose code logged, the fiber's log annotations and the cause of a failure.
  */
-import { Cause, Config, ConfigError, Context, Effect, Either, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option, Tracer } from "effect"
+import { Cause, Context, Effect, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option, Tracer } from "effect"
+import * as Settings from "../Settings.ts"
 
 const message = (value: unknown): unknown => {
   const parts = Array.isArray(value) ? value : [value]
@@ -45,33 +46,14 @@ export const logger = Logger.make<unknown, void>((options) => {
   process.stdout.write(Inspectable.stringifyCircular(line) + "\n")
 })
 
-const levels: Record<string, LogLevel.LogLevel> = {
-  all: LogLevel.All,
-  trace: LogLevel.Trace,
-  debug: LogLevel.Debug,
-  info: LogLevel.Info,
-  warn: LogLevel.Warning,
-  warning: LogLevel.Warning,
-  error: LogLevel.Error,
-  fatal: LogLevel.Fatal,
-  none: LogLevel.None
-}
-
 /** `LOG_LEVEL`: trace, debug, info (default), warn, error, fatal or none. */
-export const level = Config.string("LOG_LEVEL").pipe(
-  Config.withDefault("info"),
-  Config.mapOrFail((text) => {
-    const found = levels[text.toLowerCase()]
-    return found
-      ? Either.right(found)
-      : Either.left(ConfigError.InvalidData([], `LOG_LEVEL must be one of ${Object.keys(levels).join(", ")}`))
-  })
-)
+export const level = Settings.logLevel.config
 
 /** JSON lines at `LOG_LEVEL`. */
 export const layer = Layer.unwrapEffect(
   Effect.gen(function*() {
-    const minimum = yield* level
+    // A bad LOG_LEVEL is refused by the start's check (Setting.check), which must be able to log.
+    const minimum = yield* Effect.orElseSucceed(level, () => LogLevel.Info)
     return Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(minimum))
   })
 )

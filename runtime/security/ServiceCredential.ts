@@ -17,6 +17,7 @@
  */
 import { Config, Effect, type Option, Redacted, Schema } from "effect"
 import * as jose from "jose"
+import * as Settings from "../Settings.ts"
 
 const ISSUER = "tessera/service"
 /** The longest a credential may live: what an issuer signs by default, and what a verifier accepts. */
@@ -24,7 +25,6 @@ export const LIFETIME_SECONDS = 300
 /** How far two processes' clocks may disagree. */
 export const CLOCK_SKEW_SECONDS = 30
 const RENEW_BEFORE_SECONDS = 60
-const MIN_SECRET_LENGTH = 32
 
 /** The endpoint refused the call's service credential (missing, expired, forged or for another module). */
 export class ServiceCredentialRefused extends Schema.TaggedError<ServiceCredentialRefused>()(
@@ -40,14 +40,7 @@ export class ServiceCredentialRefused extends Schema.TaggedError<ServiceCredenti
 export type Secret = Redacted.Redacted<string>
 
 /** `TESSERA_SERVICE_SECRET`, if set; too short a secret is refused. */
-export const secretFromConfig: Config.Config<Option.Option<Secret>> = Config.option(
-  Config.redacted("TESSERA_SERVICE_SECRET").pipe(
-    Config.validate({
-      message: `TESSERA_SERVICE_SECRET must be at least ${MIN_SECRET_LENGTH} characters (for example: openssl rand -base64 48)`,
-      validation: (secret) => Redacted.value(secret).length >= MIN_SECRET_LENGTH
-    })
-  )
-)
+export const secretFromConfig: Config.Config<Option.Option<Secret>> = Settings.serviceSecret.config
 
 const keyOf = (secret: Secret) => new TextEncoder().encode(Redacted.value(secret))
 

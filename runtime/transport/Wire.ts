@@ -24,6 +24,7 @@
  */
 import { type Rpc, type RpcGroup, RpcSchema } from "@effect/rpc"
 import { Cause, Config, type Either, Option, ParseResult, Predicate, Redacted, Schema } from "effect"
+import * as Settings from "../Settings.ts"
 
 export const PROTOCOL = "tessera-rpc.1"
 
@@ -45,16 +46,10 @@ export const CLOSE_INTERNAL_ERROR = 1011
  * products whose 4,000-character descriptions are all escapes is about 2.5 MB); the same in every
  * process of a deployment.
  */
-export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
-export const MIN_MAX_FRAME_BYTES = 64 * 1024
+export const DEFAULT_MAX_FRAME_BYTES = Settings.DEFAULT_MAX_FRAME_BYTES
+export const MIN_MAX_FRAME_BYTES = Settings.MIN_MAX_FRAME_BYTES
 
-export const maxFrameBytesFromConfig: Config.Config<number> = Config.integer("TESSERA_RPC_MAX_FRAME_BYTES").pipe(
-  Config.withDefault(DEFAULT_MAX_FRAME_BYTES),
-  Config.validate({
-    message: `TESSERA_RPC_MAX_FRAME_BYTES must be at least ${MIN_MAX_FRAME_BYTES}`,
-    validation: (n) => n >= MIN_MAX_FRAME_BYTES
-  })
-)
+export const maxFrameBytesFromConfig: Config.Config<number> = Settings.rpcMaxFrameBytes.config
 
 export interface CallFrame {
   readonly i: number

@@ -12,9 +12,7 @@ import {
   CallingApiKey,
   CallingUser,
   type Credentials,
-  Email,
   InvalidCredentials,
-  Password,
   IssuedApiKey,
   JsonWebKeySet,
   type NewApiKey,
@@ -27,6 +25,7 @@ import {
   UserNotFound
 } from "../IdentityApi.ts"
 import { ApiKeysRepo } from "./ApiKeysRepo.ts"
+import * as IdentitySettings from "./IdentitySettings.ts"
 import { Passwords } from "./Passwords.ts"
 import { SigningKeys } from "./SigningKeys.ts"
 import { UsersRepo } from "./UsersRepo.ts"
@@ -45,21 +44,7 @@ const API_KEY_FORMAT = new RegExp(`^${API_KEY_PREFIX}[A-Za-z0-9_-]{43}$`)
 const apiKeyHash = (key: string) => crypto.createHash("sha256").update(key, "utf8").digest("hex")
 
 /** The first administrator, made at start from `TESSERA_ADMIN_EMAIL` and `TESSERA_ADMIN_PASSWORD`. */
-const adminConfig = Config.all({
-  email: Config.option(Config.string("TESSERA_ADMIN_EMAIL").pipe(
-    Config.map(normalizeEmail),
-    Config.validate({
-      message: "TESSERA_ADMIN_EMAIL must be an e-mail address in ASCII, such as admin@example.com",
-      validation: Schema.is(Email)
-    })
-  )),
-  password: Config.option(Config.redacted("TESSERA_ADMIN_PASSWORD").pipe(
-    Config.validate({
-      message: "TESSERA_ADMIN_PASSWORD must have 8 to 256 characters, and no NUL",
-      validation: Schema.is(Password)
-    })
-  ))
-})
+const adminConfig = Config.all({ email: IdentitySettings.adminEmail.config, password: IdentitySettings.adminPassword.config })
 
 export class Identity extends Effect.Service<Identity>()("identity/Identity", {
   effect: Effect.gen(function*() {

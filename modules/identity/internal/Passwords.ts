@@ -4,8 +4,9 @@
  * still verify after `TESSERA_PASSWORD_HASH_COST` changes, and `needsRehash` says when to
  * upgrade one.
  */
-import { Config, Effect, Redacted } from "effect"
+import { Effect, Redacted } from "effect"
 import * as crypto from "node:crypto"
+import * as IdentitySettings from "./IdentitySettings.ts"
 
 /** scrypt's block size and parallelism; the cost (log2 N) comes from configuration. */
 const R = 8
@@ -13,9 +14,8 @@ const P = 1
 const SALT_BYTES = 16
 const HASH_BYTES = 32
 
-/** Bounds on a stored hash's cost, so a corrupt row cannot ask for gigabytes of memory. */
-const MIN_LOG2N = 1
-const MAX_LOG2N = 22
+/** Bounds on a stored hash's cost too, so a corrupt row cannot ask for gigabytes of memory. */
+const { MAX_LOG2N, MIN_LOG2N } = IdentitySettings
 
 export interface Parameters {
   readonly log2N: number
@@ -24,13 +24,7 @@ export interface Parameters {
 }
 
 /** log2 of scrypt's N: 17 (128 MiB per hash with r = 8) unless `TESSERA_PASSWORD_HASH_COST` says otherwise. */
-export const cost = Config.integer("TESSERA_PASSWORD_HASH_COST").pipe(
-  Config.withDefault(17),
-  Config.validate({
-    message: `TESSERA_PASSWORD_HASH_COST is log2 of scrypt's N, between ${MIN_LOG2N} and ${MAX_LOG2N}`,
-    validation: (n) => n >= MIN_LOG2N && n <= MAX_LOG2N
-  })
-)
+export const cost = IdentitySettings.passwordHashCost.config
 
 const derive = (password: string, salt: Buffer, params: Parameters, length: number) =>
   Effect.async<Buffer>((resume) => {

@@ -9,27 +9,20 @@
  * verifying until they expire.
  */
 import { SqlClient } from "@effect/sql"
-import { Clock, Config, Duration, Effect, Option, Schema } from "effect"
+import { Clock, Duration, Effect, Option, Schema } from "effect"
 import * as jose from "jose"
 import * as crypto from "node:crypto"
 import { type PublicJwk, type Role, TOKEN_AUDIENCE, TOKEN_ISSUER, type UserId } from "../IdentityApi.ts"
+import * as IdentitySettings from "./IdentitySettings.ts"
 import { KeyGeneration } from "./KeyGeneration.ts"
 
 const ALGORITHM = "EdDSA"
 
 /** How long an access token is valid: `TESSERA_ACCESS_TOKEN_TTL`, 15 minutes by default. */
-export const accessTokenTtl = Config.duration("TESSERA_ACCESS_TOKEN_TTL").pipe(
-  Config.withDefault(Duration.minutes(15)),
-  Config.validate({
-    message: "TESSERA_ACCESS_TOKEN_TTL must be at least one second",
-    validation: (ttl) => Duration.greaterThanOrEqualTo(ttl, Duration.seconds(1))
-  })
-)
+export const accessTokenTtl = IdentitySettings.accessTokenTtl.config
 
 /** How old the active key may grow before it is rotated: `TESSERA_SIGNING_KEY_ROTATION`, 30 days by default. */
-export const rotationAge = Config.duration("TESSERA_SIGNING_KEY_ROTATION").pipe(
-  Config.withDefault(Duration.days(30))
-)
+export const rotationAge = IdentitySettings.signingKeyRotation.config
 
 /** How long after its expiry a token may still be presented (clocks of verifiers differ). */
 const CLOCK_SKEW = Duration.seconds(60)

@@ -1,0 +1,279 @@
+/**
+ * Every setting of the runtime, declared once (`Setting.ts`), and `registry`: the whole
+ * configuration of a build, with its modules' own settings and database URLs (and the
+ * topology's two, declared in Topology.ts, which this file imports). The files that
+ * use a setting read it through its declaration here (`Edge.settings`, `ServerLimits.settings`,
+ * ... are built from these); README's "Configure it" table documents them, and a test keeps the
+ * two in step.
+ */
+import { Config, Duration, Either, LogLevel, Option } from "effect"
+import * as Setting from "./Setting.ts"
+import * as Topology from "./Topology.ts"
+
+export const port = Setting.port({
+  name: "PORT",
+  description: "HTTP port: REST API, /rpc/<module>, /health/*",
+  default: "8080"
+})
+
+export const logLevel = Setting.choice({
+  name: "LOG_LEVEL",
+  description: "the least severe log line written",
+  default: "info",
+  options: {
+    all: LogLevel.All,
+    trace: LogLevel.Trace,
+    debug: LogLevel.Debug,
+    info: LogLevel.Info,
+    warn: LogLevel.Warning,
+    warning: LogLevel.Warning,
+    error: LogLevel.Error,
+    fatal: LogLevel.Fatal,
+    none: LogLevel.None
+  }
+})
+
+export const databaseUrl = Setting.postgresUrl({
+  name: "DATABASE_URL",
+  description: "PostgreSQL for every module (admin URL)"
+})
+
+/** `TESSERA_<MODULE>_DATABASE_URL`: one module's own database. */
+export const moduleDatabaseUrl = (module: string) =>
+  Setting.postgresUrl({
+    name: `TESSERA_${module.toUpperCase()}_DATABASE_URL`,
+    description: `${module}'s own database (admin URL)`
+  })
+
+export const dataDir = Setting.make({
+  name: "TESSERA_DATA_DIR",
+  description: "embedded PostgreSQL's data, when no URL is set",
+  default: "./.tessera",
+  expected: "a directory path",
+  // Any path: the directory is created when missing.
+  kind: { _tag: "Text" },
+  parse: Either.right
+})
+
+export const migrationsDir = Setting.optional({
+  name: "TESSERA_MIGRATIONS_DIR",
+  description: "a migrations/ folder to read instead of the migrations the build carries",
+  expected: "an existing directory",
+  // A misspelt folder would otherwise mean "no migrations" for every module.
+  kind: { _tag: "Custom", invalid: ["/nonexistent/tessera-migrations", "/dev/null"] },
+  parse: Setting.parseDirectory
+})
+
+export const dbPoolSize = Setting.integer({
+  name: "TESSERA_DB_POOL_SIZE",
+  description: "connections per module on PostgreSQL",
+  default: "10",
+  min: 2
+})
+
+export const dbAcquireTimeout = Setting.duration({
+  name: "TESSERA_DB_ACQUIRE_TIMEOUT",
+  description: "how long a statement waits for a connection",
+  default: "15 seconds",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const dbStatementTimeout = Setting.duration({
+  name: "TESSERA_DB_STATEMENT_TIMEOUT",
+  description: "how long a statement may run on PostgreSQL",
+  default: "10 seconds",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const dbStallTimeout = Setting.duration({
+  name: "TESSERA_DB_STALL_TIMEOUT",
+  description: "how long a hosted module's pool may stay wholly held before /health/live fails",
+  default: "30 seconds",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const shutdownGrace = Setting.duration({
+  name: "TESSERA_SHUTDOWN_GRACE",
+  description: "how long SIGTERM waits for in-flight requests",
+  default: "10 seconds",
+  min: Duration.zero,
+  exclusiveMin: false
+})
+
+export const rpcTracing = Setting.boolean({
+  name: "TESSERA_RPC_TRACING",
+  description: "a span for every call between modules",
+  default: "true"
+})
+
+/** The largest RPC message either end accepts (`transport/Wire.ts`). */
+export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+export const MIN_MAX_FRAME_BYTES = 64 * 1024
+
+export const rpcMaxFrameBytes = Setting.integer({
+  name: "TESSERA_RPC_MAX_FRAME_BYTES",
+  description: "largest RPC message between processes, sent or accepted",
+  default: String(DEFAULT_MAX_FRAME_BYTES),
+  min: MIN_MAX_FRAME_BYTES
+})
+
+export const MIN_SERVICE_SECRET_LENGTH = 32
+
+export const serviceSecret = Setting.secret({
+  name: "TESSERA_SERVICE_SECRET",
+  description: "shared by every process of a split deployment: signs cross-process RPC credentials",
+  minLength: MIN_SERVICE_SECRET_LENGTH,
+  hint: "for example: openssl rand -base64 48"
+})
+
+export const maxBodyBytes = Setting.integer({
+  name: "TESSERA_MAX_BODY_BYTES",
+  description: "largest request body",
+  default: String(1024 * 1024),
+  min: 1
+})
+
+export const rateLimit = Setting.number({
+  name: "TESSERA_RATE_LIMIT",
+  description: "requests per second per client; 0 turns limits off",
+  default: "100",
+  min: 0,
+  exclusiveMin: false
+})
+
+export const authRateLimit = Setting.number({
+  name: "TESSERA_AUTH_RATE_LIMIT",
+  description: "requests per minute per client IP to login and register",
+  default: "10",
+  min: 0,
+  exclusiveMin: true
+})
+
+export const trustedProxies = Setting.integer({
+  name: "TESSERA_TRUSTED_PROXIES",
+  description: "proxies in front that append to X-Forwarded-For",
+  default: "0",
+  min: 0
+})
+
+export const maxJsonDepth = Setting.integer({
+  name: "TESSERA_MAX_JSON_DEPTH",
+  description: "deepest nesting of a JSON body",
+  default: "32",
+  min: 1
+})
+
+export const corsOrigins = Setting.make({
+  name: "TESSERA_CORS_ORIGINS",
+  description: "origins whose browser pages may call the API",
+  default: "",
+  expected: "origins such as https://shop.example, separated by commas",
+  kind: { _tag: "Custom", invalid: ["shop.example", "https://shop.example/", "https://shop.example,nonsense"] },
+  parse: (raw) => {
+    const origins = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+    const bad = origins.filter((o) => !(URL.canParse(o) && new URL(o).origin === o))
+    return bad.length > 0 ? Either.left(`not an origin: ${bad.join(", ")}`) : Either.right(origins)
+  }
+})
+
+export const headersTimeout = Setting.duration({
+  name: "TESSERA_HEADERS_TIMEOUT",
+  description: "time for a request's line and headers to arrive",
+  default: "10 seconds",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const requestTimeout = Setting.duration({
+  name: "TESSERA_REQUEST_TIMEOUT",
+  description: "time for a whole request to arrive",
+  default: "30 seconds",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const keepAliveTimeout = Setting.duration({
+  name: "TESSERA_KEEP_ALIVE_TIMEOUT",
+  description: "an idle kept-alive connection is closed after this",
+  default: "5 seconds",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const maxHeaderBytes = Setting.integer({
+  name: "TESSERA_MAX_HEADER_BYTES",
+  description: "largest request line and headers",
+  default: String(16 * 1024),
+  min: 1024
+})
+
+export const maxConnections = Setting.integer({
+  name: "TESSERA_MAX_CONNECTIONS",
+  description: "open connections to the process (0: no limit)",
+  default: "10000",
+  min: 0
+})
+
+export const maxConnectionsPerAddress = Setting.integer({
+  name: "TESSERA_MAX_CONNECTIONS_PER_ADDRESS",
+  description: "open connections from one peer address (0: no limit)",
+  default: "256",
+  min: 0
+})
+
+/** Rules between the settings above (checked once each value is valid). */
+export const rules: ReadonlyArray<Setting.Rule> = [
+  Config.map(Config.all([headersTimeout.config, requestTimeout.config]), ([headers, request]) =>
+    Duration.lessThanOrEqualTo(headers, request)
+      ? Option.none()
+      : Option.some("TESSERA_HEADERS_TIMEOUT: expected no longer than TESSERA_REQUEST_TIMEOUT"))
+]
+
+/** What the registry needs to know of a module. */
+export interface ModuleSettings {
+  readonly name: string
+  readonly database: boolean
+  readonly settings?: ReadonlyArray<Setting.Setting.Any> | undefined
+}
+
+/**
+ * The whole configuration of a build: the runtime's settings, each data-keeping module's
+ * database URL, and the settings each module declares, in that order.
+ */
+export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<Setting.Setting.Any> => {
+  const names = modules.map((m) => m.name)
+  return [
+    port,
+    Topology.hostedModules(names),
+    Topology.peers(names),
+    databaseUrl,
+    ...modules.filter((m) => m.database).map((m) => moduleDatabaseUrl(m.name)),
+    dataDir,
+    migrationsDir,
+    dbPoolSize,
+    dbAcquireTimeout,
+    dbStatementTimeout,
+    dbStallTimeout,
+    maxBodyBytes,
+    shutdownGrace,
+    rpcTracing,
+    serviceSecret,
+    rpcMaxFrameBytes,
+    ...modules.flatMap((m) => m.settings ?? []),
+    rateLimit,
+    authRateLimit,
+    trustedProxies,
+    maxJsonDepth,
+    corsOrigins,
+    headersTimeout,
+    requestTimeout,
+    keepAliveTimeout,
+    maxHeaderBytes,
+    maxConnections,
+    maxConnectionsPerAddress,
+    logLevel
+  ]
+}
