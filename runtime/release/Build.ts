@@ -104,9 +104,10 @@ const migrationsPlugin: esbuild.Plugin = {
 
 /**
  * Optional native addons that dependencies try to load and do without (ws: bufferutil,
- * utf-8-validate; pg: pg-native; msgpackr: msgpackr-extract). Inside the executable `require` loads only Node's built-ins and
- * warns on anything else, so the executable carries each as a module that fails to load, which
- * is what the dependency expects when the addon is not installed.
+ * utf-8-validate; pg: pg-native; msgpackr: msgpackr-extract). Inside the executable `require`
+ * loads only Node's built-ins and prints a warning on anything else, so the executable carries
+ * each as a module that fails to load, which is what the dependency expects when the addon is
+ * not installed.
  */
 const ABSENT_ADDONS = ["bufferutil", "utf-8-validate", "pg-native", "msgpackr-extract"]
 
@@ -160,7 +161,7 @@ export const build = async () => {
 }
 
 /** The single executable's path. */
-export const executable = path.join(dist, process.platform === "win32" ? "tessera.exe" : "tessera")
+export const executable = path.join(dist, "tessera")
 
 /** The fuse Node looks for to know it carries a single executable application's blob. */
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"
@@ -170,7 +171,7 @@ const run = (command: string, args: ReadonlyArray<string>) => {
     execFileSync(command, args, { stdio: ["ignore", "pipe", "pipe"] })
   } catch (cause) {
     const stderr = (cause as { stderr?: Buffer }).stderr?.toString().trim()
-    throw new Error(`${path.basename(command)} ${args.join(" ")} failed${stderr ? `: ${stderr}` : ""}`, { cause })
+    throw new Error(`${path.basename(command)} ${args.join(" ")} failed: ${stderr || String(cause)}`, { cause })
   }
 }
 
@@ -178,7 +179,8 @@ const run = (command: string, args: ReadonlyArray<string>) => {
  * Writes `dist/tessera`: the release bundled as one CommonJS file (what a Node 20 single
  * executable runs), made into a preparation blob with PGlite's files as assets by
  * `node --experimental-sea-config`, and injected by postject into a copy of this Node stripped of
- * its debug symbols (the size that keeps it under 100 MiB).
+ * its symbols. Stripping (Node 20's binary is 94 MiB with them, 82 without) and compressing the
+ * assets (15 MiB, 5 gzipped) keep the executable under 100 MiB.
  *
  * Two things differ from the ES module release. `import.meta` is empty in CommonJS, and PGlite
  * builds URLs from `import.meta.url`, so it is defined from `__filename` (the executable itself;
