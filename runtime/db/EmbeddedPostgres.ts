@@ -47,9 +47,13 @@ const socketAnswers = (socket: string) =>
  */
 const pgliteFiles = async (): Promise<Pick<PGliteOptions, "pgliteWasmModule" | "initdbWasmModule" | "fsBundle">> => {
   if (!SingleExecutable.isSingleExecutable) return {}
-  const [pglite, initdb, data] = await Promise.all(SingleExecutable.PGLITE_ASSETS.map(SingleExecutable.asset))
-  const [pgliteWasmModule, initdbWasmModule] = await Promise.all([WebAssembly.compile(pglite!), WebAssembly.compile(initdb!)])
-  return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([data!]) }
+  const [pglite, initdb, data] = await Promise.all([
+    SingleExecutable.asset("pglite.wasm"),
+    SingleExecutable.asset("initdb.wasm"),
+    SingleExecutable.asset("pglite.data")
+  ])
+  const [pgliteWasmModule, initdbWasmModule] = await Promise.all([WebAssembly.compile(pglite), WebAssembly.compile(initdb)])
+  return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([data]) }
 }
 
 /**
