@@ -12,9 +12,9 @@
  * (`Health.ts`) when the session stays held.
  *
  * This file is the only place that constructs PGlite, so that a build which ships PGlite's
- * files differently (the single executable) changes one place.
+ * files differently (the single executable) changes one place: `pgliteFiles`.
  */
-import { PGlite } from "@electric-sql/pglite"
+import { PGlite, type PGliteOptions } from "@electric-sql/pglite"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
@@ -24,6 +24,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import * as Settings from "../Settings.ts"
+import * as SingleExecutable from "../SingleExecutable.ts"
 import * as Gate from "./Gate.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
@@ -40,6 +41,21 @@ const socketAnswers = (socket: string) =>
     })
     probe.once("error", () => resume(Effect.succeed(false)))
   })
+
+/**
+ * PGlite's WASM and data. PGlite reads them from beside its own module; the single executable
+ * has nothing beside it and carries them inside itself, so there they are handed to PGlite.
+ */
+const pgliteFiles = async (): Promise<Pick<PGliteOptions, "pgliteWasmModule" | "initdbWasmModule" | "fsBundle">> => {
+  if (!SingleExecutable.isSingleExecutable) return {}
+  const [pglite, initdb, data] = await Promise.all([
+    SingleExecutable.asset("pglite.wasm"),
+    SingleExecutable.asset("initdb.wasm"),
+    SingleExecutable.asset("pglite.data")
+  ])
+  const [pgliteWasmModule, initdbWasmModule] = await Promise.all([WebAssembly.compile(pglite), WebAssembly.compile(initdb)])
+  return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([data]) }
+}
 
 /**
  * The admin SQL client of the embedded database (superuser, pool of one), every statement
@@ -72,7 +88,7 @@ export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<
       yield* Effect.logInfo("starting embedded PostgreSQL (PGlite)").pipe(Effect.annotateLogs("dataDir", pgDir))
       const db = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => PGlite.create({ dataDir: pgDir }),
+          try: async () => PGlite.create({ dataDir: pgDir, ...(await pgliteFiles()) }),
           catch: (cause) => new EmbeddedPostgresError({ message: `cannot open embedded PostgreSQL in ${pgDir}: ${cause}` })
         }),
         (db) => Effect.promise(() => db.close())

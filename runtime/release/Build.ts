@@ -7,6 +7,12 @@
  *     dist/initdb.wasm
  *     dist/.inputs              a digest of what it was built from
  *
+ * `npm run build:exe` (`--exe`): the same code as one file that needs nothing installed, a Node
+ * single executable application carrying PGlite's files inside it (`../SingleExecutable.ts`):
+ *
+ *     dist/tessera              this Node with the bundle (CommonJS) and PGlite's files injected
+ *     dist/.inputs-exe          a digest of what it was built from, and by which Node
+ *
  * `--if-stale` builds only when the digest of the inputs (sources, migrations, lockfile) differs
  * from the one recorded, which is what `npm start` runs first.
  *
@@ -15,11 +21,14 @@
  * caller's CPU). Nothing here reads a function's or class's `name`.
  */
 import * as esbuild from "esbuild"
+import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { compress, PGLITE_ASSETS } from "../SingleExecutable.ts"
 
 export const root = fileURLToPath(new URL("../..", import.meta.url))
 export const dist = path.join(root, "dist")
@@ -50,15 +59,24 @@ export const digest = (): string => {
 }
 
 const DIGEST_FILE = path.join(dist, ".inputs")
+const EXE_DIGEST_FILE = path.join(dist, ".inputs-exe")
 
-/** Whether `dist/` was built from the inputs as they are now. */
-export const isFresh = (): boolean => {
+/** The executable also embeds the Node that builds it. */
+const exeDigest = (): string => `${digest()} ${process.version} ${process.platform}-${process.arch}`
+
+const recorded = (file: string, expected: () => string): boolean => {
   try {
-    return fs.readFileSync(DIGEST_FILE, "utf8") === digest()
+    return fs.readFileSync(file, "utf8") === expected()
   } catch {
     return false
   }
 }
+
+/** Whether `dist/tessera.mjs` was built from the inputs as they are now. */
+export const isFresh = (): boolean => recorded(DIGEST_FILE, digest)
+
+/** Whether `dist/tessera` was built from the inputs as they are now, by this Node. */
+export const isExecutableFresh = (): boolean => recorded(EXE_DIGEST_FILE, exeDigest) && fs.existsSync(executable)
 
 /** Every `migrations/<module>/*.sql`, as the source of `BundledMigrations.ts`. */
 const bundledMigrations = (): string => {
@@ -84,39 +102,154 @@ const migrationsPlugin: esbuild.Plugin = {
   }
 }
 
-/** PGlite's files, which it loads from beside its module (now the bundle). */
-const PGLITE_FILES = ["pglite.wasm", "pglite.data", "initdb.wasm"]
+/**
+ * Optional native addons that dependencies try to load and do without (ws: bufferutil,
+ * utf-8-validate; pg: pg-native; msgpackr: msgpackr-extract). Inside the executable `require`
+ * loads only Node's built-ins and prints a warning on anything else, so the executable carries
+ * each as a module that fails to load, which is what the dependency expects when the addon is
+ * not installed.
+ */
+const ABSENT_ADDONS = ["bufferutil", "utf-8-validate", "pg-native", "msgpackr-extract"]
+
+const absentAddonsPlugin: esbuild.Plugin = {
+  name: "tessera-absent-addons",
+  setup(build) {
+    const filter = new RegExp(`^(${ABSENT_ADDONS.join("|")})$`)
+    build.onResolve({ filter }, (args) => ({ path: args.path, namespace: "tessera-absent" }))
+    build.onLoad({ filter: /.*/, namespace: "tessera-absent" }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not part of the single executable`)})`,
+      loader: "js"
+    }))
+  }
+}
+
+/** PGlite's package folder, where its files lie beside its module. */
+const pgliteDir = () => path.dirname(createRequire(import.meta.url).resolve("@electric-sql/pglite"))
+
+/** What both targets share: one program, the same dependencies, the migrations in the code. */
+const shared: esbuild.BuildOptions = {
+  entryPoints: [path.join(root, "runtime/release/start.ts")],
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  keepNames: false,
+  minifySyntax: true,
+  legalComments: "none",
+  plugins: [migrationsPlugin],
+  logLevel: "warning"
+}
+
+/** What `npm run build` writes; removed before it writes them again, the executable left alone. */
+const RELEASE_FILES = ["tessera.mjs", "tessera.mjs.map", ...PGLITE_ASSETS, ".inputs"]
 
 export const build = async () => {
   const started = Date.now()
   const stamp = digest()
-  fs.rmSync(dist, { recursive: true, force: true })
   fs.mkdirSync(dist, { recursive: true })
+  for (const file of RELEASE_FILES) fs.rmSync(path.join(dist, file), { force: true })
   await esbuild.build({
-    entryPoints: [path.join(root, "runtime/release/start.ts")],
+    ...shared,
     outfile: path.join(dist, "tessera.mjs"),
-    bundle: true,
-    platform: "node",
     format: "esm",
-    target: "node20",
-    keepNames: false,
-    minifySyntax: true,
-    legalComments: "none",
     sourcemap: "linked",
     // Dependencies written as CommonJS call `require` for Node's built-ins.
-    banner: { js: `import { createRequire as __tesseraRequire } from "node:module"; const require = __tesseraRequire(import.meta.url);` },
-    plugins: [migrationsPlugin],
-    logLevel: "warning"
+    banner: { js: `import { createRequire as __tesseraRequire } from "node:module"; const require = __tesseraRequire(import.meta.url);` }
   })
-  const pglite = path.dirname(createRequire(import.meta.url).resolve("@electric-sql/pglite"))
-  for (const file of PGLITE_FILES) fs.copyFileSync(path.join(pglite, file), path.join(dist, file))
+  for (const file of PGLITE_ASSETS) fs.copyFileSync(path.join(pgliteDir(), file), path.join(dist, file))
   fs.writeFileSync(DIGEST_FILE, stamp)
+  return Date.now() - started
+}
+
+/** The single executable's path. */
+export const executable = path.join(dist, "tessera")
+
+/** The fuse Node looks for to know it carries a single executable application's blob. */
+const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"
+
+const run = (command: string, args: ReadonlyArray<string>) => {
+  try {
+    execFileSync(command, args, { stdio: ["ignore", "pipe", "pipe"] })
+  } catch (cause) {
+    const stderr = (cause as { stderr?: Buffer }).stderr?.toString().trim()
+    throw new Error(`${path.basename(command)} ${args.join(" ")} failed: ${stderr || String(cause)}`, { cause })
+  }
+}
+
+/**
+ * Writes `dist/tessera`: the release bundled as one CommonJS file (what a Node 20 single
+ * executable runs), made into a preparation blob with PGlite's files as assets by
+ * `node --experimental-sea-config`, and injected by postject into a copy of this Node stripped of
+ * its symbols. Stripping (Node 20's binary is 94 MiB with them, 82 without) and compressing the
+ * assets (15 MiB, 5 gzipped) keep the executable under 100 MiB.
+ *
+ * Two things differ from the ES module release. `import.meta` is empty in CommonJS, and PGlite
+ * builds URLs from `import.meta.url`, so it is defined from `__filename` (the executable itself;
+ * PGlite is given its files and reads nothing beside it). And the code cache stays off: with it,
+ * PGlite's `import("node:module")` fails on Node 20.
+ */
+export const buildExecutable = async () => {
+  if (process.platform !== "linux") {
+    throw new Error(`npm run build:exe builds for Linux only (this is ${process.platform}): other systems need the binary's signature removed and restored`)
+  }
+  const started = Date.now()
+  const stamp = exeDigest()
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-exe-"))
+  try {
+    const main = path.join(work, "tessera.cjs")
+    await esbuild.build({
+      ...shared,
+      outfile: main,
+      format: "cjs",
+      minifyWhitespace: true,
+      plugins: [...shared.plugins!, absentAddonsPlugin],
+      define: { "import.meta.url": "__tesseraImportMetaUrl" },
+      banner: { js: `var __tesseraImportMetaUrl = require("node:url").pathToFileURL(__filename).href;` }
+    })
+    const blob = path.join(work, "tessera.blob")
+    const config = path.join(work, "sea-config.json")
+    fs.writeFileSync(config, JSON.stringify({
+      main,
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      useSnapshot: false,
+      useCodeCache: false,
+      assets: Object.fromEntries(PGLITE_ASSETS.map((file) => {
+        const packed = path.join(work, `${file}.gz`)
+        fs.writeFileSync(packed, compress(fs.readFileSync(path.join(pgliteDir(), file))))
+        return [file, packed]
+      }))
+    }))
+    run(process.execPath, ["--experimental-sea-config", config])
+
+    const binary = path.join(work, "tessera")
+    fs.copyFileSync(process.execPath, binary)
+    fs.chmodSync(binary, 0o755)
+    run("strip", [binary])
+    run(process.execPath, [
+      createRequire(import.meta.url).resolve("postject/dist/cli.js"),
+      binary,
+      "NODE_SEA_BLOB",
+      blob,
+      "--sentinel-fuse",
+      SEA_FUSE
+    ])
+    fs.mkdirSync(dist, { recursive: true })
+    fs.rmSync(EXE_DIGEST_FILE, { force: true })
+    fs.copyFileSync(binary, executable)
+    fs.chmodSync(executable, 0o755)
+    fs.writeFileSync(EXE_DIGEST_FILE, stamp)
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+  }
   return Date.now() - started
 }
 
 const isEntryPoint = process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
 if (isEntryPoint) {
-  if (process.argv.includes("--if-stale") && isFresh()) process.exit(0)
-  const ms = await build()
-  console.error(`built ${path.relative(process.cwd(), dist) || "."}/tessera.mjs in ${ms} ms`)
+  const exe = process.argv.includes("--exe")
+  if (process.argv.includes("--if-stale") && (exe ? isExecutableFresh() : isFresh())) process.exit(0)
+  const ms = exe ? await buildExecutable() : await build()
+  const written = exe ? executable : path.join(dist, "tessera.mjs")
+  const size = exe ? ` (${(fs.statSync(written).size / 2 ** 20).toFixed(1)} MiB)` : ""
+  console.error(`built ${path.relative(process.cwd(), written)}${size} in ${ms} ms`)
 }

@@ -56,10 +56,20 @@ export const spawnCommand = (
   port = 0,
   runtime: Runtime = "node"
 ): Server => {
-  let output = ""
   const [command, argv] = commandLine(runtime, args)
-  const child = spawn(command, argv, {
-    cwd: root,
+  return spawnProgram(command, argv, env, { port, cwd: root })
+}
+
+/** Spawns `command` with `args` and `env` in `cwd` (the single executable is run this way). */
+export const spawnProgram = (
+  command: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string | undefined>,
+  { cwd, port = 0 }: { readonly cwd: string; readonly port?: number }
+): Server => {
+  let output = ""
+  const child = spawn(command, args, {
+    cwd,
     env: { ...process.env, LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
