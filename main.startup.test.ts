@@ -8,7 +8,8 @@
  * While a process starts it answers `/health/live` 200, `/health/ready` 503 `starting` and any
  * other request 503 with `Retry-After` (Startup.ts); while it stops, the same with
  * `Connection: close`. Before it listens and after it has closed, a connection is refused: an
- * answer too (nothing is there), unlike a connection accepted and left unanswered.
+ * answer too (nothing is there), unlike a connection accepted and left unanswered. The one reset
+ * allowed is a connection that arrives at a stopping process the moment its listener closes.
  */
 import * as http from "node:http"
 import { afterAll, describe, expect, it } from "vitest"
@@ -47,7 +48,7 @@ interface Member {
 /** What a probe got: a status, `refused` (nothing listening), or what went wrong. */
 interface Answer {
   readonly member: string
-  /** The member had been told to stop when the probe was sent. */
+  /** The member had been told to stop (SIGTERM) when the answer came. */
   readonly stopping: boolean
   readonly path: string
   readonly outcome: number | "refused" | string
@@ -58,9 +59,8 @@ interface Answer {
 /** One GET on a connection of its own: answers of one request, not of keep-alive races. */
 const probe = (member: Member, path: string): Promise<Answer> =>
   new Promise((resolve) => {
-    const stopping = member.stopping === true
     const done = (outcome: Answer["outcome"], headers = new Headers(), body = "") =>
-      resolve({ member: member.name, stopping, path, outcome, headers, body })
+      resolve({ member: member.name, stopping: member.stopping === true, path, outcome, headers, body })
     const request = http.get({ host: "127.0.0.1", port: member.port, path, agent: false, timeout: UNANSWERED_MS }, (response) => {
       let body = ""
       response.setEncoding("utf8")
@@ -160,8 +160,9 @@ const gatewayFetch = OpenApiConformance.checkedFetch()
 const expectAnswered = async (answers: ReadonlyArray<Answer>, gateway: Member) => {
   const wrong = answers.filter((a, i) => {
     if (a.outcome === "refused") return false
-    // A stopping process's listener closes last: a connection the kernel had queued but the
-    // process never accepted is reset then (no server can answer it); the next probe is refused.
+    // A stopping process's listener closes last, once all else has stopped: a connection that
+    // arrives at that moment (queued by the kernel, or accepted with no request read yet) is
+    // reset, as by any server that stops listening; the member's next probe is refused.
     if (a.outcome === "ECONNRESET" && a.stopping && answers.slice(i + 1).find((b) => b.member === a.member)?.outcome === "refused") return false
     if (typeof a.outcome !== "number") return true
     if (a.path === "/health/live") return a.outcome !== 200

@@ -8,7 +8,8 @@
  * - **serving**: the app `Host.serve` assembled, as built;
  * - **stopping** (SIGTERM): requests in flight finish (for up to the grace period); new ones get
  *   the starting answers' stopping form, with `Connection: close` so that no client keeps sending
- *   on a connection about to close; `/rpc/*` connections are drained by their endpoint.
+ *   on a connection about to close; `/rpc/*` connections are drained by their endpoint. Then the
+ *   rest of the process stops, and the server stops listening last (`closing`).
  *
  * Why: a process listening only once ready leaves a peer that starts at the same moment (as
  * compose and Kubernetes start them) with a port that refuses or, worse, accepts and never
@@ -18,9 +19,8 @@
  * app assembled later is handed over through an `HttpServer` of this module's own.
  */
 import { type HttpApp, type HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Scope } from "effect"
 import type * as http from "node:http"
-import * as net from "node:net"
 import * as Problem from "./gateway/Problem.ts"
 
 type Phase =
@@ -75,13 +75,22 @@ export const make = (options: {
   /** Requests to the assembled app not answered yet (WebSocket upgrades aside). */
   let inflight = 0
   let idle: Deferred.Deferred<void> | undefined
+  /** The fibers of the WebSocket connections open now (`/rpc/*`). */
+  const upgrades = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   /** The server's error handling around the app (what `HttpServer.serve` hands a middleware). */
   let handled: HttpApp.Default<unknown> | undefined
 
   const dispatch: HttpApp.Default = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const current = phase
     if (current._tag !== "Serving") return Effect.succeed(placeholder(current, pathOf(request.url)))
-    if (isUpgrade(request)) return current.app
+    if (isUpgrade(request)) {
+      // Its endpoint drains it when its fiber is interrupted: at stopping, as the platform's
+      // own serve would at the end of its scope (this one ends last).
+      return Effect.withFiberRuntime<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>((fiber) => {
+        upgrades.add(fiber)
+        return Effect.ensuring(current.app, Effect.sync(() => upgrades.delete(fiber)))
+      })
+    }
     inflight++
     return Effect.ensuring(
       current.app,
@@ -107,10 +116,13 @@ export const make = (options: {
   const stop = Effect.logInfo("shutting down: finishing in-flight requests").pipe(
     Effect.zipRight(Effect.suspend(() => {
       phase = { _tag: "Stopping", detail: "this process is shutting down; retry shortly" }
-      if (inflight === 0) return Effect.void
-      idle = Deferred.unsafeMake<void>(FiberId.none)
-      // Finalizers run uninterruptibly: only an interruptible wait can be cut short by the timeout.
-      return Effect.timeout(Effect.interruptible(Deferred.await(idle)), options.grace).pipe(Effect.ignore)
+      const requests = inflight === 0 ? Effect.void : Effect.suspend(() => {
+        idle = Deferred.unsafeMake<void>(FiberId.none)
+        // Finalizers run uninterruptibly: only an interruptible wait can be cut short by the timeout.
+        return Effect.timeout(Effect.interruptible(Deferred.await(idle)), options.grace).pipe(Effect.ignore)
+      })
+      // Each connection's endpoint lets its calls in flight finish (for up to the grace period).
+      return Effect.all([requests, Fiber.interruptAll([...upgrades])], { concurrency: "unbounded", discard: true })
     }))
   )
 
@@ -141,19 +153,19 @@ export const make = (options: {
 }
 
 /**
- * At shutdown, once everything else has stopped: the server stops accepting connections, and
- * waits for those it has to close (each is answered, the stopping answers with
- * `Connection: close`; an idle kept-alive one closes at `TESSERA_KEEP_ALIVE_TIMEOUT`), then cuts
- * those left after `grace`. Only then are the request listeners removed: a request on a
- * connection still open always finds one.
+ * At shutdown, once everything else has stopped: the server stops accepting connections and
+ * waits for those it has to close (each busy one is answered, the stopping answers with
+ * `Connection: close`), then cuts those left after `grace`. Only then are the request listeners
+ * removed: a request on a connection still open always finds one.
  */
 export const closing = (server: http.Server, grace: Duration.Duration) =>
   Layer.scopedDiscard(Effect.addFinalizer(() =>
     Effect.async<void>((resume) => {
-      // net.Server's close, not http.Server's: http's also destroys every connection it deems
-      // idle, which includes one just accepted whose request is not parsed yet (its client
-      // would see a reset instead of an answer).
-      net.Server.prototype.close.call(server, () => resume(Effect.void))
+      // Node's http.Server.close also closes the connections idle at this moment (kept alive,
+      // or accepted with no request read yet); busy ones are answered, then close. (net.Server's
+      // own close would keep idle ones open, but Deno's node:http server does not stop
+      // listening with it.)
+      server.close(() => resume(Effect.void))
       const cut = setTimeout(() => server.closeAllConnections(), Duration.toMillis(grace))
       cut.unref()
       return Effect.sync(() => clearTimeout(cut))
