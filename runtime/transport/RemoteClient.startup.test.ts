@@ -55,7 +55,7 @@ const peer = () =>
   )
 
 describe("RemoteClient and a peer that is starting", () => {
-  it.scopedLive("fails calls at once saying the peer is not serving yet, dials again, and opens once it serves", () =>
+  it.scopedLive("fails calls at once saying the peer is not serving, dials again, and opens once it serves", () =>
     Effect.gen(function*() {
       const starting = yield* peer()
       const opened: Array<boolean> = []
@@ -74,7 +74,7 @@ describe("RemoteClient and a peer that is starting", () => {
       if (Exit.isFailure(early)) {
         const error = early.cause._tag === "Fail" ? early.cause.error : undefined
         expect(error).toBeInstanceOf(RpcClientError.RpcClientError)
-        expect((error as RpcClientError.RpcClientError).message).toMatch(/widgets at ws:.* is not serving yet: this process is starting/)
+        expect((error as RpcClientError.RpcClientError).message).toMatch(/widgets at ws:.* is not serving: this process is starting/)
         expect((error as RpcClientError.RpcClientError).message).not.toMatch(/refused/)
       }
       // It keeps dialling while the peer starts...

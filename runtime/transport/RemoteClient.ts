@@ -180,7 +180,7 @@ const connect = (
           refused = true
           if (response.statusCode === 503) {
             // The peer is starting or stopping (Startup.ts): it is there, not ready; dial again.
-            unreachable(`${module} at ${url} is not serving yet: ${Wire.short(detail)}`)
+            unreachable(`${module} at ${url} is not serving: ${Wire.short(detail)}`)
           } else {
             const hint = response.statusCode === 401 ? " (every process needs the same TESSERA_SERVICE_SECRET)" : ""
             unreachable(`${module} at ${url} refused the connection: ${Wire.short(detail)}${hint}`, "error")
