@@ -1,4 +1,10 @@
 /**
+ * These are the routes of a process that serves; a starting or stopping one answers
+ * `/health/live` 200 and `/health/ready` 503 from `Startup.ts`. A peer counts as up when its
+ * `/health/live` answers and this process's RPC connection to it is open (a starting peer
+ * answers the connection 503): not its readiness, which would make peers that call each other
+ * wait for each other.
+ *
  * `GET /health/live`: the process answers and none of its hosted modules' connection pools is
  * wedged. `GET /health/ready`: 200 only when every hosted module
  * has its migrations applied and every peer this process calls answers, with this process's RPC

@@ -6,7 +6,8 @@
  * - one client per module this process needs: in process for hosted modules, over the network
  *   for the others (`LocalClient` / `RemoteClient`, behind the module's own Tag);
  * - the gateway's REST API when `gateway` is hosted;
- * - health endpoints, all on one HTTP server.
+ * - health endpoints, all on one HTTP server, which listens before any of this is built and
+ *   answers 503 until it is (Startup.ts).
  */
 import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -23,6 +24,7 @@ import type { Module } from "./Module.ts"
 import * as ServiceCredential from "./security/ServiceCredential.ts"
 import * as ServerLimits from "./ServerLimits.ts"
 import * as Settings from "./Settings.ts"
+import * as Startup from "./Startup.ts"
 import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
@@ -195,13 +197,11 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       }
       const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes })
       const server = ServerLimits.createServer(limits, { IncomingMessage: UnreadBodyMessage })
-
-      // http.Server.close() waits for every open connection: after the grace period, cut them.
-      const shutdownGrace = Layer.scopedDiscard(Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          setTimeout(() => server.closeAllConnections(), Duration.toMillis(grace)).unref()
-        }).pipe(Effect.zipRight(Effect.logInfo("shutting down: finishing in-flight requests")))
-      ))
+      const phases = Startup.make({
+        starting: `opening ${topology.hosted.join(", ") || "its clients"}`,
+        middleware: Edge.securityHeaders,
+        grace
+      })
 
       const docs = topology.gateway
         ? Layer.mergeAll(
@@ -210,21 +210,25 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
         )
         : Layer.empty
 
+      // Listening comes first, and answers at once (Startup.ts): a peer starting at the same
+      // moment gets a 503 saying this process is starting, never a request left unanswered.
+      const listening = Layer.provideMerge(
+        Startup.closing(server, grace),
+        Layer.provideMerge(phases.listen.pipe(HttpServer.withLogAddress), NodeHttpServer.layer(() => server, { port }))
+      )
+
       return HttpApiBuilder.serve((app) => HttpMiddleware.logger(Edge.securityHeaders(app))).pipe(
         Layer.provide(docs),
         Layer.provide(mergeAll([host.health, ...host.endpoints])),
         Layer.provide(HttpApiBuilder.middleware(Edge.middleware(edge, Edge.routesOf(host.api))).pipe(Layer.provide(host.authenticator))),
         Layer.provide(host.apiLayer),
+        Layer.provide(phases.handOver),
+        Layer.provide(mergeAll(host.hosted)),
+        Layer.provide(embedded ? EmbeddedPostgres.layer : Layer.empty),
+        Layer.provide(listening),
         HttpMiddleware.withTracerDisabledWhen((request) => request.url.startsWith("/health")),
         // The router matches as the edge does (Edge.ROUTER_CONFIG): its decisions hold for the route.
-        Layer.locally(HttpRouter.currentRouterConfig, Edge.ROUTER_CONFIG),
-        HttpServer.withLogAddress,
-        Layer.provide(shutdownGrace),
-        Layer.provide(NodeHttpServer.layer(() => server, { port })),
-        // Open and migrate the hosted modules before the server listens: a request must never
-        // reach a port with nothing behind it yet.
-        Layer.provide(mergeAll(host.hosted)),
-        Layer.provide(embedded ? EmbeddedPostgres.layer : Layer.empty)
+        Layer.locally(HttpRouter.currentRouterConfig, Edge.ROUTER_CONFIG)
       ) as Layer.Layer<never, unknown>
     })
   )

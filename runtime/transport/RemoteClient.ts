@@ -8,9 +8,10 @@
  *   (ServiceCredential.ts), renewed on the open connection before it expires. A peer that refuses
  *   the credential fails calls with an `RpcClientError` naming why: to the calling code it is a
  *   module it cannot reach, as it is.
- * - A peer that is down fails calls at once with an `RpcClientError` (never a hang) while the
- *   connection is dialled again in the background (100 ms, growing to every 2 s); calls succeed
- *   again as soon as the peer is back. A call in flight when the connection drops fails with an
+ * - A peer that is down, or starting or stopping (it answers the upgrade 503, Startup.ts), fails
+ *   calls at once with an `RpcClientError` (never a hang) while the connection is dialled again
+ *   in the background (100 ms, growing to every 2 s); calls succeed again as soon as the peer is
+ *   back. A call in flight when the connection drops fails with an
  *   `RpcClientError` that says it may have run.
  * - Every call carries the caller it is made for (Caller.ts, from `RpcClient.currentHeaders`),
  *   and is a span `<module>.<rpc>` (kind client, carrying `tessera.module`) whose ids the peer's
@@ -72,7 +73,7 @@ const connect = (
   hooks: {
     readonly onOpen: () => void
     readonly onClose: () => void
-    /** The peer answered, and refused this process's credential. */
+    /** The peer answered without opening the connection: it refused it, or is not serving yet. */
     readonly onRefused: () => void
     readonly log: (level: "warn" | "error", message: string) => void
   }
@@ -177,8 +178,13 @@ const connect = (
             // not a problem body: the status says enough
           }
           refused = true
-          const hint = response.statusCode === 401 ? " (every process needs the same TESSERA_SERVICE_SECRET)" : ""
-          unreachable(`${module} at ${url} refused the connection: ${Wire.short(detail)}${hint}`, "error")
+          if (response.statusCode === 503) {
+            // The peer is starting or stopping (Startup.ts): it is there, not ready; dial again.
+            unreachable(`${module} at ${url} is not serving: ${Wire.short(detail)}`)
+          } else {
+            const hint = response.statusCode === 401 ? " (every process needs the same TESSERA_SERVICE_SECRET)" : ""
+            unreachable(`${module} at ${url} refused the connection: ${Wire.short(detail)}${hint}`, "error")
+          }
           hooks.onRefused()
           ws.terminate()
         })
@@ -263,7 +269,8 @@ export const make = <Rpcs extends Rpc.Any>(
       (link) => Effect.sync(link.stop)
     )
     // Wait (bounded) for the first open, so that a process whose peers are up answers its first
-    // requests; until the peer is up, calls fail fast. A refusal is an answer: no use waiting.
+    // requests; until the peer is up, calls fail fast. A refusal is an answer: no use waiting; so
+    // is a peer's "starting" (503): the two may be waiting for each other.
     yield* Deferred.await(opened).pipe(
       Effect.timeout(OPEN_TIMEOUT_MS),
       Effect.catchAll(() => Effect.logWarning(`${module} at ${peer} is not reachable yet; calls fail until it is`))
