@@ -137,6 +137,7 @@ const describeServed = postgres.ok ? describe : describe.skip
 describeServed("the edge of this build's API, in process on PostgreSQL", () => {
   let drop: (() => Promise<void>) | undefined
   let server: Fiber.RuntimeFiber<never, unknown> | undefined
+  let process_: Processes.Server | undefined
 
   beforeAll(async () => {
     if (!postgres.ok) return
@@ -144,39 +145,43 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
     drop = db.drop
     port = await Processes.freePort()
     const topology = Either.getOrThrow(Topology.resolve(Host.nodes(modules), { hosted: "all", peers: "" }))
-    const config = ConfigProvider.fromMap(
-      new Map(Object.entries({
-        PORT: String(port),
-        DATABASE_URL: db.url,
-        TESSERA_ADMIN_EMAIL: ADMIN.email,
-        TESSERA_ADMIN_PASSWORD: ADMIN.password,
-        TESSERA_PASSWORD_HASH_COST: "10",
-        TESSERA_RATE_LIMIT: String(RATE_LIMIT),
-        TESSERA_AUTH_RATE_LIMIT: String(AUTH_RATE_LIMIT),
-        TESSERA_TRUSTED_PROXIES: "1",
-        TESSERA_HEADERS_TIMEOUT: `${HEADERS_TIMEOUT_MS} millis`,
-        TESSERA_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_MS} millis`,
-        TESSERA_MAX_CONNECTIONS_PER_ADDRESS: String(MAX_CONNECTIONS_PER_ADDRESS),
-        TESSERA_CORS_ORIGINS: SHOP
-      }))
-    )
-    server = Effect.runFork(
-      Layer.launch(Host.serve(modules, topology)).pipe(
-        Effect.withConfigProvider(config),
-        Logger.withMinimumLogLevel(LogLevel.None)
+    const settings: Record<string, string> = {
+      PORT: String(port),
+      DATABASE_URL: db.url,
+      TESSERA_ADMIN_EMAIL: ADMIN.email,
+      TESSERA_ADMIN_PASSWORD: ADMIN.password,
+      TESSERA_PASSWORD_HASH_COST: "10",
+      TESSERA_RATE_LIMIT: String(RATE_LIMIT),
+      TESSERA_AUTH_RATE_LIMIT: String(AUTH_RATE_LIMIT),
+      TESSERA_TRUSTED_PROXIES: "1",
+      TESSERA_HEADERS_TIMEOUT: `${HEADERS_TIMEOUT_MS} millis`,
+      TESSERA_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_MS} millis`,
+      TESSERA_MAX_CONNECTIONS_PER_ADDRESS: String(MAX_CONNECTIONS_PER_ADDRESS),
+      TESSERA_CORS_ORIGINS: SHOP
+    }
+    // On Node the server runs in this process; TESSERA_TEST_RUNTIME=deno runs the release on Deno.
+    if (Processes.RUNTIME === "deno") {
+      process_ = Processes.spawnServer(port, settings)
+    } else {
+      server = Effect.runFork(
+        Layer.launch(Host.serve(modules, topology)).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(settings)))),
+          Logger.withMinimumLogLevel(LogLevel.None)
+        )
       )
-    )
+    }
     const deadline = Date.now() + 60_000
     for (;;) {
       const ready = await send("GET", "/health/ready").then((a) => a.status === 200, () => false)
       if (ready) break
-      if (Date.now() > deadline) throw new Error("the in-process server did not become ready")
+      if (Date.now() > deadline) throw new Error(`the server did not become ready${process_ ? `:\n${process_.output()}` : ""}`)
       await new Promise((r) => setTimeout(r, 100))
     }
   }, 90_000)
 
   afterAll(async () => {
     if (server !== undefined) await Effect.runPromise(Fiber.interrupt(server))
+    await process_?.stop()
     await drop?.()
   }, 30_000)
 

@@ -37,6 +37,17 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /** What runs the release. */
 export type Runtime = "node" | "deno"
 
+/**
+ * The runtime of processes a test does not pin: `TESSERA_TEST_RUNTIME` (`node` or `deno`,
+ * default `node`), so that the end-to-end suites run on either (`TESSERA_TEST_RUNTIME=deno npx
+ * vitest run main.abort.test.ts`).
+ */
+export const RUNTIME: Runtime = (() => {
+  const value = process.env.TESSERA_TEST_RUNTIME
+  if (value === undefined || value === "" || value === "node" || value === "deno") return value === "deno" ? "deno" : "node"
+  throw new Error(`TESSERA_TEST_RUNTIME must be node or deno, not ${JSON.stringify(value)}`)
+})()
+
 export const RELEASE = path.join(root, "dist", "tessera.mjs")
 
 /** The command line that runs the release's `tessera <args>` on `runtime`. */
@@ -46,7 +57,7 @@ export const commandLine = (runtime: Runtime, args: ReadonlyArray<string>): [str
     : [path.join(root, "node_modules", ".bin", "deno"), ["run", "-A", RELEASE, ...args]]
 
 /** Spawns `tessera serve` with `env` on `port`, without waiting for it. */
-export const spawnServer = (port: number, env: Record<string, string | undefined>, runtime: Runtime = "node"): Server =>
+export const spawnServer = (port: number, env: Record<string, string | undefined>, runtime: Runtime = RUNTIME): Server =>
   spawnCommand(["serve"], { ...env, PORT: String(port) }, port, runtime)
 
 /** Spawns `tessera <args>` with `env`. */
@@ -54,7 +65,7 @@ export const spawnCommand = (
   args: ReadonlyArray<string>,
   env: Record<string, string | undefined>,
   port = 0,
-  runtime: Runtime = "node"
+  runtime: Runtime = RUNTIME
 ): Server => {
   let output = ""
   const [command, argv] = commandLine(runtime, args)
