@@ -5,6 +5,7 @@
  * upgrade one.
  */
 import { Config, Effect, Redacted } from "effect"
+import { Buffer } from "node:buffer"
 import * as crypto from "node:crypto"
 
 /** scrypt's block size and parallelism; the cost (log2 N) comes from configuration. */
