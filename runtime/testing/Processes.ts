@@ -3,6 +3,7 @@
  * `release.globalSetup.ts`) for end-to-end tests, on Node or on Deno, and stops them.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -50,11 +51,22 @@ export const RUNTIME: Runtime = (() => {
 
 export const RELEASE = path.join(root, "dist", "tessera.mjs")
 
+/**
+ * The flags `npm run start:deno` gives Deno (its permissions), read from package.json: the tests
+ * run the release with exactly the permissions users give it.
+ */
+export const DENO_FLAGS: ReadonlyArray<string> = (() => {
+  const scripts = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).scripts as Record<string, string>
+  const flags = /^deno run (.*) dist\/tessera\.mjs serve$/.exec(scripts["start:deno"] ?? "")?.[1]
+  if (flags === undefined) throw new Error(`package.json's start:deno is not "deno run <flags> dist/tessera.mjs serve"`)
+  return flags.split(/\s+/)
+})()
+
 /** The command line that runs the release's `tessera <args>` on `runtime`. */
 export const commandLine = (runtime: Runtime, args: ReadonlyArray<string>): [string, Array<string>] =>
   runtime === "node"
     ? [process.execPath, [RELEASE, ...args]]
-    : [path.join(root, "node_modules", ".bin", "deno"), ["run", "-A", RELEASE, ...args]]
+    : [path.join(root, "node_modules", ".bin", "deno"), ["run", ...DENO_FLAGS, RELEASE, ...args]]
 
 /** Spawns `tessera serve` with `env` on `port`, without waiting for it. */
 export const spawnServer = (port: number, env: Record<string, string | undefined>, runtime: Runtime = RUNTIME): Server =>
