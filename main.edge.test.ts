@@ -382,6 +382,30 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
       }
     }, 30_000)
 
+    it("a connection answered before its body was read carries the client's next request: 413 declared or chunked, 415", async () => {
+      const big = `"${"x".repeat(2 * 1024 * 1024)}"`
+      // Within the size limit, but more than a connection buffers unread.
+      const plain = "x".repeat(256 * 1024)
+      const firsts = [
+        `POST /v1/auth/login HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${big.length}\r\n\r\n${big}`,
+        `POST /v1/auth/login HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n` +
+        `${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`,
+        `POST /v1/auth/login HTTP/1.1\r\nHost: x\r\ncontent-type: text/plain\r\ncontent-length: ${plain.length}\r\n\r\n${plain}`
+      ]
+      const statuses: Array<Array<number>> = []
+      for (const [i, first] of firsts.entries()) {
+        // An address of its own: the chunked body is read after login's rate limit is taken.
+        const { received, socket } = await connect(`127.0.0.${21 + i}`)
+        socket.write(first)
+        socket.write("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        const heads = () => [...received().matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))
+        const deadline = Date.now() + 10_000
+        while (heads().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+        socket.destroy()
+        statuses.push(heads())
+      }
+      expect(statuses).toEqual([[413, 200], [413, 200], [415, 200]])
+    }, 40_000)
   })
 
   describe("bad credentials from an address do not lock out its valid ones (defect 7)", () => {
