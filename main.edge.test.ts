@@ -382,6 +382,16 @@ describeServed("the edge of this build's API, in process on PostgreSQL", () => {
       }
     }, 30_000)
 
+    it("a JSON body sent in chunks within the limit reaches its route whole", async () => {
+      const body = JSON.stringify(ADMIN)
+      const answer = await send("POST", "/v1/auth/login", {
+        headers: { "content-type": "application/json" },
+        body: [body.slice(0, 5), body.slice(5, 17), body.slice(17)]
+      })
+      expect(answer.status).toBe(200)
+      expect(typeof json(answer).accessToken).toBe("string")
+    })
+
     it("a connection answered before its body was read carries the client's next request: 413 declared or chunked, 415", async () => {
       const big = `"${"x".repeat(2 * 1024 * 1024)}"`
       // Within the size limit, but more than a connection buffers unread.

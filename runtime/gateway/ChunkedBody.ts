@@ -57,6 +57,8 @@ const readText = (request: HttpServerRequest.HttpServerRequest, maxBytes: number
       incoming.off("error", onError)
       incoming.off("close", onClose)
     }
+    // Gone before its body was asked for: no event would come.
+    if (incoming.destroyed) return onClose()
     incoming.on("data", onData)
     incoming.once("end", onEnd)
     incoming.once("error", onError)
