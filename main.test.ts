@@ -95,7 +95,7 @@ const restartable = (
   index: number,
   port: number,
   env: Record<string, string>,
-  runtime: Processes.Runtime = "node"
+  runtime: Processes.Runtime = Processes.RUNTIME
 ) => {
   env = { ...settings, ...env }
   servers[index] = Processes.spawnServer(port, env, runtime)

@@ -3,6 +3,7 @@
  * get back the same JSON the Echo handler's result encodes to. Listens on PORT and prints
  * `listening` once it does.
  */
+import { Buffer } from "node:buffer"
 import { createServer } from "node:http"
 import { encoded } from "./Echo.ts"
 

@@ -13,7 +13,6 @@ import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer 
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Layer, Option } from "effect"
-import { IncomingMessage } from "node:http"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Auth from "./gateway/Auth.ts"
@@ -196,7 +195,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
         )
       }
       const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes })
-      const server = ServerLimits.createServer(limits, { IncomingMessage: UnreadBodyMessage })
+      const server = ServerLimits.createServer(limits)
       const phases = Startup.make({
         starting: `opening ${topology.hosted.join(", ") || "its clients"}`,
         middleware: Edge.securityHeaders,
@@ -232,25 +231,6 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       ) as Layer.Layer<never, unknown>
     })
   )
-
-/**
- * A request whose body the server stopped reading keeps its connection until the answer is read.
- * @effect/platform stops reading a body over the size limit by destroying the request, and Node
- * then destroys the socket at once: the client would see a reset instead of the 413 (a body
- * declared by Content-Length is refused before it is read; a chunked one is found out while
- * reading). Here the socket stays, no more of the body is read (the client's sending stalls), and
- * the connection is cut `LINGER_MS` later, time enough for the answer to be read.
- */
-class UnreadBodyMessage extends IncomingMessage {
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
-    if (error !== null || this.complete || this.socket.destroyed) return super._destroy(error, callback)
-    const socket = this.socket
-    setTimeout(() => socket.destroy(), LINGER_MS).unref()
-    callback(null)
-  }
-}
-
-const LINGER_MS = 5_000
 
 /** The hosted modules that keep data (and so have a database to open and migrate). */
 export const withData = (modules: ReadonlyArray<Module.Any>, topology: Topology): ReadonlyArray<string> =>

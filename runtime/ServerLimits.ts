@@ -15,6 +15,7 @@
  * Answers written here go straight to the socket: no request object exists yet.
  */
 import { Config, Duration } from "effect"
+import { Buffer } from "node:buffer"
 import * as http from "node:http"
 import type * as net from "node:net"
 import * as Problem from "./gateway/Problem.ts"
@@ -78,6 +79,26 @@ const clientErrorAnswer = (code: string | undefined, settings: Settings) => {
  */
 const CHECK_TIMEOUTS_EVERY_MS = 1_000
 
+/** How long the rest of a body is read and dropped after an answer given before reading it. */
+const DISCARD_MS = 5_000
+
+/**
+ * An answer given before its request's body was read whole (413, 415, 401, 404, ...) leaves the
+ * rest of the body on the connection: it is read and dropped, so that the client, still sending,
+ * reads the answer rather than a reset, and the connection can carry its next request. A body
+ * still arriving `DISCARD_MS` later is cut. Node drops a body that no one began to read by itself;
+ * Deno's node:http leaves it unread (the connection then hangs until the keep-alive timeout
+ * resets it), and neither drops a body read in part (`ChunkedBody.ts` stops at the limit).
+ */
+const discardUnread = (request: http.IncomingMessage, socket: net.Socket) => {
+  if (request.complete || request.destroyed || socket.destroyed) return
+  const cut = setTimeout(() => socket.destroy(), DISCARD_MS)
+  cut.unref()
+  request.once("end", () => clearTimeout(cut))
+  request.once("close", () => clearTimeout(cut))
+  request.resume()
+}
+
 /** A `node:http` server with `settings` applied; `options` as `http.createServer` takes them. */
 export const createServer = (settings: Settings, options: http.ServerOptions = {}): http.Server => {
   const server = http.createServer({
@@ -115,6 +136,8 @@ export const createServer = (settings: Settings, options: http.ServerOptions = {
   const answers = new WeakMap<net.Socket, http.ServerResponse>()
   server.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => {
     answers.set(request.socket, response)
+    const socket = request.socket
+    response.once("finish", () => discardUnread(request, socket))
   })
 
   // Replaces Node's default, which answers with a status line and no body. A timeout may also

@@ -42,6 +42,7 @@ import { createHash } from "node:crypto"
 import * as Caller from "../security/Caller.ts"
 import * as Declared from "../Settings.ts"
 import * as Auth from "./Auth.ts"
+import * as ChunkedBody from "./ChunkedBody.ts"
 import * as Problem from "./Problem.ts"
 import * as RateLimit from "./RateLimit.ts"
 
@@ -398,13 +399,29 @@ export const middleware = (settings: Settings, routes: Routes) =>
         : HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)))
     }
 
-    /** Reads the body (within the size limit) and refuses one nested too deep. */
-    const checkDepth = (request: HttpServerRequest.HttpServerRequest) =>
-      Effect.map(
-        // As HttpApi reads it: a body over the limit is a defect, answered 413 below.
-        Effect.orDie(request.text),
-        (text) => nestsDeeperThan(text, settings.maxJsonDepth) ? Problem.response(Problem.tooDeep(settings.maxJsonDepth)) : undefined
-      )
+    /**
+     * Reads the body within the size limit, then runs `next` on a request it can read again:
+     * 413 past the limit, 400 for one nested too deep. A declared length is read as HttpApi reads
+     * it (at most the limit, refused above); chunks without one by `ChunkedBody`, which never
+     * resets the connection.
+     */
+    const withBodyChecked = <E, R>(
+      request: HttpServerRequest.HttpServerRequest,
+      next: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+    ) => {
+      const read = request.headers["content-length"] !== undefined
+        ? Effect.map(Effect.orDie(request.text), (text) => Option.some({ text, request }))
+        : ChunkedBody.read(request, settings.maxBodyBytes)
+      return Effect.flatMap(read, (body) => {
+        if (Option.isNone(body)) return Effect.succeed(Problem.response(Problem.tooLarge(settings.maxBodyBytes)))
+        if (nestsDeeperThan(body.value.text, settings.maxJsonDepth)) {
+          return Effect.succeed(Problem.response(Problem.tooDeep(settings.maxJsonDepth)))
+        }
+        return body.value.request === request
+          ? next
+          : Effect.provideService(next, HttpServerRequest.HttpServerRequest, body.value.request)
+      })
+    }
 
     /** Answers a request of the API (or of no route): steps 1 to 7 of the module comment. */
     const edge = <E, R>(
@@ -449,7 +466,7 @@ export const middleware = (settings: Settings, routes: Routes) =>
         const routed = Effect.locally(app, Auth.currentOutcome, outcome)
         const called = outcome._tag === "Authenticated" ? Caller.withCaller(outcome.caller)(routed) : routed
         return route?.takesBody === true && hasBody(request)
-          ? Effect.flatMap(checkDepth(request), (tooDeep) => tooDeep === undefined ? called : Effect.succeed(tooDeep))
+          ? withBodyChecked(request, called)
           : called
       })
       return withProblems(request, handled)

@@ -2,6 +2,7 @@
 import { ConfigProvider, Effect, Either, Exit, Option, Redacted } from "effect"
 import * as jose from "jose"
 import { describe, expect, it } from "vitest"
+import { Buffer } from "node:buffer"
 import * as ServiceCredential from "./ServiceCredential.ts"
 
 const secret = Redacted.make("a-test-secret-that-is-long-enough-1234")

@@ -3,6 +3,7 @@
  * `release.globalSetup.ts`) for end-to-end tests, on Node or on Deno, and stops them.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -37,16 +38,38 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /** What runs the release. */
 export type Runtime = "node" | "deno"
 
+/**
+ * The runtime of processes a test does not pin: `TESSERA_TEST_RUNTIME` (`node` or `deno`,
+ * default `node`), so that the end-to-end suites run on either (`TESSERA_TEST_RUNTIME=deno npx
+ * vitest run main.abort.test.ts`).
+ */
+export const RUNTIME: Runtime = (() => {
+  const value = process.env.TESSERA_TEST_RUNTIME
+  if (value === undefined || value === "" || value === "node" || value === "deno") return value === "deno" ? "deno" : "node"
+  throw new Error(`TESSERA_TEST_RUNTIME must be node or deno, not ${JSON.stringify(value)}`)
+})()
+
 export const RELEASE = path.join(root, "dist", "tessera.mjs")
+
+/**
+ * The flags `npm run start:deno` gives Deno (its permissions), read from package.json: the tests
+ * run the release with exactly the permissions users give it.
+ */
+export const DENO_FLAGS: ReadonlyArray<string> = (() => {
+  const scripts = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).scripts as Record<string, string>
+  const flags = /^deno run (.*) dist\/tessera\.mjs serve$/.exec(scripts["start:deno"] ?? "")?.[1]
+  if (flags === undefined) throw new Error(`package.json's start:deno is not "deno run <flags> dist/tessera.mjs serve"`)
+  return flags.split(/\s+/)
+})()
 
 /** The command line that runs the release's `tessera <args>` on `runtime`. */
 export const commandLine = (runtime: Runtime, args: ReadonlyArray<string>): [string, Array<string>] =>
   runtime === "node"
     ? [process.execPath, [RELEASE, ...args]]
-    : [path.join(root, "node_modules", ".bin", "deno"), ["run", "-A", RELEASE, ...args]]
+    : [path.join(root, "node_modules", ".bin", "deno"), ["run", ...DENO_FLAGS, RELEASE, ...args]]
 
 /** Spawns `tessera serve` with `env` on `port`, without waiting for it. */
-export const spawnServer = (port: number, env: Record<string, string | undefined>, runtime: Runtime = "node"): Server =>
+export const spawnServer = (port: number, env: Record<string, string | undefined>, runtime: Runtime = RUNTIME): Server =>
   spawnCommand(["serve"], { ...env, PORT: String(port) }, port, runtime)
 
 /** Spawns `tessera <args>` with `env`. */
@@ -54,7 +77,7 @@ export const spawnCommand = (
   args: ReadonlyArray<string>,
   env: Record<string, string | undefined>,
   port = 0,
-  runtime: Runtime = "node"
+  runtime: Runtime = RUNTIME
 ): Server => {
   const [command, argv] = commandLine(runtime, args)
   return spawnProgram(command, argv, env, { port, cwd: root })

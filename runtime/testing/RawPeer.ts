@@ -3,6 +3,7 @@
  * likes on the socket: what hostile-peer tests send frames with, bypassing RemoteClient's checks.
  */
 import type { Redacted } from "effect"
+import type { Buffer } from "node:buffer"
 import { WebSocket } from "ws"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as RemoteClient from "../transport/RemoteClient.ts"

@@ -26,6 +26,7 @@
 import { Headers } from "@effect/platform"
 import { type Rpc, RpcClient, RpcClientError, type RpcGroup } from "@effect/rpc"
 import { Deferred, Effect, Either, Exit, type Fiber, type ParseResult, Runtime, type Tracer } from "effect"
+import type { Buffer } from "node:buffer"
 import { WebSocket } from "ws"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import { spanTime, startSpan } from "../observability/Spans.ts"

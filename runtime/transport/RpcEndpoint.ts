@@ -43,6 +43,7 @@ import {
   Runtime,
   Tracer
 } from "effect"
+import { Buffer } from "node:buffer"
 import { type WebSocket, WebSocketServer } from "ws"
 import * as Problem from "../gateway/Problem.ts"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"

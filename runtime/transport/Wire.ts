@@ -24,6 +24,8 @@
  */
 import { type Rpc, type RpcGroup, RpcSchema } from "@effect/rpc"
 import { Cause, Config, type Either, Option, ParseResult, Predicate, Redacted, Schema } from "effect"
+import { Buffer } from "node:buffer"
+import { setImmediate } from "node:timers"
 import * as Settings from "../Settings.ts"
 
 export const PROTOCOL = "tessera-rpc.1"

@@ -7,6 +7,7 @@
  */
 import { Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Buffer } from "node:buffer"
 import * as TestServer from "../../../runtime/testing/TestServer.ts"
 import { CatalogModule } from "../CatalogModule.ts"
 import * as Cursor from "./Cursor.ts"

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Option } from "effect"
+import { Buffer } from "node:buffer"
 import * as Cursor from "./Cursor.ts"
 
 describe("Cursor", () => {

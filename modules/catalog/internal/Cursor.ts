@@ -10,6 +10,7 @@
  * timestamptz range, and every date this module stores) and a UUID.
  */
 import { DateTime, Either, Option, Schema } from "effect"
+import { Buffer } from "node:buffer"
 
 /** The first and last instants a cursor may name. */
 const EARLIEST = Date.parse("0001-01-01T00:00:00.000Z")

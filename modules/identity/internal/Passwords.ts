@@ -5,6 +5,7 @@
  * upgrade one.
  */
 import { Effect, Redacted } from "effect"
+import { Buffer } from "node:buffer"
 import * as crypto from "node:crypto"
 import * as IdentitySettings from "./IdentitySettings.ts"
 
