@@ -27,6 +27,41 @@ import * as Gate from "./Gate.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
 
+/**
+ * PostgreSQL's settings for the embedded database, sized for a small shop in one process.
+ * PGlite's WebAssembly memory only grows, so whatever PostgreSQL allocates once stays resident:
+ * its default 128 MB of `shared_buffers` made up half of an idle process. PGlite reads its files
+ * through the operating system, whose page cache keeps hot pages anyway, so 16 MB costs little;
+ * `maintenance_work_mem` (64 MB by default, spent by CREATE INDEX) is bounded for the same reason.
+ */
+export const settings: ReadonlyArray<readonly [name: string, value: string]> = [
+  ["shared_buffers", "16MB"],
+  ["maintenance_work_mem", "16MB"]
+]
+
+/** What PGlite is started with, here and when the release's data directory template is made. */
+export const options = {
+  startParams: [...PGlite.defaultStartParams, ...settings.flatMap(([name, value]) => ["-c", `${name}=${value}`])]
+}
+
+/**
+ * The release's template of a new data directory (`npm run build` makes it with `options`),
+ * found beside the code as PGlite's own files are.
+ */
+export const TEMPLATE_FILE = "pgdata.tar.gz"
+
+/**
+ * The template, when this code runs from the release; from source there is none and PGlite runs
+ * initdb itself. A first boot from the template skips initdb, which took most of the first
+ * boot's time and, in a second PGlite instance that lingered until a garbage collection that an
+ * idle process never runs, about 400 MB of its memory.
+ */
+const readTemplate = Effect.sync(() => {
+  const file = new URL(`./${TEMPLATE_FILE}`, import.meta.url)
+  if (file.protocol !== "file:" || !fs.existsSync(file)) return undefined
+  return new Blob([fs.readFileSync(file)], { type: "application/x-gzip" })
+})
+
 /** Unix socket paths are limited to about 107 bytes; past that the server listens on loopback. */
 const SOCKET_PATH_LIMIT = 100
 
@@ -69,9 +104,10 @@ export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<
       }
 
       yield* Effect.logInfo("starting embedded PostgreSQL (PGlite)").pipe(Effect.annotateLogs("dataDir", pgDir))
+      const template = fs.existsSync(path.join(pgDir, "PG_VERSION")) ? undefined : yield* readTemplate
       const db = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => PGlite.create({ dataDir: pgDir }),
+          try: () => PGlite.create({ ...options, dataDir: pgDir, ...(template ? { loadDataDir: template } : {}) }),
           catch: (cause) => new EmbeddedPostgresError({ message: `cannot open embedded PostgreSQL in ${pgDir}: ${cause}` })
         }),
         (db) => Effect.promise(() => db.close())

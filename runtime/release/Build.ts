@@ -5,6 +5,7 @@
  *     dist/tessera.mjs          every module, the runtime and their dependencies in one ES module
  *     dist/pglite.{wasm,data}   embedded PostgreSQL's files, found beside the bundle
  *     dist/initdb.wasm
+ *     dist/pgdata.tar.gz        a new data directory, so a first boot need not run initdb
  *     dist/.inputs              a digest of what it was built from
  *
  * `--if-stale` builds only when the digest of the inputs (sources, migrations, lockfile) differs
@@ -14,12 +15,14 @@
  * makes V8 re-optimise and discard every Schema.Class constructor on Node 20 (a third of a remote
  * caller's CPU). Nothing here reads a function's or class's `name`.
  */
+import { PGlite } from "@electric-sql/pglite"
 import * as esbuild from "esbuild"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as EmbeddedPostgres from "../db/EmbeddedPostgres.ts"
 
 export const root = fileURLToPath(new URL("../..", import.meta.url))
 export const dist = path.join(root, "dist")
@@ -87,20 +90,23 @@ const migrationsPlugin: esbuild.Plugin = {
 /** PGlite's files, which it loads from beside its module (now the bundle). */
 const PGLITE_FILES = ["pglite.wasm", "pglite.data", "initdb.wasm"]
 
-export const build = async () => {
-  const started = Date.now()
-  const stamp = digest()
-  fs.rmSync(dist, { recursive: true, force: true })
-  fs.mkdirSync(dist, { recursive: true })
+/**
+ * Bundles `entry` (and every dependency) into one ES module at `outfile`, compiled as the release
+ * is; the benchmarks build their server process with it, so that they measure what users run.
+ */
+export const bundle = async (entry: string, outfile: string) => {
   await esbuild.build({
-    entryPoints: [path.join(root, "runtime/release/start.ts")],
-    outfile: path.join(dist, "tessera.mjs"),
+    entryPoints: [entry],
+    outfile,
     bundle: true,
     platform: "node",
     format: "esm",
     target: "node20",
     keepNames: false,
+    // Whitespace and syntax only: identifiers keep their names, so stack traces and profiles of
+    // the release stay readable; the parse time this leaves is measured by `npm run bench`.
     minifySyntax: true,
+    minifyWhitespace: true,
     legalComments: "none",
     sourcemap: "linked",
     // Dependencies written as CommonJS call `require` for Node's built-ins.
@@ -108,6 +114,32 @@ export const build = async () => {
     plugins: [migrationsPlugin],
     logLevel: "warning"
   })
+}
+
+/**
+ * A new data directory for the embedded database, as PGlite's initdb makes it with the release's
+ * settings, checkpointed so that nothing waits in shared buffers, as a gzipped tar.
+ */
+const dataDirTemplate = async (outfile: string) => {
+  const db = await PGlite.create(EmbeddedPostgres.options)
+  try {
+    await db.exec("CHECKPOINT")
+    const tar = await db.dumpDataDir("gzip")
+    fs.writeFileSync(outfile, new Uint8Array(await tar.arrayBuffer()))
+  } finally {
+    await db.close()
+  }
+}
+
+export const build = async () => {
+  const started = Date.now()
+  const stamp = digest()
+  fs.rmSync(dist, { recursive: true, force: true })
+  fs.mkdirSync(dist, { recursive: true })
+  await Promise.all([
+    bundle(path.join(root, "runtime/release/start.ts"), path.join(dist, "tessera.mjs")),
+    dataDirTemplate(path.join(dist, EmbeddedPostgres.TEMPLATE_FILE))
+  ])
   const pglite = path.dirname(createRequire(import.meta.url).resolve("@electric-sql/pglite"))
   for (const file of PGLITE_FILES) fs.copyFileSync(path.join(pglite, file), path.join(dist, file))
   fs.writeFileSync(DIGEST_FILE, stamp)
