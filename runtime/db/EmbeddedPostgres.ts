@@ -23,6 +23,7 @@ import { Config, Context, Data, Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Gate from "./Gate.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
@@ -45,22 +46,31 @@ export const options = {
 }
 
 /**
- * The release's template of a new data directory (`npm run build` makes it with `options`),
- * found beside the code as PGlite's own files are.
+ * The release's new data directory, made by `npm run build` with `options` and found beside the
+ * code as PGlite's own files are.
  */
-export const TEMPLATE_FILE = "pgdata.tar.gz"
+export const TEMPLATE_DIR = "pgdata"
 
 /**
- * The template, when this code runs from the release; from source there is none and PGlite runs
- * initdb itself. A first boot from the template skips initdb, which took most of the first
- * boot's time and, in a second PGlite instance that lingered until a garbage collection that an
- * idle process never runs, about 400 MB of its memory.
+ * Makes `pgDir` a copy of the release's template when it holds no database yet; from source there
+ * is none and PGlite runs initdb itself. A first boot from the template skips initdb, which took
+ * most of the first boot's time and, in a second PGlite instance that lingered until a garbage
+ * collection an idle process never runs, about 400 MB of its memory. A plain copy rather than
+ * PGlite's `loadDataDir` (a tarball unpacked in memory) leaves no garbage behind. The copy is made
+ * beside `pgDir` and renamed onto it, so a crash mid-copy leaves no half a database.
  */
-const readTemplate = Effect.sync(() => {
-  const file = new URL(`./${TEMPLATE_FILE}`, import.meta.url)
-  if (file.protocol !== "file:" || !fs.existsSync(file)) return undefined
-  return new Blob([fs.readFileSync(file)], { type: "application/x-gzip" })
-})
+const copyTemplate = (pgDir: string) =>
+  Effect.sync(() => {
+    const template = new URL(`./${TEMPLATE_DIR}`, import.meta.url)
+    if (template.protocol !== "file:" || !fs.existsSync(template)) return false
+    if (fs.existsSync(path.join(pgDir, "PG_VERSION")) || fs.readdirSync(pgDir).length > 0) return false
+    const staging = `${pgDir}.new-${process.pid}`
+    fs.rmSync(staging, { recursive: true, force: true })
+    fs.cpSync(fileURLToPath(template), staging, { recursive: true })
+    fs.chmodSync(staging, 0o700)
+    fs.renameSync(staging, pgDir)
+    return true
+  })
 
 /** Unix socket paths are limited to about 107 bytes; past that the server listens on loopback. */
 const SOCKET_PATH_LIMIT = 100
@@ -104,10 +114,10 @@ export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<
       }
 
       yield* Effect.logInfo("starting embedded PostgreSQL (PGlite)").pipe(Effect.annotateLogs("dataDir", pgDir))
-      const template = fs.existsSync(path.join(pgDir, "PG_VERSION")) ? undefined : yield* readTemplate
+      if (yield* copyTemplate(pgDir)) yield* Effect.logInfo("new data directory copied from the release's template")
       const db = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => PGlite.create({ ...options, dataDir: pgDir, ...(template ? { loadDataDir: template } : {}) }),
+          try: () => PGlite.create({ ...options, dataDir: pgDir }),
           catch: (cause) => new EmbeddedPostgresError({ message: `cannot open embedded PostgreSQL in ${pgDir}: ${cause}` })
         }),
         (db) => Effect.promise(() => db.close())

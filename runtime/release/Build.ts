@@ -5,7 +5,7 @@
  *     dist/tessera.mjs          every module, the runtime and their dependencies in one ES module
  *     dist/pglite.{wasm,data}   embedded PostgreSQL's files, found beside the bundle
  *     dist/initdb.wasm
- *     dist/pgdata.tar.gz        a new data directory, so a first boot need not run initdb
+ *     dist/pgdata/              a new data directory, so that a first boot need not run initdb
  *     dist/.inputs              a digest of what it was built from
  *
  * `--if-stale` builds only when the digest of the inputs (sources, migrations, lockfile) differs
@@ -117,18 +117,12 @@ export const bundle = async (entry: string, outfile: string) => {
 }
 
 /**
- * A new data directory for the embedded database, as PGlite's initdb makes it with the release's
- * settings, checkpointed so that nothing waits in shared buffers, as a gzipped tar.
+ * A new data directory for the embedded database, made as a first boot makes it (PGlite's initdb,
+ * the release's settings) and closed cleanly.
  */
-const dataDirTemplate = async (outfile: string) => {
-  const db = await PGlite.create(EmbeddedPostgres.options)
-  try {
-    await db.exec("CHECKPOINT")
-    const tar = await db.dumpDataDir("gzip")
-    fs.writeFileSync(outfile, new Uint8Array(await tar.arrayBuffer()))
-  } finally {
-    await db.close()
-  }
+const dataDirTemplate = async (dir: string) => {
+  const db = await PGlite.create({ ...EmbeddedPostgres.options, dataDir: dir })
+  await db.close()
 }
 
 export const build = async () => {
@@ -138,7 +132,7 @@ export const build = async () => {
   fs.mkdirSync(dist, { recursive: true })
   await Promise.all([
     bundle(path.join(root, "runtime/release/start.ts"), path.join(dist, "tessera.mjs")),
-    dataDirTemplate(path.join(dist, EmbeddedPostgres.TEMPLATE_FILE))
+    dataDirTemplate(path.join(dist, EmbeddedPostgres.TEMPLATE_DIR))
   ])
   const pglite = path.dirname(createRequire(import.meta.url).resolve("@electric-sql/pglite"))
   for (const file of PGLITE_FILES) fs.copyFileSync(path.join(pglite, file), path.join(dist, file))
