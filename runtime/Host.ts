@@ -8,7 +8,7 @@
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server.
  */
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
@@ -205,7 +205,13 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const docs = topology.gateway
         ? Layer.mergeAll(
           HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
-          HttpApiSwagger.layer({ path: "/docs" })
+          // Imported when a gateway starts: Swagger UI is 2 MB of script that a process without
+          // the gateway would otherwise evaluate and hold (the bundle initialises it lazily).
+          Layer.unwrapEffect(
+            Effect.promise(() => import("@effect/platform/HttpApiSwagger")).pipe(
+              Effect.map((HttpApiSwagger) => HttpApiSwagger.layer({ path: "/docs" }))
+            )
+          )
         )
         : Layer.empty
 
