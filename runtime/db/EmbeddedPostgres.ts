@@ -60,16 +60,19 @@ export const TEMPLATE_DIR = "pgdata"
  * beside `pgDir` and renamed onto it, so a crash mid-copy leaves no half a database.
  */
 const copyTemplate = (pgDir: string) =>
-  Effect.sync(() => {
-    const template = new URL(`./${TEMPLATE_DIR}`, import.meta.url)
-    if (template.protocol !== "file:" || !fs.existsSync(template)) return false
-    if (fs.existsSync(path.join(pgDir, "PG_VERSION")) || fs.readdirSync(pgDir).length > 0) return false
-    const staging = `${pgDir}.new-${process.pid}`
-    fs.rmSync(staging, { recursive: true, force: true })
-    fs.cpSync(fileURLToPath(template), staging, { recursive: true })
-    fs.chmodSync(staging, 0o700)
-    fs.renameSync(staging, pgDir)
-    return true
+  Effect.try({
+    catch: (cause) => new EmbeddedPostgresError({ message: `cannot make a new embedded database in ${pgDir}: ${cause}` }),
+    try: () => {
+      const template = new URL(`./${TEMPLATE_DIR}`, import.meta.url)
+      if (template.protocol !== "file:" || !fs.existsSync(template)) return false
+      if (fs.existsSync(path.join(pgDir, "PG_VERSION")) || fs.readdirSync(pgDir).length > 0) return false
+      const staging = `${pgDir}.new-${process.pid}`
+      fs.rmSync(staging, { recursive: true, force: true })
+      fs.cpSync(fileURLToPath(template), staging, { recursive: true })
+      fs.chmodSync(staging, 0o700)
+      fs.renameSync(staging, pgDir)
+      return true
+    }
   })
 
 /** Unix socket paths are limited to about 107 bytes; past that the server listens on loopback. */
