@@ -68,7 +68,8 @@ const copyTemplate = (pgDir: string) =>
       if (fs.existsSync(path.join(pgDir, "PG_VERSION")) || fs.readdirSync(pgDir).length > 0) return false
       const staging = `${pgDir}.new-${process.pid}`
       fs.rmSync(staging, { recursive: true, force: true })
-      fs.cpSync(fileURLToPath(template), staging, { recursive: true })
+      // A copy-on-write clone where the file system offers one (btrfs, XFS), else a plain copy.
+      fs.cpSync(fileURLToPath(template), staging, { recursive: true, mode: fs.constants.COPYFILE_FICLONE })
       fs.chmodSync(staging, 0o700)
       fs.renameSync(staging, pgDir)
       return true
