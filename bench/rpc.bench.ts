@@ -9,8 +9,8 @@
  *   with its Schema copies, context switch, transaction guard and span), one `Effect.runPromise`
  *   per call. Ceiling: the same handler function called directly, one `Effect.runPromise` per
  *   call. Target: >= 50% of the ceiling.
- * - remote: child processes running the production `tessera serve` (bench/server.ts) hosting the
- *   Echo module, called from this process through `RemoteClient.make` (the lane: WebSocket, JSON frames), one
+ * - remote: child processes running the production `tessera serve` (bench/server.ts, compiled
+ *   as the release is: Build.bundle, no `keepNames`) hosting the Echo module, called from this process through `RemoteClient.make` (the lane: WebSocket, JSON frames), one
  *   `Effect.runPromise` per call. Ceiling: a bare `node:http` server in a child process
  *   (bench/bare-server.ts) answering the same JSON, driven by autocannon (keep-alive, one
  *   connection per caller). Target: >= 30% of the ceiling at 32 concurrent callers (the
@@ -21,14 +21,17 @@
  * taking turns every half second), so drift on this shared 2-core machine hits both alike; the
  * ratio is the median of the per-round ratios.
  * The bench is a report, not a test: it exits 0 when a target is missed and says MISSED.
- * BENCH_SECONDS / BENCH_ROUNDS override the defaults; BENCH_ONLY=inprocess|remote runs one half.
+ * BENCH_SECONDS / BENCH_ROUNDS override the defaults; BENCH_ONLY=inprocess|remote runs one half
+ * (BENCH_ONLY=startup skips this file for bench/startup.bench.ts).
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as os from "node:os"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Context, Effect, Either, Exit, Layer, Redacted, Scope } from "effect"
 import * as Host from "../runtime/Host.ts"
+import * as Build from "../runtime/release/Build.ts"
 import * as Processes from "../runtime/testing/Processes.ts"
 import * as Topology from "../runtime/Topology.ts"
 import * as RemoteClient from "../runtime/transport/RemoteClient.ts"
@@ -37,9 +40,11 @@ import { EchoClient, EchoModule, EchoRpcs, get } from "./Echo.ts"
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const ONLY = process.env.BENCH_ONLY
-if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote") {
-  throw new Error(`BENCH_ONLY must be "inprocess" or "remote", not ${JSON.stringify(ONLY)}`)
+if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup") {
+  throw new Error(`BENCH_ONLY must be "inprocess", "remote" or "startup", not ${JSON.stringify(ONLY)}`)
 }
+// The startup section is bench/startup.bench.ts, which `npm run bench` runs after this one.
+if (ONLY === "startup") process.exit(0)
 const WARMUP_SECONDS = 1
 /** In process, each round's variants take turns in slices of this many seconds (see `measure`). */
 const SLICES = Math.max(1, Math.round(SECONDS / 0.5))
@@ -97,16 +102,27 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   })
 }
 
-/** Spawns `node --import tsx <file> ...args` and resolves its URL once `ready` says so. */
+/**
+ * Compiles bench/<name>.ts into dist/bench-<name>.mjs as the release is compiled (Build.bundle:
+ * one ES module, no `keepNames`), so that the server processes run what users run.
+ */
+const compile = async (name: string) => {
+  const outfile = path.join(Build.dist, `bench-${name}.mjs`)
+  await Build.bundle(here(`${name}.ts`), outfile)
+  return outfile
+}
+
+/** Spawns `node <bundle> ...args` and resolves its URL once `ready` says so. */
 const start = async (
-  file: string,
+  bundle: string,
   args: ReadonlyArray<string>,
   env: Record<string, string>,
   ready: (url: string, output: string) => Promise<boolean>
 ) => {
+  const file = path.basename(bundle)
   const port = await Processes.freePort()
   const url = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, ["--import", "tsx", here(file), ...args], {
+  const child = spawn(process.execPath, [bundle, ...args], {
     cwd: here(".."),
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"]
@@ -250,15 +266,17 @@ const remote = async (rows: Array<Row>) => {
   const scope = Effect.runSync(Scope.make())
   const servers: Array<{ stop: () => Promise<void> }> = []
   try {
+    console.error("compiling bench/server.ts and bench/bare-server.ts into dist/ as the release is compiled ...")
+    const [serverBundle, bareBundle] = await Promise.all([compile("server"), compile("bare-server")])
     console.error("starting the bare http server and two `tessera serve` (bench/server.ts), spans on and off ...")
     const ready = async (url: string) => {
       const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2_000) })
       return response.status === 200
     }
     const [bare, ...tesseras] = await Promise.all([
-      start("bare-server.ts", [], {}, async (_, output) => output.includes("listening")),
+      start(bareBundle, [], {}, async (_, output) => output.includes("listening")),
       ...tracings.map(({ tracing }) =>
-        start("server.ts", ["serve"], {
+        start(serverBundle, ["serve"], {
           TESSERA_MODULES: "all",
           LOG_LEVEL: "warn",
           TESSERA_RPC_TRACING: String(tracing),

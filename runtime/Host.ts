@@ -9,7 +9,7 @@
  * - health endpoints, all on one HTTP server, which listens before any of this is built and
  *   answers 503 until it is (Startup.ts).
  */
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Layer, Option } from "effect"
@@ -205,7 +205,13 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const docs = topology.gateway
         ? Layer.mergeAll(
           HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
-          HttpApiSwagger.layer({ path: "/docs" })
+          // Imported when a gateway starts: Swagger UI is 2 MB of script that a process without
+          // the gateway would otherwise evaluate and hold (the bundle initialises it lazily).
+          Layer.unwrapEffect(
+            Effect.promise(() => import("@effect/platform/HttpApiSwagger")).pipe(
+              Effect.map((HttpApiSwagger) => HttpApiSwagger.layer({ path: "/docs" }))
+            )
+          )
         )
         : Layer.empty
 

@@ -8,6 +8,7 @@
  * `createRequire`, not imported: the ES module release also runs on Deno, which has no `node:sea`,
  * and there it simply is not the executable.
  */
+import type { Buffer } from "node:buffer"
 import { createRequire } from "node:module"
 import { promisify } from "node:util"
 import * as zlib from "node:zlib"

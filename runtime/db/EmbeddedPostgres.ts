@@ -23,11 +23,62 @@ import { Context, Data, Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Settings from "../Settings.ts"
 import * as SingleExecutable from "../SingleExecutable.ts"
 import * as Gate from "./Gate.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
+
+/**
+ * PostgreSQL's settings for the embedded database, sized for a small shop in one process.
+ * PGlite's WebAssembly memory only grows, so whatever PostgreSQL allocates once stays resident:
+ * its default 128 MB of `shared_buffers` made up half of an idle process. PGlite reads its files
+ * through the operating system, whose page cache keeps hot pages anyway, so 16 MB costs little;
+ * `maintenance_work_mem` (64 MB by default, spent by CREATE INDEX) is bounded for the same reason.
+ */
+export const settings: ReadonlyArray<readonly [name: string, value: string]> = [
+  ["shared_buffers", "16MB"],
+  ["maintenance_work_mem", "16MB"]
+]
+
+/** What PGlite is started with, here and when the release's data directory template is made. */
+export const options = {
+  startParams: [...PGlite.defaultStartParams, ...settings.flatMap(([name, value]) => ["-c", `${name}=${value}`])]
+}
+
+/**
+ * The release's new data directory, made by `npm run build` with `options` and found beside the
+ * code as PGlite's own files are.
+ */
+export const TEMPLATE_DIR = "pgdata"
+
+/**
+ * Makes `pgDir` a copy of the release's template when it holds no database yet; from source there
+ * is none and PGlite runs initdb itself. A first boot from the template skips initdb, which took
+ * most of the first boot's time and, in a second PGlite instance that lingered until a garbage
+ * collection an idle process never runs, about 400 MB of its memory. A plain copy rather than
+ * PGlite's `loadDataDir` (a tarball unpacked in memory) leaves no garbage behind. The copy is made
+ * beside `pgDir` and renamed onto it, so a crash mid-copy leaves no half a database.
+ */
+const copyTemplate = (pgDir: string) =>
+  Effect.try({
+    catch: (cause) => new EmbeddedPostgresError({ message: `cannot make a new embedded database in ${pgDir}: ${cause}` }),
+    try: () => {
+      // The single executable carries no template (it would be 39 MB more): it runs initdb.
+      if (SingleExecutable.isSingleExecutable) return false
+      const template = new URL(`./${TEMPLATE_DIR}`, import.meta.url)
+      if (template.protocol !== "file:" || !fs.existsSync(template)) return false
+      if (fs.existsSync(path.join(pgDir, "PG_VERSION")) || fs.readdirSync(pgDir).length > 0) return false
+      const staging = `${pgDir}.new-${process.pid}`
+      fs.rmSync(staging, { recursive: true, force: true })
+      // A copy-on-write clone where the file system offers one (btrfs, XFS), else a plain copy.
+      fs.cpSync(fileURLToPath(template), staging, { recursive: true, mode: fs.constants.COPYFILE_FICLONE })
+      fs.chmodSync(staging, 0o700)
+      fs.renameSync(staging, pgDir)
+      return true
+    }
+  })
 
 /** Unix socket paths are limited to about 107 bytes; past that the server listens on loopback. */
 const SOCKET_PATH_LIMIT = 100
@@ -86,9 +137,10 @@ export class EmbeddedPostgres extends Context.Tag("tessera/EmbeddedPostgres")<
       }
 
       yield* Effect.logInfo("starting embedded PostgreSQL (PGlite)").pipe(Effect.annotateLogs("dataDir", pgDir))
+      if (yield* copyTemplate(pgDir)) yield* Effect.logInfo("new data directory copied from the release's template")
       const db = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: async () => PGlite.create({ dataDir: pgDir, ...(await pgliteFiles()) }),
+          try: async () => PGlite.create({ ...options, dataDir: pgDir, ...(await pgliteFiles()) }),
           catch: (cause) => new EmbeddedPostgresError({ message: `cannot open embedded PostgreSQL in ${pgDir}: ${cause}` })
         }),
         (db) => Effect.promise(() => db.close())

@@ -5,6 +5,7 @@
  *     dist/tessera.mjs          every module, the runtime and their dependencies in one ES module
  *     dist/pglite.{wasm,data}   embedded PostgreSQL's files, found beside the bundle
  *     dist/initdb.wasm
+ *     dist/pgdata/              a new data directory, so that a first boot need not run initdb
  *     dist/.inputs              a digest of what it was built from
  *
  * `npm run build:exe` (`--exe`): the same code as one file that needs nothing installed, a Node
@@ -20,6 +21,7 @@
  * makes V8 re-optimise and discard every Schema.Class constructor on Node 20 (a third of a remote
  * caller's CPU). Nothing here reads a function's or class's `name`.
  */
+import { PGlite } from "@electric-sql/pglite"
 import * as esbuild from "esbuild"
 import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
@@ -28,6 +30,7 @@ import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as EmbeddedPostgres from "../db/EmbeddedPostgres.ts"
 import { compress, PGLITE_ASSETS } from "../SingleExecutable.ts"
 
 export const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -133,32 +136,99 @@ const shared: esbuild.BuildOptions = {
   platform: "node",
   target: "node20",
   keepNames: false,
+  // Whitespace and syntax only: identifiers keep their names, so stack traces and profiles of
+  // the release stay readable; the parse time this leaves is measured by `npm run bench`.
   minifySyntax: true,
+  minifyWhitespace: true,
   legalComments: "none",
   plugins: [migrationsPlugin],
   logLevel: "warning"
 }
 
 /** What `npm run build` writes; removed before it writes them again, the executable left alone. */
-const RELEASE_FILES = ["tessera.mjs", "tessera.mjs.map", ...PGLITE_ASSETS, ".inputs"]
+const RELEASE_FILES = ["tessera.mjs", "tessera.mjs.map", ...PGLITE_ASSETS, EmbeddedPostgres.TEMPLATE_DIR, ".inputs"]
 
-export const build = async () => {
-  const started = Date.now()
-  const stamp = digest()
-  fs.mkdirSync(dist, { recursive: true })
-  for (const file of RELEASE_FILES) fs.rmSync(path.join(dist, file), { force: true })
+/**
+ * Bundles `entry` (and every dependency) into one ES module at `outfile`, compiled as the release
+ * is; the benchmarks build their server process with it, so that they measure what users run.
+ */
+export const bundle = async (entry: string, outfile: string) => {
   await esbuild.build({
     ...shared,
-    outfile: path.join(dist, "tessera.mjs"),
+    entryPoints: [entry],
+    outfile,
     format: "esm",
     sourcemap: "linked",
     // Dependencies written as CommonJS call `require` for Node's built-ins.
     banner: { js: `import { createRequire as __tesseraRequire } from "node:module"; const require = __tesseraRequire(import.meta.url);` }
   })
+}
+
+/**
+ * A new data directory for the embedded database, made as a first boot makes it (PGlite's initdb,
+ * the release's settings) and closed cleanly.
+ */
+const dataDirTemplate = async (dir: string) => {
+  const db = await PGlite.create({ ...EmbeddedPostgres.options, dataDir: dir })
+  await db.close()
+}
+
+const LOCK = path.join(dist, ".build-lock")
+
+/** Whether the process that took the lock is gone (it crashed mid-build). */
+const lockIsAbandoned = (): boolean => {
+  try {
+    process.kill(Number(fs.readFileSync(path.join(LOCK, "pid"), "utf8")), 0)
+    return false
+  } catch (error) {
+    // No pid file yet (the owner is between mkdir and writing it) counts as held.
+    return (error as NodeJS.ErrnoException).code === "ESRCH"
+  }
+}
+
+/**
+ * Runs `work` while holding `dist/.build-lock`: processes started together (two `npm start`, a
+ * test run beside a start) may each find the release stale, and two builds writing `dist/` at
+ * once would leave it mixed. The others wait, then find it fresh. A lock whose process is gone is
+ * taken over.
+ */
+const exclusively = async <A>(work: () => Promise<A>): Promise<A> => {
+  fs.mkdirSync(dist, { recursive: true })
+  for (;;) {
+    try {
+      fs.mkdirSync(LOCK)
+      break
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+      if (lockIsAbandoned()) fs.rmSync(LOCK, { recursive: true, force: true })
+      else await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  }
+  try {
+    fs.writeFileSync(path.join(LOCK, "pid"), String(process.pid))
+    return await work()
+  } finally {
+    fs.rmSync(LOCK, { recursive: true, force: true })
+  }
+}
+
+/** Builds the release (`dist/tessera.mjs` and the files beside it); resolves how long it took. */
+const buildRelease = async () => {
+  const started = Date.now()
+  const stamp = digest()
+  for (const file of RELEASE_FILES) fs.rmSync(path.join(dist, file), { recursive: true, force: true })
+  await Promise.all([
+    bundle(path.join(root, "runtime/release/start.ts"), path.join(dist, "tessera.mjs")),
+    dataDirTemplate(path.join(dist, EmbeddedPostgres.TEMPLATE_DIR))
+  ])
   for (const file of PGLITE_ASSETS) fs.copyFileSync(path.join(pgliteDir(), file), path.join(dist, file))
   fs.writeFileSync(DIGEST_FILE, stamp)
   return Date.now() - started
 }
+
+/** Builds the release; with `ifStale`, only when it is missing or older than the source (resolves 0 then). */
+export const build = (options: { readonly ifStale?: boolean } = {}) =>
+  exclusively(() => (options.ifStale && isFresh() ? Promise.resolve(0) : buildRelease()))
 
 /** The single executable's path. */
 export const executable = path.join(dist, "tessera")
@@ -187,7 +257,10 @@ const run = (command: string, args: ReadonlyArray<string>) => {
  * PGlite is given its files and reads nothing beside it). And the code cache stays off: with it,
  * PGlite's `import("node:module")` fails on Node 20.
  */
-export const buildExecutable = async () => {
+export const buildExecutable = (options: { readonly ifStale?: boolean } = {}) =>
+  exclusively(() => (options.ifStale && isExecutableFresh() ? Promise.resolve(0) : writeExecutable()))
+
+const writeExecutable = async () => {
   if (process.platform !== "linux") {
     throw new Error(`npm run build:exe builds for Linux only (this is ${process.platform}): other systems need the binary's signature removed and restored`)
   }
@@ -247,9 +320,11 @@ export const buildExecutable = async () => {
 const isEntryPoint = process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
 if (isEntryPoint) {
   const exe = process.argv.includes("--exe")
-  if (process.argv.includes("--if-stale") && (exe ? isExecutableFresh() : isFresh())) process.exit(0)
-  const ms = exe ? await buildExecutable() : await build()
-  const written = exe ? executable : path.join(dist, "tessera.mjs")
-  const size = exe ? ` (${(fs.statSync(written).size / 2 ** 20).toFixed(1)} MiB)` : ""
-  console.error(`built ${path.relative(process.cwd(), written)}${size} in ${ms} ms`)
+  const ifStale = process.argv.includes("--if-stale")
+  const ms = exe ? await buildExecutable({ ifStale }) : await build({ ifStale })
+  if (ms > 0) {
+    const written = exe ? executable : path.join(dist, "tessera.mjs")
+    const size = exe ? ` (${(fs.statSync(written).size / 2 ** 20).toFixed(1)} MiB)` : ""
+    console.error(`built ${path.relative(process.cwd(), written)}${size} in ${ms} ms`)
+  }
 }

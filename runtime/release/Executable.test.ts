@@ -42,7 +42,7 @@ describe("the single executable, alone in an empty folder", () => {
   }
 
   beforeAll(async () => {
-    if (!Build.isExecutableFresh()) await Build.buildExecutable()
+    await Build.buildExecutable({ ifStale: true })
     folder = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-exe-"))
     dataDir = path.join(folder, "data")
     fs.copyFileSync(Build.executable, path.join(folder, "tessera"))

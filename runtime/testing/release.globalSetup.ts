@@ -5,5 +5,5 @@
 import * as Build from "../release/Build.ts"
 
 export default async function setup() {
-  if (!Build.isFresh()) await Build.build()
+  await Build.build({ ifStale: true })
 }

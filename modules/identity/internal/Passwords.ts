@@ -70,19 +70,21 @@ export const verify = (password: Redacted.Redacted<string>, stored: string) =>
 
 /** The hashing service at the configured cost. */
 export class Passwords extends Effect.Service<Passwords>()("identity/Passwords", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const params: Parameters = { log2N: yield* Effect.orDie(cost), r: R, p: P }
     // A hash of nothing anyone knows, at the current cost: verifying against it takes as long as
     // verifying a real password, so a login for an unknown e-mail takes as long as a wrong password.
-    // Made at start, so that not even the first such login pays for making it.
-    const dummy = yield* hashWith(Redacted.make(crypto.randomBytes(32).toString("base64")), params)
+    // Made once, in the background from the start on (so that no such login pays for making it)
+    // rather than before the process is ready: one hash at the default cost takes 0.3 to 1 s.
+    const dummy = yield* Effect.cached(hashWith(Redacted.make(crypto.randomBytes(32).toString("base64")), params))
+    yield* Effect.forkScoped(dummy)
 
     return {
       hash: (password: Redacted.Redacted<string>) => hashWith(password, params),
       verify,
       /** Spends the time of a verification, to answer for an unknown account. */
       verifyDummy: (password: Redacted.Redacted<string>) =>
-        Effect.asVoid(verify(password, dummy)),
+        Effect.asVoid(Effect.flatMap(dummy, (stored) => verify(password, stored))),
       /** Whether `stored` was made at another cost than the current one (or cannot be read). */
       needsRehash: (stored: string) => {
         const parsed = parse(stored)
