@@ -20,6 +20,8 @@ const NODE_GLOBALS: ReadonlyArray<{ readonly name: string; readonly module: stri
 /** Names that have no meaning outside CommonJS on Node, in an ESM build. */
 const FORBIDDEN = ["__dirname", "__filename", "global"]
 
+const BUILD_SCRIPT = path.join("runtime", "release", "Build.ts")
+
 /**
  * Every source file of the build: main.ts, runtime/ and modules/, tests and test helpers aside,
  * and the build script (`runtime/release/Build.ts`, a Node program that runs before the release).
