@@ -170,7 +170,12 @@ describe("a process serving /rpc/inventory (tessera serve)", () => {
       ...env
     })
     try {
-      await until(async () => (await fetch(`${server.url}/health/live`).catch(() => undefined))?.status === 200, server)
+      // Serving, though not ready (catalog is down): readiness says more than "starting".
+      const serving = async () => {
+        const response = await fetch(`${server.url}/health/ready`).catch(() => undefined)
+        return response !== undefined && ((await response.json()) as { status: string }).status !== "starting"
+      }
+      await until(serving, server)
       await test(server)
     } finally {
       await server.stop()

@@ -730,10 +730,10 @@ for (const [name, start] of Object.entries(topologies)) {
       })
 
       it("limits each client's request rate: 429 for the greedy one, others served", async () => {
-        // A customer API key, which does not expire during the burst as a test token may.
-        const issued = await json(await api("/v1/api-keys", { json: { name: `greedy-${unique()}`, role: "customer" } }))
-        const token: string = issued.body.key
         const product = await createProduct()
+        // A token of its own, fresh: the burst must not outlive it (TOKEN_TTL_SECONDS).
+        const greedy = await customer()
+        const token = await greedy.token()
         const statuses = await Promise.all(
           Array.from({ length: 4 * RATE_LIMIT }, () => api(`/v1/products/${product.id}/stock`, { as: token }).then((r) => r.status))
         )
