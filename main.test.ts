@@ -24,8 +24,11 @@ import * as RemoteClient from "./runtime/transport/RemoteClient.ts"
 /** The shared secret of the test deployments' processes. */
 const SECRET = Redacted.make("e2e-service-secret-e2e-service-secret")
 const ADMIN = { email: "admin@tessera.test", password: "admin-password-e2e" }
-/** Access tokens live this long here, so that a test can watch one expire. */
-const TOKEN_TTL_SECONDS = 4
+/**
+ * Access tokens live this long here, so that a test can watch one expire; long enough that the
+ * rate-limit test's burst of requests, slow on a loaded machine, does not outlive its token.
+ */
+const TOKEN_TTL_SECONDS = 6
 /** Requests per second per client. */
 const RATE_LIMIT = 40
 
