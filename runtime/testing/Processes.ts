@@ -58,7 +58,7 @@ export const RELEASE = path.join(root, "dist", "tessera.mjs")
 export const DENO_FLAGS: ReadonlyArray<string> = (() => {
   const scripts = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).scripts as Record<string, string>
   const flags = /^(?:exec )?deno run (.*) dist\/tessera\.mjs serve$/.exec(scripts["start:deno"] ?? "")?.[1]
-  if (flags === undefined) throw new Error(`package.json's start:deno is not "deno run <flags> dist/tessera.mjs serve"`)
+  if (flags === undefined) throw new Error(`package.json's start:deno is not "[exec ]deno run <flags> dist/tessera.mjs serve"`)
   return flags.split(/\s+/)
 })()
 
