@@ -97,9 +97,10 @@ const leave = (fiber: Fiber.RuntimeFiber<unknown, unknown>, kept: FiberRefs.Fibe
 
 /**
  * The options of `Effect.matchCauseEffect`, from two functions. A function written as a property
- * of an object literal is named after it, and tsx (which runs Tessera) keeps names by calling a
- * helper on every such closure it makes: a measurable share of a call made per call. Passed as
- * arguments, the call's continuations stay unnamed.
+ * of an object literal is named after it, and a compiler that keeps names (tsx, which runs the
+ * source in development, always does; the release is built without it) calls a helper on every
+ * such closure it makes: a measurable share of a call made per call. Passed as arguments, the
+ * call's continuations stay unnamed.
  */
 const continuations = <A, E, B, E2, C, E3>(
   onSuccess: (value: A) => Effect.Effect<B, E2>,
