@@ -40,10 +40,10 @@ export const settings: Config.Config<Settings> = Config.all({
   maxConnections: Declared.maxConnections.config,
   maxConnectionsPerAddress: Declared.maxConnectionsPerAddress.config
 }).pipe(
-  // The rule is Settings.rules' (checked at start); read on its own too, these do not break it.
+  // Checked at start with the other rules (Settings.rules); read on its own too, these hold it.
   Config.validate({
-    message: "TESSERA_HEADERS_TIMEOUT must not be longer than TESSERA_REQUEST_TIMEOUT",
-    validation: (s) => Duration.lessThanOrEqualTo(s.headersTimeout, s.requestTimeout)
+    message: Declared.headersWithinRequest.problem,
+    validation: (s) => Declared.headersWithinRequest.holds(s.headersTimeout, s.requestTimeout)
   })
 )
 

@@ -224,12 +224,16 @@ export const maxConnectionsPerAddress = Setting.integer({
   min: 0
 })
 
+/** A request's headers must be able to arrive within the time the whole request has. */
+export const headersWithinRequest = {
+  holds: (headers: Duration.Duration, request: Duration.Duration) => Duration.lessThanOrEqualTo(headers, request),
+  problem: "TESSERA_HEADERS_TIMEOUT: expected no longer than TESSERA_REQUEST_TIMEOUT"
+}
+
 /** Rules between the settings above (checked once each value is valid). */
 export const rules: ReadonlyArray<Setting.Rule> = [
   Config.map(Config.all([headersTimeout.config, requestTimeout.config]), ([headers, request]) =>
-    Duration.lessThanOrEqualTo(headers, request)
-      ? Option.none()
-      : Option.some("TESSERA_HEADERS_TIMEOUT: expected no longer than TESSERA_REQUEST_TIMEOUT"))
+    headersWithinRequest.holds(headers, request) ? Option.none() : Option.some(headersWithinRequest.problem))
 ]
 
 /** What the registry needs to know of a module. */
