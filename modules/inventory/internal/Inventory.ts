@@ -24,7 +24,7 @@ export class Inventory extends Effect.Service<Inventory>()("inventory/Inventory"
     const requireProduct = (productId: ProductId) =>
       catalog.get({ id: productId }).pipe(
         Effect.asVoid,
-        Effect.catchTag("RpcClientError", Effect.die)
+        Effect.catchTag("CallError", Effect.die)
       )
 
     const restock = Effect.fn("Inventory.restock")(function*(productId: ProductId, quantity: number) {
