@@ -49,7 +49,7 @@ const innerHandlers = InnerRpcs.toLayer({
 
 const outerHandlers = OuterRpcs.toLayer(Effect.map(InnerClient, (inner) => ({
   relay: () => Effect.orDie(inner.left()),
-  relayHang: ({ key }) => Effect.orDie(inner.hang({ key }))
+  relayHang: ({ key }: { readonly key: string }) => Effect.orDie(inner.hang({ key }))
 })))
 
 const failure = (exit: Exit.Exit<unknown, unknown>) =>
