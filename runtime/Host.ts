@@ -25,6 +25,7 @@ import * as ServerLimits from "./ServerLimits.ts"
 import * as Settings from "./Settings.ts"
 import * as Startup from "./Startup.ts"
 import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
+import type * as Client from "./transport/Client.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
@@ -71,6 +72,11 @@ export const make = (
     /** The heartbeat of connections between modules (`TESSERA_RPC_HEARTBEAT_INTERVAL`, `_TIMEOUT`). */
     readonly heartbeatInterval?: Duration.Duration
     readonly heartbeatTimeout?: Duration.Duration
+    /**
+     * The interceptors of the client of a module in another process (transport/Client.ts),
+     * outermost first: where the resilience policies plug in. Default: `Client.standard`.
+     */
+    readonly remoteInterceptors?: (module: string) => ReadonlyArray<Client.Interceptor>
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -107,6 +113,7 @@ export const make = (
         maxFrameBytes: options?.maxFrameBytes,
         heartbeatInterval: options?.heartbeatInterval,
         heartbeatTimeout: options?.heartbeatTimeout,
+        interceptors: options?.remoteInterceptors?.(name),
         onConnection: (open) => connected.set(name, open)
       }))
     clientLayers.set(name, layer)
