@@ -3,7 +3,7 @@
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls, and its RPC endpoint at `/rpc/<module>`;
- * - one client per module this process needs: in process for hosted modules, over the network
+ * - one client per module this process needs (transport/Client.ts): in process for hosted modules, over the network
  *   for the others (`LocalClient` / `RemoteClient`, behind the module's own Tag);
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server, which listens before any of this is built and
