@@ -3,8 +3,9 @@
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls, and its RPC endpoint at `/rpc/<module>`;
- * - one client per module this process needs (transport/Client.ts): in process for hosted modules, over the network
- *   for the others (`LocalClient` / `RemoteClient`, behind the module's own Tag);
+ * - one client per module this process needs, built by transport/Client.ts: in process for
+ *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
+ *   behind the module's own Tag);
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server, which listens before any of this is built and
  *   answers 503 until it is (Startup.ts).
