@@ -17,6 +17,7 @@ import { Context, Duration, Effect, Layer, Option } from "effect"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Auth from "./gateway/Auth.ts"
+import * as Docs from "./gateway/Docs.ts"
 import * as Edge from "./gateway/Edge.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
@@ -222,18 +223,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
         grace
       })
 
-      const docs = topology.gateway
-        ? Layer.mergeAll(
-          HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
-          // Imported when a gateway starts: Swagger UI is 2 MB of script that a process without
-          // the gateway would otherwise evaluate and hold (the bundle initialises it lazily).
-          Layer.unwrapEffect(
-            Effect.promise(() => import("@effect/platform/HttpApiSwagger")).pipe(
-              Effect.map((HttpApiSwagger) => HttpApiSwagger.layer({ path: "/docs" }))
-            )
-          )
-        )
-        : Layer.empty
+      const docs = topology.gateway ? Docs.layer : Layer.empty
 
       // Listening comes first, and answers at once (Startup.ts): a peer starting at the same
       // moment gets a 503 saying this process is starting, never a request left unanswered.

@@ -62,10 +62,13 @@ export const open = (module: string) =>
       const admin = yield* EmbeddedPostgres
       const sql = yield* ModuleSql.embedded(admin, module)
       const ran = yield* embeddedMigrations.withPermits(1)(
-        Effect.zipRight(
-          admin.unsafe(ModuleSql.bootstrap(module, undefined)),
-          Migrations.run(module, migrations, { lock: false }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-        )
+        Effect.gen(function*() {
+          const found = yield* embeddedState(admin, module)
+          if (found.marker !== ModuleSql.bootstrapMarker(module)) yield* admin.unsafe(ModuleSql.bootstrapEmbedded(module))
+          // No ledger yet: the Migrator makes one, which readiness reads, even with no migration.
+          if (found.applied !== undefined && found.applied >= latest) return []
+          return yield* Migrations.run(module, migrations, { lock: false }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        })
       )
       yield* logMigrations(module, ran)
       return { module, sql, location: "embedded", latest, gate: admin.gate } satisfies ModuleDatabase
@@ -99,6 +102,27 @@ export const open = (module: string) =>
     const sql = yield* ModuleSql.guarded(gate, module)
     return { module, sql, location: describe(url.value), latest, gate } satisfies ModuleDatabase
   }).pipe(Effect.provide(Reactivity.layer), Effect.annotateLogs("module", module))
+
+/**
+ * What a start finds of `module` in the embedded database: the marker its bootstrap left on its
+ * schema (`ModuleSql.bootstrapMarker`), and the newest migration its ledger records (0 for none;
+ * undefined when it has no ledger).
+ * A later boot finds both current and goes on after these two reads, where it used to bootstrap
+ * again (statements that rewrite the system catalogs) and run the Migrator only for it to find
+ * nothing to do (about eight round trips: a transaction, a table lock, the ledger read twice),
+ * each module in turn on PGlite's one session. Nothing else writes to the embedded database (one
+ * process owns it), so what is read here still holds when the module starts using it.
+ */
+const embeddedState = (admin: SqlClient.SqlClient, module: string) =>
+  Effect.gen(function*() {
+    const [schema] = yield* admin<{ readonly marker: string | null; readonly ledger: boolean }>`
+      SELECT obj_description(oid, 'pg_namespace') AS marker,
+             to_regclass(${`${module}.${Migrations.LEDGER}`}) IS NOT NULL AS ledger
+      FROM pg_namespace WHERE nspname = ${module}`
+    if (schema === undefined || !schema.ledger) return { marker: schema?.marker ?? null, applied: undefined }
+    const [ledger] = yield* admin<{ readonly id: number | null }>`SELECT max(migration_id) AS id FROM ${admin(module)}.${admin(Migrations.LEDGER)}`
+    return { marker: schema.marker, applied: ledger?.id ?? 0 }
+  })
 
 const logMigrations = (module: string, ran: ReadonlyArray<readonly [number, string]>) =>
   ran.length === 0

@@ -13,6 +13,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient, type SqlConnection, type SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Exit, Redacted, Stream } from "effect"
+import { createHash } from "node:crypto"
 import type * as Gate from "./Gate.ts"
 
 /** The database role a module logs in as. */
@@ -27,14 +28,28 @@ const quoteLiteral = (text: string) => `'${text.replace(/'/g, "''")}'`
  * and create objects in its schema and nothing else; objects the admin creates there are granted
  * to it too. Serialised by an advisory lock so that processes starting together do not race.
  */
-export const bootstrap = (module: string, password: Redacted.Redacted | undefined) => {
+export const bootstrap = (module: string, password: Redacted.Redacted | undefined) => `
+BEGIN;
+SELECT pg_advisory_xact_lock(hashtext('tessera:bootstrap'));
+${grants(module, password)}
+COMMIT;`
+
+/**
+ * `bootstrap` for the embedded database, which then marks the schema with `bootstrapMarker` in
+ * the same transaction. (Only there: on PostgreSQL the schema may belong to another role than
+ * the admin URL's, and commenting on it needs its owner.)
+ */
+export const bootstrapEmbedded = (module: string) => `
+BEGIN;
+${grants(module, undefined)}
+COMMENT ON SCHEMA ${module} IS ${quoteLiteral(bootstrapMarker(module))};
+COMMIT;`
+
+const grants = (module: string, password: Redacted.Redacted | undefined) => {
   if (!identifier.test(module)) throw new Error(`module name ${module} is not a valid SQL identifier`)
   const role = roleOf(module)
   const admin = "CURRENT_USER"
-  return `
-BEGIN;
-SELECT pg_advisory_xact_lock(hashtext('tessera:bootstrap'));
-DO $$ BEGIN
+  return `DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN
     CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
   END IF;
@@ -47,9 +62,17 @@ GRANT USAGE, CREATE ON SCHEMA ${module} TO ${role};
 ALTER DEFAULT PRIVILEGES FOR ROLE ${admin} IN SCHEMA ${module}
   GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO ${role};
 ALTER DEFAULT PRIVILEGES FOR ROLE ${admin} IN SCHEMA ${module} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO ${role};
-ALTER ROLE ${role} SET search_path = ${module};
-COMMIT;`
+ALTER ROLE ${role} SET search_path = ${module};`
 }
+
+/**
+ * The comment `bootstrapEmbedded` leaves on the module's schema: a digest of what it grants, so
+ * that a start which finds this build's marker there knows the role, the schema and their grants
+ * are as this build makes them, and skips the bootstrap, whose statements rewrite the system
+ * catalogs. A build that grants differently finds another marker and bootstraps again.
+ */
+export const bootstrapMarker = (module: string) =>
+  `tessera bootstrap ${createHash("sha256").update(grants(module, undefined)).digest("hex").slice(0, 16)}`
 
 /** The admin URL with the module's role as its user (the password, if any, stays). */
 export const moduleUrl = (adminUrl: Redacted.Redacted, module: string): Redacted.Redacted => {
