@@ -5,7 +5,7 @@ import { CallError } from "../transport/CallError.ts"
 import type { CallInfo } from "../transport/Client.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 
-export const info: CallInfo = {
+const info: CallInfo = {
   module: "inventory",
   tag: "get",
   name: "inventory.get",
@@ -14,7 +14,7 @@ export const info: CallInfo = {
   discard: false
 }
 
-export const lost = new CallError({ module: "inventory", rpc: "inventory.get", kind: "OutcomeUnknown", reason: "ConnectionLost", message: "lost" })
+const lost = new CallError({ module: "inventory", rpc: "inventory.get", kind: "OutcomeUnknown", reason: "ConnectionLost", message: "lost" })
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {}) {}
 
