@@ -95,7 +95,11 @@ export const make = (
     const layer: AnyLayer = location._tag === "Local"
       ? Layer.effect(
         module.client,
-        Effect.map(hostedTag(name), (hosted) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing }))
+        Effect.zipWith(
+          hostedTag(name),
+          LocalClient.defaults,
+          (hosted, defaults) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
+        )
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
       ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))

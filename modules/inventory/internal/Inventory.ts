@@ -25,7 +25,7 @@ export class Inventory extends Effect.Service<Inventory>()("inventory/Inventory"
     const requireProduct = (productId: ProductId) =>
       catalog.get({ id: productId }).pipe(
         Effect.asVoid,
-        Effect.catchTag("RpcClientError", Effect.die)
+        Effect.catchTag("CallError", Effect.die)
       )
 
     const added = (productId: ProductId, quantity: number) =>
