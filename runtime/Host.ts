@@ -27,6 +27,7 @@ import * as ServerLimits from "./ServerLimits.ts"
 import * as Settings from "./Settings.ts"
 import * as Startup from "./Startup.ts"
 import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
+import * as Client from "./transport/Client.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
@@ -95,11 +96,18 @@ export const make = (
     const layer: AnyLayer = location._tag === "Local"
       ? Layer.effect(
         module.client,
-        Effect.zipWith(
-          hostedTag(name),
-          LocalClient.defaults,
-          (hosted, defaults) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
-        )
+        Effect.gen(function*() {
+          const hosted = yield* hostedTag(name)
+          const defaults = yield* LocalClient.defaults
+          // In process: the deadline only, failing with the same CallError (Policy.local).
+          const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
+          dependencies.local(name, policy)
+          return LocalClient.make(name, module.client.group, hosted.handlers as never, {
+            tracing,
+            defaults,
+            interceptors: [...Client.standard, ...Policy.local(name, policy)]
+          })
+        })
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
       ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
