@@ -73,6 +73,9 @@ export const make = (
     readonly maxFrameBytes?: number
     /** The registry of dependencies (tests pass one to watch breakers). */
     readonly dependencies?: Policy.Registry
+    /** The heartbeat of connections between modules (`TESSERA_RPC_HEARTBEAT_INTERVAL`, `_TIMEOUT`). */
+    readonly heartbeatInterval?: Duration.Duration
+    readonly heartbeatTimeout?: Duration.Duration
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -116,6 +119,8 @@ export const make = (
         caller,
         tracing,
         maxFrameBytes: options?.maxFrameBytes,
+        heartbeatInterval: options?.heartbeatInterval,
+        heartbeatTimeout: options?.heartbeatTimeout,
         onConnection: (open) => connected.set(name, open)
       }))
     clientLayers.set(name, layer)
@@ -156,7 +161,8 @@ export const make = (
         secret,
         tracing,
         grace: options?.grace,
-        maxFrameBytes: options?.maxFrameBytes
+        maxFrameBytes: options?.maxFrameBytes,
+        heartbeatTimeout: options?.heartbeatTimeout
       }))
     ).pipe(Layer.provide(hostedLayer(name, [])))
   })
@@ -202,6 +208,8 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const grace = yield* Settings.shutdownGrace.config
       const tracing = yield* Settings.rpcTracing.config
       const maxFrameBytes = yield* Wire.maxFrameBytesFromConfig
+      const heartbeatInterval = yield* Settings.rpcHeartbeatInterval.config
+      const heartbeatTimeout = yield* Settings.rpcHeartbeatTimeout.config
       const embedded = yield* needsEmbedded(modules, topology)
       const secret = Option.getOrUndefined(yield* ServiceCredential.secretFromConfig)
       const whole = topology.gateway && modules.every((m) => topology.hosted.includes(m.name))
@@ -213,7 +221,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
-      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes })
+      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout })
       const server = ServerLimits.createServer(limits)
       const phases = Startup.make({
         starting: `opening ${topology.hosted.join(", ") || "its clients"}`,
