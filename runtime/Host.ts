@@ -114,15 +114,24 @@ export const make = (
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
       ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
-      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, {
-        secret,
-        caller,
-        tracing,
-        maxFrameBytes: options?.maxFrameBytes,
-        heartbeatInterval: options?.heartbeatInterval,
-        heartbeatTimeout: options?.heartbeatTimeout,
-        onConnection: (open) => connected.set(name, open)
-      }))
+      : Layer.scoped(
+        module.client,
+        Effect.gen(function*() {
+          // Remote: the whole policy, one breaker and bulkhead per target (resilience/Policy.ts).
+          const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
+          const dependency = dependencies.dependency(name, policy)
+          return yield* RemoteClient.make(name, module.client.group, location.url, {
+            secret,
+            caller,
+            tracing,
+            maxFrameBytes: options?.maxFrameBytes,
+            heartbeatInterval: options?.heartbeatInterval,
+            heartbeatTimeout: options?.heartbeatTimeout,
+            onConnection: (open) => connected.set(name, open),
+            interceptors: [...Client.standard, ...Policy.interceptors(dependency)]
+          })
+        })
+      )
     clientLayers.set(name, layer)
     return layer
   }
