@@ -102,14 +102,9 @@ export const make = (
         Effect.gen(function*() {
           const hosted = yield* hostedTag(name)
           const defaults = yield* LocalClient.defaults
-          // In process: the deadline only, failing with the same CallError (Policy.local).
-          const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
-          dependencies.local(name, policy)
-          return LocalClient.make(name, module.client.group, hosted.handlers as never, {
-            tracing,
-            defaults,
-            interceptors: [...Client.standard, ...Policy.local(name, policy)]
-          })
+          // In process: no policy (Policy.ts says why); listed in the admin view all the same.
+          dependencies.local(name, yield* Effect.orDie(Policy.fromConfig(name, module.resilience)))
+          return LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
         })
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import * as Processes from "../testing/Processes.ts"
 import * as Policy from "./Policy.ts"
 
-/** What the server answers next, in order; then 200. */
+/** What the server answers next, in order (0: nothing, ever); then 200. */
 let script: Array<number> = []
 let hits: Array<{ method: string; key: string | undefined }> = []
 let server: http.Server
@@ -20,6 +20,7 @@ beforeAll(async () => {
   server = http.createServer((request, response) => {
     hits.push({ method: request.method!, key: request.headers["idempotency-key"] as string | undefined })
     const status = script.shift() ?? 200
+    if (status === 0) return // never answers
     response.writeHead(status, status === 503 ? { "retry-after": "7", "content-type": "text/plain" } : { "content-type": "text/plain" })
     response.end(String(status))
   })
@@ -48,6 +49,19 @@ const send = (request: HttpClientRequest.HttpClientRequest, registry = new Polic
   )
 
 describe("Policy.httpClient", () => {
+  it("gives up an attempt the server never answers, within the attempt timeout, and tries again", async () => {
+    script = [0, 0, 0]
+    const quick: Policy.Policy = { ...policy, timeout: Duration.millis(200) }
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        const client = (yield* HttpClient.HttpClient).pipe(Policy.httpClient(new Policy.Registry().dependency("payments", quick, "http")))
+        return yield* Effect.either(client.get(`${url}/charges/slow`))
+      }).pipe(Effect.provide(FetchHttpClient.layer))
+    )
+    expect(Either.getLeft(result).pipe((e) => e._tag === "Some" ? e.value : undefined)).toMatchObject({ kind: "TimedOut", reason: "Deadline" })
+    expect(hits.length).toBe(3)
+  })
+
   it("retries an idempotent request answered 503, 429 or 502, and returns the answer that follows", async () => {
     script = [503, 429, 200]
     expect(await send(HttpClientRequest.get(`${url}/charges/1`))).toEqual(Either.right({ status: 200, text: "200" }))
