@@ -85,11 +85,15 @@ export interface CircuitBreaker {
   readonly snapshot: Effect.Effect<Snapshot>
 }
 
-/** Whether a call's end says the peer is failing: a transport failure or a timeout. */
-export const isFailure = <A, E>(exit: Exit.Exit<A, E>): boolean =>
+/**
+ * Whether a call to `module` ended saying the peer is failing: a transport failure or a timeout
+ * of that call. A CallError of a call the callee made itself (it dies of it and the error comes
+ * back as a defect naming the other module) says nothing of this peer.
+ */
+export const isFailure = <A, E>(module: string, exit: Exit.Exit<A, E>): boolean =>
   Exit.isFailure(exit) &&
   [...Cause.failures(exit.cause), ...Cause.defects(exit.cause)].some((error) =>
-    CallErrors.is(error) && error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull"
+    CallErrors.is(error) && error.module === module && error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull"
   )
 
 /** The latest calls: a ring buffer with running counts. */
@@ -259,7 +263,7 @@ export const make = (
         Effect.onExit(attempt, (exit) =>
           Effect.flatMap(Clock.currentTimeMillis, (end) => {
             const judged: Array<Transition> = []
-            const outcome = isFailure(exit)
+            const outcome = isFailure(info.module, exit)
               ? "failed"
               : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
               ? "interrupted"

@@ -86,10 +86,12 @@ describe("Policy: retry", () => {
       expect(count).toBe(1)
     }))
 
-  it.effect("never retries the callee's domain errors or defects", () =>
+  it.effect("never retries the callee's domain errors or defects, nor a CallError of another module", () =>
     Effect.gen(function*() {
       expect((yield* attempts(infoFor(true), Effect.fail(new OutOfStock()))).count).toBe(1)
       expect((yield* attempts(infoFor(true), Effect.die("bug"))).count).toBe(1)
+      const deeper = new CallError({ module: "catalog", rpc: "catalog.get", kind: "NotSent", reason: "Unreachable", message: "down" })
+      expect((yield* attempts(infoFor(true), Effect.fail(deeper))).count).toBe(1)
     }))
 
   it.effect("does not retry while the breaker is open: the breaker's refusal ends the call", () =>

@@ -30,10 +30,12 @@ export interface Options {
 }
 
 /**
- * Whether `error` is worth another attempt (the call's deadline still has time, for a timeout).
+ * Whether `error`, from a call to `module`, is worth another attempt (the call's deadline still
+ * has time, for a timeout).
  */
-export const isRetryable = (error: unknown): Effect.Effect<boolean> => {
-  if (!CallErrors.is(error)) return Effect.succeed(false)
+export const isRetryable = (module: string) => (error: unknown): Effect.Effect<boolean> => {
+  // A CallError of a call the callee made itself is the callee's answer, not this call's failure.
+  if (!CallErrors.is(error) || error.module !== module) return Effect.succeed(false)
   switch (error.kind) {
     case "NotSent":
       return Effect.succeed(error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull")
@@ -71,6 +73,6 @@ export const run = <A, E, R>(
   return Effect.suspend(() => {
     let attempts = 0
     const attempt = Effect.suspend(() => attempts++ === 0 ? call : Effect.zipRight(onRetry, call))
-    return Effect.retry(attempt, { schedule: schedule(options), while: isRetryable })
+    return Effect.retry(attempt, { schedule: schedule(options), while: isRetryable(info.module) })
   })
 }
