@@ -54,12 +54,22 @@ export const make = (key: string, options: Options, onRejected: Effect.Effect<vo
     Effect.suspend((): Effect.Effect<A, E | CallError, R> => {
       if (admitted >= options.maxConcurrent + options.maxQueue) return Effect.zipRight(onRejected, Effect.fail(full(info)))
       admitted++
-      const running = Effect.acquireUseRelease(
-        Effect.sync(() => void inFlight++),
-        () => call,
-        () => Effect.sync(() => void inFlight--)
+      // One region: the place is given back however the call ends, also when interrupted while
+      // it waits for a permit (take is interruptible and leaves nothing behind).
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.onExit(
+          restore(semaphore.take(1)).pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              inFlight++
+              return Effect.onExit(restore(call), () => {
+                inFlight--
+                return semaphore.release(1)
+              })
+            }))
+          ),
+          () => Effect.sync(() => void admitted--)
+        )
       )
-      return semaphore.withPermits(1)(running).pipe(Effect.ensuring(Effect.sync(() => void admitted--)))
     })
 
   const snapshot = Effect.sync((): Snapshot => ({

@@ -24,7 +24,7 @@
  * synchronous step, so it is atomic without a Ref, and the window is a ring buffer updated in
  * place rather than an immutable copy per call (the policies must cost little per call).
  */
-import { Cause, Clock, Duration, Effect, Exit } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit } from "effect"
 import * as CallErrors from "../transport/CallError.ts"
 import { CallError } from "../transport/CallError.ts"
 import type { Call } from "./Call.ts"
@@ -236,42 +236,42 @@ export const make = (
       message: `${info.name}: the breaker's probe of ${key} took longer than ${Duration.format(options.probeTimeout)}`
     })
 
+  // Runs on every call: the clock is read synchronously, and a call that changes no state adds
+  // one exit handler.
   const run = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
-    Effect.flatMap(Clock.currentTimeMillis, (start) => {
+    Effect.withFiberRuntime((fiber) => {
+      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+      const start = clock.unsafeCurrentTimeMillis()
       const out: Array<Transition> = []
       const admission = admit(start, out)
       if (admission._tag === "Refuse") {
-        return Effect.zipRight(
-          announce(out),
-          Effect.fail(
-            new CallError({
-              module: info.module,
-              rpc: info.name,
-              kind: "NotSent",
-              reason: "BreakerOpen",
-              message: `${info.name} was not sent: the circuit breaker of ${key} is ${state === "Open" ? "open" : "half-open"}`,
-              retryAfterMs: admission.retryAfterMs
-            })
-          )
+        const refused = Effect.fail(
+          new CallError({
+            module: info.module,
+            rpc: info.name,
+            kind: "NotSent",
+            reason: "BreakerOpen",
+            message: `${info.name} was not sent: the circuit breaker of ${key} is ${state === "Open" ? "open" : "half-open"}`,
+            retryAfterMs: admission.retryAfterMs
+          })
         )
+        return out.length === 0 ? refused : Effect.zipRight(announce(out), refused)
       }
       const attempt: Effect.Effect<A, E | CallError, R> = admission.probe
         ? Effect.timeoutFail(call, { duration: options.probeTimeout, onTimeout: probeTimedOut(info) })
         : call
-      return Effect.zipRight(
-        announce(out),
-        Effect.onExit(attempt, (exit) =>
-          Effect.flatMap(Clock.currentTimeMillis, (end) => {
-            const judged: Array<Transition> = []
-            const outcome = isFailure(info.module, exit)
-              ? "failed"
-              : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
-              ? "interrupted"
-              : "ok"
-            judge(admission.generation, admission.probe, outcome, end - start, end, judged)
-            return announce(judged)
-          }))
-      )
+      const judged = Effect.onExit(attempt, (exit) => {
+        const end = clock.unsafeCurrentTimeMillis()
+        const changes: Array<Transition> = []
+        const outcome = isFailure(info.module, exit)
+          ? "failed"
+          : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+          ? "interrupted"
+          : "ok"
+        judge(admission.generation, admission.probe, outcome, end - start, end, changes)
+        return announce(changes)
+      })
+      return out.length === 0 ? judged : Effect.zipRight(announce(out), judged)
     })
 
   const snapshot = Effect.flatMap(Clock.currentTimeMillis, (now) => {

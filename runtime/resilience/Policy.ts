@@ -24,7 +24,7 @@
  * every target, `TESSERA_<TARGET>_CALL_TIMEOUT` for one (Settings.ts).
  */
 import { HttpClient, HttpClientError } from "@effect/platform"
-import { Clock, Duration, Effect, Metric, MetricLabel, Option } from "effect"
+import { Clock, Context, Duration, Effect, Metric, MetricLabel, Option } from "effect"
 import * as Settings from "../Settings.ts"
 import { CallError } from "../transport/CallError.ts"
 import * as CallErrors from "../transport/CallError.ts"
@@ -258,8 +258,14 @@ const bounded = (target: string, duration: Duration.Duration) => {
     CallErrors.is(error) && error.kind === "TimedOut"
       ? Effect.flatMap(Deadline.remaining, (left) => left > 0 ? attempt : deadline)
       : Effect.void
+  const millis = Duration.toMillis(duration)
+  // Deadline.within, read in one synchronous step: this runs on every call.
   return <A, E, R>(_: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.tapError(Deadline.within(call, duration), counted)
+    Effect.withFiberRuntime((fiber) => {
+      const deadline = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis() + millis
+      const bounded = deadline < fiber.getFiberRef(Deadline.current) ? Effect.locally(call, Deadline.current, deadline) : call
+      return Effect.tapError(bounded, counted)
+    })
 }
 
 const countRefusal = (target: string) => (error: unknown) =>

@@ -70,9 +70,18 @@ export const run = <A, E, R>(
   onRetry: Effect.Effect<void> = Effect.void
 ): Effect.Effect<A, E, R> => {
   if (!info.idempotent || options.maxAttempts <= 1) return call
-  return Effect.suspend(() => {
-    let attempts = 0
-    const attempt = Effect.suspend(() => attempts++ === 0 ? call : Effect.zipRight(onRetry, call))
-    return Effect.retry(attempt, { schedule: schedule(options), while: isRetryable(info.module) })
-  })
+  const retryable = isRetryable(info.module)
+  // The first attempt runs bare: the schedule is built only once one has failed (a call that
+  // succeeds pays one catch frame). Its failure is handed to Effect.retry as the first outcome.
+  return Effect.catchAll(call, (failure) =>
+    Effect.flatMap(retryable(failure), (again) => {
+      if (!again) return Effect.fail(failure)
+      let replayed = false
+      const attempt = Effect.suspend(() => {
+        if (replayed) return Effect.zipRight(onRetry, call)
+        replayed = true
+        return Effect.fail(failure)
+      })
+      return Effect.retry(attempt, { schedule: schedule(options), while: retryable })
+    }))
 }
