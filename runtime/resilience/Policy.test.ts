@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
-import { Duration, Effect, Either, Exit, Fiber, Schema, TestClock } from "effect"
+import { Duration, Effect, Either, Exit, Fiber, Metric, MetricLabel, Schema, TestClock } from "effect"
 import * as Environment from "../Environment.ts"
 import { CallError } from "../transport/CallError.ts"
 import * as Client from "../transport/Client.ts"
@@ -164,3 +164,27 @@ describe("Policy: configuration", () => {
     }))
 })
 
+
+describe("Policy: metrics", () => {
+  const value = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Record<string, string>) =>
+    Metric.value(Metric.taggedWithLabels(metric, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v))))
+
+  it.effect("count retries, breaker transitions and refusals by target, and the breaker's state as a gauge", () =>
+    Effect.gen(function*() {
+      const target = `metrics-${crypto.randomUUID()}`
+      const dependency = new Policy.Registry().dependency(target, policy)
+      expect((yield* value(Policy.breakerState, { target })).value).toBe(0)
+      const info = { ...infoFor(true), module: target }
+      const call = Effect.fail(new CallError({ module: target, rpc: `${target}.get`, kind: "NotSent", reason: "Unreachable", message: "down" }))
+      for (let i = 0; i < 3; i++) {
+        const fiber = yield* Effect.fork(chain(Policy.interceptors(dependency), info, call))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.await(fiber)
+      }
+      // 3 attempts, then 1 that opened it and a refused retry, then 1 refused call.
+      expect((yield* value(Policy.retries, { target })).count).toBe(3)
+      expect((yield* value(Policy.breakerTransitions, { target, from: "Closed", to: "Open" })).count).toBe(1)
+      expect((yield* value(Policy.breakerState, { target })).value).toBe(2)
+      expect((yield* value(Policy.rejections, { target, reason: "BreakerOpen" })).count).toBe(2)
+    }))
+})

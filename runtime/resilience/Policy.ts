@@ -214,6 +214,8 @@ export class Registry {
       bulkhead: Bulkhead.make(target, policy.bulkhead, rejected)
     }
     this.byTarget.set(target, dependency)
+    // The gauge exists from the start (closed), not only after a first transition.
+    tagged(breakerState, { target }).unsafeUpdate(STATE_VALUE.Closed, [])
     return dependency
   }
 
