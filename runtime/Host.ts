@@ -3,8 +3,9 @@
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls, and its RPC endpoint at `/rpc/<module>`;
- * - one client per module this process needs: in process for hosted modules, over the network
- *   for the others (`LocalClient` / `RemoteClient`, behind the module's own Tag);
+ * - one client per module this process needs, built by transport/Client.ts: in process for
+ *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
+ *   behind the module's own Tag);
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server, which listens before any of this is built and
  *   answers 503 until it is (Startup.ts).
@@ -76,6 +77,11 @@ export const make = (
     /** The heartbeat of connections between modules (`TESSERA_RPC_HEARTBEAT_INTERVAL`, `_TIMEOUT`). */
     readonly heartbeatInterval?: Duration.Duration
     readonly heartbeatTimeout?: Duration.Duration
+    /**
+     * The interceptors of the client of a module in another process (transport/Client.ts),
+     * outermost first. Default: `Client.standard` and the dependency's policy (resilience/Policy.ts).
+     */
+    readonly remoteInterceptors?: (module: string) => ReadonlyArray<Client.Interceptor>
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -123,7 +129,7 @@ export const make = (
             heartbeatInterval: options?.heartbeatInterval,
             heartbeatTimeout: options?.heartbeatTimeout,
             onConnection: (open) => connected.set(name, open),
-            interceptors: [...Client.standard, ...Policy.interceptors(dependency)]
+            interceptors: options?.remoteInterceptors?.(name) ?? [...Client.standard, ...Policy.interceptors(dependency)]
           })
         })
       )

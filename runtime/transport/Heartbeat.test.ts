@@ -82,7 +82,7 @@ describe("the lane's heartbeat", () => {
       onConnection: (open) => opened.push(open)
     })
     // A raw peer sends nothing after its upgrade, not even pings: the endpoint closes it.
-    const silent = await RawPeer.connect(served.url, "pings", Lane.secret)
+    const silent = await RawPeer.connect(served.url, "pings", Lane.secret, { heartbeat: false })
     const closed = await silent.closed
     expect(closed.code).toBe(1006)
     // Meanwhile the pinging client's connection stayed open all along.
