@@ -81,4 +81,11 @@ describe("catalog reads while catalog cannot answer", () => {
     expect(Number(never.retryAfter)).toBeGreaterThanOrEqual(1)
     expect(Number(never.retryAfter)).toBeLessThanOrEqual(5)
   })
+
+  it("is described in /openapi.json on both product reads", async () => {
+    const spec = (await api("/openapi.json")).body
+    for (const path of ["/v1/products", "/v1/products/{id}"]) {
+      expect(spec.paths[path].get.responses["200"].headers["Tessera-Stale"]).toMatchObject({ schema: { type: "integer" } })
+    }
+  })
 })
