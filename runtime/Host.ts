@@ -151,8 +151,11 @@ export const make = (
       Effect.gen(function*() {
         const clients = yield* Effect.context<never>()
         const database = module.database ? yield* Database.open(name) : undefined
+        // Besides what its declaration allows: this process's dependencies, for a module's
+        // outbound HTTP under the same policies (Policy.httpClientFor).
+        const provided = Context.add(clients, Policy.Dependencies, dependencies)
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(database ? Context.add(clients, SqlClient.SqlClient, database.sql) : clients)
+          Effect.provide(database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided)
         )
         return { module, database, handlers: handlers as Context.Context<never> }
       })

@@ -7,6 +7,7 @@ import { Duration, Effect, Either } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import * as Environment from "../Environment.ts"
 import * as Processes from "../testing/Processes.ts"
 import * as Policy from "./Policy.ts"
 
@@ -108,5 +109,26 @@ describe("Policy.httpClient", () => {
     expect(hits.length).toBe(0)
     const [view] = await Effect.runPromise(registry.views)
     expect(view).toMatchObject({ target: "payments", location: "http", breaker: { state: "Open" } })
+  })
+
+  it("httpClientFor takes the target's settings and registers it with the process's dependencies", async () => {
+    const registry = new Policy.Registry()
+    script = [503, 503]
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        const withPolicy = yield* Policy.httpClientFor("payments", { retry: { baseDelay: Duration.millis(1), maxDelay: Duration.millis(2) } })
+        const client = (yield* HttpClient.HttpClient).pipe(withPolicy)
+        return yield* Effect.either(client.get(`${url}/charges/1`))
+      }).pipe(
+        Effect.provide(FetchHttpClient.layer),
+        Effect.provideService(Policy.Dependencies, registry),
+        Effect.withConfigProvider(Environment.configProvider({ TESSERA_PAYMENTS_CALL_RETRIES: "1" }))
+      )
+    )
+    expect(Either.isLeft(result)).toBe(true)
+    expect(hits.length).toBe(2)
+    const [view] = await Effect.runPromise(registry.views)
+    expect(view).toMatchObject({ target: "payments", location: "http", policy: { retry: { maxAttempts: 2 } } })
+    expect(Policy.settingsFor("payments").map((s) => s.name)).toContain("TESSERA_PAYMENTS_CALL_TIMEOUT")
   })
 })

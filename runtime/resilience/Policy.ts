@@ -301,6 +301,31 @@ export const protect = (dependency: Dependency) => {
 /** The interceptors of the remote path to `dependency`: `protect` as one interceptor. */
 export const interceptors = (dependency: Dependency): ReadonlyArray<Interceptor> => [protect(dependency)]
 
+/** This process's dependencies (Host provides them to the admin view and to module handlers). */
+export class Dependencies extends Context.Tag("tessera/resilience/Dependencies")<Dependencies, Registry>() {}
+
+/**
+ * The settings of an outside system a module calls (`TESSERA_<TARGET>_CALL_TIMEOUT`, ...): the
+ * module declares them (`Module.make({ settings: Policy.settingsFor("payments") })`) so that they
+ * are checked at start and listed with the rest.
+ */
+export const settingsFor = (target: string) => Settings.resilience.map((family) => family.forTarget(target))
+
+/**
+ * For a module's outbound HTTP to `target`: the `HttpClient` transformation with the policy from
+ * `declared` and the environment, its breaker and bulkhead in this process's registry (so the
+ * admin view lists it), run while the module's layer is built:
+ *
+ *     const withPolicy = yield* Policy.httpClientFor("payments")
+ *     const client = (yield* HttpClient.HttpClient).pipe(withPolicy)
+ */
+export const httpClientFor = (target: string, declared?: Defaults) =>
+  Effect.gen(function*() {
+    const policy = yield* fromConfig(target, declared)
+    const registry = Option.getOrElse(yield* Effect.serviceOption(Dependencies), () => new Registry())
+    return httpClient(registry.dependency(target, policy, "http"))
+  })
+
 /** Methods whose repetition is harmless (RFC 9110, 9.2.2). */
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"])
 
