@@ -15,8 +15,9 @@
  *   once like an open breaker. A failed probe opens it again; once `halfOpenProbes` probes have
  *   succeeded it closes with an empty window.
  *
- * What counts as a failure: the transport's failures (`CallError`, except the rejections of this
- * breaker and of a bulkhead, which say nothing of the peer) and timeouts. The callee's typed
+ * What counts as a failure: the transport's failures (`CallError`, except what this process held
+ * back itself: this breaker's and a bulkhead's refusals, which say nothing of the peer) and
+ * timeouts. The callee's typed
  * domain errors and defects are answers: the peer works. A call interrupted by its caller counts
  * neither way.
  *
@@ -93,8 +94,12 @@ export interface CircuitBreaker {
 export const isFailure = <A, E>(module: string, exit: Exit.Exit<A, E>): boolean =>
   Exit.isFailure(exit) &&
   [...Cause.failures(exit.cause), ...Cause.defects(exit.cause)].some((error) =>
-    CallErrors.is(error) && error.module === module && error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull"
+    CallErrors.is(error) && error.module === module && !heldBack(error)
   )
+
+/** A call this process held back (breaker, bulkhead, or its deadline passed while it waited). */
+const heldBack = (error: CallError): boolean =>
+  error.reason === "BreakerOpen" || error.reason === "BulkheadFull" || (error.kind === "NotSent" && error.reason === "Deadline")
 
 /** The latest calls: a ring buffer with running counts. */
 class Window {
