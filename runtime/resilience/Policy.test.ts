@@ -187,4 +187,17 @@ describe("Policy: metrics", () => {
       expect((yield* value(Policy.breakerState, { target })).value).toBe(2)
       expect((yield* value(Policy.rejections, { target, reason: "BreakerOpen" })).count).toBe(2)
     }))
+
+  it.effect("count attempts that time out", () =>
+    Effect.gen(function*() {
+      const target = `metrics-${crypto.randomUUID()}`
+      const quick = { ...policy, timeout: Duration.seconds(1), deadline: Duration.seconds(30), retry: { ...policy.retry, maxTotal: Duration.seconds(30) } }
+      const dependency = new Policy.Registry().dependency(target, quick)
+      const info = { ...infoFor(true), module: target }
+      const call = Deadline.enforce(Effect.never, () => new CallError({ module: target, rpc: `${target}.get`, kind: "TimedOut", reason: "Deadline", message: "late" }))
+      const fiber = yield* Effect.fork(Client.compose(Policy.interceptors(dependency))(info, call))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.await(fiber)
+      expect((yield* value(Policy.timeouts, { target, scope: "attempt" })).count).toBe(3)
+    }))
 })

@@ -128,7 +128,7 @@ export const fromConfig = (target: string, declared?: Defaults) =>
     return policy
   })
 
-// Metrics, labelled by target (Prometheus names: runtime/observability exports them).
+// Effect Metrics, labelled by target (named as Prometheus names counters and gauges).
 
 /** 0 closed, 1 half-open, 2 open. */
 export const breakerState = Metric.gauge("tessera_breaker_state", {
@@ -248,26 +248,33 @@ export class Registry {
 }
 
 /**
- * Runs `call` with a deadline `duration` from now, or the caller's if sooner. Client.ts enforces
- * the deadline in force on every attempt (failing it with CallError TimedOut) and the wire
- * carries it to the callee, so setting it is all it takes: no timer of its own. Counts the
- * timeouts that come out, by whether the deadline outside still had time (an attempt's) or not.
+ * Runs `call` with a deadline `duration` from now, or the caller's if sooner (Deadline.within,
+ * read in one synchronous step: this runs on every call). Client.ts enforces the deadline in
+ * force on every attempt (failing it with CallError TimedOut) and the wire carries it to the
+ * callee, so setting it is all it takes: no timer of its own.
  */
-const bounded = (target: string, duration: Duration.Duration) => {
+const within = (duration: Duration.Duration) => {
+  const millis = Duration.toMillis(duration)
+  return <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.withFiberRuntime((fiber) => {
+      const deadline = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis() + millis
+      return deadline < fiber.getFiberRef(Deadline.current) ? Effect.locally(call, Deadline.current, deadline) : call
+    })
+}
+
+/**
+ * One attempt under the attempt timeout, counting the attempts that time out: `attempt` while
+ * the call's deadline outside still has time (a retry may follow), else `deadline`.
+ */
+const attemptWithin = (target: string, duration: Duration.Duration) => {
+  const bound = within(duration)
   const attempt = Metric.increment(tagged(timeouts, { target, scope: "attempt" }))
   const deadline = Metric.increment(tagged(timeouts, { target, scope: "deadline" }))
   const counted = (error: unknown) =>
-    CallErrors.is(error) && error.kind === "TimedOut"
+    CallErrors.is(error) && error.kind === "TimedOut" && error.module === target
       ? Effect.flatMap(Deadline.remaining, (left) => left > 0 ? attempt : deadline)
       : Effect.void
-  const millis = Duration.toMillis(duration)
-  // Deadline.within, read in one synchronous step: this runs on every call.
-  return <A, E, R>(_: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.withFiberRuntime((fiber) => {
-      const deadline = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis() + millis
-      const bounded = deadline < fiber.getFiberRef(Deadline.current) ? Effect.locally(call, Deadline.current, deadline) : call
-      return Effect.tapError(bounded, counted)
-    })
+  return <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => Effect.tapError(bound(call), counted)
 }
 
 const countRefusal = (target: string) => (error: unknown) =>
@@ -284,15 +291,14 @@ export const protect = (dependency: Dependency) => {
   const { breaker, bulkhead, policy, target } = dependency
   const retried = Metric.increment(tagged(retries, { target }))
   const refused = countRefusal(target)
-  const deadline = bounded(target, policy.deadline)
-  const attempt = bounded(target, policy.timeout)
+  const deadline = within(policy.deadline)
+  const attempt = attemptWithin(target, policy.timeout)
   return <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     deadline(
-      info,
       Retry.run(
         policy.retry,
         info,
-        Effect.tapError(breaker.run(info, bulkhead.run(info, attempt(info, call))), refused),
+        Effect.tapError(breaker.run(info, bulkhead.run(info, attempt(call))), refused),
         retried
       )
     )
