@@ -38,7 +38,9 @@ export const isRetryable = (module: string) => (error: unknown): Effect.Effect<b
   if (!CallErrors.is(error) || error.module !== module) return Effect.succeed(false)
   switch (error.kind) {
     case "NotSent":
-      return Effect.succeed(error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull")
+      // Not what this process held back itself: its breaker, its bulkhead, or a deadline that
+      // passed while the call waited for a place.
+      return Effect.succeed(error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull" && error.reason !== "Deadline")
     case "OutcomeUnknown":
       return Effect.succeed(true)
     case "TimedOut":
