@@ -895,9 +895,11 @@ for (const [name, start] of Object.entries(topologies)) {
           expect(response.status).toBe(503)
           expect(response.body).toMatchObject({ type: "/problems/module-unavailable", status: 503 })
         }
+        // The calls that failed meanwhile may have opened the gateway's breaker for the module:
+        // it lets a probe through TESSERA_BREAKER_OPEN_FOR (5 s) later, so allow for that too.
         const recovered = async (route: string, as?: null) => {
           let status = 0
-          for (let i = 0; i < 50 && status !== 200; i++) {
+          for (let i = 0; i < 100 && status !== 200; i++) {
             status = (await api(route, { as })).status
             if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
           }

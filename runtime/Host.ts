@@ -21,13 +21,15 @@ import * as Docs from "./gateway/Docs.ts"
 import * as Edge from "./gateway/Edge.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
+import * as Policy from "./resilience/Policy.ts"
+import * as ResilienceHttp from "./resilience/ResilienceHttp.ts"
 import type { Module } from "./Module.ts"
 import * as ServiceCredential from "./security/ServiceCredential.ts"
 import * as ServerLimits from "./ServerLimits.ts"
 import * as Settings from "./Settings.ts"
 import * as Startup from "./Startup.ts"
 import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
-import type * as Client from "./transport/Client.ts"
+import * as Client from "./transport/Client.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
@@ -71,12 +73,14 @@ export const make = (
     readonly grace?: Duration.Duration
     /** The largest RPC message sent or accepted (`TESSERA_RPC_MAX_FRAME_BYTES`). */
     readonly maxFrameBytes?: number
+    /** The registry of dependencies (tests pass one to watch breakers). */
+    readonly dependencies?: Policy.Registry
     /** The heartbeat of connections between modules (`TESSERA_RPC_HEARTBEAT_INTERVAL`, `_TIMEOUT`). */
     readonly heartbeatInterval?: Duration.Duration
     readonly heartbeatTimeout?: Duration.Duration
     /**
      * The interceptors of the client of a module in another process (transport/Client.ts),
-     * outermost first: where the resilience policies plug in. Default: `Client.standard`.
+     * outermost first. Default: `Client.standard` and the dependency's policy (resilience/Policy.ts).
      */
     readonly remoteInterceptors?: (module: string) => ReadonlyArray<Client.Interceptor>
   }
@@ -90,6 +94,8 @@ export const make = (
   /** Whether the RPC socket to each remote module is open now (readiness needs it). */
   const connected = new Map<string, boolean>()
   const clientLayers = new Map<string, AnyLayer>()
+  /** Each dependency's policy, breaker and bulkhead: one per target in this process. */
+  const dependencies = options?.dependencies ?? new Policy.Registry()
 
   /** The client of `name` as this process reaches it. Cached: one per process. */
   const clientLayer = (name: string, path: ReadonlyArray<string>): AnyLayer => {
@@ -100,24 +106,34 @@ export const make = (
     const layer: AnyLayer = location._tag === "Local"
       ? Layer.effect(
         module.client,
-        Effect.zipWith(
-          hostedTag(name),
-          LocalClient.defaults,
-          (hosted, defaults) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
-        )
+        Effect.gen(function*() {
+          const hosted = yield* hostedTag(name)
+          const defaults = yield* LocalClient.defaults
+          // In process: no policy (Policy.ts says why); listed in the admin view all the same.
+          dependencies.local(name, yield* Effect.orDie(Policy.fromConfig(name, module.resilience)))
+          return LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
+        })
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
       ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
-      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, {
-        secret,
-        caller,
-        tracing,
-        maxFrameBytes: options?.maxFrameBytes,
-        heartbeatInterval: options?.heartbeatInterval,
-        heartbeatTimeout: options?.heartbeatTimeout,
-        interceptors: options?.remoteInterceptors?.(name),
-        onConnection: (open) => connected.set(name, open)
-      }))
+      : Layer.scoped(
+        module.client,
+        Effect.gen(function*() {
+          // Remote: the whole policy, one breaker and bulkhead per target (resilience/Policy.ts).
+          const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
+          const dependency = dependencies.dependency(name, policy)
+          return yield* RemoteClient.make(name, module.client.group, location.url, {
+            secret,
+            caller,
+            tracing,
+            maxFrameBytes: options?.maxFrameBytes,
+            heartbeatInterval: options?.heartbeatInterval,
+            heartbeatTimeout: options?.heartbeatTimeout,
+            onConnection: (open) => connected.set(name, open),
+            interceptors: options?.remoteInterceptors?.(name) ?? [...Client.standard, ...Policy.interceptors(dependency)]
+          })
+        })
+      )
     clientLayers.set(name, layer)
     return layer
   }
@@ -136,8 +152,11 @@ export const make = (
       Effect.gen(function*() {
         const clients = yield* Effect.context<never>()
         const database = module.database ? yield* Database.open(name) : undefined
+        // Besides what its declaration allows: this process's dependencies, for a module's
+        // outbound HTTP under the same policies (Policy.httpClientFor).
+        const provided = Context.add(clients, Policy.Dependencies, dependencies)
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(database ? Context.add(clients, SqlClient.SqlClient, database.sql) : clients)
+          Effect.provide(database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided)
         )
         return { module, database, handlers: handlers as Context.Context<never> }
       })
@@ -166,6 +185,7 @@ export const make = (
   const api = Gateway.api(exposed)
   const apiLayer = HttpApiBuilder.api(api).pipe(
     Layer.provide(mergeAll(exposed.map((m) => m.http!.layer.pipe(Layer.provide(clientLayer(m.name, [])))))),
+    Layer.provide(ResilienceHttp.layer(Gateway.API_ID).pipe(Layer.provide(Layer.succeed(ResilienceHttp.Dependencies, dependencies)))),
     Layer.provide(Auth.layer),
     Layer.orDie
   )
@@ -189,7 +209,7 @@ export const make = (
   /** Every client this process has, local or remote. */
   const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
 
-  return { api, apiLayer, authenticator, clients, endpoints, health, hosted }
+  return { api, apiLayer, authenticator, clients, dependencies, endpoints, health, hosted }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */

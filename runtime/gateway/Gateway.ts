@@ -11,6 +11,7 @@ import { HttpApi, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Effect, Schema } from "effect"
 import { STATUS_CODES } from "node:http"
 import type { Module } from "../Module.ts"
+import { ResilienceHttp } from "../resilience/ResilienceHttp.ts"
 import { CallError } from "../transport/CallError.ts"
 import * as Auth from "./Auth.ts"
 import * as Problem from "./Problem.ts"
@@ -293,6 +294,8 @@ const complete = (spec: Json) => {
 export const api = (modules: ReadonlyArray<Module.Any>) => {
   let composed: HttpApi.HttpApi.Any = HttpApi.make(API_ID)
   for (const module of modules) if (module.http) composed = (composed as any).add(module.http.group)
+  // The runtime's own admin view (resilience/ResilienceHttp.ts).
+  composed = (composed as any).add(ResilienceHttp)
   for (const problem of edgeProblems) composed = (composed as any).addError(problem)
   return (composed as HttpApi.HttpApi<typeof API_ID, any, any, any>).annotateContext(
     OpenApi.annotations({
