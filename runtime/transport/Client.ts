@@ -7,16 +7,19 @@
  *   a call is carried; it fails with a `CallError` for whatever kept the call from being answered.
  * - What is the same on every path lives here: the refusal of calls made inside a transaction
  *   (Calls.ts), the call's headers (the fiber's `RpcClient.currentHeaders` and the call's own),
- *   and the deadline (Deadline.ts): an attempt still running when the deadline in force passes is
- *   interrupted (in process the handler, remotely the call at the peer) and fails
- *   `CallError` TimedOut.
+ *   and the deadline (Deadline.ts): each transport ends an attempt still running when the
+ *   deadline in force passes (in process it interrupts the handler, remotely it gives the call up
+ *   at the peer) with `deadlineExceeded`. The transports keep that timer themselves, one plain
+ *   timer per call, because `Effect.timeoutFail` around every attempt forks a fiber and a sleep
+ *   per call: with the gateway's deadline on every request, that cost the remote path half its
+ *   calls per second on the bench.
  * - Each call is a span (unless tracing is off), around interceptors that wrap it, outermost
  *   first: metrics on every path (below), the resilience policies on the remote one
  *   (runtime/resilience). The effect an interceptor gets is re-runnable: each run is a new attempt.
  */
 import { Headers } from "@effect/platform"
 import { type Rpc, RpcClient, type RpcGroup } from "@effect/rpc"
-import { Cause, Clock, Context, Effect, Either, Exit, Metric, MetricBoundaries, MetricLabel, type Tracer } from "effect"
+import { Cause, Clock, Context, Effect, Either, Exit, type Fiber, Metric, MetricBoundaries, MetricLabel, type Tracer } from "effect"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as Calls from "./Calls.ts"
 import { CallError } from "./CallError.ts"
@@ -54,7 +57,8 @@ export interface Carrier {
    */
   readonly prepare: (input: unknown) => Either.Either<unknown, unknown>
   /**
-   * One attempt of a call: carries it and waits for its answer. Fails with the contract's errors
+   * One attempt of a call: carries it and waits for its answer, at most until the deadline in
+   * force (`millisLeft`; then it fails with `deadlineExceeded`). Fails with the contract's errors
    * or a `CallError`; with `discard`, succeeds with void once the call is handed over. Runs in
    * the caller's fiber (its deadline is the call's) and must be re-runnable. `parent` is the span
    * the callee's continues: the call's own, or untraced the caller's.
@@ -70,6 +74,24 @@ export interface Carrier {
 /** How one attempt of a call is carried to a module, wherever it runs. */
 export interface Transport {
   readonly rpc: (info: { readonly module: string; readonly tag: string; readonly name: string; readonly rpc: Rpc.AnyWithProps }) => Carrier
+}
+
+/**
+ * The failure of an attempt whose deadline passed before it was answered (it may have run).
+ * Transports end attempts with it, each with a timer of its own (see the header).
+ */
+export const deadlineExceeded = (module: string, name: string) =>
+  new CallError({ module, rpc: name, kind: "TimedOut", reason: "Deadline", message: `${name} did not answer before its deadline: it may have run` })
+
+/**
+ * Milliseconds from now to the deadline in force in `fiber` (Deadline.ts), by the fiber's Clock;
+ * `Infinity` without one.
+ */
+export const millisLeft = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number => {
+  const deadline = fiber.getFiberRef(Deadline.current)
+  return deadline === Number.POSITIVE_INFINITY
+    ? deadline
+    : deadline - Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
 }
 
 /** An interceptor that changes nothing (a chain of none). */
@@ -117,18 +139,7 @@ export const make = <Rpcs extends Rpc.Any>(
     const infos = [false, true].map((idempotent) =>
       [false, true].map((discard): CallInfo => ({ module, tag, name, rpc, idempotent: annotated || idempotent, discard }))
     )
-    const timedOut = () =>
-      new CallError({ module, rpc: name, kind: "TimedOut", reason: "Deadline", message: `${name} did not answer before its deadline: it may have run` })
-
-    /** One attempt, under the deadline in force when it starts. */
-    const attempt = (prepared: unknown, headers: Headers.Headers, discard: boolean, parent: Tracer.AnySpan | undefined) =>
-      Effect.withFiberRuntime<unknown, unknown>((fiber) => {
-        const deadline = fiber.getFiberRef(Deadline.current)
-        const carried = carrier.attempt(prepared, headers, discard, parent)
-        if (deadline === Number.POSITIVE_INFINITY || discard) return carried
-        const left = deadline - Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-        return left <= 0 ? Exit.fail(timedOut()) : Effect.timeoutFail(carried, { duration: left, onTimeout: timedOut })
-      })
+    const attempt = carrier.attempt
 
     const call = (input: unknown, options?: { readonly headers?: Headers.Input; readonly discard?: boolean }) =>
       Effect.withFiberRuntime<unknown, unknown>((fiber) => {

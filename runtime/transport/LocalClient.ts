@@ -98,6 +98,7 @@ export const transport = (
       },
       attempt: (payload, headers, discard, parent) =>
         Effect.withFiberRuntime<unknown, unknown>((caller) => {
+          if (!discard && Client.millisLeft(caller) <= 0) return Exit.fail(Client.deadlineExceeded(module, name))
           const result = entry.handler(payload, { clientId: 0, headers }) as
             | Effect.Effect<unknown, unknown>
             | Rpc.Wrapper<Effect.Effect<unknown, unknown>>
@@ -128,8 +129,25 @@ export const transport = (
           const done = fiber.unsafePoll()
           if (done !== null) return settle(done)
           return Effect.async<unknown, unknown>((resume) => {
-            fiber.addObserver((exit) => resume(settle(exit)))
-            return Fiber.interrupt(fiber)
+            let answered = false
+            let timer: ReturnType<typeof setTimeout> | undefined
+            fiber.addObserver((exit) => {
+              clearTimeout(timer)
+              if (!answered) resume(settle(exit))
+              answered = true
+            })
+            // At the deadline the handler is interrupted and the caller answered at once, as a
+            // remote caller is: it does not wait for the handler's finalizers.
+            const left = Client.millisLeft(caller)
+            if (left !== Number.POSITIVE_INFINITY && !answered) {
+              timer = setTimeout(() => {
+                if (answered) return
+                answered = true
+                fiber.unsafeInterruptAsFork(caller.id())
+                resume(Exit.fail(Client.deadlineExceeded(module, name)))
+              }, Math.max(0, left))
+            }
+            return Effect.sync(() => clearTimeout(timer)).pipe(Effect.zipRight(Fiber.interrupt(fiber)))
           })
         })
     }

@@ -28,7 +28,7 @@
  */
 import { Headers } from "@effect/platform"
 import type { Rpc, RpcGroup } from "@effect/rpc"
-import { Clock, Context, Deferred, Duration, Effect, Either, Exit, type ParseResult, Runtime } from "effect"
+import { Deferred, Duration, Effect, Either, Exit, type ParseResult, Runtime } from "effect"
 import type { Buffer } from "node:buffer"
 import { setImmediate } from "node:timers"
 import { WebSocket } from "ws"
@@ -36,7 +36,6 @@ import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as Settings from "../Settings.ts"
 import { CallError } from "./CallError.ts"
 import * as Client from "./Client.ts"
-import * as Deadline from "./Deadline.ts"
 import * as Wire from "./Wire.ts"
 
 const OPEN_TIMEOUT_MS = 3_000
@@ -404,15 +403,28 @@ export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: s
               if (hasAny(headers)) frame.h = headers
               if (parent) frame.s = [parent.traceId, parent.spanId, parent.sampled]
               if (discard) return link.call(frame, () => {}) === undefined ? tooLarge() : Exit.void
-              const deadline = fiber.getFiberRef(Deadline.current)
-              if (deadline !== Number.POSITIVE_INFINITY) {
-                const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-                frame.d = Math.min(Wire.MAX_DEADLINE_MS, Math.max(0, Math.ceil(deadline - now)))
-              }
+              const left = Client.millisLeft(fiber)
+              if (left <= 0) return Exit.fail(Client.deadlineExceeded(module, name))
+              if (left !== Number.POSITIVE_INFINITY) frame.d = Math.min(Wire.MAX_DEADLINE_MS, Math.ceil(left))
               return Effect.async<unknown, unknown>((resume) => {
-                const id = link.call(frame, (reply) => resume(settle(reply)))
+                let timer: ReturnType<typeof setTimeout> | undefined
+                const id = link.call(frame, (reply) => {
+                  clearTimeout(timer)
+                  resume(settle(reply))
+                })
                 if (id === undefined) return resume(tooLarge())
-                return Effect.sync(() => link.cancel(id))
+                // At the deadline the call is given up here and at the peer; a late reply finds
+                // no call waiting for it and is dropped.
+                if (left !== Number.POSITIVE_INFINITY) {
+                  timer = setTimeout(() => {
+                    link.cancel(id)
+                    resume(Exit.fail(Client.deadlineExceeded(module, name)))
+                  }, left)
+                }
+                return Effect.sync(() => {
+                  clearTimeout(timer)
+                  link.cancel(id)
+                })
               })
             })
         }
