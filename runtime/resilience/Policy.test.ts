@@ -23,11 +23,23 @@ const failure = (kind: CallError["kind"], reason: CallError["reason"]) =>
 class OutOfStock extends Schema.TaggedError<OutOfStock>()("OutOfStock", {}) {}
 
 /**
- * Composes the interceptors as Client.ts does, the first outermost, around `call` run as Client.ts
- * runs each attempt: failed with CallError TimedOut once the deadline in force passes.
+ * `call` run as a transport runs each attempt (Client.ts): failed with `timedOut` once the
+ * deadline in force or the interceptors' attempt timeout passes, whichever is first, and carrying
+ * the sooner of the two as its deadline.
  */
+const asAttempt = (
+  interceptors: ReadonlyArray<Interceptor>,
+  call: Effect.Effect<unknown, unknown>,
+  timedOut: () => CallError = () => failure("TimedOut", "Deadline")
+) => {
+  const attemptMs = Math.min(...interceptors.map((i) => i.attemptTimeoutMs ?? Number.POSITIVE_INFINITY))
+  const bounded = Deadline.enforce(call, timedOut)
+  return attemptMs === Number.POSITIVE_INFINITY ? bounded : Deadline.within(bounded, attemptMs)
+}
+
+/** Composes the interceptors as Client.ts does, the first outermost, around `call` as an attempt. */
 const chain = (interceptors: ReadonlyArray<Interceptor>, info: CallInfo, call: Effect.Effect<unknown, unknown>) =>
-  Client.compose(interceptors)(info, Deadline.enforce(call, () => failure("TimedOut", "Deadline")))
+  Client.compose(interceptors)(info, asAttempt(interceptors, call))
 
 const policy: Policy.Policy = {
   ...Policy.defaults,
@@ -194,8 +206,10 @@ describe("Policy: metrics", () => {
       const quick = { ...policy, timeout: Duration.seconds(1), deadline: Duration.seconds(30), retry: { ...policy.retry, maxTotal: Duration.seconds(30) } }
       const dependency = new Policy.Registry().dependency(target, quick)
       const info = { ...infoFor(true), module: target }
-      const call = Deadline.enforce(Effect.never, () => new CallError({ module: target, rpc: `${target}.get`, kind: "TimedOut", reason: "Deadline", message: "late" }))
-      const fiber = yield* Effect.fork(Client.compose(Policy.interceptors(dependency))(info, call))
+      const interceptors = Policy.interceptors(dependency)
+      const call = asAttempt(interceptors, Effect.never, () =>
+        new CallError({ module: target, rpc: `${target}.get`, kind: "TimedOut", reason: "Deadline", message: "late" }))
+      const fiber = yield* Effect.fork(Client.compose(interceptors)(info, call))
       yield* TestClock.adjust("1 minute")
       yield* Fiber.await(fiber)
       expect((yield* value(Policy.timeouts, { target, scope: "attempt" })).count).toBe(3)

@@ -247,36 +247,6 @@ export class Registry {
   }
 }
 
-/**
- * Runs `call` with a deadline `duration` from now, or the caller's if sooner (Deadline.within,
- * read in one synchronous step: this runs on every call). Client.ts enforces the deadline in
- * force on every attempt (failing it with CallError TimedOut) and the wire carries it to the
- * callee, so setting it is all it takes: no timer of its own.
- */
-const within = (duration: Duration.Duration) => {
-  const millis = Duration.toMillis(duration)
-  return <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.withFiberRuntime((fiber) => {
-      const deadline = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis() + millis
-      return deadline < fiber.getFiberRef(Deadline.current) ? Effect.locally(call, Deadline.current, deadline) : call
-    })
-}
-
-/**
- * One attempt under the attempt timeout, counting the attempts that time out: `attempt` while
- * the call's deadline outside still has time (a retry may follow), else `deadline`.
- */
-const attemptWithin = (target: string, duration: Duration.Duration) => {
-  const bound = within(duration)
-  const attempt = Metric.increment(tagged(timeouts, { target, scope: "attempt" }))
-  const deadline = Metric.increment(tagged(timeouts, { target, scope: "deadline" }))
-  const counted = (error: unknown) =>
-    CallErrors.is(error) && error.kind === "TimedOut" && error.module === target
-      ? Effect.flatMap(Deadline.remaining, (left) => left > 0 ? attempt : deadline)
-      : Effect.void
-  return <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => Effect.tapError(bound(call), counted)
-}
-
 const countRefusal = (target: string) => (error: unknown) =>
   CallErrors.is(error) && error.reason === "BreakerOpen"
     ? Metric.increment(tagged(rejections, { target, reason: error.reason }))
@@ -286,23 +256,32 @@ const countRefusal = (target: string) => (error: unknown) =>
  * The remote path's policy for `dependency` as one wrapper of a call, outermost first: deadline,
  * retry, breaker, bulkhead, attempt timeout. Module clients get it as interceptors
  * (`interceptors`), outbound HTTP clients through `httpClient`.
+ *
+ * The attempt timeout is not set here: it is the interceptor's `attemptTimeoutMs`, which the
+ * transport applies with the timer it keeps for the deadline anyway (Client.ts), and the whole
+ * deadline is set only when a retry needs it (Retry.run). Setting either on the fiber would
+ * copy the fiber's FiberRefs twice per call, most of what the policy cost on the bench.
  */
 export const protect = (dependency: Dependency) => {
   const { breaker, bulkhead, policy, target } = dependency
   const retried = Metric.increment(tagged(retries, { target }))
   const refused = countRefusal(target)
-  const deadline = within(policy.deadline)
-  const attempt = attemptWithin(target, policy.timeout)
-  return <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
-    deadline(
-      Retry.run(
-        policy.retry,
-        info,
-        Effect.tapError(breaker.run(info, bulkhead.run(info, attempt(call))), refused),
-        retried
-      )
-    )
+  const attemptTimedOut = Metric.increment(tagged(timeouts, { target, scope: "attempt" }))
+  const deadlinePassed = Metric.increment(tagged(timeouts, { target, scope: "deadline" }))
+  const onFailure = (error: unknown) =>
+    CallErrors.is(error) && error.module === target
+      ? error.kind === "TimedOut"
+        ? Effect.flatMap(Deadline.remaining, (left) => (left > 0 ? attemptTimedOut : deadlinePassed))
+        : refused(error)
+      : Effect.void
+  const deadlineMs = Duration.toMillis(policy.deadline)
+  const protected_ = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
+    Retry.run(policy.retry, info, breaker.run(info, bulkhead.run(info, call)), { onRetry: retried, onFailure, deadlineMs })
+  return Object.assign(protected_, { attemptTimeoutMs: attemptTimeoutMs(policy) })
 }
+
+/** One attempt's bound: its timeout, and never more than the whole call's deadline. */
+export const attemptTimeoutMs = (policy: Policy) => Math.min(Duration.toMillis(policy.timeout), Duration.toMillis(policy.deadline))
 
 /** The interceptors of the remote path to `dependency`: `protect` as one interceptor. */
 export const interceptors = (dependency: Dependency): ReadonlyArray<Interceptor> => [protect(dependency)]
@@ -409,7 +388,13 @@ export const httpClient = (dependency: Dependency) => {
           return Effect.zipRight(dropBody, Effect.fail(failure("OutcomeUnknown", "ConnectionLost", `answered ${response.status}; it may have run`)))
         })
       )
-      // Bounded as Client.ts bounds a module call's attempt: by the deadline in force.
-      return protected_(info, Deadline.enforce(attempt, () => failure("TimedOut", "Deadline", "no answer before the deadline; it may have run")))
+      // Bounded as a module call's attempt is (Client.ts): by its timeout and the deadline in force.
+      return protected_(
+        info,
+        Deadline.within(
+          Deadline.enforce(attempt, () => failure("TimedOut", "Deadline", "no answer before the deadline; it may have run")),
+          protected_.attemptTimeoutMs
+        )
+      )
     })
 }

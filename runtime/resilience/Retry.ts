@@ -13,7 +13,7 @@
  * - **full jitter**: the n-th wait is drawn uniformly from [0, min(maxDelay, baseDelay × 2^n)],
  *   so that callers failed by the same outage do not come back in step.
  */
-import { Duration, Effect, Random, Schedule } from "effect"
+import { Clock, Context, Duration, Effect, Random, Schedule } from "effect"
 import * as CallErrors from "../transport/CallError.ts"
 import type { Call } from "./Call.ts"
 import * as Deadline from "../transport/Deadline.ts"
@@ -62,28 +62,43 @@ export const schedule = (options: Options) => {
 }
 
 /**
- * Runs `call`, again on a retryable failure when `info` says it is idempotent. `onRetry` runs
- * before each further attempt (the retries metric).
+ * Runs `call`, again on a retryable failure when `info` says it is idempotent. `onFailure` sees
+ * every failed attempt first (the policy's metrics); `onRetry` runs before each further attempt.
+ * The retries run under the call's whole deadline, `deadlineMs` after the first attempt began
+ * (never past the caller's): the first attempt is bounded by its own timeout, which the policy
+ * keeps within it, so the deadline is set only once a retry needs it, which keeps a call that
+ * succeeds at once free of any write to its fiber.
  */
 export const run = <A, E, R>(
   options: Options,
   info: Call,
   call: Effect.Effect<A, E, R>,
-  onRetry: Effect.Effect<void> = Effect.void
+  hooks: {
+    readonly onRetry?: Effect.Effect<void>
+    readonly onFailure?: (error: E) => Effect.Effect<void>
+    readonly deadlineMs?: number
+  } = {}
 ): Effect.Effect<A, E, R> => {
-  if (!info.idempotent || options.maxAttempts <= 1) return call
+  const { deadlineMs = Number.POSITIVE_INFINITY, onFailure, onRetry = Effect.void } = hooks
+  const observed = onFailure ? Effect.tapError(call, onFailure) : call
+  if (!info.idempotent || options.maxAttempts <= 1) return observed
   const retryable = isRetryable(info.module)
   // The first attempt runs bare: the schedule is built only once one has failed (a call that
   // succeeds pays one catch frame). Its failure is handed to Effect.retry as the first outcome.
-  return Effect.catchAll(call, (failure) =>
-    Effect.flatMap(retryable(failure), (again) => {
-      if (!again) return Effect.fail(failure)
-      let replayed = false
-      const attempt = Effect.suspend(() => {
-        if (replayed) return Effect.zipRight(onRetry, call)
-        replayed = true
-        return Effect.fail(failure)
-      })
-      return Effect.retry(attempt, { schedule: schedule(options), while: retryable })
-    }))
+  return Effect.withFiberRuntime((fiber) => {
+    const started = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+    return Effect.catchAll(observed, (failure) =>
+      Effect.flatMap(retryable(failure), (again) => {
+        if (!again) return Effect.fail(failure)
+        let replayed = false
+        const attempt = Effect.suspend(() => {
+          if (replayed) return Effect.zipRight(onRetry, observed)
+          replayed = true
+          return Effect.fail(failure)
+        })
+        const retries = Effect.retry(attempt, { schedule: schedule(options), while: retryable })
+        const deadline = started + deadlineMs
+        return deadline < fiber.getFiberRef(Deadline.current) ? Effect.locally(retries, Deadline.current, deadline) : retries
+      }))
+  })
 }

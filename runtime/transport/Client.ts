@@ -46,7 +46,14 @@ export interface CallInfo {
  * each run is a new attempt (a retry runs it again). It fails with the contract's errors, a
  * `CallError` for the transport's failures, or dies with a defect.
  */
-export type Interceptor = (info: CallInfo, call: Effect.Effect<unknown, unknown>) => Effect.Effect<unknown, unknown>
+export type Interceptor = ((info: CallInfo, call: Effect.Effect<unknown, unknown>) => Effect.Effect<unknown, unknown>) & {
+  /**
+   * The longest one attempt may take (a policy's attempt timeout). The transport ends an attempt
+   * at the sooner of this and the deadline in force, with the timer it keeps for the deadline
+   * anyway: a bound set on the fiber instead would copy its FiberRefs twice on every call.
+   */
+  readonly attemptTimeoutMs?: number | undefined
+}
 
 /** How the calls of one rpc are carried: made once per rpc when the client is built. */
 export interface Carrier {
@@ -58,7 +65,8 @@ export interface Carrier {
   readonly prepare: (input: unknown) => Either.Either<unknown, unknown>
   /**
    * One attempt of a call: carries it and waits for its answer, at most until the deadline in
-   * force (`millisLeft`; then it fails with `deadlineExceeded`). Fails with the contract's errors
+   * force or for `attemptMs`, whichever ends first (`millisLeft`; then it fails with
+   * `deadlineExceeded`). Fails with the contract's errors
    * or a `CallError`; with `discard`, succeeds with void once the call is handed over. Runs in
    * the caller's fiber (its deadline is the call's) and must be re-runnable. `parent` is the span
    * the callee's continues: the call's own, or untraced the caller's.
@@ -67,7 +75,9 @@ export interface Carrier {
     prepared: unknown,
     headers: Headers.Headers,
     discard: boolean,
-    parent: Tracer.AnySpan | undefined
+    parent: Tracer.AnySpan | undefined,
+    /** The longest this attempt may take (ms; `Infinity`: only the deadline bounds it). */
+    attemptMs: number
   ) => Effect.Effect<unknown, unknown>
 }
 
@@ -84,14 +94,14 @@ export const deadlineExceeded = (module: string, name: string) =>
   new CallError({ module, rpc: name, kind: "TimedOut", reason: "Deadline", message: `${name} did not answer before its deadline: it may have run` })
 
 /**
- * Milliseconds from now to the deadline in force in `fiber` (Deadline.ts), by the fiber's Clock;
- * `Infinity` without one.
+ * Milliseconds from now to the deadline in force in `fiber` (Deadline.ts), by the fiber's Clock,
+ * or `attemptMs` if that is sooner; `Infinity` without either.
  */
-export const millisLeft = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number => {
+export const millisLeft = (fiber: Fiber.RuntimeFiber<unknown, unknown>, attemptMs = Number.POSITIVE_INFINITY): number => {
   const deadline = fiber.getFiberRef(Deadline.current)
   return deadline === Number.POSITIVE_INFINITY
-    ? deadline
-    : deadline - Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+    ? attemptMs
+    : Math.min(attemptMs, deadline - Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis())
 }
 
 /** An interceptor that changes nothing (a chain of none). */
@@ -127,6 +137,7 @@ export const make = <Rpcs extends Rpc.Any>(
   options: { readonly tracing?: boolean } = {}
 ): RpcClient.RpcClient<Rpcs, CallError> => {
   const intercept = compose(interceptors)
+  const attemptMs = Math.min(...interceptors.map((i) => i.attemptTimeoutMs ?? Number.POSITIVE_INFINITY))
   const tracing = options.tracing ?? true
   const spanOptions = { kind: "client", captureStackTrace: false, attributes: { [MODULE_ATTRIBUTE]: module } } as const
   const client: Record<string, unknown> = {}
@@ -139,7 +150,8 @@ export const make = <Rpcs extends Rpc.Any>(
     const infos = [false, true].map((idempotent) =>
       [false, true].map((discard): CallInfo => ({ module, tag, name, rpc, idempotent: annotated || idempotent, discard }))
     )
-    const attempt = carrier.attempt
+    const attempt = (prepared: unknown, headers: Headers.Headers, discard: boolean, parent: Tracer.AnySpan | undefined) =>
+      carrier.attempt(prepared, headers, discard, parent, attemptMs)
 
     const call = (input: unknown, options?: { readonly headers?: Headers.Input; readonly discard?: boolean }) =>
       Effect.withFiberRuntime<unknown, unknown>((fiber) => {

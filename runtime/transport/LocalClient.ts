@@ -96,9 +96,9 @@ export const transport = (
         const copied = copyPayload(makePayload ? makePayload.call(payloadSchema, input, payloadChecked) : input)
         return Either.isRight(copied) ? copied : Either.left(formatted(`${name} payload`, copied.left))
       },
-      attempt: (payload, headers, discard, parent) =>
+      attempt: (payload, headers, discard, parent, attemptMs) =>
         Effect.withFiberRuntime<unknown, unknown>((caller) => {
-          if (!discard && Client.millisLeft(caller) <= 0) return Exit.fail(Client.deadlineExceeded(module, name))
+          if (!discard && Client.millisLeft(caller, attemptMs) <= 0) return Exit.fail(Client.deadlineExceeded(module, name))
           const result = entry.handler(payload, { clientId: 0, headers }) as
             | Effect.Effect<unknown, unknown>
             | Rpc.Wrapper<Effect.Effect<unknown, unknown>>
@@ -138,7 +138,7 @@ export const transport = (
             })
             // At the deadline the handler is interrupted and the caller answered at once, as a
             // remote caller is: it does not wait for the handler's finalizers.
-            const left = Client.millisLeft(caller)
+            const left = Client.millisLeft(caller, attemptMs)
             if (left !== Number.POSITIVE_INFINITY && !answered) {
               timer = setTimeout(() => {
                 if (answered) return

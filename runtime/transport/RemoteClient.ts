@@ -395,7 +395,7 @@ export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: s
               ? payload
               : Either.left(new Error(`${name} payload does not match its contract: ${Wire.formatted(payload.left)}`))
           },
-          attempt: (payload, headers, discard, parent) =>
+          attempt: (payload, headers, discard, parent, attemptMs) =>
             Effect.withFiberRuntime<unknown, unknown>((fiber) => {
               const down = link.unavailable()
               if (down !== undefined) return notSent(down.reason, down.message)
@@ -403,7 +403,7 @@ export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: s
               if (hasAny(headers)) frame.h = headers
               if (parent) frame.s = [parent.traceId, parent.spanId, parent.sampled]
               if (discard) return link.call(frame, () => {}) === undefined ? tooLarge() : Exit.void
-              const left = Client.millisLeft(fiber)
+              const left = Client.millisLeft(fiber, attemptMs)
               if (left <= 0) return Exit.fail(Client.deadlineExceeded(module, name))
               if (left !== Number.POSITIVE_INFINITY) frame.d = Math.min(Wire.MAX_DEADLINE_MS, Math.ceil(left))
               return Effect.async<unknown, unknown>((resume) => {
