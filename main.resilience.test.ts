@@ -1,0 +1,358 @@
+/**
+ * Resilience end to end: the built release split across three processes on PostgreSQL
+ * (SplitDeployment.ts: gateway + catalog + identity; inventory; catalog alone for the second
+ * hop), with a fault proxy on each module-to-module path and SIGSTOP / SIGCONT of a process.
+ *
+ * The processes are started once and the cases run in order on them, each leaving inventory's
+ * breaker closed for the next. Policies are short here (1 s deadlines, a small breaker window, a
+ * 1 s open state) so the suite stays quick; they are settings, so the code is the production
+ * one. Nothing is asserted about speed (bench/resilience.bench.ts measures): where a case waits
+ * for an answer, the bound only says an answer came at all, many deadlines later than due. The
+ * breaker cycle's timings are printed for the record.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
+import * as FaultProxy from "./runtime/testing/FaultProxy.ts"
+import * as Services from "./runtime/testing/Services.ts"
+import * as SplitDeployment from "./runtime/testing/SplitDeployment.ts"
+
+/** Every request's deadline at the gateway. */
+const DEADLINE_MS = 1_000
+/** How long the breaker stays open before it lets a probe through. */
+const OPEN_MS = 1_000
+/** Calls the breaker's window needs before it judges the failure rate. */
+const MIN_CALLS = 3
+/** The retry policy's cap on attempts per call. */
+const MAX_ATTEMPTS = 3
+/** How long a test waits for any one answer before it calls the gateway unresponsive. */
+const ANSWER_BOUND_MS = 8 * DEADLINE_MS
+
+/** Short policies for every process (see the README's settings table). */
+const POLICY = {
+  TESSERA_REQUEST_TIMEOUT: `${DEADLINE_MS} millis`,
+  TESSERA_HEADERS_TIMEOUT: `${DEADLINE_MS} millis`,
+  TESSERA_BREAKER_MIN_CALLS: String(MIN_CALLS),
+  TESSERA_BREAKER_FAILURE_RATE: "50",
+  TESSERA_BREAKER_WINDOW: "10 seconds",
+  TESSERA_BREAKER_OPEN_FOR: `${OPEN_MS} millis`,
+  TESSERA_RETRY_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
+  TESSERA_HEARTBEAT_INTERVAL: "500 millis",
+  // Breaker transitions are info lines.
+  LOG_LEVEL: "info"
+}
+
+const postgres = await Services.findPostgres()
+const skipped = postgres.ok ? undefined : Services.unavailable("PostgreSQL", postgres.reason)
+
+/** Breaker states, as the admin view and the log name them. */
+type BreakerState = "closed" | "open" | "half-open"
+
+/**
+ * The state of the front process's breaker for inventory, from `GET /v1/admin/resilience`: one
+ * entry per dependency (and instance), each with its breaker's state.
+ */
+const breakerOf = (view: any, module: string): BreakerState | undefined => {
+  const entries: Array<any> = Array.isArray(view) ? view : view?.dependencies ?? []
+  const entry = entries.find((e) => e?.module === module || e?.dependency === module)
+  const state = entry?.breaker?.state ?? entry?.state
+  return typeof state === "string" ? (state.toLowerCase().replace("_", "-") as BreakerState) : undefined
+}
+
+/** The breaker transitions for `module` among the JSON log lines in `output`, in order: `from>to`. */
+const transitionsIn = (output: string, module: string): Array<string> =>
+  output.split("\n").flatMap((line) => {
+    if (!line.startsWith("{")) return []
+    let entry: any
+    try {
+      entry = JSON.parse(line)
+    } catch {
+      return []
+    }
+    const text = typeof entry.message === "string" ? entry.message : JSON.stringify(entry.message)
+    if (!/breaker/i.test(text) || !text.includes(module)) return []
+    const from = entry.from ?? /from (closed|open|half-open)/i.exec(text)?.[1]
+    const to = entry.to ?? /to (closed|open|half-open)/i.exec(text)?.[1]
+    return from && to ? [`${String(from).toLowerCase()}>${String(to).toLowerCase()}`] : []
+  })
+
+/** The lane's call frames among WebSocket messages (JSON arrays of frames), with `t` the rpc. */
+const framesIn = (messages: ReadonlyArray<string>): Array<{ i: number; t?: string; d?: number; x?: number }> =>
+  messages.flatMap((message) => {
+    try {
+      const frames = JSON.parse(message)
+      return Array.isArray(frames) ? frames.filter((f) => typeof f === "object" && f !== null && "i" in f) : []
+    } catch {
+      return []
+    }
+  })
+const callsOf = (proxy: FaultProxy.FaultProxy, rpc: string) => framesIn(proxy.messages("toTarget")).filter((f) => f.t === rpc)
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Polls `check` until it returns a value other than undefined, or fails naming `what`. */
+const until = async <A>(what: string, check: () => Promise<A | undefined> | A | undefined, timeoutMs = 20_000): Promise<A> => {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+if (skipped !== undefined) {
+  describe.skip("resilience across processes", () => it(skipped, () => {}))
+} else {
+  describe("resilience across processes on PostgreSQL", () => {
+    let deployment: SplitDeployment.SplitDeployment
+    let api: Awaited<ReturnType<typeof SplitDeployment.adminClient>>
+    const checked = OpenApiConformance.checkedFetch()
+    /** Timings measured along the way, printed at the end for the record. */
+    const timings: Record<string, number> = {}
+
+    /** A request with a bound on the wait; returns the answer and how long it took. */
+    const timed = async (route: string, init: RequestInit & { readonly json?: unknown } = {}) => {
+      const started = performance.now()
+      const response = await api(route, { ...init, signal: AbortSignal.timeout(ANSWER_BOUND_MS) })
+      const text = await response.text()
+      return {
+        status: response.status,
+        headers: response.headers,
+        body: text === "" ? undefined : JSON.parse(text),
+        ms: performance.now() - started
+      }
+    }
+
+    const createProduct = async () => {
+      const created = await timed("/v1/products", {
+        json: { sku: `SKU-${Math.random().toString(36).slice(2, 10)}`, name: "Widget", priceCents: 100, currency: "EUR" }
+      })
+      expect(created.status).toBe(201)
+      return created.body.id as string
+    }
+    const stocked = async (units: number) => {
+      const id = await createProduct()
+      expect((await timed(`/v1/products/${id}/stock`, { json: { quantity: units } })).status).toBe(200)
+      return id
+    }
+
+    const breaker = async () => {
+      const view = await timed("/v1/admin/resilience")
+      expect(view.status).toBe(200)
+      return breakerOf(view.body, "inventory")
+    }
+
+    /** Waits until a stock read succeeds and inventory's breaker is closed, as each case starts and ends. */
+    const healthy = (probe: string) =>
+      until("inventory to serve again with its breaker closed", async () => {
+        const read = await timed(`/v1/products/${probe}/stock`)
+        if (read.status !== 200) {
+          await sleep(Math.min(1_000, 1_000 * Number(read.headers.get("retry-after") ?? 0.2)))
+          return undefined
+        }
+        return (await breaker()) === "closed" ? true : undefined
+      }, 30_000)
+
+    /** Reads stock until the breaker opens; returns the answers on the way. */
+    const untilOpen = (probe: string) => {
+      const answers: Array<{ status: number; ms: number }> = []
+      return until("inventory's breaker to open", async () => {
+        const read = await timed(`/v1/products/${probe}/stock`)
+        answers.push({ status: read.status, ms: read.ms })
+        expect([200, 502, 503, 504]).toContain(read.status)
+        return read.status === 503 && (await breaker()) === "open" ? answers : undefined
+      }, 30_000)
+    }
+
+    /** The shape every answer of a failed dependency has: problem+json, and whether it may have run. */
+    const expectProblem = (answer: { status: number; headers: Headers; body: any }) => {
+      expect(answer.headers.get("content-type")).toMatch(/^application\/problem\+json/)
+      expect(answer.body).toMatchObject({ status: answer.status })
+      if (answer.status === 503) expect(Number(answer.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+    }
+
+    let probe: string
+
+    beforeAll(async () => {
+      deployment = await SplitDeployment.start({ env: POLICY })
+      api = await SplitDeployment.adminClient(deployment.gateway, checked)
+      probe = await stocked(7)
+    })
+
+    afterAll(async () => {
+      await deployment?.stop()
+      if (Object.keys(timings).length > 0) console.log(`resilience timings (ms): ${JSON.stringify(timings)}`)
+    })
+
+    it("the breaker goes closed → open → half-open → open → half-open → closed, driven through the proxy", async () => {
+      await healthy(probe)
+      const logFrom = deployment.front.output().length
+      const transitions = () => transitionsIn(deployment.front.output().slice(logFrom), "inventory")
+      const proxy = deployment.proxies.inventory
+
+      // A partition: the open connection and every new one swallow everything, so calls time out.
+      const faultAt = performance.now()
+      proxy.set(FaultProxy.blackhole)
+      const failing = await untilOpen(probe)
+      timings.faultToOpen = performance.now() - faultAt
+      timings.failedCallsBeforeOpen = failing.length - 1
+      expect(failing.length - 1).toBeGreaterThanOrEqual(MIN_CALLS)
+      expect(transitions()).toEqual(["closed>open"])
+
+      // Open: refused at once, saying when to try again.
+      const refused = await timed(`/v1/products/${probe}/stock`)
+      expect(refused.status).toBe(503)
+      expectProblem(refused)
+      timings.openRefusal = refused.ms
+
+      // Once the open time is up, one call is let through as a probe; it meets the same
+      // partition and is held no longer than its deadline: open again.
+      const openedAt = performance.now()
+      await until("a probe to fail and the breaker to open again", async () => {
+        await sleep(OPEN_MS / 4)
+        await timed(`/v1/products/${probe}/stock`)
+        return transitions().length >= 3 ? true : undefined
+      })
+      timings.openToFailedProbe = performance.now() - openedAt
+      expect(transitions()).toEqual(["closed>open", "open>half-open", "half-open>open"])
+
+      // The partition heals. No call is made until the lane to inventory is open again (its
+      // handshake's answer crosses the proxy), so the next probe meets a working path.
+      const healedAt = performance.now()
+      const before = proxy.counts()
+      proxy.set(FaultProxy.pass)
+      await until("the lane to inventory to reconnect", () => {
+        const now = proxy.counts()
+        return now.accepted > before.accepted && now.bytes.toClient > before.bytes.toClient ? true : undefined
+      })
+      timings.healToReconnected = performance.now() - healedAt
+      await healthy(probe)
+      timings.healToClosed = performance.now() - healedAt
+
+      expect(transitions()).toEqual([
+        "closed>open",
+        "open>half-open",
+        "half-open>open",
+        "open>half-open",
+        "half-open>closed"
+      ])
+    }, 90_000)
+
+    it("a frozen inventory: calls fail within the deadline, then at once; they succeed after SIGCONT; a restock without a key runs at most once", async () => {
+      await healthy(probe)
+      const other = await stocked(3)
+      const restocked = await createProduct()
+      let mayHaveRun = true
+      SplitDeployment.freeze(deployment.inventory)
+      try {
+        // A non-idempotent call into the freeze: it may run when the process wakes, never twice.
+        const restock = await timed(`/v1/products/${restocked}/stock`, { json: { quantity: 5 } })
+        expect([502, 503, 504]).toContain(restock.status)
+        expectProblem(restock)
+
+        const failing = await untilOpen(probe)
+        for (const answer of failing) expect(answer.status).not.toBe(200)
+        timings.frozenFirstFailure = failing[0]!.ms
+
+        const fast = await timed(`/v1/products/${probe}/stock`)
+        expect(fast.status).toBe(503)
+        expectProblem(fast)
+        timings.frozenOpenRefusal = fast.ms
+
+        // 503 says it was not sent.
+        mayHaveRun = restock.status !== 503
+      } finally {
+        SplitDeployment.thaw(deployment.inventory)
+      }
+      await healthy(probe)
+
+      // Answers go to their own calls: the replies the frozen process sent late went nowhere.
+      const read = await timed(`/v1/products/${other}/stock`)
+      expect(read).toMatchObject({ status: 200, body: { productId: other, available: 3, reserved: 0 } })
+
+      // Whatever ran of the restock ran once; give a late run time to land before the last look.
+      await sleep(2 * DEADLINE_MS)
+      const after = await timed(`/v1/products/${restocked}/stock`)
+      expect(after.status).toBe(200)
+      expect(mayHaveRun ? [0, 5] : [0]).toContain(after.body.available)
+    }, 120_000)
+
+    it("no retry storm: calls reaching a failing inventory stay within requests × attempts, and stop while the breaker is open", async () => {
+      await healthy(probe)
+      const proxy = deployment.proxies.inventory
+      proxy.resetCounts()
+      SplitDeployment.freeze(deployment.inventory)
+      try {
+        const requests = 8
+        const answers = await Promise.all(Array.from({ length: requests }, () => timed(`/v1/products/${probe}/stock`)))
+        for (const answer of answers) expect([502, 503, 504]).toContain(answer.status)
+        const more = await untilOpen(probe)
+        const sent = callsOf(proxy, "get").length
+        // The reads above, plus those `untilOpen` sent, each at most MAX_ATTEMPTS times.
+        expect(sent).toBeLessThanOrEqual((requests + more.length) * MAX_ATTEMPTS)
+        timings.callsReachingFrozenInventory = sent
+
+        // Open: nothing more reaches inventory, however many ask.
+        const before = callsOf(proxy, "get").length
+        const refused = await Promise.all(Array.from({ length: 20 }, () => timed(`/v1/products/${probe}/stock`)))
+        for (const answer of refused) expect(answer.status).toBe(503)
+        expect(callsOf(proxy, "get").length).toBe(before)
+      } finally {
+        SplitDeployment.thaw(deployment.inventory)
+      }
+      await healthy(probe)
+    }, 120_000)
+
+    it("a deadline crosses two hops: with catalog slowed, inventory's call to it is cancelled when the gateway's deadline passes", async () => {
+      await healthy(probe)
+      const product = await createProduct()
+      const hop = deployment.proxies.catalog
+      hop.resetCounts()
+      const slow = 4 * DEADLINE_MS
+      hop.set(FaultProxy.delay(slow))
+      try {
+        // Restock asks the catalog whether the product exists, then adds the units.
+        const restock = await timed(`/v1/products/${product}/stock`, { json: { quantity: 2 } })
+        expect([502, 503, 504]).toContain(restock.status)
+        expectProblem(restock)
+
+        // The call reached the catalog carrying less than the gateway's deadline, and inventory
+        // then cancelled it: its interrupt follows it into the catalog.
+        const [call] = await until("the catalog call to pass the slow hop", () => {
+          const calls = callsOf(hop, "get")
+          return calls.length > 0 ? calls : undefined
+        }, slow + 10_000)
+        expect(call!.d).toBeGreaterThan(0)
+        expect(call!.d).toBeLessThanOrEqual(DEADLINE_MS)
+        await until("inventory's interrupt of that call to reach the catalog", () =>
+          framesIn(hop.messages("toTarget")).some((f) => f.i === call!.i && f.x === 1) ? true : undefined, slow + 10_000)
+      } finally {
+        hop.set(FaultProxy.pass)
+      }
+      // Inventory stopped when its caller's deadline passed: the units were never added.
+      await sleep(DEADLINE_MS)
+      const stock = await timed(`/v1/products/${product}/stock`)
+      expect(stock).toMatchObject({ status: 200, body: { available: 0 } })
+    }, 60_000)
+
+    it("fault isolation: with inventory frozen, catalog reads keep answering", async () => {
+      await healthy(probe)
+      const product = await createProduct()
+      SplitDeployment.freeze(deployment.inventory)
+      try {
+        // Something is waiting on the frozen process meanwhile.
+        const pending = timed(`/v1/products/${probe}/stock`)
+        for (let i = 0; i < 20; i++) {
+          const read = await timed(`/v1/products/${product}`)
+          expect(read.status).toBe(200)
+          expect(read.body.id).toBe(product)
+        }
+        expect((await timed("/v1/products?limit=5")).status).toBe(200)
+        expect([502, 503, 504]).toContain((await pending).status)
+      } finally {
+        SplitDeployment.thaw(deployment.inventory)
+      }
+      await healthy(probe)
+    }, 60_000)
+  })
+}
