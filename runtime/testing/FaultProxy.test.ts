@@ -188,18 +188,31 @@ describe("FaultProxy", () => {
       ws.on("message", (data) => replies.push(data.toString()))
       await new Promise<void>((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)))
       const long = "x".repeat(70_000)
+      const replied = (count: number) =>
+        new Promise<void>((resolve) => {
+          const check = () => (replies.length >= count ? resolve() : setTimeout(check, 10))
+          check()
+        })
+      // One at a time, so that the order of arrival is known.
       ws.send("short")
+      await replied(1)
       ws.send("frag", { fin: false })
       ws.ping()
       ws.send("mented", { fin: true })
+      await replied(2)
       ws.send(long)
       ws.send(Buffer.from([1, 2, 3]), { binary: true })
-      await new Promise<void>((resolve) => {
-        const check = () => (replies.length === 4 ? resolve() : setTimeout(check, 10))
-        check()
-      })
+      await replied(4)
       expect(proxy.messages("toTarget")).toEqual(["short", "fragmented", long])
       expect(proxy.messages("toClient")).toEqual(["echo:short", "echo:fragmented", `echo:${long}`])
+      expect(proxy.arrivals().map((a) => `${a.direction}:${a.message.slice(0, 16)}`)).toEqual([
+        "toTarget:short",
+        "toClient:echo:short",
+        "toTarget:fragmented",
+        "toClient:echo:fragmented",
+        `toTarget:${long.slice(0, 16)}`,
+        `toClient:echo:${long.slice(0, 11)}`
+      ])
       proxy.resetCounts()
       expect(proxy.messages("toTarget")).toEqual([])
       ws.close()

@@ -23,7 +23,8 @@
  * It counts connections and bytes each way, and, for WebSocket connections, decodes the
  * messages each way (RFC 6455 framing: masks, fragments, the three length forms; no extensions,
  * which the lane does not negotiate), so that a test can count the calls that reached a module
- * (`messages("toTarget")`) rather than guess them from timing.
+ * (`messages("toTarget")`), and see in which order the two ends spoke (`arrivals`), rather than
+ * guess either from timing.
  */
 import * as net from "node:net"
 
@@ -73,6 +74,11 @@ export interface FaultProxy {
   readonly counts: () => Counts
   /** The WebSocket text messages forwarded each way so far (a message swallowed is not here). */
   readonly messages: (direction: Direction) => ReadonlyArray<string>
+  /**
+   * Every WebSocket text message as it reached the proxy, before any delay or blackhole, both
+   * ways in the one order they arrived: what each end sent, and which came first.
+   */
+  readonly arrivals: () => ReadonlyArray<{ readonly direction: Direction; readonly message: string }>
   /** Zeroes the counters and forgets the messages seen. */
   readonly resetCounts: () => void
   /** Stops listening and destroys every connection. */
@@ -85,6 +91,7 @@ export const start = async (target: { readonly host?: string; readonly port: num
   let mode = initial
   let counts = { accepted: 0, refused: 0, toTarget: 0, toClient: 0, swallowed: 0 }
   let seen: Record<Direction, Array<string>> = { toTarget: [], toClient: [] }
+  let arrived: Array<{ readonly direction: Direction; readonly message: string }> = []
   const connections = new Set<Connection>()
 
   interface Connection {
@@ -136,10 +143,13 @@ export const start = async (target: { readonly host?: string; readonly port: num
       return
     }
 
-    const taps: Record<Direction, WebSocketTap> = { toTarget: webSocketTap(), toClient: webSocketTap() }
+    /** One reader of each direction as it arrives, one as it leaves. */
+    const arriving: Record<Direction, WebSocketTap> = { toTarget: webSocketTap(), toClient: webSocketTap() }
+    const leaving: Record<Direction, WebSocketTap> = { toTarget: webSocketTap(), toClient: webSocketTap() }
     /** Chunks of a direction leave in order even when each waits for its own delay. */
     const queues: Record<Direction, Promise<void>> = { toTarget: Promise.resolve(), toClient: Promise.resolve() }
     const forward = (direction: Direction, to: () => net.Socket | undefined) => (chunk: Buffer) => {
+      for (const message of arriving[direction].push(chunk, direction === "toTarget")) arrived.push({ direction, message })
       const send = () => {
         const socket = to()
         if (socket === undefined || socket.destroyed) return
@@ -149,7 +159,7 @@ export const start = async (target: { readonly host?: string; readonly port: num
           return
         }
         counts[direction] += chunk.length
-        for (const message of taps[direction].push(chunk, direction === "toTarget")) seen[direction].push(message)
+        for (const message of leaving[direction].push(chunk, direction === "toTarget")) seen[direction].push(message)
         socket.write(chunk)
       }
       const wait = mode._tag === "delay" ? mode.ms : undefined
@@ -207,9 +217,11 @@ export const start = async (target: { readonly host?: string; readonly port: num
       swallowed: counts.swallowed
     }),
     messages: (direction) => [...seen[direction]],
+    arrivals: () => [...arrived],
     resetCounts: () => {
       counts = { accepted: 0, refused: 0, toTarget: 0, toClient: 0, swallowed: 0 }
       seen = { toTarget: [], toClient: [] }
+      arrived = []
     },
     close: async () => {
       for (const connection of [...connections]) connection.destroy(false)
