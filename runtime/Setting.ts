@@ -101,7 +101,8 @@ export const redactUrl = (raw: string): string | undefined => {
 export const shown = (setting: Setting.Any, raw: string): string =>
   setting.display === "secret" ? REDACTED : setting.display === "url" ? (redactUrl(raw) ?? REDACTED) : raw
 
-interface Spec<A> {
+/** A setting's declaration: what `make` and `optional` build from. */
+export interface Spec<A> {
   readonly name: string
   readonly description: string
   readonly expected: string
@@ -210,18 +211,23 @@ export const parseDirectory: Parse<string> = (raw) => {
 export const port = (spec: { readonly name: string; readonly description: string; readonly default: string }) =>
   make({ ...spec, expected: "a port number (1-65535)", kind: { _tag: "Port" }, parse: parsePort })
 
+/** An integer from `min` (to `max`), as a declaration. */
+export const integerSpec = (
+  spec: { readonly name: string; readonly description: string; readonly min: number; readonly max?: number }
+): Spec<number> => ({
+  name: spec.name,
+  description: spec.description,
+  expected: spec.max === undefined
+    ? `a whole number of at least ${spec.min}`
+    : `a whole number from ${spec.min} to ${spec.max}`,
+  kind: { _tag: "Integer", min: spec.min, ...(spec.max === undefined ? {} : { max: spec.max }) },
+  parse: parseInteger(spec.min, spec.max)
+})
+
 /** An integer from `min` (to `max`). */
 export const integer = (
   spec: { readonly name: string; readonly description: string; readonly default: string; readonly min: number; readonly max?: number }
-) =>
-  make({
-    ...spec,
-    expected: spec.max === undefined
-      ? `a whole number of at least ${spec.min}`
-      : `a whole number from ${spec.min} to ${spec.max}`,
-    kind: { _tag: "Integer", min: spec.min, ...(spec.max === undefined ? {} : { max: spec.max }) },
-    parse: parseInteger(spec.min, spec.max)
-  })
+) => make({ ...integerSpec(spec), default: spec.default })
 
 /** A decimal number above (or from) `min`. */
 export const number = (
@@ -234,6 +240,24 @@ export const number = (
     parse: parseNumber(spec.min, spec.exclusiveMin)
   })
 
+/** A duration in Effect's format, longer than `min` (or at least `min`), as a declaration. */
+export const durationSpec = (
+  spec: {
+    readonly name: string
+    readonly description: string
+    readonly min: Duration.Duration
+    readonly exclusiveMin: boolean
+  }
+): Spec<Duration.Duration> => ({
+  name: spec.name,
+  description: spec.description,
+  expected: `a duration such as "10 seconds" or "1500 millis" (units: millis, seconds, minutes, hours, days, weeks), ${
+    spec.exclusiveMin ? "longer than" : "at least"
+  } ${Duration.isZero(spec.min) ? "zero" : Duration.format(spec.min)}`,
+  kind: { _tag: "Duration", min: spec.min, exclusiveMin: spec.exclusiveMin },
+  parse: parseDuration(spec.min, spec.exclusiveMin)
+})
+
 /** A duration in Effect's format, longer than `min` (or at least `min`). */
 export const duration = (
   spec: {
@@ -243,15 +267,33 @@ export const duration = (
     readonly min: Duration.Duration
     readonly exclusiveMin: boolean
   }
-) =>
-  make({
-    ...spec,
-    expected: `a duration such as "10 seconds" or "1500 millis" (units: millis, seconds, minutes, hours, days, weeks), ${
-      spec.exclusiveMin ? "longer than" : "at least"
-    } ${Duration.isZero(spec.min) ? "zero" : Duration.format(spec.min)}`,
-    kind: { _tag: "Duration", min: spec.min, exclusiveMin: spec.exclusiveMin },
-    parse: parseDuration(spec.min, spec.exclusiveMin)
-  })
+) => make({ ...durationSpec(spec), default: spec.default })
+
+/**
+ * A setting for every target of something (each dependency a process calls): `global`, with
+ * its default, read when no per-target value is set; `explicit`, the same variable as set (none
+ * when unset, so that a declared default in between can apply); and `forTarget`, the variable
+ * `TESSERA_<TARGET>_<suffix>` that overrides it for one target.
+ */
+export interface Family<A> {
+  readonly global: Setting<A>
+  readonly explicit: Config.Config<Option.Option<A>>
+  readonly forTarget: (target: string) => Setting<Option.Option<A>>
+}
+
+/** `TESSERA_<TARGET>_<suffix>`: the target upper-cased, anything but letters and digits as `_`. */
+export const targetName = (target: string, suffix: string) =>
+  `TESSERA_${target.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_${suffix}`
+
+/** A family of settings (`Family`) from one declaration; `spec.name` is `TESSERA_<suffix>`. */
+export const family = <A>(spec: Spec<A> & { readonly default: string }): Family<A> => {
+  const suffix = spec.name.replace(/^TESSERA_/, "")
+  return {
+    global: make(spec),
+    explicit: optional(spec).config,
+    forTarget: (target) => optional({ ...spec, name: targetName(target, suffix), description: `${spec.description}, for calls to ${target}` })
+  }
+}
 
 /** true or false (also yes/no, on/off, 1/0). */
 export const boolean = (spec: { readonly name: string; readonly description: string; readonly default: string }) =>

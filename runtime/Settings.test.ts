@@ -161,7 +161,13 @@ describe("README's configuration table", () => {
   })
   /** The table documents the per-module database URLs in one row. */
   const moduleUrls = new Set(modules.map((m) => Settings.moduleDatabaseUrl(m.name).name))
-  const documented = (name: string) => moduleUrls.has(name) ? "TESSERA_<MODULE>_DATABASE_URL" : name
+  /** ...and each policy setting's per-target form in one row, as `TESSERA_<TARGET>_<suffix>`. */
+  const perTarget = new Map(modules.flatMap((m) =>
+    Settings.resilience.map((family) =>
+      [family.forTarget(m.name).name, family.global.name.replace(/^TESSERA_/, "TESSERA_<TARGET>_")] as const
+    )
+  ))
+  const documented = (name: string) => moduleUrls.has(name) ? "TESSERA_<MODULE>_DATABASE_URL" : perTarget.get(name) ?? name
 
   it("documents every registered setting, and nothing else, with its default", () => {
     const table = new Map(rows.flatMap((row) => row.names.map((name) => [name, row.default] as const)))

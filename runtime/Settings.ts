@@ -224,6 +224,127 @@ export const maxConnectionsPerAddress = Setting.integer({
   min: 0
 })
 
+// The policy of every call to another module or an outside system (resilience/Policy.ts): each
+// set for all targets, or for one as TESSERA_<TARGET>_<suffix> (TESSERA_INVENTORY_CALL_TIMEOUT).
+// ARCHITECTURE.md (Resilience) says why each default is what it is.
+
+export const callTimeout = Setting.family({
+  ...Setting.durationSpec({
+    name: "TESSERA_CALL_TIMEOUT",
+    description: "how long one attempt of a call to another module may take",
+    min: Duration.zero,
+    exclusiveMin: true
+  }),
+  default: "5 seconds"
+})
+
+export const callDeadline = Setting.family({
+  ...Setting.durationSpec({
+    name: "TESSERA_CALL_DEADLINE",
+    description: "how long a call may take in all, its retries included (and never past the caller's deadline)",
+    min: Duration.zero,
+    exclusiveMin: true
+  }),
+  default: "10 seconds"
+})
+
+export const callRetries = Setting.family({
+  ...Setting.integerSpec({
+    name: "TESSERA_CALL_RETRIES",
+    description: "retries of an idempotent call that failed in transport (0: none)",
+    min: 0,
+    max: 10
+  }),
+  default: "2"
+})
+
+export const callBackoff = Setting.family({
+  ...Setting.durationSpec({
+    name: "TESSERA_CALL_BACKOFF",
+    description: "the longest first wait before a retry; each next one doubles, drawn at random below it",
+    min: Duration.zero,
+    exclusiveMin: true
+  }),
+  default: "50 millis"
+})
+
+export const breakerFailureRate = Setting.family({
+  ...Setting.integerSpec({
+    name: "TESSERA_BREAKER_FAILURE_RATE",
+    description: "percentage of failed calls in the breaker's window that opens it",
+    min: 1,
+    max: 100
+  }),
+  default: "50"
+})
+
+export const breakerMinCalls = Setting.family({
+  ...Setting.integerSpec({
+    name: "TESSERA_BREAKER_MIN_CALLS",
+    description: "calls the breaker's window must hold before it judges rates",
+    min: 1,
+    max: 1000
+  }),
+  default: "10"
+})
+
+export const breakerOpenFor = Setting.family({
+  ...Setting.durationSpec({
+    name: "TESSERA_BREAKER_OPEN_FOR",
+    description: "how long an open breaker refuses calls before it lets a probe through",
+    min: Duration.zero,
+    exclusiveMin: true
+  }),
+  default: "5 seconds"
+})
+
+export const breakerSlowCall = Setting.family({
+  ...Setting.durationSpec({
+    name: "TESSERA_BREAKER_SLOW_CALL",
+    description: "a call this slow counts as slow; a window of only slow calls opens the breaker",
+    min: Duration.zero,
+    exclusiveMin: true
+  }),
+  default: "2 seconds"
+})
+
+export const bulkheadLimit = Setting.family({
+  ...Setting.integerSpec({
+    name: "TESSERA_BULKHEAD_LIMIT",
+    description: "calls to one target running at once",
+    min: 1,
+    max: 4096
+  }),
+  default: "64"
+})
+
+export const bulkheadQueue = Setting.family({
+  ...Setting.integerSpec({
+    name: "TESSERA_BULKHEAD_QUEUE",
+    description: "calls to one target waiting for a turn; more fail at once",
+    min: 0,
+    max: 100000
+  }),
+  default: "256"
+})
+
+/** A setting of the policy: for every target, or for one. */
+export type ResilienceFamily<A> = Setting.Family<A>
+
+/** The policy's settings, each a family: one for every target, or per target. */
+export const resilience = [
+  callTimeout,
+  callDeadline,
+  callRetries,
+  callBackoff,
+  breakerFailureRate,
+  breakerMinCalls,
+  breakerOpenFor,
+  breakerSlowCall,
+  bulkheadLimit,
+  bulkheadQueue
+] as const
+
 /** A request's headers must be able to arrive within the time the whole request has. */
 export const headersWithinRequest = {
   holds: (headers: Duration.Duration, request: Duration.Duration) => Duration.lessThanOrEqualTo(headers, request),
@@ -266,6 +387,8 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     rpcTracing,
     serviceSecret,
     rpcMaxFrameBytes,
+    ...resilience.map((family) => family.global),
+    ...modules.flatMap((m) => resilience.map((family) => family.forTarget(m.name))),
     ...modules.flatMap((m) => m.settings ?? []),
     rateLimit,
     authRateLimit,

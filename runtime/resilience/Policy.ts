@@ -1,0 +1,273 @@
+/**
+ * One policy per dependency: what a call to another module (or an outside system) may cost, and
+ * how it is protected, composed as interceptors (transport/Client.ts), outermost first:
+ *
+ *     deadline (the whole call) → retry → circuit breaker → bulkhead → timeout (one attempt)
+ *
+ * - the **deadline** bounds the call, retries included, and never extends the caller's
+ *   (Deadline.ts): the callee gets what is left;
+ * - **retry** (Retry.ts) tries again only idempotent calls that failed in transport, within the
+ *   deadline, and so never while the breaker is open (its refusal is not retryable);
+ * - the **breaker** (CircuitBreaker.ts) sees every attempt, so retries count against it;
+ * - the **bulkhead** (Bulkhead.ts) bounds the attempts in flight, inside the breaker so that an
+ *   open breaker refuses before a call takes a place;
+ * - the **timeout** bounds one attempt, and shortens the deadline the attempt carries to the
+ *   callee, so the callee stops working on an attempt its caller gave up.
+ *
+ * In process a module call has nothing to survive: it gets the deadline only, and fails with the
+ * same `CallError` when it passes (`local`).
+ *
+ * The values come from `defaults`, then what the called module declares for its callers
+ * (`Module.make({ resilience })`), then the environment: `TESSERA_CALL_TIMEOUT` and the rest for
+ * every target, `TESSERA_<TARGET>_CALL_TIMEOUT` for one (Settings.ts).
+ */
+import { Duration, Effect, Metric, MetricLabel, Option } from "effect"
+import * as Settings from "../Settings.ts"
+import { CallError } from "../transport/CallError.ts"
+import * as CallErrors from "../transport/CallError.ts"
+import type { CallInfo, Interceptor } from "../transport/Client.ts"
+import * as Deadline from "../transport/Deadline.ts"
+import * as Bulkhead from "./Bulkhead.ts"
+import * as CircuitBreaker from "./CircuitBreaker.ts"
+import * as Retry from "./Retry.ts"
+
+export interface Policy {
+  /** One attempt. */
+  readonly timeout: Duration.Duration
+  /** The whole call, retries included. */
+  readonly deadline: Duration.Duration
+  readonly retry: Retry.Options
+  readonly breaker: CircuitBreaker.Options
+  readonly bulkhead: Bulkhead.Options
+}
+
+/** What a module may declare for its callers: any part of a policy. */
+export type Defaults = { readonly [K in keyof Policy]?: Policy[K] extends Duration.Duration ? Duration.DurationInput : Partial<Policy[K]> }
+
+/**
+ * The runtime's defaults (ARCHITECTURE.md, Resilience, says why each is what it is). The values
+ * the environment can set mirror Settings.ts's defaults; the rest are fixed here.
+ */
+export const defaults: Policy = {
+  timeout: Duration.seconds(5),
+  deadline: Duration.seconds(10),
+  retry: {
+    maxAttempts: 3,
+    baseDelay: Duration.millis(50),
+    maxDelay: Duration.seconds(1),
+    maxTotal: Duration.seconds(10)
+  },
+  breaker: {
+    windowSize: 100,
+    windowDuration: Duration.seconds(60),
+    minimumCalls: 10,
+    failureRate: 0.5,
+    slowCall: Duration.seconds(2),
+    slowCallRate: 1,
+    openFor: Duration.seconds(5),
+    halfOpenProbes: 1,
+    probeTimeout: Duration.seconds(5)
+  },
+  bulkhead: { maxConcurrent: 64, maxQueue: 256 }
+}
+
+/** `base` with `declared`'s parts over it. */
+export const withDefaults = (base: Policy, declared: Defaults | undefined): Policy =>
+  declared === undefined ? base : {
+    timeout: declared.timeout === undefined ? base.timeout : Duration.decode(declared.timeout),
+    deadline: declared.deadline === undefined ? base.deadline : Duration.decode(declared.deadline),
+    retry: { ...base.retry, ...declared.retry },
+    breaker: { ...base.breaker, ...declared.breaker },
+    bulkhead: { ...base.bulkhead, ...declared.bulkhead }
+  }
+
+/**
+ * The policy for calls to `target`: the defaults, then `declared` (the target module's own),
+ * then the environment (every target's variable, then the target's own).
+ */
+export const fromConfig = (target: string, declared?: Defaults) =>
+  Effect.gen(function*() {
+    const base = withDefaults(defaults, declared)
+    /** The target's own value, else the variable for every target if set, else `fallback`. */
+    const read = <A>(family: Settings.ResilienceFamily<A>, fallback: A) =>
+      Effect.map(
+        Effect.all([family.forTarget(target).config, family.explicit]),
+        ([own, every]) => Option.getOrElse(Option.orElse(own, () => every), () => fallback)
+      )
+    const timeout = yield* read(Settings.callTimeout, base.timeout)
+    const deadline = yield* read(Settings.callDeadline, base.deadline)
+    const retries = yield* read(Settings.callRetries, base.retry.maxAttempts - 1)
+    const backoff = yield* read(Settings.callBackoff, base.retry.baseDelay)
+    const failureRate = yield* read(Settings.breakerFailureRate, Math.round(base.breaker.failureRate * 100))
+    const minimumCalls = yield* read(Settings.breakerMinCalls, base.breaker.minimumCalls)
+    const openFor = yield* read(Settings.breakerOpenFor, base.breaker.openFor)
+    const slowCall = yield* read(Settings.breakerSlowCall, base.breaker.slowCall)
+    const maxConcurrent = yield* read(Settings.bulkheadLimit, base.bulkhead.maxConcurrent)
+    const maxQueue = yield* read(Settings.bulkheadQueue, base.bulkhead.maxQueue)
+    const policy: Policy = {
+      timeout,
+      deadline,
+      retry: { ...base.retry, maxAttempts: retries + 1, baseDelay: backoff, maxTotal: deadline },
+      breaker: {
+        ...base.breaker,
+        windowSize: Math.max(base.breaker.windowSize, minimumCalls),
+        minimumCalls,
+        failureRate: failureRate / 100,
+        openFor,
+        slowCall,
+        // A probe gets what an attempt gets.
+        probeTimeout: timeout
+      },
+      bulkhead: { maxConcurrent, maxQueue }
+    }
+    return policy
+  })
+
+// Metrics, labelled by target (Prometheus names: runtime/observability exports them).
+
+/** 0 closed, 1 half-open, 2 open. */
+export const breakerState = Metric.gauge("tessera_breaker_state", {
+  description: "circuit breaker state per target: 0 closed, 1 half-open, 2 open"
+})
+export const breakerTransitions = Metric.counter("tessera_breaker_transitions_total", {
+  description: "circuit breaker state changes per target",
+  incremental: true
+})
+export const retries = Metric.counter("tessera_call_retries_total", {
+  description: "calls tried again per target",
+  incremental: true
+})
+export const timeouts = Metric.counter("tessera_call_timeouts_total", {
+  description: "calls or attempts that ran out of time, per target and scope (attempt or deadline)",
+  incremental: true
+})
+export const rejections = Metric.counter("tessera_call_rejections_total", {
+  description: "calls refused unrun by this process's own policy, per target and reason",
+  incremental: true
+})
+
+/** `metric` with `tags` (a data-first call: the piped form loses the input type). */
+const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Record<string, string>): M =>
+  Metric.taggedWithLabels(metric, Object.entries(tags).map(([key, value]) => MetricLabel.make(key, value))) as M
+
+const STATE_VALUE: Record<CircuitBreaker.State, number> = { Closed: 0, HalfOpen: 1, Open: 2 }
+
+/** Metrics and a log line for each breaker transition. */
+const observeTransition = (target: string) => (t: CircuitBreaker.Transition) =>
+  Effect.all([
+    Metric.set(tagged(breakerState, { target }), STATE_VALUE[t.to]),
+    Metric.increment(tagged(breakerTransitions, { target, from: t.from, to: t.to })),
+    (t.to === "Open" ? Effect.logWarning : Effect.logInfo)(`circuit breaker of ${t.key}: ${t.from} → ${t.to} (${t.reason})`).pipe(
+      Effect.annotateLogs({ target, breaker: t.key, from: t.from, to: t.to })
+    )
+  ], { discard: true })
+
+/** One dependency as this process calls it: its policy, breaker and bulkhead. */
+export interface Dependency {
+  readonly target: string
+  /** "module" for a module client, "http" for an outside system. */
+  readonly kind: "module" | "http"
+  readonly policy: Policy
+  readonly breaker: CircuitBreaker.CircuitBreaker
+  readonly bulkhead: Bulkhead.Bulkhead
+}
+
+/** What the admin view shows of a dependency. */
+export interface DependencyView {
+  readonly target: string
+  readonly kind: "module" | "http"
+  readonly breaker: CircuitBreaker.Snapshot
+  readonly bulkhead: Bulkhead.Snapshot
+  readonly policy: Policy
+}
+
+/**
+ * The dependencies of one process, by target: one breaker and one bulkhead each, shared by every
+ * client of that target. `onTransition` also receives each breaker's changes (tests).
+ */
+export class Registry {
+  private readonly byTarget = new Map<string, Dependency>()
+
+  constructor(private readonly onTransition?: (t: CircuitBreaker.Transition) => Effect.Effect<void>) {}
+
+  /** The dependency `target`, made with `policy` the first time. */
+  dependency(target: string, policy: Policy, kind: "module" | "http" = "module"): Dependency {
+    const found = this.byTarget.get(target)
+    if (found) return found
+    const observe = observeTransition(target)
+    const listener = this.onTransition
+    const dependency: Dependency = {
+      target,
+      kind,
+      policy,
+      breaker: CircuitBreaker.make(target, policy.breaker, listener ? (t) => Effect.zipRight(observe(t), listener(t)) : observe),
+      bulkhead: Bulkhead.make(target, policy.bulkhead)
+    }
+    this.byTarget.set(target, dependency)
+    return dependency
+  }
+
+  /** Every dependency now, in the order they were first used. */
+  get views(): Effect.Effect<ReadonlyArray<DependencyView>> {
+    return Effect.forEach([...this.byTarget.values()], (d) =>
+      Effect.map(Effect.all([d.breaker.snapshot, d.bulkhead.snapshot]), ([breaker, bulkhead]): DependencyView => ({
+        target: d.target,
+        kind: d.kind,
+        breaker,
+        bulkhead,
+        policy: d.policy
+      })))
+  }
+}
+
+const timedOut = (info: CallInfo, scope: "attempt" | "deadline", within: Duration.Duration) =>
+  new CallError({
+    module: info.module,
+    rpc: info.name,
+    kind: "TimedOut",
+    reason: "Deadline",
+    message: scope === "attempt"
+      ? `${info.name}: an attempt took longer than ${Duration.format(within)}; it may have run`
+      : `${info.name}: no answer within the call's deadline; it may have run`
+  })
+
+/** Runs `call` with a deadline `duration` from now (or the caller's, if sooner), counting expiries. */
+const bounded = (target: string, scope: "attempt" | "deadline", duration: Duration.Duration) =>
+  (info: CallInfo, call: Effect.Effect<unknown, unknown>): Effect.Effect<unknown, unknown> =>
+    Effect.suspend(() => {
+      let expired = false
+      return call.pipe(
+        Deadline.enforce(() => {
+          expired = true
+          return timedOut(info, scope, duration)
+        }),
+        Deadline.within(duration),
+        Effect.tapError(() =>
+          expired ? Metric.increment(tagged(timeouts, { target, scope })) : Effect.void
+        )
+      )
+    })
+
+const countRejection = (target: string) => (error: unknown) =>
+  CallErrors.is(error) && (error.reason === "BreakerOpen" || error.reason === "BulkheadFull")
+    ? Metric.increment(tagged(rejections, { target, reason: error.reason }))
+    : Effect.void
+
+/** The interceptors of the remote path to `dependency`, outermost first. */
+export const interceptors = (dependency: Dependency): ReadonlyArray<Interceptor> => {
+  const { breaker, bulkhead, policy, target } = dependency
+  const retried = Metric.increment(tagged(retries, { target }))
+  const rejected = countRejection(target)
+  return [
+    bounded(target, "deadline", policy.deadline),
+    (info, call) => Retry.run(policy.retry, info, call, retried),
+    (info, call) => Effect.tapError(breaker.run(info, call), rejected),
+    (info, call) => Effect.tapError(bulkhead.run(info, call), rejected),
+    bounded(target, "attempt", policy.timeout)
+  ]
+}
+
+/** The interceptors of the in-process path: the deadline only, failing with the same error. */
+export const local = (target: string, policy: Policy): ReadonlyArray<Interceptor> => [
+  bounded(target, "deadline", policy.deadline)
+]

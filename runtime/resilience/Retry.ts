@@ -1,0 +1,76 @@
+/**
+ * Retries a call that failed for a reason worth trying again, only when trying again is harmless,
+ * with exponential backoff and full jitter (an Effect Schedule):
+ *
+ * - **worth trying again**: the transport's failures (`CallError`): not sent (except when this
+ *   process's own breaker or bulkhead held it back: retrying those would only add load), outcome
+ *   unknown (the connection was lost), and an attempt's own timeout while the call's deadline
+ *   still has time. Never the callee's domain errors or defects: they are answers;
+ * - **harmless**: the contract marks the rpc idempotent, or the call carries an idempotency key
+ *   (`CallInfo.idempotent`);
+ * - **bounded**: at most `maxAttempts` attempts, retries begun within `maxTotal` of the first,
+ *   and never a wait that would end past the caller's deadline (Deadline.ts);
+ * - **full jitter**: the n-th wait is drawn uniformly from [0, min(maxDelay, baseDelay × 2^n)],
+ *   so that callers failed by the same outage do not come back in step.
+ */
+import { Duration, Effect, Random, Schedule } from "effect"
+import * as CallErrors from "../transport/CallError.ts"
+import type { CallInfo } from "../transport/Client.ts"
+import * as Deadline from "../transport/Deadline.ts"
+
+export interface Options {
+  /** Attempts in all, the first included (1: no retry). */
+  readonly maxAttempts: number
+  /** The ceiling of the first wait; each further wait's ceiling doubles... */
+  readonly baseDelay: Duration.Duration
+  /** ...up to this. */
+  readonly maxDelay: Duration.Duration
+  /** No retry begins later than this after the first attempt began. */
+  readonly maxTotal: Duration.Duration
+}
+
+/**
+ * Whether `error` is worth another attempt (the call's deadline still has time, for a timeout).
+ */
+export const isRetryable = (error: unknown): Effect.Effect<boolean> => {
+  if (!CallErrors.is(error)) return Effect.succeed(false)
+  switch (error.kind) {
+    case "NotSent":
+      return Effect.succeed(error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull")
+    case "OutcomeUnknown":
+      return Effect.succeed(true)
+    case "TimedOut":
+      // An attempt's own timeout, not the call's deadline: time is left for another.
+      return Effect.map(Deadline.remaining, (left) => left > 0)
+  }
+}
+
+/** The waits between attempts: full jitter, capped in number, in total time and by the deadline. */
+export const schedule = (options: Options) => {
+  const base = Duration.toMillis(options.baseDelay)
+  const max = Duration.toMillis(options.maxDelay)
+  return Schedule.recurs(Math.max(0, options.maxAttempts - 1)).pipe(
+    Schedule.mapEffect((retry) => Random.nextRange(0, Math.min(max, base * 2 ** retry))),
+    Schedule.addDelay((wait) => Duration.millis(wait)),
+    Schedule.checkEffect((_, wait) => Effect.map(Deadline.remaining, (left) => left > wait)),
+    Schedule.upTo(options.maxTotal)
+  )
+}
+
+/**
+ * Runs `call`, again on a retryable failure when `info` says it is idempotent. `onRetry` runs
+ * before each further attempt (the retries metric).
+ */
+export const run = <A, E, R>(
+  options: Options,
+  info: CallInfo,
+  call: Effect.Effect<A, E, R>,
+  onRetry: Effect.Effect<void> = Effect.void
+): Effect.Effect<A, E, R> => {
+  if (!info.idempotent || options.maxAttempts <= 1) return call
+  return Effect.suspend(() => {
+    let attempts = 0
+    const attempt = Effect.suspend(() => attempts++ === 0 ? call : Effect.zipRight(onRetry, call))
+    return Effect.retry(attempt, { schedule: schedule(options), while: isRetryable })
+  })
+}
