@@ -19,6 +19,8 @@ import * as Auth from "./gateway/Auth.ts"
 import * as Edge from "./gateway/Edge.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
+import * as Policy from "./resilience/Policy.ts"
+import * as ResilienceHttp from "./resilience/ResilienceHttp.ts"
 import type { Module } from "./Module.ts"
 import * as ServiceCredential from "./security/ServiceCredential.ts"
 import * as ServerLimits from "./ServerLimits.ts"
@@ -68,6 +70,8 @@ export const make = (
     readonly grace?: Duration.Duration
     /** The largest RPC message sent or accepted (`TESSERA_RPC_MAX_FRAME_BYTES`). */
     readonly maxFrameBytes?: number
+    /** The registry of dependencies (tests pass one to watch breakers). */
+    readonly dependencies?: Policy.Registry
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -79,6 +83,8 @@ export const make = (
   /** Whether the RPC socket to each remote module is open now (readiness needs it). */
   const connected = new Map<string, boolean>()
   const clientLayers = new Map<string, AnyLayer>()
+  /** Each dependency's policy, breaker and bulkhead: one per target in this process. */
+  const dependencies = options?.dependencies ?? new Policy.Registry()
 
   /** The client of `name` as this process reaches it. Cached: one per process. */
   const clientLayer = (name: string, path: ReadonlyArray<string>): AnyLayer => {
@@ -89,7 +95,11 @@ export const make = (
     const layer: AnyLayer = location._tag === "Local"
       ? Layer.effect(
         module.client,
-        Effect.map(hostedTag(name), (hosted) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing }))
+        Effect.zipWith(
+          hostedTag(name),
+          LocalClient.defaults,
+          (hosted, defaults) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
+        )
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
       ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
@@ -147,6 +157,7 @@ export const make = (
   const api = Gateway.api(exposed)
   const apiLayer = HttpApiBuilder.api(api).pipe(
     Layer.provide(mergeAll(exposed.map((m) => m.http!.layer.pipe(Layer.provide(clientLayer(m.name, [])))))),
+    Layer.provide(ResilienceHttp.layer(Gateway.API_ID).pipe(Layer.provide(Layer.succeed(ResilienceHttp.Dependencies, dependencies)))),
     Layer.provide(Auth.layer),
     Layer.orDie
   )
@@ -170,7 +181,7 @@ export const make = (
   /** Every client this process has, local or remote. */
   const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
 
-  return { api, apiLayer, authenticator, clients, endpoints, health, hosted }
+  return { api, apiLayer, authenticator, clients, dependencies, endpoints, health, hosted }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */

@@ -4,15 +4,19 @@
  * Its schema is named after it and its migrations live in `migrations/<name>/`.
  */
 import type { HttpApiGroup } from "@effect/platform"
-import type { Rpc, RpcClient, RpcClientError, RpcGroup } from "@effect/rpc"
+import type { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import type { SqlClient } from "@effect/sql"
 import { Context, type Layer } from "effect"
 import type { Authenticator } from "./gateway/Auth.ts"
 import type { Setting } from "./Setting.ts"
+import type { CallError } from "./transport/CallError.ts"
 
-/** The Tag through which any code calls a module, wherever the module runs. */
+/**
+ * The Tag through which any code calls a module, wherever the module runs. A call fails with the
+ * contract's errors or a `CallError` (transport/CallError.ts): the same in every topology.
+ */
 export interface ModuleClient<Self, Name extends string, Rpcs extends Rpc.Any>
-  extends Context.TagClass<Self, `${Name}/Client`, RpcClient.RpcClient<Rpcs, RpcClientError.RpcClientError>>
+  extends Context.TagClass<Self, `${Name}/Client`, RpcClient.RpcClient<Rpcs, CallError>>
 {
   readonly module: Name
   readonly group: RpcGroup.RpcGroup<Rpcs>
@@ -31,7 +35,7 @@ export const ModuleClient =
   <const Name extends string, Rpcs extends Rpc.Any>(module: Name, group: RpcGroup.RpcGroup<Rpcs>) =>
   <Self>(): ModuleClient<Self, Name, Rpcs> =>
     Object.assign(
-      Context.Tag(`${module}/Client`)<Self, RpcClient.RpcClient<Rpcs, RpcClientError.RpcClientError>>(),
+      Context.Tag(`${module}/Client`)<Self, RpcClient.RpcClient<Rpcs, CallError>>(),
       { module, group }
     )
 

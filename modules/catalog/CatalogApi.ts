@@ -7,6 +7,7 @@ import { Schema } from "effect"
 import { ModuleClient } from "../../runtime/Module.ts"
 import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
+import { Idempotent } from "../../runtime/transport/Idempotent.ts"
 
 /** A product's id: a UUID. */
 export const ProductId = Text.uuid.pipe(Schema.brand("ProductId"))
@@ -117,9 +118,9 @@ export class CatalogRpcs extends RpcGroup.make(
   /** Creates a product; its SKU must be new. */
   Rpc.make("create", { payload: NewProduct, success: Product, error: SkuTaken }),
   /** Reads one product. */
-  Rpc.make("get", { payload: { id: ProductId }, success: Product, error: ProductNotFound }),
+  Rpc.make("get", { payload: { id: ProductId }, success: Product, error: ProductNotFound }).annotate(Idempotent, true),
   /** Searches products, one page at a time. */
-  Rpc.make("list", { payload: ProductQuery, success: ProductPage, error: CursorInvalid })
+  Rpc.make("list", { payload: ProductQuery, success: ProductPage, error: CursorInvalid }).annotate(Idempotent, true)
 ) {}
 
 /** Calls the catalog, wherever it runs. */

@@ -9,6 +9,7 @@ import { Schema } from "effect"
 import { ModuleClient } from "../../runtime/Module.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { Caller, Forbidden, Role, Unauthenticated } from "../../runtime/security/Caller.ts"
+import { Idempotent } from "../../runtime/transport/Idempotent.ts"
 
 export { Caller, Forbidden, Role, Unauthenticated }
 
@@ -185,9 +186,9 @@ export class IdentityRpcs extends RpcGroup.make(
   /** Checks an e-mail address and password and issues an access token. */
   Rpc.make("login", { payload: Credentials, success: AccessToken, error: InvalidCredentials }),
   /** The caller: the user, or the API key. */
-  Rpc.make("me", { success: Me, error: Schema.Union(Unauthenticated, UserNotFound) }),
+  Rpc.make("me", { success: Me, error: Schema.Union(Unauthenticated, UserNotFound) }).annotate(Idempotent, true),
   /** A user, for that user or an admin; anyone else gets UserNotFound, as for an unknown id. */
-  Rpc.make("getUser", { payload: { id: UserId }, success: User, error: Schema.Union(Unauthenticated, UserNotFound) }),
+  Rpc.make("getUser", { payload: { id: UserId }, success: User, error: Schema.Union(Unauthenticated, UserNotFound) }).annotate(Idempotent, true),
   /** Admin: issues an API key acting with `role`. */
   Rpc.make("createApiKey", {
     payload: NewApiKey,
@@ -195,17 +196,17 @@ export class IdentityRpcs extends RpcGroup.make(
     error: Schema.Union(Unauthenticated, Forbidden)
   }),
   /** Admin: every API key, newest first. */
-  Rpc.make("listApiKeys", { success: Schema.Array(ApiKey), error: Schema.Union(Unauthenticated, Forbidden) }),
+  Rpc.make("listApiKeys", { success: Schema.Array(ApiKey), error: Schema.Union(Unauthenticated, Forbidden) }).annotate(Idempotent, true),
   /** Admin: revokes a key; it stops working at once. Revoking a revoked key is a no-op. */
   Rpc.make("revokeApiKey", {
     payload: { id: ApiKeyId },
     success: ApiKey,
     error: Schema.Union(Unauthenticated, Forbidden, ApiKeyNotFound)
-  }),
+  }).annotate(Idempotent, true),
   /** The caller an API key acts as; Unauthenticated when the key is unknown or revoked. */
-  Rpc.make("authenticateApiKey", { payload: { key: Schema.Redacted(Text.string) }, success: Caller, error: Unauthenticated }),
+  Rpc.make("authenticateApiKey", { payload: { key: Schema.Redacted(Text.string) }, success: Caller, error: Unauthenticated }).annotate(Idempotent, true),
   /** The public keys that verify access tokens. */
-  Rpc.make("jwks", { success: JsonWebKeySet }),
+  Rpc.make("jwks", { success: JsonWebKeySet }).annotate(Idempotent, true),
   /** Admin: starts signing with a new key; tokens signed by the old one stay valid until they expire. */
   Rpc.make("rotateSigningKey", { success: SigningKey, error: Schema.Union(Unauthenticated, Forbidden) })
 ) {}

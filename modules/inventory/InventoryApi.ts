@@ -9,6 +9,7 @@ import { ProductId, ProductNotFound } from "../catalog/index.ts"
 import { ModuleClient } from "../../runtime/Module.ts"
 import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
+import { Idempotent } from "../../runtime/transport/Idempotent.ts"
 
 /**
  * The most units one product can hold, available and reserved together (the stock columns are
@@ -77,6 +78,24 @@ export class StockLimitExceeded extends Schema.TaggedError<StockLimitExceeded>()
   }
 }
 
+/** The idempotency key was used for a restock of another product or quantity; nothing was added. */
+export class IdempotencyKeyReused extends Schema.TaggedError<IdempotencyKeyReused>()(
+  "IdempotencyKeyReused",
+  { key: Schema.String },
+  HttpApiSchema.annotations({ status: 422 })
+) {
+  override get message() {
+    return "this idempotency key was used for another request"
+  }
+}
+
+/**
+ * An idempotency key (the `idempotency-key` header): 1-200 visible ASCII characters, chosen by
+ * the client, one per intended change.
+ */
+export const IdempotencyKey = Text.code(/^[\x21-\x7e]{1,200}$/, "an idempotency key is 1-200 visible ASCII characters")
+  .annotations({ identifier: "IdempotencyKey" })
+
 /** No reservation has this id. */
 export class ReservationNotFound extends Schema.TaggedError<ReservationNotFound>()(
   "ReservationNotFound",
@@ -103,14 +122,18 @@ export class ReservationConflict extends Schema.TaggedError<ReservationConflict>
 }
 
 export class InventoryRpcs extends RpcGroup.make(
-  /** Adds units to a product's available stock; the product must exist in the catalog. */
+  /**
+   * Adds units to a product's available stock; the product must exist in the catalog. Not
+   * idempotent: a call that carries an idempotency key (header `idempotency-key`) is applied once,
+   * and the same key again answers the same stock (so that call may be retried).
+   */
   Rpc.make("restock", {
     payload: { productId: ProductId, quantity: Quantity },
     success: Stock,
-    error: Schema.Union(ProductNotFound, StockLimitExceeded)
+    error: Schema.Union(ProductNotFound, StockLimitExceeded, IdempotencyKeyReused)
   }),
   /** Reads a product's stock (zero for a catalog product never restocked). */
-  Rpc.make("get", { payload: { productId: ProductId }, success: Stock, error: ProductNotFound }),
+  Rpc.make("get", { payload: { productId: ProductId }, success: Stock, error: ProductNotFound }).annotate(Idempotent, true),
   /**
    * Holds stock for every line, or for none. Idempotent: reserving again under the same id with
    * the same lines returns the existing reservation.
@@ -124,7 +147,7 @@ export class InventoryRpcs extends RpcGroup.make(
     },
     success: Reservation,
     error: Schema.Union(StockInsufficient, ReservationConflict)
-  }),
+  }).annotate(Idempotent, true),
   /**
    * Returns a held reservation's units to available stock. Idempotent; releasing an unknown id
    * records it as released, so a reserve that arrives late under that id is refused.
@@ -133,13 +156,13 @@ export class InventoryRpcs extends RpcGroup.make(
     payload: { reservationId: ReservationId },
     success: Reservation,
     error: ReservationConflict
-  }),
+  }).annotate(Idempotent, true),
   /** The held units leave the stock for good (the order shipped). Idempotent. */
   Rpc.make("commit", {
     payload: { reservationId: ReservationId },
     success: Reservation,
     error: Schema.Union(ReservationNotFound, ReservationConflict)
-  })
+  }).annotate(Idempotent, true)
 ) {}
 
 /** Calls inventory, wherever it runs. */

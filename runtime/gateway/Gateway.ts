@@ -8,10 +8,11 @@
  * `type` is a constant, so that a typed client narrows a problem by its `type`.
  */
 import { HttpApi, HttpApiSchema, OpenApi } from "@effect/platform"
-import { RpcClientError } from "@effect/rpc"
 import { Effect, Schema } from "effect"
 import { STATUS_CODES } from "node:http"
 import type { Module } from "../Module.ts"
+import { ResilienceHttp } from "../resilience/ResilienceHttp.ts"
+import { CallError } from "../transport/CallError.ts"
 import * as Auth from "./Auth.ts"
 import * as Problem from "./Problem.ts"
 
@@ -19,15 +20,15 @@ import * as Problem from "./Problem.ts"
 export const API_ID = "tessera"
 
 /**
- * Turns a transport failure (the module is unreachable) into a defect that the gateway answers
- * with 503: REST handlers declare only domain errors.
+ * Turns a transport failure (a `CallError`) into a defect, which the gateway answers by its kind
+ * (Problem.fromCause: 503, 502 or 504): REST handlers declare only domain errors.
  */
-export const orUnavailable = <A, E, R>(effect: Effect.Effect<A, E | RpcClientError.RpcClientError, R>) =>
-  Effect.catchIf(
-    effect,
-    (e): e is RpcClientError.RpcClientError => e instanceof RpcClientError.RpcClientError,
-    (e) => Effect.die(e)
-  ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError>, R>
+export const orUnavailable = <A, E, R>(effect: Effect.Effect<A, E | CallError, R>) =>
+  Effect.catchIf(effect, (e): e is CallError => e instanceof CallError, (e) => Effect.die(e)) as Effect.Effect<
+    A,
+    Exclude<E, CallError>,
+    R
+  >
 
 /** One bad field of a validation problem: its path, as a dotted name and a JSON pointer. */
 const FieldError = Schema.Struct({ field: Schema.String, pointer: Schema.String, message: Schema.String })
@@ -278,6 +279,8 @@ const complete = (spec: Json) => {
 export const api = (modules: ReadonlyArray<Module.Any>) => {
   let composed: HttpApi.HttpApi.Any = HttpApi.make(API_ID)
   for (const module of modules) if (module.http) composed = (composed as any).add(module.http.group)
+  // The runtime's own admin view (resilience/ResilienceHttp.ts).
+  composed = (composed as any).add(ResilienceHttp)
   for (const problem of edgeProblems) composed = (composed as any).addError(problem)
   return (composed as HttpApi.HttpApi<typeof API_ID, any, any, any>).annotateContext(
     OpenApi.annotations({

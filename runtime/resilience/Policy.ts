@@ -162,11 +162,13 @@ const observeTransition = (target: string) => (t: CircuitBreaker.Transition) =>
     )
   ], { discard: true })
 
-/** One dependency as this process calls it: its policy, breaker and bulkhead. */
+/** Where a dependency is: another process (a module's RPC), an outside system over HTTP, or this process. */
+export type Location = "remote" | "http" | "local"
+
+/** One dependency as this process calls it: its policy, and its breaker and bulkhead unless local. */
 export interface Dependency {
   readonly target: string
-  /** "module" for a module client, "http" for an outside system. */
-  readonly kind: "module" | "http"
+  readonly location: Location
   readonly policy: Policy
   readonly breaker: CircuitBreaker.CircuitBreaker
   readonly bulkhead: Bulkhead.Bulkhead
@@ -175,9 +177,10 @@ export interface Dependency {
 /** What the admin view shows of a dependency. */
 export interface DependencyView {
   readonly target: string
-  readonly kind: "module" | "http"
-  readonly breaker: CircuitBreaker.Snapshot
-  readonly bulkhead: Bulkhead.Snapshot
+  readonly location: Location
+  /** None for a module in this process: nothing to break. */
+  readonly breaker: CircuitBreaker.Snapshot | undefined
+  readonly bulkhead: Bulkhead.Snapshot | undefined
   readonly policy: Policy
 }
 
@@ -187,36 +190,53 @@ export interface DependencyView {
  */
 export class Registry {
   private readonly byTarget = new Map<string, Dependency>()
+  private readonly locals = new Map<string, Policy>()
 
   constructor(private readonly onTransition?: (t: CircuitBreaker.Transition) => Effect.Effect<void>) {}
 
-  /** The dependency `target`, made with `policy` the first time. */
-  dependency(target: string, policy: Policy, kind: "module" | "http" = "module"): Dependency {
+  /** The dependency `target` (remote or HTTP), made with `policy` the first time. */
+  dependency(target: string, policy: Policy, location: "remote" | "http" = "remote"): Dependency {
     const found = this.byTarget.get(target)
     if (found) return found
     const observe = observeTransition(target)
     const listener = this.onTransition
+    const rejected = Metric.increment(tagged(rejections, { target, reason: "BulkheadFull" }))
     const dependency: Dependency = {
       target,
-      kind,
+      location,
       policy,
       breaker: CircuitBreaker.make(target, policy.breaker, listener ? (t) => Effect.zipRight(observe(t), listener(t)) : observe),
-      bulkhead: Bulkhead.make(target, policy.bulkhead)
+      bulkhead: Bulkhead.make(target, policy.bulkhead, rejected)
     }
     this.byTarget.set(target, dependency)
     return dependency
   }
 
-  /** Every dependency now, in the order they were first used. */
+  /** Records a module served in this process (shown with its policy, without breaker or bulkhead). */
+  local(target: string, policy: Policy): void {
+    this.locals.set(target, policy)
+  }
+
+  /** Every dependency now: the remote ones in the order they were first used, then the local ones. */
   get views(): Effect.Effect<ReadonlyArray<DependencyView>> {
-    return Effect.forEach([...this.byTarget.values()], (d) =>
-      Effect.map(Effect.all([d.breaker.snapshot, d.bulkhead.snapshot]), ([breaker, bulkhead]): DependencyView => ({
-        target: d.target,
-        kind: d.kind,
-        breaker,
-        bulkhead,
-        policy: d.policy
-      })))
+    const locals: ReadonlyArray<DependencyView> = [...this.locals].map(([target, policy]) => ({
+      target,
+      location: "local",
+      breaker: undefined,
+      bulkhead: undefined,
+      policy
+    }))
+    return Effect.map(
+      Effect.forEach([...this.byTarget.values()], (d) =>
+        Effect.map(Effect.all([d.breaker.snapshot, d.bulkhead.snapshot]), ([breaker, bulkhead]): DependencyView => ({
+          target: d.target,
+          location: d.location,
+          breaker,
+          bulkhead,
+          policy: d.policy
+        }))),
+      (remote) => [...remote, ...locals]
+    )
   }
 }
 
@@ -248,8 +268,8 @@ const bounded = (target: string, scope: "attempt" | "deadline", duration: Durati
       )
     })
 
-const countRejection = (target: string) => (error: unknown) =>
-  CallErrors.is(error) && (error.reason === "BreakerOpen" || error.reason === "BulkheadFull")
+const countRefusal = (target: string) => (error: unknown) =>
+  CallErrors.is(error) && error.reason === "BreakerOpen"
     ? Metric.increment(tagged(rejections, { target, reason: error.reason }))
     : Effect.void
 
@@ -257,12 +277,12 @@ const countRejection = (target: string) => (error: unknown) =>
 export const interceptors = (dependency: Dependency): ReadonlyArray<Interceptor> => {
   const { breaker, bulkhead, policy, target } = dependency
   const retried = Metric.increment(tagged(retries, { target }))
-  const rejected = countRejection(target)
+  const refused = countRefusal(target)
   return [
     bounded(target, "deadline", policy.deadline),
     (info, call) => Retry.run(policy.retry, info, call, retried),
-    (info, call) => Effect.tapError(breaker.run(info, call), rejected),
-    (info, call) => Effect.tapError(bulkhead.run(info, call), rejected),
+    (info, call) => Effect.tapError(breaker.run(info, call), refused),
+    (info, call) => bulkhead.run(info, call),
     bounded(target, "attempt", policy.timeout)
   ]
 }

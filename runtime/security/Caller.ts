@@ -71,6 +71,16 @@ export const fromHeaders = (headers: Headers.Headers): Option.Option<Caller> => 
   return Option.getRight(Schema.decodeUnknownEither(Caller)({ kind, id, role }))
 }
 
+/**
+ * The headers a handler's own calls carry on (its fiber's `RpcClient.currentHeaders`): its
+ * call's caller, and nothing else, in process as remotely.
+ */
+export const carried = (headers: Headers.Headers): Headers.Headers => {
+  if (headers[KIND] === undefined) return Headers.empty
+  const caller = fromHeaders(headers)
+  return Option.isSome(caller) ? Headers.fromInput(toHeaders(caller.value)) : Headers.empty
+}
+
 /** The caller of a handler's call, or `Unauthenticated`. */
 export const current = (headers: Headers.Headers): Effect.Effect<Caller, Unauthenticated> =>
   Option.match(fromHeaders(headers), {

@@ -18,13 +18,14 @@ export interface TestServer {
 
 /**
  * Serves `modules` with `config` as the process's whole configuration (no environment is read),
- * and resolves once the server listens; `PORT` is chosen here.
+ * and resolves once the server listens; `PORT` is chosen here unless `config` sets it (two
+ * servers that call each other each need the other's port first).
  */
 export const start = async (
   modules: ReadonlyArray<Module.Any>,
   config: Readonly<Record<string, string>>
 ): Promise<TestServer> => {
-  const port = await Processes.freePort()
+  const port = config.PORT === undefined ? await Processes.freePort() : Number(config.PORT)
   const provider = ConfigProvider.fromMap(new Map(Object.entries({ ...config, PORT: String(port) })))
   const server = Layer.unwrapEffect(
     Effect.map(Topology.fromConfig(Host.nodes(modules)), (topology) => Host.serve(modules, topology))

@@ -2,6 +2,7 @@
 import { Effect, Either, Option } from "effect"
 import { CatalogClient, type ProductId } from "../../catalog/index.ts"
 import {
+  IdempotencyKeyReused,
   Reservation,
   ReservationConflict,
   type ReservationId,
@@ -24,16 +25,36 @@ export class Inventory extends Effect.Service<Inventory>()("inventory/Inventory"
     const requireProduct = (productId: ProductId) =>
       catalog.get({ id: productId }).pipe(
         Effect.asVoid,
-        Effect.catchTag("RpcClientError", Effect.die)
+        Effect.catchTag("CallError", Effect.die)
       )
 
-    const restock = Effect.fn("Inventory.restock")(function*(productId: ProductId, quantity: number) {
+    const added = (productId: ProductId, quantity: number) =>
+      Effect.flatMap(repo.restock(productId, quantity), (levels) =>
+        Option.match(levels, {
+          onNone: () => Effect.fail(new StockLimitExceeded({ productId, limit: MAX_UNITS })),
+          onSome: (l) => Effect.succeed(new Stock({ productId, ...l }))
+        }))
+
+    /**
+     * Adds units. With an idempotency key, at most once per key: the same key again answers the
+     * stock the first restock answered (a refused one is not recorded, so it is tried afresh).
+     */
+    const restock = Effect.fn("Inventory.restock")(function*(productId: ProductId, quantity: number, key: Option.Option<string>) {
       yield* requireProduct(productId)
-      const levels = yield* repo.restock(productId, quantity)
-      return yield* Option.match(levels, {
-        onNone: () => Effect.fail(new StockLimitExceeded({ productId, limit: MAX_UNITS })),
-        onSome: (l) => Effect.succeed(new Stock({ productId, ...l }))
-      })
+      if (Option.isNone(key)) return yield* added(productId, quantity)
+      const idempotencyKey = key.value
+      return yield* repo.transaction(Effect.gen(function*() {
+        if (yield* repo.claimRestockKey(idempotencyKey, productId, quantity)) {
+          const stock = yield* added(productId, quantity)
+          yield* repo.recordRestockKey(idempotencyKey, stock)
+          return stock
+        }
+        const prior = Option.getOrThrow(yield* repo.restockByKey(idempotencyKey))
+        if (prior.productId !== productId || prior.quantity !== quantity || prior.available === null || prior.reserved === null) {
+          return yield* new IdempotencyKeyReused({ key: idempotencyKey })
+        }
+        return new Stock({ productId, available: prior.available, reserved: prior.reserved })
+      }))
     })
 
     const get = Effect.fn("Inventory.get")(function*(productId: ProductId) {

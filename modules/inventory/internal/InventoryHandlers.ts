@@ -1,13 +1,29 @@
 /** Implements the inventory contract with its use cases. */
-import { Effect, Layer } from "effect"
-import { InventoryRpcs } from "../InventoryApi.ts"
+import type { Headers } from "@effect/platform"
+import { Effect, Layer, Option, Schema } from "effect"
+import * as Idempotent from "../../../runtime/transport/Idempotent.ts"
+import { IdempotencyKey, InventoryRpcs } from "../InventoryApi.ts"
+
+const decodeKey = Schema.decodeUnknown(IdempotencyKey)
+
+/**
+ * The call's idempotency key, if it carries one. The gateway checks a client's key; a malformed
+ * one from another module is that module's bug: a defect naming the rule.
+ */
+const idempotencyKey = (headers: Headers.Headers) => {
+  const raw = headers[Idempotent.HEADER]
+  return raw === undefined
+    ? Effect.succeed(Option.none<string>())
+    : decodeKey(raw).pipe(Effect.map(Option.some), Effect.orDieWith(() => new Error("an idempotency key is 1-200 visible ASCII characters")))
+}
 import { Inventory } from "./Inventory.ts"
 
 export const InventoryHandlers = InventoryRpcs.toLayer(
   Effect.gen(function*() {
     const inventory = yield* Inventory
     return {
-      restock: ({ productId, quantity }) => inventory.restock(productId, quantity),
+      restock: ({ productId, quantity }, { headers }) =>
+        Effect.flatMap(idempotencyKey(headers), (key) => inventory.restock(productId, quantity, key)),
       get: ({ productId }) => inventory.get(productId),
       reserve: ({ lines, reservationId }) => inventory.reserve(reservationId, lines),
       release: ({ reservationId }) => inventory.release(reservationId),

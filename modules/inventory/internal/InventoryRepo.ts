@@ -9,6 +9,12 @@ const Levels = Schema.Struct({ available: Schema.Int, reserved: Schema.Int })
 const decodeLevels = Schema.decodeUnknown(Schema.Array(Levels))
 const decodeStatus = Schema.decodeUnknown(Schema.Array(Schema.Struct({ status: ReservationStatus })))
 const decodeLines = Schema.decodeUnknown(Schema.Array(ReservationLine))
+const decodeKeyed = Schema.decodeUnknown(Schema.Array(Schema.Struct({
+  productId: Schema.String,
+  quantity: Schema.Int,
+  available: Schema.NullOr(Schema.Int),
+  reserved: Schema.NullOr(Schema.Int)
+})))
 
 const first = <A>(rows: ReadonlyArray<A>): Option.Option<A> => Option.fromNullable(rows[0])
 
@@ -40,6 +46,31 @@ export class InventoryRepo extends Effect.Service<InventoryRepo>()("inventory/In
               SET available = s.available + EXCLUDED.available, updated_at = now()
               WHERE s.available::bigint + s.reserved + EXCLUDED.available <= ${MAX_UNITS}
             RETURNING available, reserved`.pipe(Effect.flatMap(decodeLevels), Effect.map(first), PgError.orDie),
+
+      /**
+       * Claims an idempotency key for a restock; `false` when the key is taken (after any writer
+       * of it commits). Keys older than a day are forgotten first.
+       */
+      claimRestockKey: (key: string, productId: ProductId, quantity: number) =>
+        sql`DELETE FROM restock_keys WHERE created_at < now() - interval '1 day'`.pipe(
+          Effect.zipRight(
+            sql`INSERT INTO restock_keys (idempotency_key, product_id, quantity) VALUES (${key}, ${productId}, ${quantity})
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING idempotency_key`
+          ),
+          Effect.map((rows) => rows.length === 1),
+          PgError.orDie
+        ),
+
+      /** Records the stock a keyed restock answered. */
+      recordRestockKey: (key: string, levels: { readonly available: number; readonly reserved: number }) =>
+        sql`UPDATE restock_keys SET available = ${levels.available}, reserved = ${levels.reserved}
+            WHERE idempotency_key = ${key}`.pipe(Effect.asVoid, PgError.orDie),
+
+      /** What a keyed restock was and answered. */
+      restockByKey: (key: string) =>
+        sql`SELECT product_id AS "productId", quantity, available, reserved FROM restock_keys
+            WHERE idempotency_key = ${key}`.pipe(Effect.flatMap(decodeKeyed), Effect.map(first), PgError.orDie),
 
       /** Moves units from available to reserved; `false` when too few are available. */
       hold: (productId: ProductId, quantity: number) =>
