@@ -59,14 +59,11 @@ const stateName = (raw: unknown): BreakerState | undefined => {
 }
 
 /**
- * The state of the front process's breaker for inventory, from `GET /v1/admin/resilience`: one
- * entry per dependency (and instance), each with its breaker's state.
+ * The state of a process's breaker for `module`, from its `GET /v1/admin/resilience`: one entry
+ * per dependency (`target`), each with its breaker (null for a module in the same process).
  */
-const breakerOf = (view: any, module: string): BreakerState | undefined => {
-  const entries: Array<any> = Array.isArray(view) ? view : view?.dependencies ?? []
-  const entry = entries.find((e) => e?.module === module || e?.dependency === module)
-  return stateName(entry?.breaker?.state ?? entry?.state)
-}
+const breakerOf = (view: { readonly dependencies: ReadonlyArray<{ readonly target: string; readonly breaker: { readonly state: string } | null }> }, module: string) =>
+  stateName(view.dependencies.find((d) => d.target === module)?.breaker?.state)
 
 /** The breaker transitions for `module` among the JSON log lines in `output`, in order: `from>to`. */
 const transitionsIn = (output: string, module: string): Array<string> =>
