@@ -27,6 +27,7 @@ import * as ServerLimits from "./ServerLimits.ts"
 import * as Settings from "./Settings.ts"
 import * as Startup from "./Startup.ts"
 import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
+import * as Client from "./transport/Client.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
@@ -72,6 +73,9 @@ export const make = (
     readonly maxFrameBytes?: number
     /** The registry of dependencies (tests pass one to watch breakers). */
     readonly dependencies?: Policy.Registry
+    /** The heartbeat of connections between modules (`TESSERA_RPC_HEARTBEAT_INTERVAL`, `_TIMEOUT`). */
+    readonly heartbeatInterval?: Duration.Duration
+    readonly heartbeatTimeout?: Duration.Duration
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -95,21 +99,39 @@ export const make = (
     const layer: AnyLayer = location._tag === "Local"
       ? Layer.effect(
         module.client,
-        Effect.zipWith(
-          hostedTag(name),
-          LocalClient.defaults,
-          (hosted, defaults) => LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
-        )
+        Effect.gen(function*() {
+          const hosted = yield* hostedTag(name)
+          const defaults = yield* LocalClient.defaults
+          // In process: the deadline only, failing with the same CallError (Policy.local).
+          const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
+          dependencies.local(name, policy)
+          return LocalClient.make(name, module.client.group, hosted.handlers as never, {
+            tracing,
+            defaults,
+            interceptors: [...Client.standard, ...Policy.local(name, policy)]
+          })
+        })
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
       ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
-      : Layer.scoped(module.client, RemoteClient.make(name, module.client.group, location.url, {
-        secret,
-        caller,
-        tracing,
-        maxFrameBytes: options?.maxFrameBytes,
-        onConnection: (open) => connected.set(name, open)
-      }))
+      : Layer.scoped(
+        module.client,
+        Effect.gen(function*() {
+          // Remote: the whole policy, one breaker and bulkhead per target (resilience/Policy.ts).
+          const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
+          const dependency = dependencies.dependency(name, policy)
+          return yield* RemoteClient.make(name, module.client.group, location.url, {
+            secret,
+            caller,
+            tracing,
+            maxFrameBytes: options?.maxFrameBytes,
+            heartbeatInterval: options?.heartbeatInterval,
+            heartbeatTimeout: options?.heartbeatTimeout,
+            onConnection: (open) => connected.set(name, open),
+            interceptors: [...Client.standard, ...Policy.interceptors(dependency)]
+          })
+        })
+      )
     clientLayers.set(name, layer)
     return layer
   }
@@ -148,7 +170,8 @@ export const make = (
         secret,
         tracing,
         grace: options?.grace,
-        maxFrameBytes: options?.maxFrameBytes
+        maxFrameBytes: options?.maxFrameBytes,
+        heartbeatTimeout: options?.heartbeatTimeout
       }))
     ).pipe(Layer.provide(hostedLayer(name, [])))
   })
@@ -194,6 +217,8 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const grace = yield* Settings.shutdownGrace.config
       const tracing = yield* Settings.rpcTracing.config
       const maxFrameBytes = yield* Wire.maxFrameBytesFromConfig
+      const heartbeatInterval = yield* Settings.rpcHeartbeatInterval.config
+      const heartbeatTimeout = yield* Settings.rpcHeartbeatTimeout.config
       const embedded = yield* needsEmbedded(modules, topology)
       const secret = Option.getOrUndefined(yield* ServiceCredential.secretFromConfig)
       const whole = topology.gateway && modules.every((m) => topology.hosted.includes(m.name))
@@ -205,7 +230,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
-      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes })
+      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout })
       const server = ServerLimits.createServer(limits)
       const phases = Startup.make({
         starting: `opening ${topology.hosted.join(", ") || "its clients"}`,

@@ -8,6 +8,7 @@ import type { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import type { SqlClient } from "@effect/sql"
 import { Context, type Layer } from "effect"
 import type { Authenticator } from "./gateway/Auth.ts"
+import type * as Policy from "./resilience/Policy.ts"
 import type { Setting } from "./Setting.ts"
 import type { CallError } from "./transport/CallError.ts"
 
@@ -65,6 +66,11 @@ export interface Module<
   readonly database: boolean
   /** The module's own settings: checked at start and printed by `tessera config` with the runtime's. */
   readonly settings: ReadonlyArray<Setting.Any>
+  /**
+   * The policy its callers use by default (resilience/Policy.ts): what it knows of its own
+   * calls (a slow report, a cheap read). The environment overrides it.
+   */
+  readonly resilience?: Policy.Defaults
 }
 
 export declare namespace Module {
@@ -87,6 +93,7 @@ export const make = <
   readonly http?: ModuleHttp
   readonly database?: boolean
   readonly settings?: ReadonlyArray<Setting.Any>
+  readonly resilience?: Policy.Defaults
 }): Module<Name, Rpcs, Calls> => ({
   name: declaration.client.module,
   client: declaration.client,
@@ -94,5 +101,6 @@ export const make = <
   calls: declaration.calls ?? ([] as unknown as Calls),
   database: declaration.database ?? true,
   settings: declaration.settings ?? [],
-  ...(declaration.http ? { http: declaration.http } : {})
+  ...(declaration.http ? { http: declaration.http } : {}),
+  ...(declaration.resilience ? { resilience: declaration.resilience } : {})
 })

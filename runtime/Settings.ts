@@ -120,6 +120,38 @@ export const rpcMaxFrameBytes = Setting.integer({
   min: MIN_MAX_FRAME_BYTES
 })
 
+/**
+ * The heartbeat of every connection between modules (RemoteClient pings, RpcEndpoint watches):
+ * a peer that is frozen or cut off keeps its TCP connection open for minutes, so silence is
+ * the only sign. Pinging every second and giving up after three without an answer notices it
+ * within seconds at the cost of one small frame per second per connection, and lets a peer
+ * miss two pings (a long GC pause, a busy event loop) before its connection is dropped.
+ */
+export const DEFAULT_RPC_HEARTBEAT_INTERVAL = "1 second"
+export const DEFAULT_RPC_HEARTBEAT_TIMEOUT = "3 seconds"
+
+export const rpcHeartbeatInterval = Setting.duration({
+  name: "TESSERA_RPC_HEARTBEAT_INTERVAL",
+  description: "how often a connection between modules is pinged",
+  default: DEFAULT_RPC_HEARTBEAT_INTERVAL,
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const rpcHeartbeatTimeout = Setting.duration({
+  name: "TESSERA_RPC_HEARTBEAT_TIMEOUT",
+  description: "a connection between modules silent this long is closed (its calls in flight fail)",
+  default: DEFAULT_RPC_HEARTBEAT_TIMEOUT,
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+/** A heartbeat must come more often than its silence is given up on. */
+export const heartbeatWithinTimeout = {
+  holds: (interval: Duration.Duration, timeout: Duration.Duration) => Duration.lessThan(interval, timeout),
+  problem: "TESSERA_RPC_HEARTBEAT_INTERVAL: expected shorter than TESSERA_RPC_HEARTBEAT_TIMEOUT"
+}
+
 export const MIN_SERVICE_SECRET_LENGTH = 32
 
 export const serviceSecret = Setting.secret({
@@ -191,6 +223,19 @@ export const requestTimeout = Setting.duration({
   name: "TESSERA_REQUEST_TIMEOUT",
   description: "time for a whole request to arrive",
   default: "30 seconds",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+/**
+ * How long the gateway gives a request's work: its deadline (transport/Deadline.ts), which every
+ * call between modules made for it carries. Past it the request is answered 504 and its calls
+ * still running are interrupted, here and in the modules they reached.
+ */
+export const requestDeadline = Setting.duration({
+  name: "TESSERA_REQUEST_DEADLINE",
+  description: "time the gateway gives a request's work (504 past it)",
+  default: "10 seconds",
   min: Duration.zero,
   exclusiveMin: true
 })
@@ -354,7 +399,9 @@ export const headersWithinRequest = {
 /** Rules between the settings above (checked once each value is valid). */
 export const rules: ReadonlyArray<Setting.Rule> = [
   Config.map(Config.all([headersTimeout.config, requestTimeout.config]), ([headers, request]) =>
-    headersWithinRequest.holds(headers, request) ? Option.none() : Option.some(headersWithinRequest.problem))
+    headersWithinRequest.holds(headers, request) ? Option.none() : Option.some(headersWithinRequest.problem)),
+  Config.map(Config.all([rpcHeartbeatInterval.config, rpcHeartbeatTimeout.config]), ([interval, timeout]) =>
+    heartbeatWithinTimeout.holds(interval, timeout) ? Option.none() : Option.some(heartbeatWithinTimeout.problem))
 ]
 
 /** What the registry needs to know of a module. */
@@ -387,6 +434,8 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     rpcTracing,
     serviceSecret,
     rpcMaxFrameBytes,
+    rpcHeartbeatInterval,
+    rpcHeartbeatTimeout,
     ...resilience.map((family) => family.global),
     ...modules.flatMap((m) => resilience.map((family) => family.forTarget(m.name))),
     ...modules.flatMap((m) => m.settings ?? []),
@@ -397,6 +446,7 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     corsOrigins,
     headersTimeout,
     requestTimeout,
+    requestDeadline,
     keepAliveTimeout,
     maxHeaderBytes,
     maxConnections,

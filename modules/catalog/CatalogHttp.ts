@@ -1,9 +1,11 @@
 /** The catalog's public REST routes, implemented by calling its client: they work wherever it runs. */
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
+import * as LastGood from "../../runtime/resilience/LastGood.ts"
+import * as Setting from "../../runtime/Setting.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNotFound, ProductPage, SkuTaken } from "./CatalogApi.ts"
 
@@ -26,6 +28,21 @@ const ProductSearch = Schema.Struct({
   cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
 }).annotations(allErrors)
 
+/** How long a product read may answer its last good value while the catalog cannot answer. */
+export const staleFor = Setting.duration({
+  name: "TESSERA_CATALOG_STALE_FOR",
+  description: "how long product reads may answer their last good value while catalog is unreachable (0: never)",
+  default: "30 seconds",
+  min: Duration.zero,
+  exclusiveMin: false
+})
+
+const STALE_NOTE = "Public. While the catalog cannot answer, the last good answer of the same request may be served " +
+  "for up to TESSERA_CATALOG_STALE_FOR (30 s by default), marked by the header `Tessera-Stale: <age in seconds>`."
+
+/** Product reads (and pages) kept for that: about 1000 small ones, at most a few MB. */
+const LAST_GOOD_CAPACITY = 1000
+
 export class ProductsHttp extends HttpApiGroup.make("products")
   .add(
     HttpApiEndpoint.post("create", "/products")
@@ -40,12 +57,14 @@ export class ProductsHttp extends HttpApiGroup.make("products")
       .setUrlParams(ProductSearch)
       .addSuccess(ProductPage)
       .annotate(OpenApi.Summary, "Search products by text, a page at a time (follow nextCursor)")
+      .annotate(OpenApi.Description, STALE_NOTE)
   )
   .add(
     HttpApiEndpoint.get("get")`/products/${HttpApiSchema.param("id", ProductId)}`
       .addSuccess(Product)
       .addError(Problem.schema(ProductNotFound))
       .annotate(OpenApi.Summary, "Read one product")
+      .annotate(OpenApi.Description, STALE_NOTE)
   )
   .prefix("/v1")
 {}
@@ -65,10 +84,14 @@ export const ProductsHttpLive = HttpApiBuilder.group(
   (handlers) =>
     Effect.gen(function*() {
       const catalog = yield* CatalogClient
+      // Checked with every setting at start (Setting.check): a bad value never gets this far.
+      const lastGood = LastGood.make({ maxAge: yield* Effect.orDie(staleFor.config), capacity: LAST_GOOD_CAPACITY })
       return handlers
         .handle("create", ({ payload }) => Gateway.orUnavailable(catalog.create(payload)))
         .handle("list", ({ urlParams }) =>
-          Gateway.orUnavailable(catalog.list(urlParams)).pipe(Effect.catchTag("CursorInvalid", invalidCursor)))
-        .handle("get", ({ path }) => Gateway.orUnavailable(catalog.get({ id: path.id })))
+          Gateway.orUnavailable(lastGood.serve(`list ${JSON.stringify(urlParams)}`, catalog.list(urlParams))).pipe(
+            Effect.catchTag("CursorInvalid", invalidCursor)
+          ))
+        .handle("get", ({ path }) => Gateway.orUnavailable(lastGood.serve(`get ${path.id}`, catalog.get({ id: path.id }))))
     })
 )

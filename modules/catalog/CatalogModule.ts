@@ -1,11 +1,12 @@
 /** The catalog's declaration for the runtime; imported only by the composition root. */
 import * as Module from "../../runtime/Module.ts"
 import { CatalogClient } from "./CatalogApi.ts"
-import { ProductsHttp, ProductsHttpLive } from "./CatalogHttp.ts"
+import { ProductsHttp, ProductsHttpLive, staleFor } from "./CatalogHttp.ts"
 import { CatalogHandlers } from "./internal/CatalogHandlers.ts"
 
 export const CatalogModule = Module.make({
   client: CatalogClient,
   handlers: CatalogHandlers,
-  http: { group: ProductsHttp, layer: ProductsHttpLive }
+  http: { group: ProductsHttp, layer: ProductsHttpLive },
+  settings: [staleFor]
 })

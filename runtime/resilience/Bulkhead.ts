@@ -9,7 +9,7 @@
  */
 import { Effect } from "effect"
 import { CallError } from "../transport/CallError.ts"
-import type { CallInfo } from "../transport/Client.ts"
+import type { Call } from "./Call.ts"
 
 export interface Options {
   /** Calls running at once. */
@@ -31,7 +31,7 @@ export interface Snapshot {
 export interface Bulkhead {
   readonly key: string
   readonly options: Options
-  readonly run: <A, E, R>(info: CallInfo, call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CallError, R>
+  readonly run: <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CallError, R>
   readonly snapshot: Effect.Effect<Snapshot>
 }
 
@@ -41,7 +41,7 @@ export const make = (key: string, options: Options, onRejected: Effect.Effect<vo
   let admitted = 0
   let inFlight = 0
 
-  const full = (info: CallInfo) =>
+  const full = (info: Call) =>
     new CallError({
       module: info.module,
       rpc: info.name,
@@ -50,7 +50,7 @@ export const make = (key: string, options: Options, onRejected: Effect.Effect<vo
       message: `${info.name} was not sent: ${key} has ${options.maxConcurrent} calls running and ${options.maxQueue} waiting`
     })
 
-  const run = <A, E, R>(info: CallInfo, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
+  const run = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Effect.suspend((): Effect.Effect<A, E | CallError, R> => {
       if (admitted >= options.maxConcurrent + options.maxQueue) return Effect.zipRight(onRejected, Effect.fail(full(info)))
       admitted++

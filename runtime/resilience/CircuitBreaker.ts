@@ -27,7 +27,7 @@
 import { Cause, Clock, Duration, Effect, Exit } from "effect"
 import * as CallErrors from "../transport/CallError.ts"
 import { CallError } from "../transport/CallError.ts"
-import type { CallInfo } from "../transport/Client.ts"
+import type { Call } from "./Call.ts"
 
 export type State = "Closed" | "Open" | "HalfOpen"
 
@@ -81,7 +81,7 @@ export interface CircuitBreaker {
   readonly key: string
   readonly options: Options
   /** Runs `call` through the breaker: refused at once while open. */
-  readonly run: <A, E, R>(info: CallInfo, call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CallError, R>
+  readonly run: <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CallError, R>
   readonly snapshot: Effect.Effect<Snapshot>
 }
 
@@ -223,7 +223,7 @@ export const make = (
     }
   }
 
-  const probeTimedOut = (info: CallInfo) => () =>
+  const probeTimedOut = (info: Call) => () =>
     new CallError({
       module: info.module,
       rpc: info.name,
@@ -232,7 +232,7 @@ export const make = (
       message: `${info.name}: the breaker's probe of ${key} took longer than ${Duration.format(options.probeTimeout)}`
     })
 
-  const run = <A, E, R>(info: CallInfo, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
+  const run = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Effect.flatMap(Clock.currentTimeMillis, (start) => {
       const out: Array<Transition> = []
       const admission = admit(start, out)

@@ -21,13 +21,16 @@
  * (`Module.make({ resilience })`), then the environment: `TESSERA_CALL_TIMEOUT` and the rest for
  * every target, `TESSERA_<TARGET>_CALL_TIMEOUT` for one (Settings.ts).
  */
-import { Duration, Effect, Metric, MetricLabel, Option } from "effect"
+import { HttpClient, HttpClientError } from "@effect/platform"
+import { Clock, Duration, Effect, Metric, MetricLabel, Option } from "effect"
 import * as Settings from "../Settings.ts"
 import { CallError } from "../transport/CallError.ts"
 import * as CallErrors from "../transport/CallError.ts"
-import type { CallInfo, Interceptor } from "../transport/Client.ts"
+import type { Interceptor } from "../transport/Client.ts"
 import * as Deadline from "../transport/Deadline.ts"
+import * as Idempotent from "../transport/Idempotent.ts"
 import * as Bulkhead from "./Bulkhead.ts"
+import type { Call } from "./Call.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import * as Retry from "./Retry.ts"
 
@@ -240,7 +243,7 @@ export class Registry {
   }
 }
 
-const timedOut = (info: CallInfo, scope: "attempt" | "deadline", within: Duration.Duration) =>
+const timedOut = (info: Call, scope: "attempt" | "deadline", within: Duration.Duration) =>
   new CallError({
     module: info.module,
     rpc: info.name,
@@ -253,7 +256,7 @@ const timedOut = (info: CallInfo, scope: "attempt" | "deadline", within: Duratio
 
 /** Runs `call` with a deadline `duration` from now (or the caller's, if sooner), counting expiries. */
 const bounded = (target: string, scope: "attempt" | "deadline", duration: Duration.Duration) =>
-  (info: CallInfo, call: Effect.Effect<unknown, unknown>): Effect.Effect<unknown, unknown> =>
+  <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Effect.suspend(() => {
       let expired = false
       return call.pipe(
@@ -273,21 +276,114 @@ const countRefusal = (target: string) => (error: unknown) =>
     ? Metric.increment(tagged(rejections, { target, reason: error.reason }))
     : Effect.void
 
-/** The interceptors of the remote path to `dependency`, outermost first. */
-export const interceptors = (dependency: Dependency): ReadonlyArray<Interceptor> => {
+/**
+ * The remote path's policy for `dependency` as one wrapper of a call, outermost first: deadline,
+ * retry, breaker, bulkhead, attempt timeout. Module clients get it as interceptors
+ * (`interceptors`), outbound HTTP clients through `httpClient`.
+ */
+export const protect = (dependency: Dependency) => {
   const { breaker, bulkhead, policy, target } = dependency
   const retried = Metric.increment(tagged(retries, { target }))
   const refused = countRefusal(target)
-  return [
-    bounded(target, "deadline", policy.deadline),
-    (info, call) => Retry.run(policy.retry, info, call, retried),
-    (info, call) => Effect.tapError(breaker.run(info, call), refused),
-    (info, call) => bulkhead.run(info, call),
-    bounded(target, "attempt", policy.timeout)
-  ]
+  const deadline = bounded(target, "deadline", policy.deadline)
+  const attempt = bounded(target, "attempt", policy.timeout)
+  return <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
+    deadline(
+      info,
+      Retry.run(
+        policy.retry,
+        info,
+        Effect.tapError(breaker.run(info, bulkhead.run(info, attempt(info, call))), refused),
+        retried
+      )
+    )
 }
+
+/** The interceptors of the remote path to `dependency`: `protect` as one interceptor. */
+export const interceptors = (dependency: Dependency): ReadonlyArray<Interceptor> => [protect(dependency)]
 
 /** The interceptors of the in-process path: the deadline only, failing with the same error. */
 export const local = (target: string, policy: Policy): ReadonlyArray<Interceptor> => [
   bounded(target, "deadline", policy.deadline)
 ]
+
+/** Methods whose repetition is harmless (RFC 9110, 9.2.2). */
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"])
+
+/** Seconds or an HTTP date in `Retry-After`, as milliseconds from now; undefined when absent or unreadable. */
+const retryAfterMs = (value: string | undefined, now: number): number | undefined => {
+  if (value === undefined) return undefined
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
+  const at = Date.parse(value)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+}
+
+/** Whether a failed request never reached the server (so it did not run there). */
+const notSent = (error: HttpClientError.RequestError): boolean => {
+  if (error.reason !== "Transport") return true
+  // The system error's code, on the error or down its causes (fetch wraps it in a TypeError).
+  let cause: unknown = error.cause
+  for (let depth = 0; depth < 4 && typeof cause === "object" && cause !== null; depth++) {
+    const code = (cause as { readonly code?: unknown }).code
+    if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") return true
+    cause = (cause as { readonly cause?: unknown }).cause
+  }
+  return false
+}
+
+/**
+ * An `HttpClient` whose requests to `dependency` pass the same policy as module calls: deadline,
+ * retry (only for idempotent methods or a request with an `Idempotency-Key` header), breaker,
+ * bulkhead, attempt timeout. Transport failures become `CallError` (NotSent when the connection
+ * was refused, else OutcomeUnknown); a 429 or 503 answer NotSent/Overloaded (with the server's
+ * `Retry-After`), any other 5xx OutcomeUnknown: all count against the breaker and are retried.
+ * Other answers (2xx-4xx) are the server's: returned as they are.
+ *
+ *     const provider = (yield* HttpClient.HttpClient).pipe(Policy.httpClient(registry.dependency("payments", policy, "http")))
+ */
+export const httpClient = (dependency: Dependency) => {
+  const protected_ = protect(dependency)
+  return <E, R>(client: HttpClient.HttpClient.With<E, R>): HttpClient.HttpClient.With<E | CallError, R> =>
+    HttpClient.transform(client, (effect, request) => {
+      const info: Call = {
+        module: dependency.target,
+        name: `${dependency.target}.${request.method} ${new URL(request.url, "http://-").pathname}`,
+        idempotent: IDEMPOTENT_METHODS.has(request.method) || request.headers[Idempotent.HEADER] !== undefined
+      }
+      const failure = (kind: CallError["kind"], reason: CallError["reason"], message: string, after?: number) =>
+        new CallError({
+          module: info.module,
+          rpc: info.name,
+          kind,
+          reason,
+          message: `${info.name}: ${message}`,
+          ...(after === undefined ? {} : { retryAfterMs: after })
+        })
+      const attempt = effect.pipe(
+        Effect.catchIf(
+          (error): error is E & HttpClientError.RequestError =>
+            HttpClientError.isHttpClientError(error) && error._tag === "RequestError",
+          (error) =>
+            Effect.fail(
+              notSent(error)
+                ? failure("NotSent", "Unreachable", `not sent: ${error.message}`)
+                : failure("OutcomeUnknown", "ConnectionLost", `the connection failed: ${error.message}; it may have run`)
+            )
+        ),
+        Effect.flatMap((response) => {
+          if (response.status < 500 && response.status !== 429) return Effect.succeed(response)
+          // The body is read and dropped, so that the connection can serve the next request.
+          const dropBody = Effect.ignore(response.text)
+          if (response.status === 429 || response.status === 503) {
+            return Effect.zipRight(
+              dropBody,
+              Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                Effect.fail(failure("NotSent", "Overloaded", `answered ${response.status}`, retryAfterMs(response.headers["retry-after"], now))))
+            )
+          }
+          return Effect.zipRight(dropBody, Effect.fail(failure("OutcomeUnknown", "ConnectionLost", `answered ${response.status}; it may have run`)))
+        })
+      )
+      return protected_(info, attempt)
+    })
+}

@@ -4,9 +4,7 @@
  * servers in this process: gateway, identity and catalog in one, inventory in the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { CatalogModule } from "../../modules/catalog/CatalogModule.ts"
-import { IdentityModule } from "../../modules/identity/IdentityModule.ts"
-import { InventoryModule } from "../../modules/inventory/InventoryModule.ts"
+import { modules } from "../../main.ts"
 import * as Processes from "../testing/Processes.ts"
 import * as TestServer from "../testing/TestServer.ts"
 
@@ -19,7 +17,6 @@ describe("GET /v1/admin/resilience", () => {
   beforeAll(async () => {
     const [gatewayPort, inventoryPort] = [await Processes.freePort(), await Processes.freePort()]
     const shared = { TESSERA_SERVICE_SECRET: SECRET, TESSERA_RATE_LIMIT: "0", TESSERA_PASSWORD_HASH_COST: "10" }
-    const modules = [CatalogModule, IdentityModule, InventoryModule]
     ;[gateway, inventory] = await Promise.all([
       TestServer.startOnTestDatabase(modules, {
         ...shared,

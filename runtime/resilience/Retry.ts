@@ -15,7 +15,7 @@
  */
 import { Duration, Effect, Random, Schedule } from "effect"
 import * as CallErrors from "../transport/CallError.ts"
-import type { CallInfo } from "../transport/Client.ts"
+import type { Call } from "./Call.ts"
 import * as Deadline from "../transport/Deadline.ts"
 
 export interface Options {
@@ -63,7 +63,7 @@ export const schedule = (options: Options) => {
  */
 export const run = <A, E, R>(
   options: Options,
-  info: CallInfo,
+  info: Call,
   call: Effect.Effect<A, E, R>,
   onRetry: Effect.Effect<void> = Effect.void
 ): Effect.Effect<A, E, R> => {

@@ -3,13 +3,14 @@
  * it as an answer, not a refusal of its credential — it fails calls at once saying so, keeps
  * dialling, and opens the connection as soon as the peer serves.
  */
-import { Rpc, RpcClientError, RpcGroup } from "@effect/rpc"
+import { Rpc, RpcGroup } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Redacted, Schema } from "effect"
 import { createServer, type IncomingMessage } from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer } from "ws"
 import { freePort } from "../testing/Processes.ts"
+import { CallError } from "./CallError.ts"
 import * as RemoteClient from "./RemoteClient.ts"
 import * as Wire from "./Wire.ts"
 
@@ -73,9 +74,10 @@ describe("RemoteClient and a peer that is starting", () => {
       expect(Exit.isFailure(early)).toBe(true)
       if (Exit.isFailure(early)) {
         const error = early.cause._tag === "Fail" ? early.cause.error : undefined
-        expect(error).toBeInstanceOf(RpcClientError.RpcClientError)
-        expect((error as RpcClientError.RpcClientError).message).toMatch(/widgets at ws:.* is not serving: this process is starting/)
-        expect((error as RpcClientError.RpcClientError).message).not.toMatch(/refused/)
+        expect(error).toBeInstanceOf(CallError)
+        expect(error).toMatchObject({ kind: "NotSent", reason: "NotServing" })
+        expect((error as CallError).message).toMatch(/widgets at ws:.* is not serving: this process is starting/)
+        expect((error as CallError).message).not.toMatch(/refused/)
       }
       // It keeps dialling while the peer starts...
       while (starting.attempts.length < 3) yield* Effect.sleep("50 millis")

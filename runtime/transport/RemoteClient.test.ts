@@ -4,7 +4,7 @@
  */
 import { HttpApi, HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Rpc, RpcClient, RpcClientError, RpcGroup } from "@effect/rpc"
+import { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Cause, Context, type Duration, Effect, Exit, Layer, Option, Redacted, Schema, Scope } from "effect"
 import { createServer } from "node:http"
@@ -12,6 +12,7 @@ import { WebSocket } from "ws"
 import * as Caller from "../security/Caller.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
 import { freePort } from "../testing/Processes.ts"
+import { CallError } from "./CallError.ts"
 import * as RemoteClient from "./RemoteClient.ts"
 import * as RpcEndpoint from "./RpcEndpoint.ts"
 import * as Wire from "./Wire.ts"
@@ -103,7 +104,7 @@ const serve = async (port: number, options: { tracing?: boolean; grace?: Duratio
   return { url: `http://127.0.0.1:${address.port}`, port: address.port, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
-type Client = RpcClient.RpcClient<RpcGroup.Rpcs<typeof WidgetRpcs>, RpcClientError.RpcClientError>
+type Client = RpcClient.RpcClient<RpcGroup.Rpcs<typeof WidgetRpcs>, CallError>
 
 const connect = async (scope: Scope.Scope, url: string, options: Partial<RemoteClient.Options> = {}) => {
   const opened: Array<boolean> = []
@@ -233,13 +234,14 @@ describe("the lane (RemoteClient ↔ RpcEndpoint)", () => {
     expect((await Effect.runPromise(client.get({ id: "still" }))).id).toBe("still")
   })
 
-  it("fails calls with an RpcClientError naming the refusal when the credential is not the deployment's", async () => {
+  it("fails calls NotSent/Refused, naming the refusal, when the credential is not the deployment's", async () => {
     const other = await Effect.runPromise(Scope.make())
     const { client: intruder } = await connect(other, server.url, {
       secret: Redacted.make("not-the-deployments-secret-at-all-123")
     })
     const error = Option.getOrUndefined(failure(await Effect.runPromiseExit(intruder.get({ id: "w" }))))
-    expect(error).toBeInstanceOf(RpcClientError.RpcClientError)
+    expect(error).toBeInstanceOf(CallError)
+    expect(error).toMatchObject({ module: "widgets", rpc: "widgets.get", kind: "NotSent", reason: "Refused" })
     expect((error as Error).message).toMatch(/refused the connection: the service credential was refused \(every process needs the same TESSERA_SERVICE_SECRET\)/)
     await Effect.runPromise(Scope.close(other, Exit.void))
   })
@@ -262,7 +264,8 @@ describe("the lane when the peer comes and goes", () => {
     const { client, opened } = await connect(scope, `http://127.0.0.1:${port}`)
     const started = Date.now()
     const error = Option.getOrUndefined(failure(await Effect.runPromiseExit(client.get({ id: "w" }))))
-    expect(error).toBeInstanceOf(RpcClientError.RpcClientError)
+    expect(error).toBeInstanceOf(CallError)
+    expect(error).toMatchObject({ kind: "NotSent", reason: "Unreachable" })
     expect(Date.now() - started).toBeLessThan(1_000)
 
     const server = await serve(port)
@@ -283,8 +286,9 @@ describe("the lane when the peer comes and goes", () => {
     const closing = server.close()
     await new Promise((resolve) => setTimeout(resolve, 50))
     const refused = Option.getOrUndefined(failure(await Effect.runPromiseExit(client.slow({ ms: 1 }))))
-    expect(refused).toBeInstanceOf(RpcClientError.RpcClientError)
-    expect((refused as Error).message).toMatch(/did not run widgets\.slow: widgets is shutting down/)
+    expect(refused).toBeInstanceOf(CallError)
+    expect(refused).toMatchObject({ kind: "NotSent", reason: "ShuttingDown" })
+    expect((refused as Error).message).toMatch(/widgets\.slow was not run: widgets is shutting down/)
     expect(await inFlight).toEqual(Exit.succeed(400))
     await closing
     await Effect.runPromise(Scope.close(scope, Exit.void))
@@ -297,14 +301,15 @@ describe("the lane when the peer comes and goes", () => {
     const exits = await Promise.all([300, 301, 302].map((ms) => Effect.runPromiseExit(client.slow({ ms }))))
     expect(exits.slice(0, 2)).toEqual([Exit.succeed(300), Exit.succeed(301)])
     const refused = Option.getOrUndefined(failure(exits[2]!))
-    expect(refused).toBeInstanceOf(RpcClientError.RpcClientError)
-    expect((refused as Error).message).toMatch(/did not run widgets\.slow: widgets has 2 calls in flight/)
+    expect(refused).toBeInstanceOf(CallError)
+    expect(refused).toMatchObject({ kind: "NotSent", reason: "Overloaded" })
+    expect((refused as Error).message).toMatch(/widgets\.slow was not run: widgets has 2 calls in flight/)
     expect(await Effect.runPromise(client.slow({ ms: 1 }))).toBe(1)
     await Effect.runPromise(Scope.close(scope, Exit.void))
     await server.close()
   })
 
-  it("fails a call whose connection drops with an RpcClientError that says it may have run", async () => {
+  it("fails a call whose connection drops OutcomeUnknown/ConnectionLost: it may have run", async () => {
     const server = await serve(0, { grace: "50 millis" })
     const scope = await Effect.runPromise(Scope.make())
     const { client } = await connect(scope, server.url)
@@ -312,8 +317,9 @@ describe("the lane when the peer comes and goes", () => {
     await new Promise((resolve) => setTimeout(resolve, 50))
     await server.close()
     const error = Option.getOrUndefined(failure(await inFlight))
-    expect(error).toBeInstanceOf(RpcClientError.RpcClientError)
-    expect((error as Error).message).toMatch(/closed before widgets\.slow was answered: it may or may not have run/)
+    expect(error).toBeInstanceOf(CallError)
+    expect(error).toMatchObject({ kind: "OutcomeUnknown", reason: "ConnectionLost" })
+    expect((error as Error).message).toMatch(/lost before widgets\.slow was answered: it may or may not have run/)
     await Effect.runPromise(Scope.close(scope, Exit.void))
   })
 })

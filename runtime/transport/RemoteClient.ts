@@ -1,37 +1,41 @@
 /**
- * The remote client of a module hosted by a peer: one WebSocket to `ws://peer/rpc/<module>`
+ * The remote transport to a module hosted by a peer: one WebSocket to `ws://peer/rpc/<module>`
  * speaking the lane's protocol (Wire.ts), shared by every call this process makes to the module.
- * The transport is chosen here and in RpcEndpoint.ts only: calling code cannot tell it from the
- * in-process client.
+ * Clients are built by Client.ts over it, with the same interceptors and errors as in process:
+ * calling code cannot tell the two apart.
  *
  * - The connection opens with this process's service credential for the module
  *   (ServiceCredential.ts), renewed on the open connection before it expires. A peer that refuses
- *   the credential fails calls with an `RpcClientError` naming why: to the calling code it is a
- *   module it cannot reach, as it is.
- * - A peer that is down, or starting or stopping (it answers the upgrade 503, Startup.ts), fails
- *   calls at once with an `RpcClientError` (never a hang) while the connection is dialled again
- *   in the background (100 ms, growing to every 2 s); calls succeed again as soon as the peer is
- *   back. A call in flight when the connection drops fails with an
- *   `RpcClientError` that says it may have run.
+ *   the credential fails calls with `CallError` NotSent/Refused naming why.
+ * - A peer that is down (NotSent/Unreachable), or starting or stopping (it answers the upgrade
+ *   503, Startup.ts: NotSent/NotServing), fails calls at once (never a hang) while the connection
+ *   is dialled again in the background (100 ms, growing to every 2 s); calls succeed again as
+ *   soon as the peer is back. A call in flight when the connection drops fails
+ *   OutcomeUnknown/ConnectionLost: it may have run.
+ * - A heartbeat: the connection is pinged every `heartbeatInterval`, and closed when nothing (no
+ *   pong, no reply) has come back for `heartbeatTimeout`, so a frozen or cut-off peer fails the
+ *   calls in flight within seconds, and new ones at once, instead of leaving them to hang.
+ * - Each call carries what is left of its deadline (`d`, Deadline.ts): the peer gives up the
+ *   handler when it passes, and Client.ts fails the call TimedOut and cancels it at the peer;
+ *   a reply arriving later is ignored.
  * - Every call carries the caller it is made for (Caller.ts, from `RpcClient.currentHeaders`),
- *   and is a span `<module>.<rpc>` (kind client, carrying `tessera.module`) whose ids the peer's
- *   span continues; with tracing off, the caller's own span is passed on instead.
+ *   and its span's ids (the call's own, or untraced the caller's), which the peer's span continues.
  * - Interrupting a call interrupts its handler at the peer.
  * - Nothing the peer sends can end this process: a message over `maxFrameBytes` closes the
  *   connection (1009; calls in flight fail as for a lost connection), a reply the contract does
  *   not describe, however deep or large, fails its call with a defect. A payload too large for
  *   the lane fails its call before anything is sent.
- * - Calls made inside a database transaction are refused, as in process (`Calls.refusal`).
  */
 import { Headers } from "@effect/platform"
-import { type Rpc, RpcClient, RpcClientError, type RpcGroup } from "@effect/rpc"
-import { Deferred, Effect, Either, Exit, type Fiber, type ParseResult, Runtime, type Tracer } from "effect"
+import type { Rpc, RpcGroup } from "@effect/rpc"
+import { Clock, Context, Deferred, Duration, Effect, Either, Exit, type ParseResult, Runtime } from "effect"
 import type { Buffer } from "node:buffer"
 import { WebSocket } from "ws"
-import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
-import { spanTime, startSpan } from "../observability/Spans.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
-import * as Calls from "./Calls.ts"
+import * as Settings from "../Settings.ts"
+import { CallError } from "./CallError.ts"
+import * as Client from "./Client.ts"
+import * as Deadline from "./Deadline.ts"
 import * as Wire from "./Wire.ts"
 
 const OPEN_TIMEOUT_MS = 3_000
@@ -57,6 +61,18 @@ export interface Options {
   readonly credentialSeconds?: number
   /** The largest message the peer may send, and this client send (`TESSERA_RPC_MAX_FRAME_BYTES`). */
   readonly maxFrameBytes?: number | undefined
+  /** How often the connection is pinged (`TESSERA_RPC_HEARTBEAT_INTERVAL`, default 1 s). */
+  readonly heartbeatInterval?: Duration.DurationInput | undefined
+  /** A connection silent this long is closed (`TESSERA_RPC_HEARTBEAT_TIMEOUT`, default 3 s). */
+  readonly heartbeatTimeout?: Duration.DurationInput | undefined
+  /** Wrap each call, outermost first (default: `Client.standard`). */
+  readonly interceptors?: ReadonlyArray<Client.Interceptor> | undefined
+}
+
+/** Why no call can be sent now: a CallError reason and the message that says it. */
+interface Down {
+  readonly reason: "Unreachable" | "NotServing" | "Refused"
+  readonly message: string
 }
 
 /** The reply to a call, or `undefined` when the connection was lost first. */
@@ -71,6 +87,7 @@ const connect = (
   url: string,
   issuer: ReturnType<typeof ServiceCredential.issuer>,
   maxFrameBytes: number,
+  heartbeat: { readonly intervalMs: number; readonly timeoutMs: number },
   hooks: {
     readonly onOpen: () => void
     readonly onClose: () => void
@@ -85,18 +102,40 @@ const connect = (
   let attempts = 0
   let retry: NodeJS.Timeout | undefined
   let renewal: NodeJS.Timeout | undefined
+  let pinger: NodeJS.Timeout | undefined
   /** Why calls cannot be sent now. */
-  let down = `the connection to ${url} is not open yet`
+  let down: Down = { reason: "Unreachable", message: `the connection to ${url} is not open yet` }
   let logged: string | undefined
   let nextId = 0
   const pending = new Map<number, OnReply>()
   let send: (frame: string) => boolean = () => true
 
   /** Logs why the peer is unreachable, once per reason. */
-  const unreachable = (reason: string, level: "warn" | "error" = "warn") => {
-    down = reason
-    if (logged !== reason) hooks.log(level, reason)
-    logged = reason
+  const unreachable = (message: string, level: "warn" | "error" = "warn", reason: Down["reason"] = "Unreachable") => {
+    down = { reason, message }
+    if (logged !== message) hooks.log(level, message)
+    logged = message
+  }
+
+  /**
+   * Pings the open connection every interval; closes it once nothing has come back for the
+   * timeout (ws answers pings by itself, so a live peer always pongs).
+   */
+  const watch = (ws: WebSocket) => {
+    let heard = Date.now()
+    const alive = () => {
+      heard = Date.now()
+    }
+    ws.on("pong", alive)
+    ws.on("message", alive)
+    pinger = setInterval(() => {
+      if (Date.now() - heard >= heartbeat.timeoutMs) {
+        unreachable(`${module} at ${url} did not answer for ${heartbeat.timeoutMs} ms; reconnecting`)
+        return ws.terminate()
+      }
+      ws.ping()
+    }, heartbeat.intervalMs)
+    pinger.unref()
   }
 
   const redial = () => {
@@ -153,6 +192,7 @@ const connect = (
         attempts = 0
         logged = undefined
         renewLater(ws, credential)
+        watch(ws)
         hooks.onOpen()
       })
       ws.on("message", (data: Buffer, isBinary: boolean) => {
@@ -181,10 +221,10 @@ const connect = (
           refused = true
           if (response.statusCode === 503) {
             // The peer is starting or stopping (Startup.ts): it is there, not ready; dial again.
-            unreachable(`${module} at ${url} is not serving: ${Wire.short(detail)}`)
+            unreachable(`${module} at ${url} is not serving: ${Wire.short(detail)}`, "warn", "NotServing")
           } else {
             const hint = response.statusCode === 401 ? " (every process needs the same TESSERA_SERVICE_SECRET)" : ""
-            unreachable(`${module} at ${url} refused the connection: ${Wire.short(detail)}${hint}`, "error")
+            unreachable(`${module} at ${url} refused the connection: ${Wire.short(detail)}${hint}`, "error", "Refused")
           }
           hooks.onRefused()
           ws.terminate()
@@ -195,12 +235,15 @@ const connect = (
       })
       ws.on("close", (code) => {
         clearTimeout(renewal)
+        clearInterval(pinger)
         if (socket === ws) socket = undefined
         const wasOpen = open
         open = false
         send = () => true
         if (wasOpen) {
-          if (down.startsWith("the connection")) down = `the connection to ${url} closed (${code}) and is being dialled again`
+          if (logged === undefined) {
+            down = { reason: "Unreachable", message: `the connection to ${url} closed (${code}) and is being dialled again` }
+          }
           const lost = [...pending.values()]
           pending.clear()
           for (const onReply of lost) onReply(undefined)
@@ -209,7 +252,7 @@ const connect = (
         redial()
       })
     }, (error) => {
-      unreachable(`signing a service credential for ${module} failed: ${error}`, "error")
+      unreachable(`signing a service credential for ${module} failed: ${error}`, "error", "Refused")
       redial()
     })
   }
@@ -218,7 +261,7 @@ const connect = (
 
   return {
     /** Why no call can be sent now, or `undefined` when one can. */
-    unavailable: (): string | undefined => (open ? undefined : down),
+    unavailable: (): Down | undefined => (open ? undefined : down),
     /**
      * Sends a call; `onReply` gets its reply. The call's id, for `cancel`; `undefined` when the
      * call is larger than a message may be (nothing was sent).
@@ -238,26 +281,30 @@ const connect = (
       stopped = true
       clearTimeout(retry)
       clearTimeout(renewal)
+      clearInterval(pinger)
       socket?.close(Wire.CLOSE_GOING_AWAY, "the caller is shutting down")
     }
   }
 }
 
-export const make = <Rpcs extends Rpc.Any>(
-  module: string,
-  group: RpcGroup.RpcGroup<Rpcs>,
-  peer: string,
-  options: Options
-) =>
+/**
+ * The transport to `module` at `peer`: its connection is opened now (waiting, bounded, for the
+ * first open) and closed with the scope.
+ */
+export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: string, options: Options) =>
   Effect.gen(function*() {
     const url = endpoint(peer, module)
-    const tracing = options.tracing ?? true
     const maxFrameBytes = options.maxFrameBytes ?? Wire.DEFAULT_MAX_FRAME_BYTES
+    const heartbeat = {
+      intervalMs: Duration.toMillis(options.heartbeatInterval ?? Settings.DEFAULT_RPC_HEARTBEAT_INTERVAL),
+      timeoutMs: Duration.toMillis(options.heartbeatTimeout ?? Settings.DEFAULT_RPC_HEARTBEAT_TIMEOUT)
+    }
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const opened = yield* Deferred.make<void>()
+    const issuer = ServiceCredential.issuer(options.secret, options.caller, module, options.credentialSeconds)
     const link = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        connect(module, url, ServiceCredential.issuer(options.secret, options.caller, module, options.credentialSeconds), maxFrameBytes, {
+        connect(module, url, issuer, maxFrameBytes, heartbeat, {
           onOpen: () => {
             Deferred.unsafeDone(opened, Exit.void)
             options.onConnection?.(true)
@@ -277,105 +324,109 @@ export const make = <Rpcs extends Rpc.Any>(
       Effect.catchAll(() => Effect.logWarning(`${module} at ${peer} is not reachable yet; calls fail until it is`))
     )
 
-    const unavailable = (message: string) =>
-      Exit.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message }))
+    const codecs = Wire.codecs(group)
+    const carrier: Client.Transport = {
+      rpc: ({ name, tag }) => {
+        const codec = codecs.get(tag)!
+        // As RpcClient does, a payload given as fields is built (and checked) by its Schema.Class.
+        const makePayload = (codec.rpc.payloadSchema as { make?: (input: unknown) => unknown }).make
+        const tooLarge = () =>
+          Exit.die(new Error(`${name} payload is larger than the lane carries (${maxFrameBytes} bytes, TESSERA_RPC_MAX_FRAME_BYTES)`))
+        const notSent = (reason: CallError["reason"], message: string) =>
+          Exit.fail(new CallError({ module, rpc: name, kind: "NotSent", reason, message: `${name} was not run: ${message}` }))
 
-    const client: Record<string, unknown> = {}
-    for (const [tag, codec] of Wire.codecs(group)) {
-      const name = `${module}.${tag}`
-      // As RpcClient does, a payload given as fields is built (and checked) by its Schema.Class.
-      const makePayload = (codec.rpc.payloadSchema as { make?: (input: unknown) => unknown }).make
-      const tooLarge = () =>
-        Exit.die(new Error(`${name} payload is larger than the lane carries (${maxFrameBytes} bytes, TESSERA_RPC_MAX_FRAME_BYTES)`))
-      const spanOptions = { kind: "client", captureStackTrace: false, attributes: { [MODULE_ATTRIBUTE]: module } } as const
-
-      /** The reply, decoded through the contract; a defect for one it does not describe. */
-      const settle = (frame: Wire.ReplyFrame | undefined): Exit.Exit<unknown, unknown> => {
-        try {
-          return decode(frame)
-        } catch (error) {
-          // A reply too deep to decode (a Cause nested thousands deep...).
-          return Exit.die(new Error(`${name} answered what its contract does not describe (${error instanceof Error ? error.name : "an error"})`))
-        }
-      }
-      const decode = (frame: Wire.ReplyFrame | undefined): Exit.Exit<unknown, unknown> => {
-        if (frame === undefined) {
-          return unavailable(`the connection to ${module} closed before ${name} was answered: it may or may not have run`)
-        }
-        if (frame.u !== undefined) return unavailable(`${module} did not run ${name}: ${typeof frame.u === "string" ? Wire.short(frame.u) : Wire.preview(frame.u)}`)
-        if ("e" in frame) {
-          const cause = codec.decodeCause(frame.e)
-          return Either.isRight(cause)
-            ? Exit.failCause(cause.right)
-            : Exit.die(new Error(`${name} failed with what its contract does not describe: ${Wire.formatted(cause.left)}`))
-        }
-        const value = codec.decodeSuccess(frame.v)
-        return Either.isRight(value)
-          ? Exit.succeed(value.right)
-          : Exit.die(new Error(`${name} answered what its contract does not describe: ${Wire.formatted(value.left)}`))
-      }
-
-      /** Sends the call and waits for its reply; `span`, if any, ends with it. */
-      const exchange = (
-        fiber: Fiber.RuntimeFiber<unknown, unknown>,
-        frame: Omit<Wire.CallFrame, "i">,
-        span: Tracer.Span | undefined
-      ) =>
-        Effect.async<unknown, unknown>((resume) => {
-          const done = (exit: Exit.Exit<unknown, unknown>) => {
-            span?.end(spanTime(fiber), exit)
-            resume(exit)
-          }
-          const down = link.unavailable()
-          if (down !== undefined) return done(unavailable(down))
-          const id = link.call(frame, (reply) => done(settle(reply)))
-          if (id === undefined) return done(tooLarge())
-          return Effect.sync(() => {
-            link.cancel(id)
-            span?.end(spanTime(fiber), Exit.interrupt(fiber.id()))
-          })
-        })
-
-      const call = (input: unknown, callOptions?: { readonly headers?: Headers.Input; readonly discard?: boolean }) =>
-        Effect.withFiberRuntime<unknown, unknown>((fiber) => {
-          const refused = Calls.refusal(name, fiber.currentContext)
-          if (refused) return Effect.die(refused)
-          let payload: Either.Either<unknown, ParseResult.ParseError>
+        /** The reply, decoded through the contract; a defect for one it does not describe. */
+        const settle = (frame: Wire.ReplyFrame | undefined): Exit.Exit<unknown, unknown> => {
           try {
-            payload = codec.encodePayload(makePayload ? makePayload(input) : input)
+            return decode(frame)
           } catch (error) {
-            return Effect.die(new Error(`${name} payload does not match its contract: ${error instanceof Error ? error.message : String(error)}`))
+            // A reply too deep to decode (a Cause nested thousands deep...).
+            return Exit.die(new Error(`${name} answered what its contract does not describe (${error instanceof Error ? error.name : "an error"})`))
           }
-          if (Either.isLeft(payload)) {
-            return Effect.die(new Error(`${name} payload does not match its contract: ${Wire.formatted(payload.left)}`))
+        }
+        const decode = (frame: Wire.ReplyFrame | undefined): Exit.Exit<unknown, unknown> => {
+          if (frame === undefined) {
+            return Exit.fail(
+              new CallError({
+                module,
+                rpc: name,
+                kind: "OutcomeUnknown",
+                reason: "ConnectionLost",
+                message: `the connection to ${module} was lost before ${name} was answered: it may or may not have run`
+              })
+            )
           }
-          const inherited = fiber.getFiberRef(RpcClient.currentHeaders)
-          const headers = callOptions?.headers ? Headers.merge(inherited, Headers.fromInput(callOptions.headers)) : inherited
-          const frame = { t: tag, p: payload.right, ...(hasAny(headers) ? { h: headers } : {}) }
-          if (callOptions?.discard) {
-            const down = link.unavailable()
-            if (down !== undefined) return unavailable(down)
-            return link.call(frame, () => {}) === undefined ? tooLarge() : Exit.void
+          if (frame.u !== undefined) {
+            const said = typeof frame.u === "string" ? Wire.short(frame.u) : Wire.preview(frame.u)
+            const reason = Wire.isNotRunReason(frame.k) && frame.k !== undefined ? frame.k : "Refused"
+            return reason === "Deadline"
+              ? Exit.fail(
+                new CallError({ module, rpc: name, kind: "TimedOut", reason, message: `${module} gave up ${name} at its deadline (it may have run): ${said}` })
+              )
+              : notSent(reason, said)
           }
-          // The call's span, whose ids the peer's span continues (untraced: the caller's span).
-          const span = tracing ? startSpan(fiber, name, spanOptions) : undefined
-          if (span) return exchange(fiber, { ...frame, s: [span.traceId, span.spanId, span.sampled] }, span)
-          if (tracing) {
-            // Tracing disabled for this fiber, or a parent that does not propagate: Effect decides.
-            return Effect.useSpan(name, spanOptions, (span) =>
-              exchange(fiber, { ...frame, s: [span.traceId, span.spanId, span.sampled] }, undefined))
+          if ("e" in frame) {
+            const cause = codec.decodeCause(frame.e)
+            return Either.isRight(cause)
+              ? Exit.failCause(cause.right)
+              : Exit.die(new Error(`${name} failed with what its contract does not describe: ${Wire.formatted(cause.left)}`))
           }
-          const parent = fiber.currentSpan
-          return exchange(fiber, parent ? { ...frame, s: [parent.traceId, parent.spanId, parent.sampled] } : frame, undefined)
-        })
+          const value = codec.decodeSuccess(frame.v)
+          return Either.isRight(value)
+            ? Exit.succeed(value.right)
+            : Exit.die(new Error(`${name} answered what its contract does not describe: ${Wire.formatted(value.left)}`))
+        }
 
-      // As RpcClient does: `prefix.method` tags nest under `client.prefix`.
-      const dot = tag.indexOf(".")
-      if (dot === -1) client[tag] = call
-      else ((client[tag.slice(0, dot)] ??= {}) as Record<string, unknown>)[tag.slice(dot + 1)] = call
+        return {
+          prepare: (input) => {
+            let payload: Either.Either<unknown, ParseResult.ParseError>
+            try {
+              payload = codec.encodePayload(makePayload ? makePayload(input) : input)
+            } catch (error) {
+              return Either.left(
+                new Error(`${name} payload does not match its contract: ${error instanceof Error ? error.message : String(error)}`)
+              )
+            }
+            return Either.isRight(payload)
+              ? payload
+              : Either.left(new Error(`${name} payload does not match its contract: ${Wire.formatted(payload.left)}`))
+          },
+          attempt: (payload, headers, discard, parent) =>
+            Effect.withFiberRuntime<unknown, unknown>((fiber) => {
+              const down = link.unavailable()
+              if (down !== undefined) return notSent(down.reason, down.message)
+              const frame: { -readonly [K in keyof Omit<Wire.CallFrame, "i">]: Wire.CallFrame[K] } = { t: tag, p: payload }
+              if (hasAny(headers)) frame.h = headers
+              if (parent) frame.s = [parent.traceId, parent.spanId, parent.sampled]
+              if (discard) return link.call(frame, () => {}) === undefined ? tooLarge() : Exit.void
+              const deadline = fiber.getFiberRef(Deadline.current)
+              if (deadline !== Number.POSITIVE_INFINITY) {
+                const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+                frame.d = Math.min(Wire.MAX_DEADLINE_MS, Math.max(0, Math.ceil(deadline - now)))
+              }
+              return Effect.async<unknown, unknown>((resume) => {
+                const id = link.call(frame, (reply) => resume(settle(reply)))
+                if (id === undefined) return resume(tooLarge())
+                return Effect.sync(() => link.cancel(id))
+              })
+            })
+        }
+      }
     }
-    return client as unknown as RpcClient.RpcClient<Rpcs, RpcClientError.RpcClientError>
+    return carrier
   })
+
+/** The client of `module` at `peer`: Client.make over its transport. */
+export const make = <Rpcs extends Rpc.Any>(
+  module: string,
+  group: RpcGroup.RpcGroup<Rpcs>,
+  peer: string,
+  options: Options
+) =>
+  Effect.map(
+    transport(module, group, peer, options),
+    (carrier) => Client.make(module, group, carrier, options.interceptors ?? Client.standard, { tracing: options.tracing ?? true })
+  )
 
 const hasAny = (headers: Headers.Headers) => {
   for (const _ in headers) return true

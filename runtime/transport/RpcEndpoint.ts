@@ -18,6 +18,12 @@
  *   caller's span is still the parent, so logs keep the trace id).
  * - A defect fails that call only. A caller that interrupts a call, or whose connection drops,
  *   interrupts its handler.
+ * - A call that carries a deadline (`d`, the milliseconds its caller has left) runs its handler
+ *   with that deadline (Deadline.ts: its own calls get what is left) and is given up when it
+ *   passes: the handler is interrupted and the caller told so (`k` "Deadline").
+ * - A connection silent for `heartbeatTimeout` (no message, no ping: callers ping every
+ *   second) is closed, so that the calls of a caller that froze or was cut off do not run on
+ *   for nobody.
  * - A connection may have `maxInFlight` calls running at once; more are refused, not run.
  * - On shutdown, calls still arriving are refused (not run, so a caller may retry them
  *   elsewhere), the calls in flight finish and are answered (for up to `grace`), then the
@@ -49,6 +55,9 @@ import * as Problem from "../gateway/Problem.ts"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
 import * as Caller from "../security/Caller.ts"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
+import * as Settings from "../Settings.ts"
+import { CallError } from "./CallError.ts"
+import * as Deadline from "./Deadline.ts"
 import * as Wire from "./Wire.ts"
 
 export const path = (module: string) => `/rpc/${module}` as const
@@ -89,6 +98,8 @@ export const layer = <Rpcs extends Rpc.Any>(
     readonly grace?: Duration.DurationInput | undefined
     /** The largest message a peer may send, and this endpoint send (`TESSERA_RPC_MAX_FRAME_BYTES`). */
     readonly maxFrameBytes?: number | undefined
+    /** A connection silent this long is closed (`TESSERA_RPC_HEARTBEAT_TIMEOUT`, default 3 s). */
+    readonly heartbeatTimeout?: Duration.DurationInput | undefined
   }
 ) =>
   Layer.scopedDiscard(Effect.gen(function*() {
@@ -96,6 +107,7 @@ export const layer = <Rpcs extends Rpc.Any>(
     const grace = Duration.decode(options.grace ?? "10 seconds")
     const maxInFlight = options.maxInFlight ?? 4096
     const maxFrameBytes = options.maxFrameBytes ?? Wire.DEFAULT_MAX_FRAME_BYTES
+    const heartbeatTimeoutMs = Duration.toMillis(options.heartbeatTimeout ?? Settings.DEFAULT_RPC_HEARTBEAT_TIMEOUT)
     const verify = ServiceCredential.verifier(options.secret, module)
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
@@ -153,6 +165,10 @@ export const layer = <Rpcs extends Rpc.Any>(
         const close = (code: number, reason: string) => {
           if (open) ws.close(code, reason)
         }
+        /** Tells the caller call `id` was not run (or was given up), and why. */
+        const notRun = (id: number, reason: Wire.NotRunReason, message: string) => {
+          send(JSON.stringify({ i: id, u: message, k: reason }))
+        }
 
         const reply = (entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>) => {
           try {
@@ -167,7 +183,12 @@ export const layer = <Rpcs extends Rpc.Any>(
               )
             }
             if (Cause.isDie(exit.cause)) runFork(Effect.logError(`${entry.name} failed with a defect`, exit.cause))
-            const encoded = entry.codec.encodeCause(exit.cause)
+            let encoded = entry.codec.encodeCause(exit.cause)
+            const failure = Cause.failureOption(exit.cause)
+            if (Either.isLeft(encoded) && Option.isSome(failure) && failure.value instanceof CallError) {
+              // The handler let its own call's failure through: it dies as itself, as in process.
+              encoded = entry.codec.encodeCause(Cause.die(failure.value))
+            }
             answer(
               id,
               Either.isRight(encoded)
@@ -185,13 +206,14 @@ export const layer = <Rpcs extends Rpc.Any>(
           const id = frame.i
           const entry = entries.get(frame.t)
           if (entry === undefined) return send(Wire.defect(id, `${module} has no rpc ${Wire.preview(frame.t)}`))
-          if (draining) return send(JSON.stringify({ i: id, u: `${module} is shutting down` }))
+          if (draining) return notRun(id, "ShuttingDown", `${module} is shutting down`)
           if (inflight.size >= maxInFlight) {
-            return send(JSON.stringify({ i: id, u: `${module} has ${maxInFlight} calls in flight on this connection already` }))
+            return notRun(id, "Overloaded", `${module} has ${maxInFlight} calls in flight on this connection already`)
           }
           if (Date.now() >= expiresAt) {
-            return send(JSON.stringify({ i: id, u: "the service credential of this connection has expired" }))
+            return notRun(id, "Refused", "the service credential of this connection has expired")
           }
+          if (frame.d === 0) return notRun(id, "Deadline", `${entry.name} arrived after its deadline`)
           const payload = entry.codec.decodePayload(frame.p)
           if (Either.isLeft(payload)) {
             return send(Wire.defect(id, `${entry.name} payload does not match its contract: ${Wire.formatted(payload.left)}`))
@@ -223,14 +245,33 @@ export const layer = <Rpcs extends Rpc.Any>(
           span?.attribute(MODULE_ATTRIBUTE, module)
           const current = span ?? parent
           const context = current ? Context.add(entry.context, Tracer.ParentSpan, current) : entry.context
-          const fiber = Runtime.runFork(Runtime.make({ context, fiberRefs: runtime.fiberRefs, runtimeFlags: runtime.runtimeFlags }))(effect)
+          const handlerRuntime = Runtime.make({ context, fiberRefs: runtime.fiberRefs, runtimeFlags: runtime.runtimeFlags })
+          const d = frame.d
+          // The handler's own calls get what is left of the caller's deadline.
+          const fiber = d === undefined
+            ? Runtime.runFork(handlerRuntime, effect)
+            : Runtime.runFork(handlerRuntime, effect, {
+              updateRefs: (refs, fiberId) =>
+                FiberRefs.updateManyAs(refs, { forkAs: fiberId, entries: [[Deadline.current, [[fiberId, clock.unsafeCurrentTimeMillis() + d]]]] })
+            })
+          let expiry: NodeJS.Timeout | undefined
+          let expired = false
           inflight.set(id, fiber)
           fiber.addObserver((exit) => {
+            clearTimeout(expiry)
             span?.end(clock.unsafeCurrentTimeNanos(), exit)
             inflight.delete(id)
-            reply(entry, id, exit)
+            if (!expired) reply(entry, id, exit)
             if (draining && inflight.size === 0) Deferred.unsafeDone(idle, Exit.void)
           })
+          if (d !== undefined && inflight.has(id)) {
+            // Past the deadline nobody waits for the answer: say so, and stop the handler.
+            expiry = setTimeout(() => {
+              expired = true
+              notRun(id, "Deadline", `${entry.name} passed its deadline (${d} ms) while running`)
+              fiber.unsafeInterruptAsFork(FiberId.none)
+            }, d)
+          }
         }
 
         /** A renewed credential: verified, it extends the connection's; refused, it ends it. */
@@ -263,7 +304,9 @@ export const layer = <Rpcs extends Rpc.Any>(
               if (!Wire.isId(frame.i)) return protocolError("a frame whose id is not a non-negative integer")
               if (typeof frame.t === "string") {
                 if (inflight.has(frame.i)) return protocolError(`a second call with the id ${frame.i}`)
-                if (!Wire.isStrings(frame.h) || !Wire.isSpan(frame.s)) return protocolError("a call with malformed headers or span")
+                if (!Wire.isStrings(frame.h) || !Wire.isSpan(frame.s) || !Wire.isDeadline(frame.d)) {
+                  return protocolError("a call with malformed headers, span or deadline")
+                }
                 try {
                   call(frame as unknown as Wire.CallFrame)
                 } catch (error) {
@@ -280,7 +323,22 @@ export const layer = <Rpcs extends Rpc.Any>(
           }
         }
 
+        // The heartbeat: callers ping; a connection silent for the timeout is dropped.
+        let heard = Date.now()
+        const alive = () => {
+          heard = Date.now()
+        }
+        ws.on("ping", alive)
+        const watchdog = setInterval(() => {
+          if (Date.now() - heard < heartbeatTimeoutMs) return
+          log("warn", `${module}: closing an RPC connection silent for ${heartbeatTimeoutMs} ms`)
+          open = false
+          ws.terminate()
+        }, Math.max(100, Math.floor(heartbeatTimeoutMs / 3)))
+        watchdog.unref()
+
         ws.on("message", (data: Buffer, isBinary: boolean) => {
+          heard = Date.now()
           try {
             receive(data, isBinary)
           } catch (error) {
@@ -294,6 +352,7 @@ export const layer = <Rpcs extends Rpc.Any>(
         // then closes the connection itself (1009, 1007...). Logged once, briefly.
         ws.on("error", (error) => log("warn", `${module}: closing an RPC connection: ${error.message.slice(0, 200)}`))
         ws.on("close", () => {
+          clearInterval(watchdog)
           open = false
           Deferred.unsafeDone(closed, Exit.void)
         })

@@ -6,18 +6,30 @@
  * so a connection is open only once the module has accepted it. Each WebSocket message is a JSON
  * array of frames:
  *
- *   caller → module   {i, t, p, h?, s?}  call rpc `t` with the encoded payload `p`; `h` the call's
- *                                        headers, `s` the calling span: [traceId, spanId, sampled]
+ *   caller → module   {i, t, p, h?, s?, d?}
+ *                                        call rpc `t` with the encoded payload `p`; `h` the call's
+ *                                        headers, `s` the calling span: [traceId, spanId, sampled],
+ *                                        `d` the milliseconds left before the call's deadline
+ *                                        (Deadline.ts; an integer, 0 to 2^31 - 1): the module
+ *                                        interrupts the handler when they have passed
  *                     {i, x: 1}          interrupt call `i`
  *                     {c}                a renewed service credential for this connection
  *   module → caller   {i, v}             call `i` succeeded with the encoded value `v`
  *                     {i, e}             call `i` failed with the encoded Cause `e` (typed errors
  *                                        of the contract, defects, interruption)
- *                     {i, u}             call `i` was not run, for the reason `u` (the module is
- *                                        shutting down, the connection's credential expired)
+ *                     {i, u, k?}         call `i` was not run, or (k "Deadline") was given up when
+ *                                        its deadline passed, for the reason `u`; `k` says which,
+ *                                        as a CallError reason: "ShuttingDown", "Overloaded" (too
+ *                                        many calls in flight), "Refused" (the connection's
+ *                                        credential expired), "Deadline"
+ *
+ * Either end pings the other with WebSocket pings (the caller every TESSERA_RPC_HEARTBEAT_INTERVAL)
+ * and closes a connection that has been silent for TESSERA_RPC_HEARTBEAT_TIMEOUT: a frozen or
+ * partitioned peer is noticed within seconds, not when TCP gives up.
  *
  * Payloads, values and errors are encoded and decoded with the contract's own Schemas, at both
- * ends, as @effect/rpc does. Written by hand rather than using @effect/rpc's protocol because
+ * ends, as @effect/rpc does; a `CallError` a handler died with crosses as itself, so the edge
+ * answers it by its kind wherever it happened. Written by hand rather than using @effect/rpc's protocol because
  * that protocol's per-call machinery (a runtime and several fibers forked per request) caps a
  * process near 25k calls/s per core, while this lane runs each call with one fiber at the callee
  * and one `Effect.async` at the caller (../shared/FACTS.md; `npm run bench` measures it).
@@ -27,6 +39,7 @@ import { Cause, Config, type Either, Option, ParseResult, Predicate, Redacted, S
 import { Buffer } from "node:buffer"
 import { setImmediate } from "node:timers"
 import * as Settings from "../Settings.ts"
+import { CallError } from "./CallError.ts"
 
 export const PROTOCOL = "tessera-rpc.1"
 
@@ -59,6 +72,7 @@ export interface CallFrame {
   readonly p: unknown
   readonly h?: Record<string, string>
   readonly s?: readonly [traceId: string, spanId: string, sampled: boolean]
+  readonly d?: number
 }
 
 export interface ReplyFrame {
@@ -66,7 +80,14 @@ export interface ReplyFrame {
   readonly v?: unknown
   readonly e?: unknown
   readonly u?: string
+  readonly k?: NotRunReason
 }
+
+/** Why a module did not run a call, or gave it up (`k` of a reply). */
+export type NotRunReason = "ShuttingDown" | "Overloaded" | "Refused" | "Deadline"
+
+/** The largest `d`: timers hold at most 2^31 - 1 ms; a deadline further away is sent as this. */
+export const MAX_DEADLINE_MS = 2 ** 31 - 1
 
 type Encode = (value: unknown) => Either.Either<unknown, ParseResult.ParseError>
 
@@ -90,7 +111,8 @@ export const codecs = (group: RpcGroup.RpcGroup<any>): ReadonlyMap<string, Codec
     if (Option.isSome(RpcSchema.getStreamSchemas(rpc.successSchema.ast))) {
       throw new Error(`${rpc._tag} streams its result: module calls do not stream (yet)`)
     }
-    const cause = Schema.Cause({ error: rpc.errorSchema as AnySchema, defect: rpc.defectSchema as AnySchema })
+    // A CallError defect first: it crosses as itself (Problem.ts answers it by its kind).
+    const cause = Schema.Cause({ error: rpc.errorSchema as AnySchema, defect: Schema.Union(CallError, rpc.defectSchema as AnySchema) })
     out.set(rpc._tag, {
       rpc,
       encodePayload: Schema.encodeUnknownEither(rpc.payloadSchema as AnySchema),
@@ -259,6 +281,14 @@ export const sender = (write: (message: string) => void, maxBytes: number) => {
 /** Whether a call's `h` is absent or a record of strings. */
 export const isStrings = (h: unknown): boolean =>
   h === undefined || (typeof h === "object" && h !== null && !Array.isArray(h) && Object.values(h).every((v) => typeof v === "string"))
+
+/** Whether a call's `d` is absent or an integer from 0 to MAX_DEADLINE_MS. */
+export const isDeadline = (d: unknown): boolean =>
+  d === undefined || (Number.isSafeInteger(d) && (d as number) >= 0 && (d as number) <= MAX_DEADLINE_MS)
+
+/** Whether a reply's `k` is absent or a reason this protocol names. */
+export const isNotRunReason = (k: unknown): k is NotRunReason | undefined =>
+  k === undefined || k === "ShuttingDown" || k === "Overloaded" || k === "Refused" || k === "Deadline"
 
 /** Whether `i` can name a call: a non-negative safe integer. */
 export const isId = (i: unknown): i is number => Number.isSafeInteger(i) && (i as number) >= 0
