@@ -232,10 +232,12 @@ export const requestTimeout = Setting.duration({
  * call between modules made for it carries. Past it the request is answered 504 and its calls
  * still running are interrupted, here and in the modules they reached.
  */
+export const DEFAULT_REQUEST_DEADLINE = "10 seconds"
+
 export const requestDeadline = Setting.duration({
   name: "TESSERA_REQUEST_DEADLINE",
   description: "time the gateway gives a request's work (504 past it)",
-  default: "10 seconds",
+  default: DEFAULT_REQUEST_DEADLINE,
   min: Duration.zero,
   exclusiveMin: true
 })

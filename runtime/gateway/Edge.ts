@@ -16,9 +16,11 @@
  * 4. a method the path does not define is 405 with `Allow`; `OPTIONS` answers `Allow` and,
  *    for an origin of `TESSERA_CORS_ORIGINS`, the CORS preflight;
  * 5. a JSON body nested deeper than `TESSERA_MAX_JSON_DEPTH` is a 400 validation problem;
- * 6. the caller set for every module call the request makes (Caller.ts), wherever it runs;
+ * 6. the caller set for every module call the request makes (Caller.ts), wherever it runs, and
+ *    a deadline (`TESSERA_REQUEST_DEADLINE`, transport/Deadline.ts) that each call carries;
  * 7. every failure that is not a declared error answered with a problem response (validation,
- *    unknown route, malformed body, unreachable module, defect — never a stack or SQL);
+ *    unknown route, malformed body, a module that did not run the call (503), lost it (502) or
+ *    did not answer in time (504), defect — never a stack or SQL);
  * 8. security headers on every response (`securityHeaders`, applied around everything), and
  *    `Cache-Control: no-store` on answers of credential exchanges or to a credential.
  *
@@ -36,11 +38,12 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Config, Context, Effect, Option, Redacted } from "effect"
+import { Config, Context, Duration, Effect, Option, Redacted } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { createHash } from "node:crypto"
 import * as Caller from "../security/Caller.ts"
 import * as Declared from "../Settings.ts"
+import * as Deadline from "../transport/Deadline.ts"
 import * as Auth from "./Auth.ts"
 import * as ChunkedBody from "./ChunkedBody.ts"
 import * as Problem from "./Problem.ts"
@@ -58,6 +61,11 @@ export interface Settings {
   readonly maxJsonDepth: number
   /** Origins (`https://shop.example`) whose pages may call the API from a browser. */
   readonly corsOrigins: ReadonlyArray<string>
+  /**
+   * The deadline of each request's work (`TESSERA_REQUEST_DEADLINE`, default 10 s): every call
+   * between modules made for it carries what is left (transport/Deadline.ts); past it, 504.
+   */
+  readonly requestDeadline?: Duration.Duration
 }
 
 export const settings: Config.Config<Settings> = Config.all({
@@ -68,7 +76,8 @@ export const settings: Config.Config<Settings> = Config.all({
   // The API's deepest payload nests 3 levels; 32 leaves room while keeping decoding and the
   // formatting of its errors far from the stack's limit.
   maxJsonDepth: Declared.maxJsonDepth.config,
-  corsOrigins: Declared.corsOrigins.config
+  corsOrigins: Declared.corsOrigins.config,
+  requestDeadline: Declared.requestDeadline.config
 })
 
 /**
@@ -276,6 +285,7 @@ const fingerprint = (credential: Auth.Credential) =>
 /** The gateway's middleware (see the module comment), for `HttpApiBuilder.middleware`. */
 export const middleware = (settings: Settings, routes: Routes) =>
   Effect.map(Auth.Authenticator, (authenticator) => {
+    const requestDeadline = settings.requestDeadline ?? Duration.decode(Declared.DEFAULT_REQUEST_DEADLINE)
     const perClient = settings.rateLimit > 0
       ? RateLimit.make({ rate: settings.rateLimit, burst: Math.max(1, Math.ceil(settings.rateLimit)) })
       : undefined
@@ -469,7 +479,7 @@ export const middleware = (settings: Settings, routes: Routes) =>
           ? withBodyChecked(request, called)
           : called
       })
-      return withProblems(request, handled)
+      return withProblems(request, Deadline.within(handled, requestDeadline))
     }
 
     return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>

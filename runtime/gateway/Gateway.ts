@@ -68,11 +68,22 @@ export class RequestHeaderFieldsTooLarge extends Schema.TaggedError<RequestHeade
 export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", {}, HttpApiSchema.annotations({ status: 408 })) {}
 /** The request failed on the server; the failure is logged, never shown. */
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", {}, HttpApiSchema.annotations({ status: 500 })) {}
-/** A part of the system the request needs is unreachable: retry after `Retry-After` seconds. */
+/** A part of the system the request needs is unreachable, or did not take it (it was not carried out): retry after `Retry-After` seconds. */
 export class ModuleUnavailable extends Schema.TaggedError<ModuleUnavailable>()(
   "ModuleUnavailable",
   {},
   HttpApiSchema.annotations({ status: 503 })
+) {}
+/**
+ * A module the request needs did not answer within the request's deadline
+ * (`TESSERA_REQUEST_DEADLINE`): what it was asked may have been done.
+ */
+export class ModuleTimedOut extends Schema.TaggedError<ModuleTimedOut>()("ModuleTimedOut", {}, HttpApiSchema.annotations({ status: 504 })) {}
+/** The connection to a module the request needs was lost before it answered: what it was asked may have been done. */
+export class ModuleConnectionLost extends Schema.TaggedError<ModuleConnectionLost>()(
+  "ModuleConnectionLost",
+  {},
+  HttpApiSchema.annotations({ status: 502 })
 ) {}
 /** No route has this path (answered to any method). */
 export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()("RouteNotFound", {}, HttpApiSchema.annotations({ status: 404 })) {}
@@ -95,7 +106,9 @@ const edgeProblems = [
   Problem.schema(TooManyRequests),
   Problem.schema(RequestHeaderFieldsTooLarge),
   Problem.schema(InternalError),
-  Problem.schema(ModuleUnavailable)
+  Problem.schema(ModuleUnavailable),
+  Problem.schema(ModuleConnectionLost),
+  Problem.schema(ModuleTimedOut)
 ]
 
 /** What a request that matches no operation gets: `components.responses`, by name. */
@@ -129,7 +142,9 @@ Every error is an RFC 9457 problem (\`application/problem+json\`) whose \`type\`
 operation lists the problems it may answer, by status. Besides its own, every operation may answer
 400 (the request does not match it; \`errors\` names each bad field), 401 (a credential was presented
 and refused, also on public operations), 408 (the request arrived too slowly), 413 and 415 (a body
-over the size limit, or not JSON, on any request), 429 and 503 (with \`Retry-After\`), 431 and 500.
+over the size limit, or not JSON, on any request), 429 and 503 (with \`Retry-After\`), 431 and 500, and
+502 or 504 when a part of the system lost the request or did not answer it in time: unlike a 503,
+the request may then have been carried out, so check before sending it again.
 
 A path that no operation has is answered 404 (\`/problems/route-not-found\`); a path with another
 method than the request's is answered 405 (\`/problems/method-not-allowed\`) with an \`Allow\` header:

@@ -7,14 +7,22 @@ import { HttpApiError, HttpApiSchema, HttpServerError, HttpServerRequest, HttpSe
 import { RpcClientError } from "@effect/rpc"
 import { Cause, Effect, Option, Schema } from "effect"
 import * as Text from "../schema/Text.ts"
+import { CallError } from "../transport/CallError.ts"
 
 export const CONTENT_TYPE = "application/problem+json"
+
+/**
+ * Where a problem keeps the seconds of its `Retry-After` header: a symbol, so that it never
+ * appears in the body (JSON leaves symbol keys out).
+ */
+export const retryAfter: unique symbol = Symbol.for("tessera/Problem/retryAfter") as never
 
 export interface Problem {
   readonly type: string
   readonly title: string
   readonly status: number
   readonly detail: string
+  readonly [retryAfter]?: number
   readonly [field: string]: unknown
 }
 
@@ -32,7 +40,7 @@ export const response = (problem: Problem) =>
   HttpServerResponse.unsafeJson(problem, {
     status: problem.status,
     contentType: CONTENT_TYPE,
-    ...(problem.status === 503 ? { headers: { "retry-after": "1" } } : {})
+    ...(problem.status === 503 ? { headers: { "retry-after": String(problem[retryAfter] ?? 1) } } : {})
   })
 
 /**
@@ -156,6 +164,7 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
         })
       }
       if (error instanceof HttpServerError.RequestError) return Option.some(badRequest(error))
+      if (error instanceof CallError) return Option.some(yield* callFailed(error))
       return Option.none<Problem>()
     }
     const defect = Cause.dieOption(cause)
@@ -168,8 +177,11 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
       if (defect.value instanceof Error && defect.value.name === "InputRejected") {
         return Option.some(inputRejected())
       }
-      // A module this process called could not reach one it calls in turn: its defect arrives
-      // here as an Error that kept only the name.
+      // A call between modules failed (here, or in a module that called another and died of it:
+      // a CallError crosses the wire as itself).
+      if (defect.value instanceof CallError) return Option.some(yield* callFailed(defect.value))
+      // The database could not serve in time (db/Gate.ts): here, or in another process, whose
+      // defect arrives here as an Error that kept only the name.
       const unreachable = defect.value instanceof RpcClientError.RpcClientError ||
         (defect.value instanceof Error && defect.value.name === "RpcClientError")
       if (unreachable) {
@@ -191,6 +203,50 @@ export const fromCause = (cause: Cause.Cause<unknown>, request: HttpServerReques
       detail: "the request could not be completed; it has been logged"
     })
   })
+
+/**
+ * The problem of a call between modules that failed (a `CallError`), by its kind: whether the
+ * module may have done what it was asked decides whether the client may simply try again.
+ *
+ * - NotSent: 503 with `Retry-After` (the breaker's next attempt when it says, else 1 s): it
+ *   was not run, trying again is safe;
+ * - TimedOut: 504: the module did not answer within the request's deadline; it may have run;
+ * - OutcomeUnknown: 502: the connection to the module was lost mid-call; it may have run.
+ */
+export const callFailed = (error: CallError) =>
+  Effect.as(
+    Effect.logWarning(`${error.rpc} failed: ${error.kind} (${error.reason})`, error.message),
+    fromCallError(error)
+  )
+
+export const fromCallError = (error: CallError): Problem => {
+  switch (error.kind) {
+    case "NotSent":
+      return {
+        type: typeOf("ModuleUnavailable"),
+        title: "Service unavailable",
+        status: 503,
+        detail: `the ${error.module} module could not take this request (${
+          sentence(error.reason).toLowerCase()
+        }); it was not carried out: try again shortly`,
+        [retryAfter]: error.retryAfterMs === undefined ? 1 : Math.max(1, Math.ceil(error.retryAfterMs / 1000))
+      }
+    case "TimedOut":
+      return {
+        type: typeOf("ModuleTimedOut"),
+        title: "Gateway timeout",
+        status: 504,
+        detail: `the ${error.module} module did not answer in time; the request may have been carried out: check before trying again`
+      }
+    case "OutcomeUnknown":
+      return {
+        type: typeOf("ModuleConnectionLost"),
+        title: "Bad gateway",
+        status: 502,
+        detail: `the connection to the ${error.module} module was lost before it answered; the request may have been carried out: check before trying again`
+      }
+  }
+}
 
 /**
  * A body that could not be read as JSON. Like every 400 it lists `errors`: one entry, for the
