@@ -34,8 +34,7 @@ const ANSWER_BOUND_MS = 8 * DEADLINE_MS
  * sooner ended by the deadline it was given, not by one of its own.
  */
 const POLICY = {
-  TESSERA_REQUEST_TIMEOUT: `${DEADLINE_MS} millis`,
-  TESSERA_HEADERS_TIMEOUT: `${DEADLINE_MS} millis`,
+  TESSERA_REQUEST_DEADLINE: `${DEADLINE_MS} millis`,
   TESSERA_BREAKER_MIN_CALLS: String(MIN_CALLS),
   TESSERA_BREAKER_FAILURE_RATE: "50",
   TESSERA_BREAKER_OPEN_FOR: `${OPEN_MS} millis`,

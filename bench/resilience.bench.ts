@@ -3,11 +3,12 @@
  * frozen module slows what does not need it.
  *
  * - policies: the remote call of bench/rpc.bench.ts (`echo.get` to a `tessera serve` child
- *   process, bench/server.ts compiled as the release is), through the client a real process
- *   builds (`Host.make(...).clients`: RemoteClient with the runtime's interceptors), once with
- *   the policies in force (their defaults) and once with them off, both clients in this process
- *   against the same server, taking turns within each round, sequential and with 32 concurrent
- *   callers. Target: with policies >= 95 % of the calls per second without (they cost <= 5 %).
+ *   process, bench/server.ts compiled as the release is), through two RemoteClients built as
+ *   Host.ts builds a remote module client: both with the standard interceptors (metrics), one
+ *   with the dependency's policy too (Policy.interceptors, defaults: deadline, retry, breaker,
+ *   bulkhead, attempt timeout). Both call the same server from this process, taking turns within
+ *   each round, sequential and with 32 concurrent callers. Target: with policies >= 95 % of the
+ *   calls per second without (they cost <= 5 %).
  * - fault isolation: the release split as the resilience tests split it (SplitDeployment.ts, on
  *   PostgreSQL: gateway + catalog + identity; inventory; catalog), default policies. A client
  *   reads one product (`GET /v1/products/{id}`, served in the front process) back to back while
@@ -26,14 +27,15 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { ConfigProvider, Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
-import * as Host from "../runtime/Host.ts"
+import { Effect, Exit, Redacted, Scope } from "effect"
 import * as Build from "../runtime/release/Build.ts"
+import * as Policy from "../runtime/resilience/Policy.ts"
 import * as Processes from "../runtime/testing/Processes.ts"
 import * as Services from "../runtime/testing/Services.ts"
 import * as SplitDeployment from "../runtime/testing/SplitDeployment.ts"
-import type { Topology } from "../runtime/Topology.ts"
-import { EchoClient, EchoModule } from "./Echo.ts"
+import * as Client from "../runtime/transport/Client.ts"
+import * as RemoteClient from "../runtime/transport/RemoteClient.ts"
+import { EchoRpcs } from "./Echo.ts"
 
 const ONLY = process.env.BENCH_ONLY
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
@@ -46,11 +48,6 @@ const SECRET = Redacted.make("bench-secret-bench-secret-bench-secret")
 const POLICY_TARGET = 95
 /** Catalog reads while inventory is frozen take at most this much longer than healthy ones. */
 const ISOLATION_TARGET = 1.2
-/**
- * What turns the call policies off in a process (the README's settings table): the same
- * process, clients and wire, without retry, breaker, bulkhead and deadline interceptors.
- */
-const POLICIES_OFF: Record<string, string> = { TESSERA_RESILIENCE: "off" }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
@@ -121,24 +118,21 @@ const policies = async (rows: Array<Row>) => {
   const server = await echoServer()
   const scope = Effect.runSync(Scope.make())
   try {
-    // A process that needs `echo` at a peer: the topology `TESSERA_PEERS=echo=<url>` resolves to.
-    const topology: Topology = {
-      hosted: [],
-      gateway: false,
-      locations: new Map([["echo", { _tag: "Remote", url: server.url }]]),
-      peers: new Map([["echo", server.url]])
-    }
+    // Both clients as Host.ts builds a remote module client: the standard interceptors (metrics)
+    // and, for one of them, the dependency's policy with its defaults (Policy.interceptors).
+    const policy = await Effect.runPromise(Policy.fromConfig("echo"))
+    const dependency = new Policy.Registry().dependency("echo", policy)
     const variants = [
-      { name: "policies on (defaults)", env: {} as Record<string, string> },
-      { name: `policies off (${Object.entries(POLICIES_OFF).map(([k, v]) => `${k}=${v}`).join(" ")})`, env: POLICIES_OFF }
+      { name: "policies on (defaults)", interceptors: [...Client.standard, ...Policy.interceptors(dependency)] },
+      { name: "policies off", interceptors: Client.standard }
     ]
-    const calls = await Promise.all(variants.map(async ({ env }) => {
-      const layer = Host.make([EchoModule], topology, { secret: SECRET }).clients as Layer.Layer<EchoClient>
-      // The settings a process would read from its environment, for this client alone.
-      const provider = ConfigProvider.fromMap(new Map(Object.entries({ ...process.env, ...env }) as Array<[string, string]>))
-      const context = await Effect.runPromise(Layer.build(layer).pipe(Effect.withConfigProvider(provider), Scope.extend(scope)))
-      const client = Context.get(context, EchoClient)
+    const calls = await Promise.all(variants.map(async ({ interceptors }) => {
+      const client = await Effect.runPromise(
+        RemoteClient.make("echo", EchoRpcs, server.url, { secret: SECRET, caller: "bench", interceptors }).pipe(Scope.extend(scope))
+      )
+      // Built per call, as a caller would: the client method's own work is part of the path.
       const call = Effect.suspend(() => client.get({ id: ID }))
+      // The socket opens in the background; calls fail fast until it has.
       for (let tries = 0;; tries++) {
         const exit = await Effect.runPromiseExit(call)
         if (Exit.isSuccess(exit) && exit.value.id === ID) break
