@@ -11,6 +11,8 @@ import * as FaultProxy from "./FaultProxy.ts"
 let echo: net.Server
 let reached = 0
 let reachedAt = 0
+/** Everything the echo server was sent. */
+let heard = ""
 let proxy: FaultProxy.FaultProxy
 
 beforeAll(async () => {
@@ -18,6 +20,7 @@ beforeAll(async () => {
     reached++
     reachedAt = performance.now()
     socket.on("error", () => {})
+    socket.on("data", (chunk) => (heard += chunk.toString()))
     socket.pipe(socket)
   })
   await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve))
@@ -60,6 +63,10 @@ const connect = async () => {
   }
 }
 
+const until = async (check: () => boolean) => {
+  while (!check()) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
 /** Long enough for bytes to cross loopback many times over: what has not arrived by then, will not. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 300))
 
@@ -98,6 +105,19 @@ describe("FaultProxy", () => {
     await client.receives("x")
     expect(reached).toBe(before + 1)
     expect(reachedAt - connectedAt).toBeGreaterThanOrEqual(300 - 5)
+  })
+
+  it("delay: what a client sent before it went away still arrives, then the close", async () => {
+    await startProxy()
+    const client = await connect()
+    client.socket.write("first")
+    await client.receives("first")
+    proxy.set(FaultProxy.delay(300))
+    heard = ""
+    client.socket.end("last words")
+    client.socket.destroy()
+    await until(() => heard === "last words")
+    await until(() => proxy.counts().open === 0)
   })
 
   it("drop: new connections are closed at once; open ones go on", async () => {

@@ -127,10 +127,7 @@ export const start = async (target: { readonly host?: string; readonly port: num
       }
     }
     connections.add(connection)
-    client.once("close", () => {
-      connections.delete(connection)
-      connection.upstream?.destroy()
-    })
+    client.once("close", () => connections.delete(connection))
 
     if (mode._tag === "drop") return refuse(connection, false)
     if (mode._tag === "reset") return refuse(connection, true)
@@ -174,6 +171,8 @@ export const start = async (target: { readonly host?: string; readonly port: num
     queues.toTarget = ready
     client.on("data", forward("toTarget", () => connection.upstream))
     client.on("end", () => void queues.toTarget.then(() => connection.upstream?.end()))
+    // A close follows the bytes sent before it, delayed as they are, as on a real slow link.
+    client.once("close", () => void queues.toTarget.then(() => connection.upstream?.destroy()))
 
     const connect = () => {
       if (client.destroyed) return
