@@ -6,7 +6,7 @@
  * | mode | new connections | open connections |
  * |---|---|---|
  * | `pass` | forwarded | forwarded |
- * | `delay` | forwarded `ms` late (the connect, then every chunk, order kept) | every chunk `ms` late |
+ * | `delay` | forwarded `ms` late (the connect, then every chunk, order kept) | every chunk `ms` after it arrived |
  * | `drop` | closed at once (FIN): the peer is not there | forwarded |
  * | `reset` | reset at once (RST) | reset (RST) when the mode is set |
  * | `blackhole` | accepted, nothing forwarded, never answered | nothing forwarded from now on |
@@ -159,10 +159,13 @@ export const start = async (target: { readonly host?: string; readonly port: num
         for (const message of leaving[direction].push(chunk, direction === "toTarget")) seen[direction].push(message)
         socket.write(chunk)
       }
-      const wait = mode._tag === "delay" ? mode.ms : undefined
-      queues[direction] = wait === undefined
-        ? queues[direction].then(send)
-        : queues[direction].then(() => new Promise<void>((resolve) => setTimeout(() => (send(), resolve()), wait)))
+      // Each chunk leaves `ms` after it arrived (a link's latency, not a queue that adds up),
+      // and never before the chunks that arrived earlier.
+      const due = mode._tag === "delay" ? performance.now() + mode.ms : undefined
+      queues[direction] = queues[direction].then(() => {
+        const left = due === undefined ? 0 : due - performance.now()
+        return left <= 0 ? send() : new Promise<void>((resolve) => setTimeout(() => (send(), resolve()), left))
+      })
     }
 
     // Until the upstream connects, the client's bytes queue behind the connect.
