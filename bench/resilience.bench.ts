@@ -238,14 +238,23 @@ const isolation = async (rows: Array<Row>) => {
       throw new Error("inventory did not serve again within 60 s of SIGCONT")
     }
 
-    await reads(WARMUP_SECONDS, false)
-    await reads(WARMUP_SECONDS, true)
+    // Three processes to warm (the reads' path and the stock path): longer than one.
+    await reads(3 * WARMUP_SECONDS, false)
+    await reads(3 * WARMUP_SECONDS, true)
     const phases = ["quiet", "busy", "frozen"] as const
     const medians = { quiet: [] as Array<number>, busy: [] as Array<number>, frozen: [] as Array<number> }
     const p95s = { quiet: [] as Array<number>, busy: [] as Array<number>, frozen: [] as Array<number> }
     for (let round = 0; round < ROUNDS; round++) {
-      const quiet = await reads(SECONDS, false)
-      const busy = await reads(SECONDS, true)
+      // Quiet and busy take turns going first, so that neither always meets a warmer machine.
+      let quiet: Array<number>
+      let busy: Array<number>
+      if (round % 2 === 0) {
+        quiet = await reads(SECONDS, false)
+        busy = await reads(SECONDS, true)
+      } else {
+        busy = await reads(SECONDS, true)
+        quiet = await reads(SECONDS, false)
+      }
       SplitDeployment.freeze(deployment.inventory)
       let frozen: Array<number>
       try {
