@@ -6,7 +6,7 @@
  * process runs by default (a span for every call) and with `TESSERA_RPC_TRACING=false`.
  *
  * - in process: through the client a real process gets (`Host.make(...).clients`: `LocalClient`,
- *   with its Schema copies, context switch, transaction guard and span), one `Effect.runPromise`
+ *   with its Schema copies, a fiber per call, transaction guard, metrics and span), one `Effect.runPromise`
  *   per call. Ceiling: the same handler function called directly, one `Effect.runPromise` per
  *   call. Target: >= 50% of the ceiling.
  * - remote: child processes running the production `tessera serve` (bench/server.ts, compiled

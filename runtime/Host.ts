@@ -3,8 +3,9 @@
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls, and its RPC endpoint at `/rpc/<module>`;
- * - one client per module this process needs: in process for hosted modules, over the network
- *   for the others (`LocalClient` / `RemoteClient`, behind the module's own Tag);
+ * - one client per module this process needs, built by transport/Client.ts: in process for
+ *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
+ *   behind the module's own Tag);
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server, which listens before any of this is built and
  *   answers 503 until it is (Startup.ts).
@@ -76,6 +77,11 @@ export const make = (
     /** The heartbeat of connections between modules (`TESSERA_RPC_HEARTBEAT_INTERVAL`, `_TIMEOUT`). */
     readonly heartbeatInterval?: Duration.Duration
     readonly heartbeatTimeout?: Duration.Duration
+    /**
+     * The interceptors of the client of a module in another process (transport/Client.ts),
+     * outermost first. Default: `Client.standard` and the dependency's policy (resilience/Policy.ts).
+     */
+    readonly remoteInterceptors?: (module: string) => ReadonlyArray<Client.Interceptor>
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -102,14 +108,9 @@ export const make = (
         Effect.gen(function*() {
           const hosted = yield* hostedTag(name)
           const defaults = yield* LocalClient.defaults
-          // In process: the deadline only, failing with the same CallError (Policy.local).
-          const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
-          dependencies.local(name, policy)
-          return LocalClient.make(name, module.client.group, hosted.handlers as never, {
-            tracing,
-            defaults,
-            interceptors: [...Client.standard, ...Policy.local(name, policy)]
-          })
+          // In process: no policy (Policy.ts says why); listed in the admin view all the same.
+          dependencies.local(name, yield* Effect.orDie(Policy.fromConfig(name, module.resilience)))
+          return LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
         })
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
@@ -128,7 +129,7 @@ export const make = (
             heartbeatInterval: options?.heartbeatInterval,
             heartbeatTimeout: options?.heartbeatTimeout,
             onConnection: (open) => connected.set(name, open),
-            interceptors: [...Client.standard, ...Policy.interceptors(dependency)]
+            interceptors: options?.remoteInterceptors?.(name) ?? [...Client.standard, ...Policy.interceptors(dependency)]
           })
         })
       )
@@ -150,8 +151,11 @@ export const make = (
       Effect.gen(function*() {
         const clients = yield* Effect.context<never>()
         const database = module.database ? yield* Database.open(name) : undefined
+        // Besides what its declaration allows: this process's dependencies, for a module's
+        // outbound HTTP under the same policies (Policy.httpClientFor).
+        const provided = Context.add(clients, Policy.Dependencies, dependencies)
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(database ? Context.add(clients, SqlClient.SqlClient, database.sql) : clients)
+          Effect.provide(database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided)
         )
         return { module, database, handlers: handlers as Context.Context<never> }
       })

@@ -40,6 +40,22 @@ export const staleFor = Setting.duration({
 const STALE_NOTE = "Public. While the catalog cannot answer, the last good answer of the same request may be served " +
   "for up to TESSERA_CATALOG_STALE_FOR (30 s by default), marked by the header `Tessera-Stale: <age in seconds>`."
 
+/** The 200 answer of a product read may carry `Tessera-Stale` (the document says so). */
+const describeStale = (operation: Record<string, any>) => {
+  const ok = operation.responses?.["200"]
+  if (ok) {
+    ok.headers = {
+      ...ok.headers,
+      "Tessera-Stale": {
+        description: "Present when the answer is the last good one, served while the catalog cannot answer: its age in seconds",
+        required: false,
+        schema: { type: "integer", minimum: 0 }
+      }
+    }
+  }
+  return operation
+}
+
 /** Product reads (and pages) kept for that: about 1000 small ones, at most a few MB. */
 const LAST_GOOD_CAPACITY = 1000
 
@@ -58,6 +74,7 @@ export class ProductsHttp extends HttpApiGroup.make("products")
       .addSuccess(ProductPage)
       .annotate(OpenApi.Summary, "Search products by text, a page at a time (follow nextCursor)")
       .annotate(OpenApi.Description, STALE_NOTE)
+      .annotate(OpenApi.Transform, describeStale)
   )
   .add(
     HttpApiEndpoint.get("get")`/products/${HttpApiSchema.param("id", ProductId)}`
@@ -65,6 +82,7 @@ export class ProductsHttp extends HttpApiGroup.make("products")
       .addError(Problem.schema(ProductNotFound))
       .annotate(OpenApi.Summary, "Read one product")
       .annotate(OpenApi.Description, STALE_NOTE)
+      .annotate(OpenApi.Transform, describeStale)
   )
   .prefix("/v1")
 {}

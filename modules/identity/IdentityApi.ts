@@ -188,7 +188,8 @@ export class IdentityRpcs extends RpcGroup.make(
   /** The caller: the user, or the API key. */
   Rpc.make("me", { success: Me, error: Schema.Union(Unauthenticated, UserNotFound) }).annotate(Idempotent, true),
   /** A user, for that user or an admin; anyone else gets UserNotFound, as for an unknown id. */
-  Rpc.make("getUser", { payload: { id: UserId }, success: User, error: Schema.Union(Unauthenticated, UserNotFound) }).annotate(Idempotent, true),
+  Rpc.make("getUser", { payload: { id: UserId }, success: User, error: Schema.Union(Unauthenticated, UserNotFound) })
+    .annotate(Idempotent, true),
   /** Admin: issues an API key acting with `role`. */
   Rpc.make("createApiKey", {
     payload: NewApiKey,
@@ -204,7 +205,8 @@ export class IdentityRpcs extends RpcGroup.make(
     error: Schema.Union(Unauthenticated, Forbidden, ApiKeyNotFound)
   }).annotate(Idempotent, true),
   /** The caller an API key acts as; Unauthenticated when the key is unknown or revoked. */
-  Rpc.make("authenticateApiKey", { payload: { key: Schema.Redacted(Text.string) }, success: Caller, error: Unauthenticated }).annotate(Idempotent, true),
+  Rpc.make("authenticateApiKey", { payload: { key: Schema.Redacted(Text.string) }, success: Caller, error: Unauthenticated })
+    .annotate(Idempotent, true),
   /** The public keys that verify access tokens. */
   Rpc.make("jwks", { success: JsonWebKeySet }).annotate(Idempotent, true),
   /** Admin: starts signing with a new key; tokens signed by the old one stay valid until they expire. */

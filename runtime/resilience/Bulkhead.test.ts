@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Effect, Fiber, TestClock } from "effect"
 import type { CallInfo } from "../transport/Client.ts"
+import * as Deadline from "../transport/Deadline.ts"
 import * as Bulkhead from "./Bulkhead.ts"
 
 const info: CallInfo = {
@@ -48,5 +49,19 @@ describe("Bulkhead", () => {
       yield* Fiber.interrupt(running)
       expect(yield* bulkhead.snapshot).toMatchObject({ inFlight: 0, queued: 0 })
       expect(yield* bulkhead.run(info, Effect.succeed("served"))).toBe("served")
+    }))
+
+  it.effect("a call that waits for a place fails NotSent when its deadline passes, unrun", () =>
+    Effect.gen(function*() {
+      const bulkhead = Bulkhead.make("inventory", { maxConcurrent: 1, maxQueue: 1 })
+      const running = yield* Effect.fork(bulkhead.run(info, Effect.never))
+      let ran = false
+      const waiting = yield* Effect.fork(bulkhead.run(info, Effect.sync(() => (ran = true))).pipe(Deadline.within("2 seconds")))
+      yield* TestClock.adjust("2 seconds")
+      const exit = yield* Fiber.await(waiting)
+      expect(ran).toBe(false)
+      expect(exit).toMatchObject({ cause: { error: { kind: "NotSent", reason: "Deadline" } } })
+      expect(yield* bulkhead.snapshot).toMatchObject({ inFlight: 1, queued: 0 })
+      yield* Fiber.interrupt(running)
     }))
 })

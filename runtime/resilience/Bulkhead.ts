@@ -4,11 +4,12 @@
  * `CallError` NotSent/BulkheadFull. A dependency that stops answering then holds only its own
  * share of the caller's fibers and memory, never all of them.
  *
- * A waiting call waits for as long as its deadline allows (the deadline interceptor outside
- * interrupts it); an interrupted call gives back its place in the queue or its permit.
+ * A waiting call waits no longer than its deadline, then fails NotSent (reason Deadline: it never
+ * ran); an interrupted call gives back its place in the queue or its permit.
  */
 import { Effect } from "effect"
 import { CallError } from "../transport/CallError.ts"
+import * as Deadline from "../transport/Deadline.ts"
 import type { Call } from "./Call.ts"
 
 export interface Options {
@@ -50,16 +51,38 @@ export const make = (key: string, options: Options, onRejected: Effect.Effect<vo
       message: `${info.name} was not sent: ${key} has ${options.maxConcurrent} calls running and ${options.maxQueue} waiting`
     })
 
+  const late = (info: Call) =>
+    new CallError({
+      module: info.module,
+      rpc: info.name,
+      kind: "NotSent",
+      reason: "Deadline",
+      message: `${info.name} was not sent: its deadline passed while it waited for one of ${key}'s ${options.maxConcurrent} places`
+    })
+
   const run = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Effect.suspend((): Effect.Effect<A, E | CallError, R> => {
       if (admitted >= options.maxConcurrent + options.maxQueue) return Effect.zipRight(onRejected, Effect.fail(full(info)))
+      // A call that must wait waits no longer than its deadline (it is then NotSent: it never ran).
+      const waits = admitted >= options.maxConcurrent
       admitted++
-      const running = Effect.acquireUseRelease(
-        Effect.sync(() => void inFlight++),
-        () => call,
-        () => Effect.sync(() => void inFlight--)
+      const turn = waits ? Deadline.enforce(semaphore.take(1), () => late(info)) : semaphore.take(1)
+      // One region: the place is given back however the call ends, also when interrupted while
+      // it waits for a permit (take is interruptible and leaves nothing behind).
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.onExit(
+          restore(turn).pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              inFlight++
+              return Effect.onExit(restore(call), () => {
+                inFlight--
+                return semaphore.release(1)
+              })
+            }))
+          ),
+          () => Effect.sync(() => void admitted--)
+        )
       )
-      return semaphore.withPermits(1)(running).pipe(Effect.ensuring(Effect.sync(() => void admitted--)))
     })
 
   const snapshot = Effect.sync((): Snapshot => ({

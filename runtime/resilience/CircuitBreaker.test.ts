@@ -86,6 +86,10 @@ describe("CircuitBreaker", () => {
       const rejected = new CallError({ ...lost, kind: "NotSent", reason: "BulkheadFull", message: "full" })
       for (let i = 0; i < 8; i++) yield* Effect.either(breaker.run(info, Effect.fail(rejected)))
       expect(yield* breaker.snapshot).toMatchObject({ state: "Closed", failures: 0 })
+      // The callee's own call to catalog failed, and it died of it: that says nothing of inventory.
+      const deeper = new CallError({ ...lost, module: "catalog", rpc: "catalog.get", message: "lost" })
+      for (let i = 0; i < 8; i++) yield* Effect.exit(breaker.run(info, Effect.die(deeper)))
+      expect(yield* breaker.snapshot).toMatchObject({ state: "Closed", failures: 0 })
       const timedOut = new CallError({ ...lost, kind: "TimedOut", reason: "Deadline", message: "late" })
       for (let i = 0; i < 10; i++) yield* Effect.either(breaker.run(info, Effect.fail(timedOut)))
       expect(states).toEqual(["Closed->Open"])

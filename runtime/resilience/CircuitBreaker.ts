@@ -15,8 +15,9 @@
  *   once like an open breaker. A failed probe opens it again; once `halfOpenProbes` probes have
  *   succeeded it closes with an empty window.
  *
- * What counts as a failure: the transport's failures (`CallError`, except the rejections of this
- * breaker and of a bulkhead, which say nothing of the peer) and timeouts. The callee's typed
+ * What counts as a failure: the transport's failures (`CallError`, except what this process held
+ * back itself: this breaker's and a bulkhead's refusals, which say nothing of the peer) and
+ * timeouts. The callee's typed
  * domain errors and defects are answers: the peer works. A call interrupted by its caller counts
  * neither way.
  *
@@ -24,7 +25,7 @@
  * synchronous step, so it is atomic without a Ref, and the window is a ring buffer updated in
  * place rather than an immutable copy per call (the policies must cost little per call).
  */
-import { Cause, Clock, Duration, Effect, Exit } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit } from "effect"
 import * as CallErrors from "../transport/CallError.ts"
 import { CallError } from "../transport/CallError.ts"
 import type { Call } from "./Call.ts"
@@ -85,12 +86,20 @@ export interface CircuitBreaker {
   readonly snapshot: Effect.Effect<Snapshot>
 }
 
-/** Whether a call's end says the peer is failing: a transport failure or a timeout. */
-export const isFailure = <A, E>(exit: Exit.Exit<A, E>): boolean =>
+/**
+ * Whether a call to `module` ended saying the peer is failing: a transport failure or a timeout
+ * of that call. A CallError of a call the callee made itself (it dies of it and the error comes
+ * back as a defect naming the other module) says nothing of this peer.
+ */
+export const isFailure = <A, E>(module: string, exit: Exit.Exit<A, E>): boolean =>
   Exit.isFailure(exit) &&
   [...Cause.failures(exit.cause), ...Cause.defects(exit.cause)].some((error) =>
-    CallErrors.is(error) && error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull"
+    CallErrors.is(error) && error.module === module && !heldBack(error)
   )
+
+/** A call this process held back (breaker, bulkhead, or its deadline passed while it waited). */
+const heldBack = (error: CallError): boolean =>
+  error.reason === "BreakerOpen" || error.reason === "BulkheadFull" || (error.kind === "NotSent" && error.reason === "Deadline")
 
 /** The latest calls: a ring buffer with running counts. */
 class Window {
@@ -232,42 +241,42 @@ export const make = (
       message: `${info.name}: the breaker's probe of ${key} took longer than ${Duration.format(options.probeTimeout)}`
     })
 
+  // Runs on every call: the clock is read synchronously, and a call that changes no state adds
+  // one exit handler.
   const run = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
-    Effect.flatMap(Clock.currentTimeMillis, (start) => {
+    Effect.withFiberRuntime((fiber) => {
+      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+      const start = clock.unsafeCurrentTimeMillis()
       const out: Array<Transition> = []
       const admission = admit(start, out)
       if (admission._tag === "Refuse") {
-        return Effect.zipRight(
-          announce(out),
-          Effect.fail(
-            new CallError({
-              module: info.module,
-              rpc: info.name,
-              kind: "NotSent",
-              reason: "BreakerOpen",
-              message: `${info.name} was not sent: the circuit breaker of ${key} is ${state === "Open" ? "open" : "half-open"}`,
-              retryAfterMs: admission.retryAfterMs
-            })
-          )
+        const refused = Effect.fail(
+          new CallError({
+            module: info.module,
+            rpc: info.name,
+            kind: "NotSent",
+            reason: "BreakerOpen",
+            message: `${info.name} was not sent: the circuit breaker of ${key} is ${state === "Open" ? "open" : "half-open"}`,
+            retryAfterMs: admission.retryAfterMs
+          })
         )
+        return out.length === 0 ? refused : Effect.zipRight(announce(out), refused)
       }
       const attempt: Effect.Effect<A, E | CallError, R> = admission.probe
         ? Effect.timeoutFail(call, { duration: options.probeTimeout, onTimeout: probeTimedOut(info) })
         : call
-      return Effect.zipRight(
-        announce(out),
-        Effect.onExit(attempt, (exit) =>
-          Effect.flatMap(Clock.currentTimeMillis, (end) => {
-            const judged: Array<Transition> = []
-            const outcome = isFailure(exit)
-              ? "failed"
-              : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
-              ? "interrupted"
-              : "ok"
-            judge(admission.generation, admission.probe, outcome, end - start, end, judged)
-            return announce(judged)
-          }))
-      )
+      const judged = Effect.onExit(attempt, (exit) => {
+        const end = clock.unsafeCurrentTimeMillis()
+        const changes: Array<Transition> = []
+        const outcome = isFailure(info.module, exit)
+          ? "failed"
+          : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+          ? "interrupted"
+          : "ok"
+        judge(admission.generation, admission.probe, outcome, end - start, end, changes)
+        return announce(changes)
+      })
+      return out.length === 0 ? judged : Effect.zipRight(announce(out), judged)
     })
 
   const snapshot = Effect.flatMap(Clock.currentTimeMillis, (now) => {

@@ -7,10 +7,11 @@ import { Duration, Effect, Either } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import * as Environment from "../Environment.ts"
 import * as Processes from "../testing/Processes.ts"
 import * as Policy from "./Policy.ts"
 
-/** What the server answers next, in order; then 200. */
+/** What the server answers next, in order (0: nothing, ever); then 200. */
 let script: Array<number> = []
 let hits: Array<{ method: string; key: string | undefined }> = []
 let server: http.Server
@@ -20,6 +21,7 @@ beforeAll(async () => {
   server = http.createServer((request, response) => {
     hits.push({ method: request.method!, key: request.headers["idempotency-key"] as string | undefined })
     const status = script.shift() ?? 200
+    if (status === 0) return // never answers
     response.writeHead(status, status === 503 ? { "retry-after": "7", "content-type": "text/plain" } : { "content-type": "text/plain" })
     response.end(String(status))
   })
@@ -48,6 +50,19 @@ const send = (request: HttpClientRequest.HttpClientRequest, registry = new Polic
   )
 
 describe("Policy.httpClient", () => {
+  it("gives up an attempt the server never answers, within the attempt timeout, and tries again", async () => {
+    script = [0, 0, 0]
+    const quick: Policy.Policy = { ...policy, timeout: Duration.millis(200) }
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        const client = (yield* HttpClient.HttpClient).pipe(Policy.httpClient(new Policy.Registry().dependency("payments", quick, "http")))
+        return yield* Effect.either(client.get(`${url}/charges/slow`))
+      }).pipe(Effect.provide(FetchHttpClient.layer))
+    )
+    expect(Either.getLeft(result).pipe((e) => e._tag === "Some" ? e.value : undefined)).toMatchObject({ kind: "TimedOut", reason: "Deadline" })
+    expect(hits.length).toBe(3)
+  })
+
   it("retries an idempotent request answered 503, 429 or 502, and returns the answer that follows", async () => {
     script = [503, 429, 200]
     expect(await send(HttpClientRequest.get(`${url}/charges/1`))).toEqual(Either.right({ status: 200, text: "200" }))
@@ -94,5 +109,26 @@ describe("Policy.httpClient", () => {
     expect(hits.length).toBe(0)
     const [view] = await Effect.runPromise(registry.views)
     expect(view).toMatchObject({ target: "payments", location: "http", breaker: { state: "Open" } })
+  })
+
+  it("httpClientFor takes the target's settings and registers it with the process's dependencies", async () => {
+    const registry = new Policy.Registry()
+    script = [503, 503]
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        const withPolicy = yield* Policy.httpClientFor("payments", { retry: { baseDelay: Duration.millis(1), maxDelay: Duration.millis(2) } })
+        const client = (yield* HttpClient.HttpClient).pipe(withPolicy)
+        return yield* Effect.either(client.get(`${url}/charges/1`))
+      }).pipe(
+        Effect.provide(FetchHttpClient.layer),
+        Effect.provideService(Policy.Dependencies, registry),
+        Effect.withConfigProvider(Environment.configProvider({ TESSERA_PAYMENTS_CALL_RETRIES: "1" }))
+      )
+    )
+    expect(Either.isLeft(result)).toBe(true)
+    expect(hits.length).toBe(2)
+    const [view] = await Effect.runPromise(registry.views)
+    expect(view).toMatchObject({ target: "payments", location: "http", policy: { retry: { maxAttempts: 2 } } })
+    expect(Policy.settingsFor("payments").map((s) => s.name)).toContain("TESSERA_PAYMENTS_CALL_TIMEOUT")
   })
 })

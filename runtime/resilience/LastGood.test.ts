@@ -1,7 +1,7 @@
 /**
  * While catalog cannot answer, the gateway answers a product read with its last good answer to
  * the same request, marked `Tessera-Stale: <age in seconds>`, for TESSERA_CATALOG_STALE_FOR; a
- * read it never answered is 503. Two servers in this process: catalog alone in one, the rest in
+ * read it never answered is 503, with Retry-After from the breaker once it is open. Two servers in this process: catalog alone in one, the rest in
  * the other; then catalog stops.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -44,7 +44,12 @@ describe("catalog reads while catalog cannot answer", () => {
       },
       ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) })
     })
-    return { status: response.status, stale: response.headers.get("tessera-stale"), body: await response.json() as Record<string, any> }
+    return {
+      status: response.status,
+      stale: response.headers.get("tessera-stale"),
+      retryAfter: response.headers.get("retry-after"),
+      body: await response.json() as Record<string, any>
+    }
   }
 
   it("answers the last good value, saying how old, and 503 for a read it never answered", async () => {
@@ -70,9 +75,17 @@ describe("catalog reads while catalog cannot answer", () => {
     expect(await api("/v1/products?limit=5")).toMatchObject({ status: 200, body: page.body, stale: expect.stringMatching(/^\d+$/) })
 
     const never = await api(`/v1/products/${crypto.randomUUID()}`)
-    // The edge's answer to a transport failure (503, or 504 for a timeout) is the edge's own
-    // test's concern; here: no value is made up.
-    expect(never.status).toBeGreaterThanOrEqual(500)
+    expect(never.status).toBe(503)
     expect(never.stale).toBeNull()
+    // By now the breaker of catalog is open: Retry-After says when it lets a probe through (5 s).
+    expect(Number(never.retryAfter)).toBeGreaterThanOrEqual(1)
+    expect(Number(never.retryAfter)).toBeLessThanOrEqual(5)
+  })
+
+  it("is described in /openapi.json on both product reads", async () => {
+    const spec = (await api("/openapi.json")).body
+    for (const path of ["/v1/products", "/v1/products/{id}"]) {
+      expect(spec.paths[path].get.responses["200"].headers["Tessera-Stale"]).toMatchObject({ schema: { type: "integer" } })
+    }
   })
 })

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
-import { Duration, Effect, Either, Exit, Fiber, Schema, TestClock } from "effect"
+import { Duration, Effect, Either, Exit, Fiber, Metric, MetricLabel, Schema, TestClock } from "effect"
 import * as Environment from "../Environment.ts"
 import { CallError } from "../transport/CallError.ts"
+import * as Client from "../transport/Client.ts"
 import type { CallInfo, Interceptor } from "../transport/Client.ts"
 import * as Deadline from "../transport/Deadline.ts"
 import * as Policy from "./Policy.ts"
@@ -21,9 +22,12 @@ const failure = (kind: CallError["kind"], reason: CallError["reason"]) =>
 
 class OutOfStock extends Schema.TaggedError<OutOfStock>()("OutOfStock", {}) {}
 
-/** Composes the interceptors as Client.ts does: the first is outermost. */
+/**
+ * Composes the interceptors as Client.ts does, the first outermost, around `call` run as Client.ts
+ * runs each attempt: failed with CallError TimedOut once the deadline in force passes.
+ */
 const chain = (interceptors: ReadonlyArray<Interceptor>, info: CallInfo, call: Effect.Effect<unknown, unknown>) =>
-  interceptors.reduceRight((inner, interceptor) => interceptor(info, inner), call)
+  Client.compose(interceptors)(info, Deadline.enforce(call, () => failure("TimedOut", "Deadline")))
 
 const policy: Policy.Policy = {
   ...Policy.defaults,
@@ -82,10 +86,12 @@ describe("Policy: retry", () => {
       expect(count).toBe(1)
     }))
 
-  it.effect("never retries the callee's domain errors or defects", () =>
+  it.effect("never retries the callee's domain errors or defects, nor a CallError of another module", () =>
     Effect.gen(function*() {
       expect((yield* attempts(infoFor(true), Effect.fail(new OutOfStock()))).count).toBe(1)
       expect((yield* attempts(infoFor(true), Effect.die("bug"))).count).toBe(1)
+      const deeper = new CallError({ module: "catalog", rpc: "catalog.get", kind: "NotSent", reason: "Unreachable", message: "down" })
+      expect((yield* attempts(infoFor(true), Effect.fail(deeper))).count).toBe(1)
     }))
 
   it.effect("does not retry while the breaker is open: the breaker's refusal ends the call", () =>
@@ -119,17 +125,6 @@ describe("Policy: deadlines", () => {
       expect(seen).toBe(2000)
       yield* chain(Policy.interceptors(dependency), infoFor(true), call)
       expect(seen).toBe(Duration.toMillis(policy.timeout))
-    }))
-
-  it.effect("in process, a call gets the deadline only, and fails with the same CallError when it passes", () =>
-    Effect.gen(function*() {
-      let count = 0
-      const call = Effect.zipRight(Effect.sync(() => void count++), Effect.never)
-      const fiber = yield* Effect.fork(chain(Policy.local("inventory", policy), infoFor(true), call))
-      yield* TestClock.adjust("1 minute")
-      const exit = yield* Fiber.await(fiber)
-      expect(count).toBe(1)
-      expect(exit).toMatchObject({ cause: { error: { _tag: "CallError", kind: "TimedOut", reason: "Deadline" } } })
     }))
 })
 
@@ -169,3 +164,40 @@ describe("Policy: configuration", () => {
     }))
 })
 
+
+describe("Policy: metrics", () => {
+  const value = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Record<string, string>) =>
+    Metric.value(Metric.taggedWithLabels(metric, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v))))
+
+  it.effect("count retries, breaker transitions and refusals by target, and the breaker's state as a gauge", () =>
+    Effect.gen(function*() {
+      const target = `metrics-${crypto.randomUUID()}`
+      const dependency = new Policy.Registry().dependency(target, policy)
+      expect((yield* value(Policy.breakerState, { target })).value).toBe(0)
+      const info = { ...infoFor(true), module: target }
+      const call = Effect.fail(new CallError({ module: target, rpc: `${target}.get`, kind: "NotSent", reason: "Unreachable", message: "down" }))
+      for (let i = 0; i < 3; i++) {
+        const fiber = yield* Effect.fork(chain(Policy.interceptors(dependency), info, call))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.await(fiber)
+      }
+      // 3 attempts, then 1 that opened it and a refused retry, then 1 refused call.
+      expect((yield* value(Policy.retries, { target })).count).toBe(3)
+      expect((yield* value(Policy.breakerTransitions, { target, from: "Closed", to: "Open" })).count).toBe(1)
+      expect((yield* value(Policy.breakerState, { target })).value).toBe(2)
+      expect((yield* value(Policy.rejections, { target, reason: "BreakerOpen" })).count).toBe(2)
+    }))
+
+  it.effect("count attempts that time out", () =>
+    Effect.gen(function*() {
+      const target = `metrics-${crypto.randomUUID()}`
+      const quick = { ...policy, timeout: Duration.seconds(1), deadline: Duration.seconds(30), retry: { ...policy.retry, maxTotal: Duration.seconds(30) } }
+      const dependency = new Policy.Registry().dependency(target, quick)
+      const info = { ...infoFor(true), module: target }
+      const call = Deadline.enforce(Effect.never, () => new CallError({ module: target, rpc: `${target}.get`, kind: "TimedOut", reason: "Deadline", message: "late" }))
+      const fiber = yield* Effect.fork(Client.compose(Policy.interceptors(dependency))(info, call))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.await(fiber)
+      expect((yield* value(Policy.timeouts, { target, scope: "attempt" })).count).toBe(3)
+    }))
+})

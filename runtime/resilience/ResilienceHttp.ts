@@ -5,12 +5,12 @@
  * breakers (a module's own calls are seen on its process's logs and metrics).
  */
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
-import { Context, Duration, Effect, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import * as Auth from "../gateway/Auth.ts"
-import type * as Policy from "./Policy.ts"
+import * as Policy from "./Policy.ts"
 
 /** The dependencies of this process (Host.ts provides them). */
-export class Dependencies extends Context.Tag("tessera/resilience/Dependencies")<Dependencies, Policy.Registry>() {}
+export const Dependencies = Policy.Dependencies
 
 const Millis = Schema.Number.annotations({ description: "milliseconds" })
 

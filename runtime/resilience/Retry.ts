@@ -30,13 +30,17 @@ export interface Options {
 }
 
 /**
- * Whether `error` is worth another attempt (the call's deadline still has time, for a timeout).
+ * Whether `error`, from a call to `module`, is worth another attempt (the call's deadline still
+ * has time, for a timeout).
  */
-export const isRetryable = (error: unknown): Effect.Effect<boolean> => {
-  if (!CallErrors.is(error)) return Effect.succeed(false)
+export const isRetryable = (module: string) => (error: unknown): Effect.Effect<boolean> => {
+  // A CallError of a call the callee made itself is the callee's answer, not this call's failure.
+  if (!CallErrors.is(error) || error.module !== module) return Effect.succeed(false)
   switch (error.kind) {
     case "NotSent":
-      return Effect.succeed(error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull")
+      // Not what this process held back itself: its breaker, its bulkhead, or a deadline that
+      // passed while the call waited for a place.
+      return Effect.succeed(error.reason !== "BreakerOpen" && error.reason !== "BulkheadFull" && error.reason !== "Deadline")
     case "OutcomeUnknown":
       return Effect.succeed(true)
     case "TimedOut":
@@ -68,9 +72,18 @@ export const run = <A, E, R>(
   onRetry: Effect.Effect<void> = Effect.void
 ): Effect.Effect<A, E, R> => {
   if (!info.idempotent || options.maxAttempts <= 1) return call
-  return Effect.suspend(() => {
-    let attempts = 0
-    const attempt = Effect.suspend(() => attempts++ === 0 ? call : Effect.zipRight(onRetry, call))
-    return Effect.retry(attempt, { schedule: schedule(options), while: isRetryable })
-  })
+  const retryable = isRetryable(info.module)
+  // The first attempt runs bare: the schedule is built only once one has failed (a call that
+  // succeeds pays one catch frame). Its failure is handed to Effect.retry as the first outcome.
+  return Effect.catchAll(call, (failure) =>
+    Effect.flatMap(retryable(failure), (again) => {
+      if (!again) return Effect.fail(failure)
+      let replayed = false
+      const attempt = Effect.suspend(() => {
+        if (replayed) return Effect.zipRight(onRetry, call)
+        replayed = true
+        return Effect.fail(failure)
+      })
+      return Effect.retry(attempt, { schedule: schedule(options), while: retryable })
+    }))
 }

@@ -20,8 +20,17 @@ export interface RawPeer {
   readonly reply: (id: number) => Promise<Record<string, unknown>>
 }
 
-/** Opens a connection to `module` at `url` (`http://host:port`), as a peer with `secret`. */
-export const connect = async (url: string, module: string, secret: Redacted.Redacted<string>): Promise<RawPeer> => {
+/**
+ * Opens a connection to `module` at `url` (`http://host:port`), as a peer with `secret`. Like
+ * RemoteClient it pings the connection every second (the endpoint drops a silent one) unless
+ * `heartbeat` is false.
+ */
+export const connect = async (
+  url: string,
+  module: string,
+  secret: Redacted.Redacted<string>,
+  options: { readonly heartbeat?: boolean } = {}
+): Promise<RawPeer> => {
   const credential = await ServiceCredential.issuer(secret, "tests", module).current()
   const ws = new WebSocket(RemoteClient.endpoint(url, module), Wire.PROTOCOL, {
     headers: { [ServiceCredential.HEADER]: credential.token },
@@ -38,8 +47,15 @@ export const connect = async (url: string, module: string, secret: Redacted.Reda
       waiting.get(id)?.(frame)
     }
   })
+  const pinger = options.heartbeat === false
+    ? undefined
+    : setInterval(() => ws.readyState === WebSocket.OPEN && ws.ping(), 1_000)
+  pinger?.unref()
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() }))
+    ws.on("close", (code, reason) => {
+      clearInterval(pinger)
+      resolve({ code, reason: reason.toString() })
+    })
   )
   ws.on("error", () => {})
   await new Promise((resolve, reject) => {

@@ -30,6 +30,7 @@ import { Headers } from "@effect/platform"
 import type { Rpc, RpcGroup } from "@effect/rpc"
 import { Clock, Context, Deferred, Duration, Effect, Either, Exit, type ParseResult, Runtime } from "effect"
 import type { Buffer } from "node:buffer"
+import { setImmediate } from "node:timers"
 import { WebSocket } from "ws"
 import * as ServiceCredential from "../security/ServiceCredential.ts"
 import * as Settings from "../Settings.ts"
@@ -128,12 +129,16 @@ const connect = (
     }
     ws.on("pong", alive)
     ws.on("message", alive)
+    const silent = () => Date.now() - heard >= heartbeat.timeoutMs
     pinger = setInterval(() => {
-      if (Date.now() - heard >= heartbeat.timeoutMs) {
+      if (!silent()) return ws.ping()
+      // Decided after this turn's I/O: when this process's own event loop was what stalled, the
+      // pong may be waiting in the socket, read only after the timers run.
+      setImmediate(() => {
+        if (!silent() || ws.readyState !== WebSocket.OPEN) return
         unreachable(`${module} at ${url} did not answer for ${heartbeat.timeoutMs} ms; reconnecting`)
-        return ws.terminate()
-      }
-      ws.ping()
+        ws.terminate()
+      })
     }, heartbeat.intervalMs)
     pinger.unref()
   }

@@ -50,6 +50,7 @@ import {
   Tracer
 } from "effect"
 import { Buffer } from "node:buffer"
+import { setImmediate } from "node:timers"
 import { type WebSocket, WebSocketServer } from "ws"
 import * as Problem from "../gateway/Problem.ts"
 import { MODULE_ATTRIBUTE } from "../observability/JsonLogger.ts"
@@ -329,11 +330,16 @@ export const layer = <Rpcs extends Rpc.Any>(
           heard = Date.now()
         }
         ws.on("ping", alive)
+        const silent = () => Date.now() - heard >= heartbeatTimeoutMs
         const watchdog = setInterval(() => {
-          if (Date.now() - heard < heartbeatTimeoutMs) return
-          log("warn", `${module}: closing an RPC connection silent for ${heartbeatTimeoutMs} ms`)
-          open = false
-          ws.terminate()
+          if (!silent()) return
+          // Decided after this turn's I/O (a ping may be waiting if this process's loop stalled).
+          setImmediate(() => {
+            if (!silent() || !open) return
+            log("warn", `${module}: closing an RPC connection silent for ${heartbeatTimeoutMs} ms`)
+            open = false
+            ws.terminate()
+          })
         }, Math.max(100, Math.floor(heartbeatTimeoutMs / 3)))
         watchdog.unref()
 

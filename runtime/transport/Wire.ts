@@ -23,9 +23,10 @@
  *                                        many calls in flight), "Refused" (the connection's
  *                                        credential expired), "Deadline"
  *
- * Either end pings the other with WebSocket pings (the caller every TESSERA_RPC_HEARTBEAT_INTERVAL)
- * and closes a connection that has been silent for TESSERA_RPC_HEARTBEAT_TIMEOUT: a frozen or
- * partitioned peer is noticed within seconds, not when TCP gives up.
+ * The caller pings the connection (WebSocket pings, every TESSERA_RPC_HEARTBEAT_INTERVAL; the
+ * module's end answers them by itself), and either end closes a connection from which nothing
+ * has come for TESSERA_RPC_HEARTBEAT_TIMEOUT: a frozen or partitioned peer is noticed within
+ * seconds, not when TCP gives up.
  *
  * Payloads, values and errors are encoded and decoded with the contract's own Schemas, at both
  * ends, as @effect/rpc does; a `CallError` a handler died with crosses as itself, so the edge

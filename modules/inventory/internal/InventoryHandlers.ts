@@ -14,7 +14,10 @@ const idempotencyKey = (headers: Headers.Headers) => {
   const raw = headers[Idempotent.HEADER]
   return raw === undefined
     ? Effect.succeed(Option.none<string>())
-    : decodeKey(raw).pipe(Effect.map(Option.some), Effect.orDieWith(() => new Error("an idempotency key is 1-200 visible ASCII characters")))
+    : decodeKey(raw).pipe(
+      Effect.map(Option.some),
+      Effect.orDieWith(() => new Error("an idempotency key is 1-200 visible ASCII characters"))
+    )
 }
 import { Inventory } from "./Inventory.ts"
 
