@@ -22,7 +22,8 @@
  * ratio is the median of the per-round ratios.
  * The bench is a report, not a test: it exits 0 when a target is missed and says MISSED.
  * BENCH_SECONDS / BENCH_ROUNDS override the defaults; BENCH_ONLY=inprocess|remote runs one half
- * (BENCH_ONLY=startup skips this file for bench/startup.bench.ts).
+ * (BENCH_ONLY=startup or resilience skips this file for bench/startup.bench.ts or
+ * bench/resilience.bench.ts).
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -40,11 +41,12 @@ import { EchoClient, EchoModule, EchoRpcs, get } from "./Echo.ts"
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const ONLY = process.env.BENCH_ONLY
-if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup") {
-  throw new Error(`BENCH_ONLY must be "inprocess", "remote" or "startup", not ${JSON.stringify(ONLY)}`)
+if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup" && ONLY !== "resilience") {
+  throw new Error(`BENCH_ONLY must be "inprocess", "remote", "startup" or "resilience", not ${JSON.stringify(ONLY)}`)
 }
-// The startup section is bench/startup.bench.ts, which `npm run bench` runs after this one.
-if (ONLY === "startup") process.exit(0)
+// The startup and resilience sections are bench/startup.bench.ts and bench/resilience.bench.ts,
+// which `npm run bench` runs after this one.
+if (ONLY === "startup" || ONLY === "resilience") process.exit(0)
 const WARMUP_SECONDS = 1
 /** In process, each round's variants take turns in slices of this many seconds (see `measure`). */
 const SLICES = Math.max(1, Math.round(SECONDS / 0.5))
