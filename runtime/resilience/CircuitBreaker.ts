@@ -241,12 +241,49 @@ export const make = (
       message: `${info.name}: the breaker's probe of ${key} took longer than ${Duration.format(options.probeTimeout)}`
     })
 
-  // Runs on every call: the clock is read synchronously, and a call that changes no state adds
-  // one exit handler.
+  /**
+   * A call let through while closed (nearly every call): judged when it ends, in the
+   * uninterruptible region of `run` so that an interrupted call is judged too, with no effect
+   * made unless the verdict changes the state.
+   */
+  const closedCall = <A, E, R>(
+    info: Call,
+    restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
+    call: Effect.Effect<A, E, R>,
+    clock: Clock.Clock,
+    start: number
+  ): Effect.Effect<A, E | CallError, R> => {
+    const admitted = generation
+    const verdict = (exit: Exit.Exit<unknown, unknown>) => {
+      const end = clock.unsafeCurrentTimeMillis()
+      const outcome = isFailure(info.module, exit)
+        ? "failed"
+        : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+        ? "interrupted"
+        : "ok"
+      const changes: Array<Transition> = []
+      judge(admitted, false, outcome, end - start, end, changes)
+      return changes
+    }
+    return Effect.matchCauseEffect(restore(call), {
+      onSuccess: (value) => {
+        const changes = verdict(Exit.void)
+        return changes.length === 0 ? Effect.succeed(value) : Effect.as(announce(changes), value)
+      },
+      onFailure: (cause) => {
+        const changes = verdict(Exit.failCause(cause))
+        return changes.length === 0 ? Effect.failCause(cause) : Effect.zipRight(announce(changes), Effect.failCause(cause))
+      }
+    })
+  }
+
+  // Runs on every call: the clock is read synchronously, and a call let through while closed
+  // that changes no state adds one handler of its exit (`closedCall`).
   const run = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Effect.withFiberRuntime((fiber) => {
       const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
       const start = clock.unsafeCurrentTimeMillis()
+      if (state === "Closed") return Effect.uninterruptibleMask((restore) => closedCall(info, restore, call, clock, start))
       const out: Array<Transition> = []
       const admission = admit(start, out)
       if (admission._tag === "Refuse") {

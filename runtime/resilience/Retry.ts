@@ -87,8 +87,8 @@ export const run = <A, E, R>(
   // succeeds pays one catch frame). Its failure is handed to Effect.retry as the first outcome.
   return Effect.withFiberRuntime((fiber) => {
     const started = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-    return Effect.catchAll(observed, (failure) =>
-      Effect.flatMap(retryable(failure), (again) => {
+    return Effect.catchAll(call, (failure) =>
+      Effect.flatMap(onFailure ? Effect.zipRight(onFailure(failure), retryable(failure)) : retryable(failure), (again) => {
         if (!again) return Effect.fail(failure)
         let replayed = false
         const attempt = Effect.suspend(() => {
