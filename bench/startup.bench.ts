@@ -6,7 +6,10 @@
  *   and on Deno: ready (GET /health/ready = 200) on the first boot <= 5 s and on a later boot of
  *   the same data directory <= 2 s; resident memory at idle <= 350 MB;
  * - one module process on PostgreSQL (catalog, a new database): ready <= 1.5 s, resident memory at
- *   idle <= 120 MB.
+ *   idle <= 120 MB;
+ * - the single executable (`npm run build:exe`, built when stale), alone in a new folder: ready on
+ *   a later boot <= 1.5 s (its first boot runs initdb: it carries no data directory template);
+ *   resident memory at idle, beside the embedded target.
  *
  * Ready is timed from the spawn to the first 200, polled every 25 ms. Resident memory is the sum
  * of VmRSS over the process and its descendants (Linux /proc), read after IDLE seconds without
@@ -83,11 +86,16 @@ interface Boot {
   readonly rssMB: number
 }
 
-/** Starts `tessera serve` with `env`, times it to ready, reads its memory at idle, stops it. */
-const boot = async (runtime: Processes.Runtime, env: Record<string, string>): Promise<Boot> => {
+/**
+ * Starts `tessera serve` with `env` (on `runtime`, or the single executable in its folder), times
+ * it to ready, reads its memory at idle, stops it.
+ */
+const boot = async (runtime: Processes.Runtime | { readonly executable: string }, env: Record<string, string>): Promise<Boot> => {
   const port = await Processes.freePort()
   const started = performance.now()
-  const server = Processes.spawnServer(port, env, runtime)
+  const server = typeof runtime === "string"
+    ? Processes.spawnServer(port, env, runtime)
+    : Processes.spawnProgram(runtime.executable, ["serve"], { ...env, PORT: String(port) }, { cwd: path.dirname(runtime.executable), port })
   try {
     for (;;) {
       if (server.process.exitCode !== null) {
@@ -145,6 +153,37 @@ const embedded = async (runtime: Processes.Runtime, rows: Array<Row>) => {
     { what, figure: "ready, first boot", ...readyOf(first), unit: "s", target: 5 },
     { what, figure: "ready, later boot", ...readyOf(later), unit: "s", target: 2 },
     { what, figure: "resident at idle, first boot", value: median(first.map((b) => b.rssMB)), unit: "MB", target: 350 },
+    { what, figure: "resident at idle, later boot", value: median(later.map((b) => b.rssMB)), unit: "MB", target: 350 }
+  )
+}
+
+/**
+ * The single executable (`npm run build:exe`, built here when stale), copied alone into a new
+ * folder as a shop would run it: later boots of the data directory its first boot made there.
+ */
+const executable = async (rows: Array<Row>) => {
+  if (process.platform !== "linux") {
+    console.error(`  single executable: skipped (built for Linux only, this is ${process.platform})`)
+    return
+  }
+  await Build.buildExecutable({ ifStale: true })
+  const later: Array<Boot> = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-bench-exe-"))
+    try {
+      const copy = path.join(folder, "tessera")
+      fs.copyFileSync(Build.executable, copy)
+      fs.chmodSync(copy, 0o755)
+      const first = await boot({ executable: copy }, {})
+      later.push(await boot({ executable: copy }, {}))
+      console.error(`  single executable, round ${round + 1}: first ${show(first)}; later ${show(later.at(-1)!)}`)
+    } finally {
+      fs.rmSync(folder, { recursive: true, force: true })
+    }
+  }
+  const what = "single executable (dist/tessera)"
+  rows.push(
+    { what, figure: "ready, later boot", ...readyOf(later), unit: "s", target: 1.5 },
     { what, figure: "resident at idle, later boot", value: median(later.map((b) => b.rssMB)), unit: "MB", target: 350 }
   )
 }
@@ -218,6 +257,7 @@ const main = async () => {
   await embedded("node", rows)
   await embedded("deno", rows)
   await onPostgres(rows)
+  await executable(rows)
   console.log()
   console.log(table(rows))
   console.log(`(load average now ${load()}: other work on this machine stretches the ready times; the CPU seconds do not stretch)`)
