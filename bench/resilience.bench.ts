@@ -42,6 +42,7 @@ import * as Client from "../runtime/transport/Client.ts"
 import * as Deadline from "../runtime/transport/Deadline.ts"
 import * as RemoteClient from "../runtime/transport/RemoteClient.ts"
 import { EchoRpcs } from "./Echo.ts"
+import { median, promiseLoops } from "./Measure.ts"
 
 const ONLY = process.env.BENCH_ONLY
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
@@ -59,29 +60,9 @@ const ISOLATION_TARGET = 1.2
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
-const median = (xs: ReadonlyArray<number>) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
 const percentile = (xs: ReadonlyArray<number>, p: number) => {
   const sorted = [...xs].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
-}
-
-/** `callers` async loops, each awaiting one call at a time until `seconds` pass; calls per second. */
-const promiseLoops = async (call: () => Promise<unknown>, callers: number, seconds: number) => {
-  const start = performance.now()
-  const deadline = start + seconds * 1000
-  let calls = 0
-  const loop = async () => {
-    while (performance.now() < deadline) {
-      await call()
-      calls++
-    }
-  }
-  await Promise.all(Array.from({ length: callers }, loop))
-  return calls / ((performance.now() - start) / 1000)
 }
 
 interface Row {

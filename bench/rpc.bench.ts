@@ -37,6 +37,7 @@ import * as Processes from "../runtime/testing/Processes.ts"
 import * as Topology from "../runtime/Topology.ts"
 import * as RemoteClient from "../runtime/transport/RemoteClient.ts"
 import { EchoClient, EchoModule, EchoRpcs, get } from "./Echo.ts"
+import { median, promiseLoops } from "./Measure.ts"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -57,21 +58,6 @@ const SECRET = Redacted.make("bench-secret-bench-secret-bench-secret")
 
 // ---------------------------------------------------------------------------------------------
 // Drivers: each runs callers until a deadline and returns calls per second.
-
-/** `callers` async loops, each awaiting one promise per call. */
-const promiseLoops = async (call: () => Promise<unknown>, callers: number, seconds: number) => {
-  const start = performance.now()
-  const deadline = start + seconds * 1000
-  let calls = 0
-  const loop = async () => {
-    while (performance.now() < deadline) {
-      await call()
-      calls++
-    }
-  }
-  await Promise.all(Array.from({ length: callers }, loop))
-  return calls / ((performance.now() - start) / 1000)
-}
 
 /** autocannon against the bare server: one keep-alive connection per caller. */
 const cannon = async (url: string, callers: number, seconds: number) => {
@@ -159,12 +145,6 @@ const start = async (
 interface Variant {
   readonly name: string
   readonly run: (seconds: number) => Promise<number>
-}
-
-const median = (xs: ReadonlyArray<number>) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 /**

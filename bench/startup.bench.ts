@@ -24,6 +24,7 @@ import * as path from "node:path"
 import * as Build from "../runtime/release/Build.ts"
 import * as Processes from "../runtime/testing/Processes.ts"
 import * as Services from "../runtime/testing/Services.ts"
+import { median } from "./Measure.ts"
 
 const ONLY = process.env.BENCH_ONLY
 if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup" && ONLY !== "resilience") {
@@ -125,12 +126,6 @@ interface Row {
   readonly unit: "s" | "MB"
   readonly target: number
   readonly cpu?: number
-}
-
-const median = (xs: ReadonlyArray<number>) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 /** First and later boots of the embedded all-in-one on `runtime`, each in a new data directory. */
