@@ -7,7 +7,8 @@
  * A waiting call waits no longer than its deadline, then fails NotSent (reason Deadline: it never
  * ran); an interrupted call gives back its place in the queue or its permit.
  */
-import { Effect } from "effect"
+import { type Cause, Effect } from "effect"
+import { continuations } from "../transport/Client.ts"
 import { CallError } from "../transport/CallError.ts"
 import * as Deadline from "../transport/Deadline.ts"
 import type { Call } from "./Call.ts"
@@ -94,16 +95,19 @@ export const make = (key: string, options: Options, onRejected: Effect.Effect<vo
    * does, without a region and an effect of its own per call).
    */
   const placed = <A, E, R>(restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>, call: Effect.Effect<A, E, R>) =>
-    Effect.matchCauseEffect(restore(call), {
-      onSuccess: (value) => {
-        release()
-        return Effect.succeed(value)
-      },
-      onFailure: (cause) => {
-        release()
-        return Effect.failCause(cause)
-      }
-    })
+    Effect.matchCauseEffect(
+      restore(call),
+      continuations(
+        (value: A) => {
+          release()
+          return Effect.succeed(value)
+        },
+        (cause: Cause.Cause<E>) => {
+          release()
+          return Effect.failCause(cause)
+        }
+      )
+    )
 
   const run = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Effect.uninterruptibleMask((restore) =>

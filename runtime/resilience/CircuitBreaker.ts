@@ -28,6 +28,7 @@
 import { Cause, Clock, Context, Duration, Effect, Exit } from "effect"
 import * as CallErrors from "../transport/CallError.ts"
 import { CallError } from "../transport/CallError.ts"
+import { continuations } from "../transport/Client.ts"
 import type { Call } from "./Call.ts"
 
 export type State = "Closed" | "Open" | "HalfOpen"
@@ -265,16 +266,19 @@ export const make = (
       judge(admitted, false, outcome, end - start, end, changes)
       return changes
     }
-    return Effect.matchCauseEffect(restore(call), {
-      onSuccess: (value) => {
-        const changes = verdict(Exit.void)
-        return changes.length === 0 ? Effect.succeed(value) : Effect.as(announce(changes), value)
-      },
-      onFailure: (cause) => {
-        const changes = verdict(Exit.failCause(cause))
-        return changes.length === 0 ? Effect.failCause(cause) : Effect.zipRight(announce(changes), Effect.failCause(cause))
-      }
-    })
+    return Effect.matchCauseEffect(
+      restore(call),
+      continuations(
+        (value: A) => {
+          const changes = verdict(Exit.void)
+          return changes.length === 0 ? Effect.succeed(value) : Effect.as(announce(changes), value)
+        },
+        (cause: Cause.Cause<E>) => {
+          const changes = verdict(Exit.failCause(cause))
+          return changes.length === 0 ? Effect.failCause(cause) : Effect.zipRight(announce(changes), Effect.failCause(cause))
+        }
+      )
+    )
   }
 
   // Runs on every call: the clock is read synchronously, and a call let through while closed

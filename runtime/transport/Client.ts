@@ -104,6 +104,18 @@ export const millisLeft = (fiber: Fiber.RuntimeFiber<unknown, unknown>, attemptM
     : Math.min(attemptMs, deadline - Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis())
 }
 
+/**
+ * The options of `Effect.matchCauseEffect`, from two functions, for code that runs on every call.
+ * A function written as a property of an object literal is named after it, and a compiler that
+ * keeps names (tsx, which runs the source in development and the benchmarks' callers, always
+ * does; the release is built without it) calls a helper that defines its `name` on every such
+ * closure made: per call, that made V8 deoptimise the path. Passed as arguments, they stay unnamed.
+ */
+export const continuations = <A, E, B, E2, R2, C, E3, R3>(
+  onSuccess: (value: A) => Effect.Effect<B, E2, R2>,
+  onFailure: (cause: Cause.Cause<E>) => Effect.Effect<C, E3, R3>
+) => ({ onSuccess, onFailure })
+
 /** An interceptor that changes nothing (a chain of none). */
 const direct = (_info: CallInfo, call: Effect.Effect<unknown, unknown>) => call
 
