@@ -15,9 +15,8 @@
  *   callee, so the callee stops working on an attempt its caller gave up.
  *
  * In process a module call has nothing to survive: no retry, breaker or bulkhead, and no deadline
- * of its own (the caller's applies, as Client.ts enforces it on both paths, failing with the same
- * `CallError`). A deadline of its own would cost a timer per call: measured, it took an
- * in-process call from about half the speed of calling the handler directly to a twentieth.
+ * of its own: the caller's applies, as each transport enforces it (Client.ts), failing with the
+ * same `CallError`; one of its own would add a timer to every call that waits.
  *
  * The values come from `defaults`, then what the called module declares for its callers
  * (`Module.make({ resilience })`), then the environment: `TESSERA_CALL_TIMEOUT` and the rest for

@@ -33,8 +33,32 @@ type AnySchema = Schema.Schema<any, any, never>
 /** A copy of a value, checked against its schema; or why the value does not fit it. */
 export type Copy = (value: unknown) => Either.Either<unknown, ParseResult.ParseIssue>
 
-/** Whether `ast` transforms nothing anywhere: its Encoded side is its Type side. */
-export const untransformed = (ast: SchemaAST.AST) => SchemaAST.encodedBoundAST(ast) === ast
+/**
+ * Whether `ast` transforms nothing anywhere, so that its Encoded side is its Type side: read from
+ * the nodes themselves, not from whether `SchemaAST.encodedAST` happens to hand back the same
+ * object (how it shares unchanged nodes is its own affair). A recursive schema (`Suspend`) counts
+ * as transformed: the answer may only err towards the full round trip, which is always right.
+ */
+export const untransformed = (ast: SchemaAST.AST): boolean => {
+  switch (ast._tag) {
+    case "Transformation":
+    case "Suspend":
+      return false
+    case "Refinement":
+      return untransformed(ast.from)
+    case "Declaration":
+      return ast.typeParameters.every(untransformed)
+    case "Union":
+      return ast.types.every(untransformed)
+    case "TupleType":
+      return ast.elements.every((element) => untransformed(element.type)) && ast.rest.every((rest) => untransformed(rest.type))
+    case "TypeLiteral":
+      return ast.propertySignatures.every((field) => untransformed(field.type)) &&
+        ast.indexSignatures.every((index) => untransformed(index.type))
+    default:
+      return true
+  }
+}
 
 /** Declared types whose values Effect never changes once made. */
 const immutableDeclarations: ReadonlySet<SchemaAST.AST> = new Set([
