@@ -1,2 +1,0 @@
-import * as Build from "./runtime/release/Build.ts"
-await Build.bundle("bench/resilience.bench.ts", "bench/rb.tmp.mjs")
