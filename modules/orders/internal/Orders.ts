@@ -1,0 +1,195 @@
+/** Orders' use cases. Callers are resolved (and admins checked) by the handlers. */
+import { Effect, Option } from "effect"
+import { createHash } from "node:crypto"
+import { CatalogClient, type Currency } from "../../catalog/index.ts"
+import { PaymentsClient } from "../../payments/index.ts"
+import { ShippingClient } from "../../shipping/index.ts"
+import type { Caller } from "../../../runtime/security/Caller.ts"
+import * as Text from "../../../runtime/schema/Text.ts"
+import {
+  IdempotencyKeyReused,
+  type NewOrder,
+  OrderCursorInvalid,
+  OrderId,
+  type OrderItem,
+  OrderItemRefused,
+  OrderNotCancellable,
+  OrderNotFound,
+  OrderPage,
+  type OrderQuery,
+  SagaPage,
+  type SagaQuery
+} from "../OrdersApi.ts"
+import * as Cursor from "./Cursor.ts"
+import { CancelOrder, PlaceOrder } from "./OrderSaga.ts"
+import { type OrderRow, OrdersRepo, toOrder } from "./OrdersRepo.ts"
+
+export const DEFAULT_PAGE_SIZE = 20
+/** The largest total an order may have, in the currency's minor unit (payments' amounts are 32-bit). */
+export const MAX_TOTAL_CENTS = 2_147_483_647
+
+/** What the idempotency key is bound to: the request's content, in a fixed order. */
+const requestHash = (input: NewOrder) =>
+  createHash("sha256").update(JSON.stringify([
+    input.items.map((item) => [item.productId, item.quantity]),
+    [
+      input.shippingAddress.name,
+      input.shippingAddress.line1,
+      input.shippingAddress.city,
+      input.shippingAddress.postalCode,
+      input.shippingAddress.country
+    ],
+    input.paymentToken
+  ])).digest("base64url")
+
+const dieOnCallError = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(effect, (e): e is Extract<E, { _tag: "CallError" }> => (e as { _tag?: string })._tag === "CallError", Effect.die) as Effect.Effect<
+    A,
+    Exclude<E, { _tag: "CallError" }>,
+    R
+  >
+
+export class Orders extends Effect.Service<Orders>()("orders/Orders", {
+  effect: Effect.gen(function*() {
+    const repo = yield* OrdersRepo
+    const catalog = yield* CatalogClient
+    const payments = yield* PaymentsClient
+    const shipping = yield* ShippingClient
+
+    /** Starts the order's saga; a second start of the same order is the same execution. */
+    const startSaga = (orderId: string) => PlaceOrder.execute({ orderId }, { discard: true })
+
+    /** Prices the items from the catalog: every product known, all in one currency. */
+    const price = (items: NewOrder["items"]) =>
+      Effect.gen(function*() {
+        const products = yield* Effect.forEach(
+          items,
+          (item, index) =>
+            catalog.get({ id: item.productId }).pipe(
+              Effect.catchTag("ProductNotFound", () =>
+                Effect.fail(new OrderItemRefused({ field: `items.${index}.productId`, reason: "no product has this id" }))),
+              dieOnCallError
+            ),
+          { concurrency: 8 }
+        )
+        const currency = products[0]!.currency
+        const lines: Array<OrderItem> = []
+        let total = 0
+        for (const [index, product] of products.entries()) {
+          if (product.currency !== currency) {
+            return yield* new OrderItemRefused({
+              field: `items.${index}.productId`,
+              reason: `this product is priced in ${product.currency}, the order's first item in ${currency}`
+            })
+          }
+          const quantity = items[index]!.quantity
+          lines.push({ productId: product.id, quantity, unitPriceCents: product.priceCents })
+          total += quantity * product.priceCents
+        }
+        if (total > MAX_TOTAL_CENTS) {
+          return yield* new OrderItemRefused({ field: "items", reason: `the order's total may be at most ${MAX_TOTAL_CENTS} cents` })
+        }
+        return { lines, total, currency: currency as Currency }
+      })
+
+    /** The order a key already placed: answered again (its saga started, if a crash left it unstarted), unless the request differs. */
+    const replay = (row: OrderRow, hash: string, key: string) =>
+      row.requestHash !== hash
+        ? Effect.fail(new IdempotencyKeyReused({ key: Text.quote(key) }))
+        : Effect.as(row.status === "PENDING" ? startSaga(row.id) : Effect.void, toOrder(row))
+
+    const place = Effect.fn("Orders.place")(function*(caller: Caller, input: NewOrder & { readonly idempotencyKey: string }) {
+      const hash = requestHash(input)
+      const prior = yield* repo.byKey(caller.id, input.idempotencyKey)
+      if (Option.isSome(prior)) return yield* replay(prior.value, hash, input.idempotencyKey)
+      const priced = yield* price(input.items)
+      const id = OrderId.make(crypto.randomUUID())
+      const inserted = yield* repo.insert({
+        id,
+        customerId: caller.id,
+        idempotencyKey: input.idempotencyKey,
+        requestHash: hash,
+        items: priced.lines,
+        totalCents: priced.total,
+        currency: priced.currency,
+        shippingAddress: input.shippingAddress,
+        paymentToken: input.paymentToken
+      })
+      // Another request with the key won the insert: its order is the answer.
+      const row = Option.getOrThrow(yield* (inserted ? repo.byId(id) : repo.byKey(caller.id, input.idempotencyKey)))
+      return yield* replay(row, hash, input.idempotencyKey)
+    })
+
+    /** The order, if the caller may see it: its owner or an admin. */
+    const visible = (caller: Caller, id: OrderId) =>
+      Effect.flatMap(repo.byId(id), (row) =>
+        Option.isSome(row) && (row.value.customerId === caller.id || caller.isAdmin)
+          ? Effect.succeed(row.value)
+          : Effect.fail(new OrderNotFound({ orderId: id })))
+
+    const get = Effect.fn("Orders.get")(function*(caller: Caller, id: OrderId) {
+      return toOrder(yield* visible(caller, id))
+    })
+
+    const decodeCursor = (cursor: string | undefined) =>
+      cursor === undefined ? Effect.succeed(undefined) : Option.match(Cursor.decode(cursor), {
+        onNone: () => Effect.fail(new OrderCursorInvalid({ cursor: Text.quote(cursor) })),
+        onSome: Effect.succeed
+      })
+
+    const nextCursor = <A extends { readonly createdAt: any; readonly id: string }>(rows: ReadonlyArray<A>, limit: number) => {
+      const last = rows[limit - 1]
+      return rows.length > limit && last !== undefined ? Cursor.encode([last.createdAt, last.id]) : null
+    }
+
+    const list = Effect.fn("Orders.list")(function*(caller: Caller, query: OrderQuery) {
+      const limit = query.limit ?? DEFAULT_PAGE_SIZE
+      const before = yield* decodeCursor(query.cursor)
+      // One row more than the page tells whether another page follows.
+      const rows = yield* repo.list({
+        customerId: caller.isAdmin ? undefined : caller.id,
+        status: query.status,
+        before,
+        limit: limit + 1
+      })
+      return new OrderPage({ items: rows.slice(0, limit).map(toOrder), nextCursor: nextCursor(rows, limit) })
+    })
+
+    const cancel = Effect.fn("Orders.cancel")(function*(caller: Caller, id: OrderId) {
+      const row = yield* visible(caller, id)
+      if (row.status === "CANCELLED") return toOrder(row)
+      if (row.status === "CONFIRMED") {
+        const shipment = yield* shipping.byOrder({ orderId: id }).pipe(Effect.option, dieOnCallError)
+        if (Option.isSome(shipment) && shipment.value.status === "shipped") {
+          return yield* new OrderNotCancellable({ orderId: id, reason: "it has shipped" })
+        }
+      }
+      const requested = Option.getOrThrow(yield* repo.requestCancel(id))
+      yield* CancelOrder.execute({ orderId: id }, { discard: true })
+      return toOrder(requested)
+    })
+
+    const payment = Effect.fn("Orders.payment")(function*(caller: Caller, id: OrderId) {
+      yield* visible(caller, id)
+      return yield* dieOnCallError(payments.byOrder({ orderId: id }))
+    })
+
+    const shipment = Effect.fn("Orders.shipment")(function*(caller: Caller, id: OrderId) {
+      yield* visible(caller, id)
+      return yield* dieOnCallError(shipping.byOrder({ orderId: id }))
+    })
+
+    const listSagas = Effect.fn("Orders.listSagas")(function*(query: SagaQuery) {
+      const limit = query.limit ?? DEFAULT_PAGE_SIZE
+      const before = yield* decodeCursor(query.cursor)
+      const rows = yield* repo.sagas({ state: query.state, before, limit: limit + 1 })
+      return new SagaPage({
+        items: rows.slice(0, limit).map((r) => r.view),
+        nextCursor: nextCursor(rows.map((r) => r.row), limit)
+      })
+    })
+
+    return { place, get, list, cancel, payment, shipment, listSagas } as const
+  }),
+  dependencies: [OrdersRepo.Default]
+}) {}

@@ -1,0 +1,26 @@
+/** Implements the orders contract with its use cases and runs its sagas. */
+import { Effect, Layer } from "effect"
+import * as Caller from "../../../runtime/security/Caller.ts"
+import { OrdersRpcs } from "../OrdersApi.ts"
+import { Orders } from "./Orders.ts"
+import { OrderSagaLive } from "./OrderSaga.ts"
+import { OrdersRepo } from "./OrdersRepo.ts"
+
+export const OrdersHandlers = OrdersRpcs.toLayer(
+  Effect.gen(function*() {
+    const orders = yield* Orders
+    return {
+      place: (input, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.place(caller, input)),
+      get: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.get(caller, id)),
+      list: (query, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.list(caller, query)),
+      cancel: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.cancel(caller, id)),
+      payment: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.payment(caller, id)),
+      shipment: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.shipment(caller, id)),
+      listSagas: (query, { headers }) => Effect.flatMap(Caller.admin(headers), () => orders.listSagas(query))
+    }
+  })
+).pipe(
+  Layer.provide(Orders.Default),
+  Layer.provideMerge(OrderSagaLive),
+  Layer.provide(OrdersRepo.Default)
+)

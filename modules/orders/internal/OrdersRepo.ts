@@ -1,0 +1,202 @@
+/** SQL over the orders schema. Database failures become defects here. */
+import { SqlClient } from "@effect/sql"
+import { DateTime, Effect, Option, Schema } from "effect"
+import * as PgError from "../../../runtime/db/PgError.ts"
+import { ShippingAddress } from "../../shipping/index.ts"
+import {
+  FailureReason,
+  Order,
+  OrderItem,
+  type OrderId,
+  OrderStatus,
+  SagaState,
+  SagaStep,
+  SagaView
+} from "../OrdersApi.ts"
+import type * as Cursor from "./Cursor.ts"
+
+const OrderRow = Schema.Struct({
+  id: Schema.String,
+  customerId: Schema.String,
+  requestHash: Schema.String,
+  status: OrderStatus,
+  failureReason: Schema.NullOr(FailureReason),
+  items: Schema.Array(OrderItem),
+  totalCents: Schema.Union(Schema.Int, Schema.NumberFromString),
+  currency: Schema.String,
+  shippingAddress: ShippingAddress,
+  paymentToken: Schema.String,
+  cancelRequested: Schema.Boolean,
+  sagaState: SagaState,
+  createdAt: Schema.DateTimeUtcFromDate,
+  updatedAt: Schema.DateTimeUtcFromDate
+})
+export type OrderRow = typeof OrderRow.Type
+const decodeRows = Schema.decodeUnknown(Schema.Array(OrderRow))
+
+const StepRow = Schema.Struct({
+  orderId: Schema.String,
+  step: Schema.String,
+  phase: SagaStep.fields.phase,
+  outcome: SagaStep.fields.outcome,
+  detail: Schema.NullOr(Schema.String),
+  at: Schema.DateTimeUtcFromDate
+})
+const decodeSteps = Schema.decodeUnknown(Schema.Array(StepRow))
+
+const columns = `id, customer_id AS "customerId", request_hash AS "requestHash", status,
+  failure_reason AS "failureReason", items, total_cents AS "totalCents", currency,
+  shipping_address AS "shippingAddress", payment_token AS "paymentToken",
+  cancel_requested AS "cancelRequested", saga_state AS "sagaState", created_at AS "createdAt",
+  updated_at AS "updatedAt"`
+
+/** The public view of a row. */
+export const toOrder = (row: OrderRow): Order =>
+  new Order({
+    id: row.id as OrderId,
+    customerId: row.customerId,
+    status: row.status,
+    items: row.items,
+    totalCents: row.totalCents,
+    currency: row.currency as Order["currency"],
+    ...(row.failureReason === null ? {} : { failureReason: row.failureReason }),
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt
+  }, { disableValidation: true })
+
+export interface NewOrderRow {
+  readonly id: OrderId
+  readonly customerId: string
+  readonly idempotencyKey: string
+  readonly requestHash: string
+  readonly items: ReadonlyArray<OrderItem>
+  readonly totalCents: number
+  readonly currency: string
+  readonly shippingAddress: ShippingAddress
+  readonly paymentToken: string
+}
+
+export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const cols = sql.literal(columns)
+    const one = (rows: ReadonlyArray<OrderRow>) => Option.fromNullable(rows[0])
+
+    /** Inserts the order; `false` when the customer already used the key (after its writer commits). */
+    const insert = (row: NewOrderRow) =>
+      sql`INSERT INTO orders (id, customer_id, idempotency_key, request_hash, status, items, total_cents, currency,
+                              shipping_address, payment_token)
+          VALUES (${row.id}, ${row.customerId}, ${row.idempotencyKey}, ${row.requestHash}, 'PENDING',
+                  ${JSON.stringify(row.items)}::jsonb, ${row.totalCents}, ${row.currency},
+                  ${JSON.stringify(row.shippingAddress)}::jsonb, ${row.paymentToken})
+          ON CONFLICT (customer_id, idempotency_key) DO NOTHING
+          RETURNING id`.pipe(Effect.map((rows) => rows.length === 1), PgError.orDie)
+
+    const byKey = (customerId: string, key: string) =>
+      sql`SELECT ${cols} FROM orders WHERE customer_id = ${customerId} AND idempotency_key = ${key}`.pipe(
+        Effect.flatMap(decodeRows),
+        Effect.map(one),
+        PgError.orDie
+      )
+
+    const byId = (id: string) =>
+      sql`SELECT ${cols} FROM orders WHERE id = ${id}`.pipe(Effect.flatMap(decodeRows), Effect.map(one), PgError.orDie)
+
+    /** Up to `limit` orders before `before` in (createdAt, id) order, newest first. */
+    const list = (query: {
+      readonly customerId?: string | undefined
+      readonly status?: OrderStatus | undefined
+      readonly before?: Cursor.Position | undefined
+      readonly limit: number
+    }) =>
+      sql`SELECT ${cols} FROM orders
+          WHERE ${
+        sql.and([
+          ...(query.customerId === undefined ? [] : [sql`customer_id = ${query.customerId}`]),
+          ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
+          ...(query.before === undefined ? [] : [
+            sql`(created_at, id) < (${DateTime.toDateUtc(query.before[0])}, ${query.before[1]})`
+          ])
+        ])
+      }
+          ORDER BY created_at DESC, id DESC
+          LIMIT ${query.limit}`.pipe(Effect.flatMap(decodeRows), PgError.orDie)
+
+    /** Marks the order to be cancelled by its customer; the row as it then stands. */
+    const requestCancel = (id: string) =>
+      sql`UPDATE orders SET cancel_requested = true, updated_at = now() WHERE id = ${id} RETURNING ${cols}`.pipe(
+        Effect.flatMap(decodeRows),
+        Effect.map(one),
+        PgError.orDie
+      )
+
+    /** Takes back a cancel request (the order shipped meanwhile). */
+    const dropCancel = (id: string) =>
+      sql`UPDATE orders SET cancel_requested = false, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
+
+    /**
+     * Confirms a PENDING order unless its customer asked to cancel it; the row as it then stands
+     * (CONFIRMED, or still PENDING with cancelRequested).
+     */
+    const confirm = (id: string) =>
+      sql`UPDATE orders SET status = 'CONFIRMED', saga_state = 'completed', updated_at = now()
+          WHERE id = ${id} AND status = 'PENDING' AND NOT cancel_requested`.pipe(
+        Effect.zipRight(byId(id)),
+        PgError.orDie,
+        Effect.map(Option.getOrThrow)
+      )
+
+    /** Ends the order CANCELLED with `reason`, unless it already is. */
+    const cancel = (id: string, reason: FailureReason) =>
+      sql`UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, saga_state = 'compensated', updated_at = now()
+          WHERE id = ${id} AND status <> 'CANCELLED'`.pipe(Effect.asVoid, PgError.orDie)
+
+    const setSagaState = (id: string, state: SagaState) =>
+      sql`UPDATE orders SET saga_state = ${state}, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
+
+    const logStep = (
+      id: string,
+      step: string,
+      phase: SagaStep["phase"],
+      outcome: SagaStep["outcome"],
+      detail?: string
+    ) =>
+      sql`INSERT INTO saga_log (order_id, step, phase, outcome, detail)
+          VALUES (${id}, ${step}, ${phase}, ${outcome}, ${detail ?? null})`.pipe(Effect.asVoid, PgError.orDie)
+
+    /** Sagas (one per order), most recently changed first, with their step history. */
+    const sagas = (query: { readonly state?: SagaState | undefined; readonly before?: Cursor.Position | undefined; readonly limit: number }) =>
+      Effect.gen(function*() {
+        const rows = yield* sql`SELECT ${cols} FROM orders
+          WHERE ${
+          sql.and([
+            ...(query.state === undefined ? [] : [sql`saga_state = ${query.state}`]),
+            ...(query.before === undefined ? [] : [
+              sql`(created_at, id) < (${DateTime.toDateUtc(query.before[0])}, ${query.before[1]})`
+            ])
+          ])
+        }
+          ORDER BY created_at DESC, id DESC
+          LIMIT ${query.limit}`.pipe(Effect.flatMap(decodeRows))
+        const ids = rows.map((r) => r.id)
+        const steps = ids.length === 0 ? [] : yield* sql`SELECT order_id AS "orderId", step, phase, outcome, detail, at
+          FROM saga_log WHERE ${sql.in("order_id", ids)} ORDER BY seq`.pipe(Effect.flatMap(decodeSteps))
+        return rows.map((row) => ({
+          row,
+          view: new SagaView({
+            sagaId: `order-${row.id}`,
+            orderId: row.id as OrderId,
+            state: row.sagaState,
+            steps: steps.filter((s) => s.orderId === row.id).map(({ detail, orderId: _, ...s }) => ({
+              ...s,
+              ...(detail === null ? {} : { detail })
+            })),
+            createdAt: row.createdAt,
+            updatedAt: row.updatedAt
+          }, { disableValidation: true })
+        }))
+      }).pipe(PgError.orDie)
+
+    return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel, setSagaState, logStep, sagas } as const
+  })
+}) {}
