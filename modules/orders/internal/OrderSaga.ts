@@ -45,8 +45,7 @@ export const paymentIdOf = (orderId: string) => PaymentId.make(`order-${orderId}
 const returnKeyOf = (orderId: string, productId: string) => `order-${orderId}-return-${productId}`
 
 /** The service identity the saga's calls carry. */
-// PLACEHOLDER until h/shipping's `Caller.asService("orders")` is merged.
-const asService = Caller.withCaller(new Caller.Caller({ kind: "apiKey", id: "orders", role: "admin" }))
+const asService = Caller.asService("orders")
 
 /** Transport failures are retried; a step that must finish retries them for ever, backing off to 5 s. */
 const untilDone = Schedule.exponential("100 millis", 2).pipe(Schedule.union(Schedule.spaced("5 seconds")))

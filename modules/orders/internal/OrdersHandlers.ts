@@ -10,13 +10,13 @@ export const OrdersHandlers = OrdersRpcs.toLayer(
   Effect.gen(function*() {
     const orders = yield* Orders
     return {
-      place: (input, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.place(caller, input)),
-      get: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.get(caller, id)),
-      list: (query, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.list(caller, query)),
-      cancel: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.cancel(caller, id)),
-      payment: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.payment(caller, id)),
-      shipment: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => orders.shipment(caller, id)),
-      listSagas: (query, { headers }) => Effect.flatMap(Caller.admin(headers), () => orders.listSagas(query))
+      place: (input, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.place(caller, input)),
+      get: ({ id }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.get(caller, id)),
+      list: (query, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.list(caller, query)),
+      cancel: ({ id }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.cancel(caller, id)),
+      payment: ({ id }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.payment(caller, id)),
+      shipment: ({ id }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.shipment(caller, id)),
+      listSagas: (query, { headers }) => Effect.flatMap(Caller.requireAdmin(headers), () => orders.listSagas(query))
     }
   })
 ).pipe(

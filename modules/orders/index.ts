@@ -1,0 +1,2 @@
+/** Orders' public face: its contract. Other modules import nothing else from it. */
+export * from "./OrdersApi.ts"
