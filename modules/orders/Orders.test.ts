@@ -56,7 +56,8 @@ TestHost.describeOnDatabases(
         if (until(found)) return found
         await new Promise((resolve) => setTimeout(resolve, 25))
       }
-      throw new Error(`order ${id} did not settle`)
+      const sagas = await as(admin).orders((c) => c.listSagas({ limit: 100 }))
+      throw new Error(`order ${id} did not settle: ${JSON.stringify(sagas.items.find((s) => s.orderId === id))}`)
     }
 
     it("confirms a paid order: stock sold, one charge of the catalog's price, a shipment, all as the service orders", async () => {

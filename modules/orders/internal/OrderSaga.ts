@@ -4,13 +4,13 @@
  * compensation with `Workflow.withCompensation`, so that a failure undoes in reverse what was
  * done: cancel the shipment, refund, release the stock. The outcome is recorded on the order.
  *
- *   PlaceOrder:  reserve stock → charge → create shipment → confirm (order CONFIRMED) → commit stock
+ *   PlaceOrder:  reserve stock → charge → create shipment → confirm (commit the stock, order CONFIRMED)
  *   CancelOrder: wait for PlaceOrder's outcome → cancel shipment → refund → return stock → CANCELLED
  *
  * Every call runs as the service identity "orders", never as the customer who placed the order.
  */
 import { Activity, Workflow } from "@effect/workflow"
-import { Cause, Effect, Layer, Option, Schedule, Schema } from "effect"
+import { Cause, Chunk, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
 import { InventoryClient, ReservationId } from "../../inventory/index.ts"
 import { PaymentId, PaymentsClient } from "../../payments/index.ts"
 import { ShippingClient } from "../../shipping/index.ts"
@@ -66,6 +66,13 @@ const Predicate_tag = (u: unknown): string | undefined =>
     ? `${u._tag}${"reason" in u && typeof u.reason === "string" ? ` ${u.reason}` : ""}`
     : undefined
 
+/** The reason the saga failed for, if it failed as an OrderFailed (not by a defect). */
+const reasonOf = (cause: Cause.Cause<unknown>) =>
+  Option.map(
+    Chunk.findFirst(Cause.failures(cause), (e): e is OrderFailed => Predicate.isTagged(e, "OrderFailed")),
+    (e) => e.reason
+  )
+
 export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
   const repo = yield* OrdersRepo
   const inventory = yield* InventoryClient
@@ -81,7 +88,8 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
     name: string,
     phase: "action" | "compensation",
     schemas: { readonly success: Schema.Schema<A, I>; readonly error: Schema.Schema<E, EI> },
-    effect: Effect.Effect<A, E>
+    effect: Effect.Effect<A, E>,
+    detail?: string
   ) =>
     Activity.make({
       name: phase === "action" ? name : `undo-${name}`,
@@ -91,7 +99,7 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
         Effect.zipRight(asService(effect)),
         Effect.onExit((exit) =>
           exit._tag === "Success"
-            ? repo.logStep(orderId, name, phase, "succeeded")
+            ? repo.logStep(orderId, name, phase, "succeeded", detail)
             : Cause.isInterruptedOnly(exit.cause)
             ? Effect.void
             : repo.logStep(orderId, name, phase, "failed", describe(exit.cause))
@@ -110,8 +118,7 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       untilDone
     ).pipe(
       Effect.asVoid,
-      Effect.catchTag("StockInsufficient", () => Effect.fail(new OrderFailed({ reason: "OUT_OF_STOCK" }))),
-      Effect.catchAll((e) => Effect.die(e))
+      Effect.catchAll((e) => e._tag === "StockInsufficient" ? Effect.fail(new OrderFailed({ reason: "OUT_OF_STOCK" })) : Effect.die(e))
     )
 
   const release = (order: OrderRow) =>
@@ -158,11 +165,16 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       Effect.orDie
     )
 
+  /**
+   * Unless its customer asked to cancel it meanwhile: the reservation committed (the stock is
+   * sold), then the order CONFIRMED. A cancel asked for after the check is CancelOrder's to carry out.
+   */
   const confirm = (order: OrderRow) =>
-    Effect.flatMap(repo.confirm(order.id), (row) =>
-      row.status === "CONFIRMED"
-        ? Effect.void
-        : Effect.fail(new OrderFailed({ reason: row.failureReason ?? "CANCELLED_BY_CUSTOMER" })))
+    Effect.gen(function*() {
+      if ((yield* load(order.id)).cancelRequested) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
+      yield* commit(order)
+      yield* repo.confirm(order.id)
+    })
 
   const commit = (order: OrderRow) =>
     retryCalls(inventory.commit({ reservationId: reservationIdOf(order.id) }), untilDone).pipe(Effect.asVoid, Effect.orDie)
@@ -190,10 +202,10 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       // Registered first, so it runs last: after every compensation, the outcome is written.
       yield* Workflow.addFinalizer((exit) => {
         if (exit._tag === "Success") return Effect.void
-        const failure = Cause.failureOption(exit.cause)
-        return Option.isSome(failure) && failure.value instanceof OrderFailed
-          ? step(orderId, "record-outcome", "compensation", Void, repo.cancel(orderId, failure.value.reason)).pipe(Effect.orDie)
-          : step(orderId, "record-outcome", "compensation", Void, repo.setSagaState(orderId, "failed")).pipe(Effect.orDie)
+        const reason = reasonOf(exit.cause)
+        return Option.isSome(reason)
+          ? step(orderId, "record-outcome", "compensation", Void, repo.cancel(orderId, reason.value)).pipe(Effect.orDie)
+          : step(orderId, "record-outcome", "compensation", Void, repo.setSagaState(orderId, "failed"), describe(exit.cause)).pipe(Effect.orDie)
       })
       // What the steps need of the order never changes once placed: read again on each replay.
       const order = yield* load(orderId)
@@ -209,7 +221,6 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
         Workflow.withCompensation(() => step(orderId, "create-shipment", "compensation", Void, cancelShipment(order)).pipe(Effect.asVoid))
       )
       yield* step(orderId, "confirm", "action", Failing, confirm(order))
-      yield* step(orderId, "commit-stock", "action", Void, commit(order))
     }).pipe(
       Effect.tapErrorCause(() =>
         step(orderId, "compensate", "compensation", Void, repo.setSagaState(orderId, "compensating")).pipe(Effect.orDie)

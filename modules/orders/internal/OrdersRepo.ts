@@ -134,17 +134,10 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
     const dropCancel = (id: string) =>
       sql`UPDATE orders SET cancel_requested = false, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
 
-    /**
-     * Confirms a PENDING order unless its customer asked to cancel it; the row as it then stands
-     * (CONFIRMED, or still PENDING with cancelRequested).
-     */
+    /** Confirms a PENDING order (the saga has checked that its customer did not cancel it). */
     const confirm = (id: string) =>
       sql`UPDATE orders SET status = 'CONFIRMED', saga_state = 'completed', updated_at = now()
-          WHERE id = ${id} AND status = 'PENDING' AND NOT cancel_requested`.pipe(
-        Effect.zipRight(byId(id)),
-        PgError.orDie,
-        Effect.map(Option.getOrThrow)
-      )
+          WHERE id = ${id} AND status = 'PENDING'`.pipe(Effect.asVoid, PgError.orDie)
 
     /** Ends the order CANCELLED with `reason`, unless it already is. */
     const cancel = (id: string, reason: FailureReason) =>
