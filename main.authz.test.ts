@@ -55,6 +55,13 @@ const heldReservation = (call: Call) =>
     return { reservationId }
   })
 
+/** A shipment request for a new order. */
+const newShipment = () => ({
+  orderId: crypto.randomUUID(),
+  customerId: crypto.randomUUID(),
+  address: { name: "Ada Sweep", line1: "1 Main St", city: "Berlin", postalCode: "10115", country: "DE" }
+})
+
 const guarded: Record<string, Record<string, Guarded>> = {
   catalog: {
     create: {
@@ -79,6 +86,17 @@ const guarded: Record<string, Record<string, Guarded>> = {
       payload: (call) => Effect.map(call("identity", "createApiKey", { name: `sweep ${unique()}`, role: "customer" }), (key) => ({ id: key.id }))
     },
     rotateSigningKey: { allows: [], payload: () => Effect.succeed(undefined) }
+  },
+  shipping: {
+    create: { allows: ["orders"], payload: () => Effect.succeed(newShipment()) },
+    cancel: {
+      allows: ["orders"],
+      payload: (call) => Effect.map(call("shipping", "create", newShipment()), (shipment) => ({ orderId: shipment.orderId }))
+    },
+    markShipped: {
+      allows: [],
+      payload: (call) => Effect.map(call("shipping", "create", newShipment()), (shipment) => ({ orderId: shipment.orderId }))
+    }
   }
 }
 
@@ -93,7 +111,8 @@ const unguarded: Record<string, Record<string, string>> = {
     listApiKeys: "reads; admin checked in the handler",
     authenticateApiKey: "reads: checks a key for the gateway, for requests on no one's behalf",
     jwks: "reads public keys"
-  }
+  },
+  shipping: { byOrder: "reads; the handler answers only an admin, the orders module or the shipment's customer" }
 }
 
 const rpcsOf = (module: (typeof modules)[number]) =>
