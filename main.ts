@@ -5,8 +5,9 @@
 import { CatalogModule } from "./modules/catalog/CatalogModule.ts"
 import { IdentityModule } from "./modules/identity/IdentityModule.ts"
 import { InventoryModule } from "./modules/inventory/InventoryModule.ts"
+import { ShippingModule } from "./modules/shipping/ShippingModule.ts"
 import * as Cli from "./runtime/Cli.ts"
 
-export const modules = [CatalogModule, InventoryModule, IdentityModule]
+export const modules = [CatalogModule, InventoryModule, IdentityModule, ShippingModule]
 
 export const run = () => Cli.main(modules)
