@@ -112,6 +112,8 @@ const cases = (run: Run) => {
     const made = await charges(r.paymentId)
     expect(made).toHaveLength(1)
     expect(made[0]!.id).toBe(payment.providerChargeId)
+    // Resolved by asking, not by sending the charge again.
+    expect((await sim()).ledger().chargeRequests[chargeKey(r.paymentId)]).toBe(1)
     expect(right(await charge(r))).toEqual(payment)
     expect(await charges(r.paymentId)).toHaveLength(1)
   })
@@ -121,6 +123,7 @@ const cases = (run: Run) => {
     const payment = right(await charge(r))
     expect(payment.status).toBe("charged")
     expect(await charges(r.paymentId)).toMatchObject([{ id: payment.providerChargeId }])
+    expect((await sim()).ledger().chargeRequests[chargeKey(r.paymentId)]).toBe(1)
   }, 20_000)
 
   it("charges tok_flaky once, retried under the same payment until the provider answers", async () => {
@@ -134,6 +137,36 @@ const cases = (run: Run) => {
     expect(right(result).status).toBe("charged")
     expect(await charges(r.paymentId)).toHaveLength(1)
   })
+
+  it("charges once for concurrent charges of one payment", async () => {
+    const r = request("tok_ok")
+    const answers = await Promise.all(Array.from({ length: 8 }, () => charge(r)))
+    const payments = answers.map(right)
+    expect(new Set(payments.map((p) => p.providerChargeId)).size).toBe(1)
+    expect(await charges(r.paymentId)).toHaveLength(1)
+  })
+
+  it("leaves a charge whose answer is lost and whose provider cannot be asked unresolved, and resolves it later", async () => {
+    const r = request("tok_slow")
+    // The charge reaches the provider (recorded at once, answered in 5 s); then the provider fails
+    // every call, so that the attempt's timeout (1 s) is followed by lookups that fail too.
+    const first = charge(r)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await behave({ errorRate: 1 })
+    try {
+      const unresolved = left(await first)
+      expect(unresolved).toBeInstanceOf(PaymentUnavailable)
+      expect(left(await byOrder(r.orderId, orders))).toBeInstanceOf(PaymentNotFound)
+    } finally {
+      await behave({ errorRate: 0 })
+    }
+    expect(await charges(r.paymentId)).toHaveLength(1)
+    // The same payment again asks the provider by key: the charge it made, not a second one.
+    const resolved = right(await charge(r))
+    expect(resolved.status).toBe("charged")
+    expect(await charges(r.paymentId)).toMatchObject([{ id: resolved.providerChargeId }])
+    expect((await sim()).ledger().chargeRequests[chargeKey(r.paymentId)]).toBe(1)
+  }, 20_000)
 
   it("refunds a charged payment once; refunding again changes nothing", async () => {
     const r = request("tok_ok")

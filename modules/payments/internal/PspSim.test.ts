@@ -3,6 +3,7 @@
  * idempotency key, and takes its behaviour (latency, failure rate) from its admin endpoint.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import * as Processes from "../../../runtime/testing/Processes.ts"
 import * as PspSim from "./PspSim.ts"
 
 let sim: PspSim.PspSim
@@ -110,4 +111,29 @@ describe("the payment provider simulator", () => {
     expect((await behave({ latencyMs: -1 })).status).toBe(400)
     expect((await json(await fetch(`${sim.url}/admin/behaviour`))).body).toEqual({ latencyMs: 300, errorRate: 0 })
   })
+})
+
+describe("tessera psp-sim", () => {
+  it("serves the simulator alone on --port, with its own ledger, until stopped", async () => {
+    const port = await Processes.freePort()
+    const served = Processes.spawnCommand(["psp-sim", "--port", String(port)], {})
+    try {
+      const url = `http://127.0.0.1:${port}`
+      let ready = false
+      for (let i = 0; i < 100 && !ready; i++) {
+        ready = await fetch(`${url}/admin/behaviour`).then((r) => r.ok, () => false)
+        if (!ready) await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      expect(ready, served.output()).toBe(true)
+      const charged = await fetch(`${url}/v1/charges`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": "cli-1" },
+        body: JSON.stringify({ amountCents: 500, currency: "USD", token: "tok_ok" })
+      })
+      expect(charged.status).toBe(201)
+      expect((await (await fetch(`${url}/admin/ledger`)).json() as any).charges).toMatchObject([{ idempotencyKey: "cli-1", status: "succeeded" }])
+    } finally {
+      expect(await served.stop()).toBe(0)
+    }
+  }, 30_000)
 })

@@ -26,7 +26,7 @@
  *     GET  /v1/charges?idempotencyKey=  the charge made under that key, or 404
  *     POST /v1/refunds                  {chargeId}  (Idempotency-Key required); one refund per charge
  *     POST /admin/behaviour             {latencyMs?, errorRate?}: added latency and a share of 503s, for every call above
- *     GET  /admin/ledger                {charges, refunds}
+ *     GET  /admin/ledger                {charges, refunds, chargeRequests (per key)}
  *     POST /admin/reset                 empties the ledger and resets the behaviour
  */
 import { Effect } from "effect"
@@ -53,6 +53,14 @@ export interface SimRefund {
   readonly chargeId: string
   readonly amountCents: number
   readonly createdAt: string
+}
+
+/** What `GET /admin/ledger` shows. */
+export interface Ledger {
+  readonly charges: ReadonlyArray<SimCharge>
+  readonly refunds: ReadonlyArray<SimRefund>
+  /** How many charge requests arrived under each idempotency key (503s and replays included). */
+  readonly chargeRequests: Readonly<Record<string, number>>
 }
 
 export interface Behaviour {
@@ -82,7 +90,7 @@ interface Keyed {
 export interface PspSim {
   readonly url: string
   readonly port: number
-  readonly ledger: () => { readonly charges: ReadonlyArray<SimCharge>; readonly refunds: ReadonlyArray<SimRefund> }
+  readonly ledger: () => Ledger
   readonly close: () => Promise<void>
 }
 
@@ -119,6 +127,7 @@ const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "obj
 export const start = async (options: { readonly port?: number; readonly host?: string } = {}): Promise<PspSim> => {
   const charges: Array<SimCharge> = []
   const refunds: Array<SimRefund> = []
+  const chargeRequests = new Map<string, number>()
   const chargeKeys = new Map<string, Keyed>()
   const refundKeys = new Map<string, Keyed>()
   let behaviour: Behaviour = { latencyMs: 0, errorRate: 0 }
@@ -203,6 +212,8 @@ export const start = async (options: { readonly port?: number; readonly host?: s
     })
   }
 
+  const ledger = (): Ledger => ({ charges: [...charges], refunds: [...refunds], chargeRequests: Object.fromEntries(chargeRequests) })
+
   const handle = async (request: http.IncomingMessage, response: http.ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://sim")
     const method = request.method ?? "GET"
@@ -229,17 +240,20 @@ export const start = async (options: { readonly port?: number; readonly host?: s
       return send(response, { status: 200, body: behaviour })
     }
     if (url.pathname === "/admin/behaviour" && method === "GET") return send(response, { status: 200, body: behaviour })
-    if (url.pathname === "/admin/ledger" && method === "GET") return send(response, { status: 200, body: { charges, refunds } })
+    if (url.pathname === "/admin/ledger" && method === "GET") return send(response, { status: 200, body: ledger() })
     if (url.pathname === "/admin/reset" && method === "POST") {
       charges.length = 0
       refunds.length = 0
       chargeKeys.clear()
       refundKeys.clear()
+      chargeRequests.clear()
       behaviour = { latencyMs: 0, errorRate: 0 }
       return send(response, { status: 200, body: behaviour })
     }
 
     // The provider's own API: latency and failures as the behaviour says.
+    const chargeKey = url.pathname === "/v1/charges" && method === "POST" ? request.headers["idempotency-key"] : undefined
+    if (typeof chargeKey === "string") chargeRequests.set(chargeKey, (chargeRequests.get(chargeKey) ?? 0) + 1)
     if (behaviour.latencyMs > 0) await sleep(behaviour.latencyMs)
     if (behaviour.errorRate > 0 && Math.random() < behaviour.errorRate) {
       return send(response, problem(503, "unavailable", "the provider is unavailable"))
@@ -288,7 +302,7 @@ export const start = async (options: { readonly port?: number; readonly host?: s
   return {
     url: `http://${options.host ?? "127.0.0.1"}:${port}`,
     port,
-    ledger: () => ({ charges: [...charges], refunds: [...refunds] }),
+    ledger,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
