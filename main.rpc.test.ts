@@ -34,7 +34,8 @@ const goodCalls: Record<string, { readonly t: string; readonly p?: unknown }> = 
   catalog: { t: "get", p: { id: UUID } },
   inventory: { t: "get", p: { productId: UUID } },
   identity: { t: "jwks" },
-  shipping: { t: "byOrder", p: { orderId: "order-1" } }
+  shipping: { t: "byOrder", p: { orderId: "order-1" } },
+  payments: { t: "byOrder", p: { orderId: "order-1" } }
 }
 
 const stub = () => Effect.die(new Error("stub handler"))

@@ -124,7 +124,7 @@ export class ReservationConflict extends Schema.TaggedError<ReservationConflict>
 
 export class InventoryRpcs extends RpcGroup.make(
   /**
-   * Admin: adds units to a product's available stock; the product must exist in the catalog. Not
+   * Admin (or the orders module, returning a cancelled order's units): adds units to a product's available stock; the product must exist in the catalog. Not
    * idempotent: a call that carries an idempotency key (header `idempotency-key`) is applied once,
    * and the same key again answers the same stock (so that call may be retried).
    */

@@ -7,7 +7,7 @@ import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import { Currency, ProductId } from "../catalog/index.ts"
 import { IdempotencyKey, IdempotencyKeyReused, Quantity } from "../inventory/index.ts"
-import { Payment, PaymentNotFound } from "../payments/index.ts"
+import { Payment, PaymentNotFound, PaymentToken } from "../payments/index.ts"
 import { Shipment, ShipmentNotFound, ShippingAddress } from "../shipping/index.ts"
 import { ModuleClient } from "../../runtime/Module.ts"
 import * as Integer from "../../runtime/schema/Integer.ts"
@@ -47,9 +47,6 @@ export type OrderItem = typeof OrderItem.Type
 export const OrderItems = Schema.NonEmptyArray(OrderItemInput).annotations({
   message: () => ({ message: "expected a list of 1 to 100 items", override: false })
 }).pipe(Schema.maxItems(100, { message: () => "at most 100 items" }))
-
-/** A payment token, as the payment provider issued it (for the simulator: `tok_ok`, `tok_decline`...). */
-export const PaymentToken = Text.code(/^[A-Za-z0-9_-]{1,100}$/, "a payment token is 1-100 letters, digits, '_' or '-'")
 
 /** What a customer sends to place an order. */
 export const NewOrder = Schema.Struct({

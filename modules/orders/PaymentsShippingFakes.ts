@@ -36,8 +36,8 @@ export const make = () => {
         record("payments.charge", input),
         Effect.suspend((): Effect.Effect<Payment, PaymentDeclined | PaymentUnavailable> => {
           const prior = payments.get(input.paymentId)
-          if (prior) return prior.status === "declined" ? Effect.fail(new PaymentDeclined({ paymentId: input.paymentId })) : Effect.succeed(prior)
-          if (input.token === "tok_unavailable") return Effect.fail(new PaymentUnavailable({ paymentId: input.paymentId }))
+          if (prior) return prior.status === "declined" ? Effect.fail(new PaymentDeclined({ paymentId: input.paymentId, reason: "card declined" })) : Effect.succeed(prior)
+          if (input.token === "tok_unavailable") return Effect.fail(new PaymentUnavailable({ paymentId: input.paymentId, reason: "provider down" }))
           const now = DateTime.unsafeNow()
           const made = new Payment({
             paymentId: input.paymentId,
@@ -50,7 +50,7 @@ export const make = () => {
             updatedAt: now
           })
           payments.set(input.paymentId, made)
-          return made.status === "declined" ? Effect.fail(new PaymentDeclined({ paymentId: input.paymentId })) : Effect.succeed(made)
+          return made.status === "declined" ? Effect.fail(new PaymentDeclined({ paymentId: input.paymentId, reason: "card declined" })) : Effect.succeed(made)
         })
       ),
     refund: (input) =>
@@ -69,7 +69,7 @@ export const make = () => {
         record("payments.byOrder", input),
         Effect.suspend(() => {
           const found = [...payments.values()].find((p) => p.orderId === input.orderId)
-          return found ? Effect.succeed(found) : Effect.fail(new PaymentNotFound({ orderId: input.orderId }))
+          return found ? Effect.succeed(found) : Effect.fail(new PaymentNotFound({ id: input.orderId }))
         })
       )
   })

@@ -148,8 +148,14 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       )
     })
 
+  /** Refunds until payments answers: a payment it never heard of has nothing to refund. */
   const refund = (order: OrderRow) =>
-    retryCalls(payments.refund({ paymentId: paymentIdOf(order.id) }), untilDone).pipe(Effect.asVoid, Effect.orDie)
+    payments.refund({ paymentId: paymentIdOf(order.id) }).pipe(
+      Effect.retry({ schedule: untilDone, while: (e) => e instanceof CallError || e._tag === "PaymentUnavailable" }),
+      Effect.asVoid,
+      Effect.catchTag("PaymentNotFound", () => Effect.void),
+      Effect.orDie
+    )
 
   const ship = (order: OrderRow) =>
     retryCalls(
