@@ -118,7 +118,8 @@ export const make = <
   const Workflows extends ReadonlyArray<Workflow.Any> = readonly []
 >(declaration: {
   readonly client: ModuleClient<any, Name, Rpcs>
-  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, Workflows>>
+  // NoInfer: what the handlers require must not decide which workflows are declared.
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, NoInfer<Workflows>>>
   readonly calls?: Calls
   readonly workflows?: Workflows
   readonly http?: ModuleHttp

@@ -379,7 +379,7 @@ export const SagaQuery = Schema.Struct({
 const CURSOR = /^[1-9][0-9]{0,17}$/
 
 interface SagaRow {
-  readonly seq: string
+  readonly cursor: string
   readonly execution_id: string
   readonly workflow: string
   readonly subject: string | null
@@ -416,9 +416,9 @@ export const list = (query: { readonly state?: State | undefined; readonly curso
       ...(query.cursor === undefined ? [] : [sql`seq < ${query.cursor}`])
     ]
     const rows = yield* sql<SagaRow>`
-      SELECT seq::text AS seq, execution_id, workflow, subject, state, error, created_at, updated_at
+      SELECT seq::text AS cursor, execution_id, workflow, subject, state, error, created_at, updated_at
       FROM sagas ${conditions.length === 0 ? sql`` : sql`WHERE ${sql.and(conditions)}`}
-      ORDER BY seq DESC LIMIT ${limit + 1}`
+      ORDER BY sagas.seq DESC LIMIT ${limit + 1}`
     const page = rows.slice(0, limit)
     const steps = page.length === 0 ? [] : yield* sql<StepRow>`
       SELECT execution_id, step, phase, status, attempts, error, started_at, finished_at
@@ -451,6 +451,6 @@ export const list = (query: { readonly state?: State | undefined; readonly curso
           updatedAt: utc(r.updated_at)
         })
       ),
-      nextCursor: rows.length > limit ? page[page.length - 1]!.seq : null
+      nextCursor: rows.length > limit ? page[page.length - 1]!.cursor : null
     })
   }).pipe(Effect.catchTag("SqlError", Effect.die), Effect.withSpan("Saga.list"))
