@@ -2,7 +2,8 @@
  * Assembles one process from the build's modules and this process's topology:
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
- *   the clients of the modules it calls, and its RPC endpoint at `/rpc/<module>`;
+ *   the clients of the modules it calls (and, for a module that declares workflows, their
+ *   engine over its own database: saga/Engine.ts), and its RPC endpoint at `/rpc/<module>`;
  * - one client per module this process needs, built by transport/Client.ts: in process for
  *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
  *   behind the module's own Tag);
@@ -23,6 +24,7 @@ import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
 import * as Policy from "./resilience/Policy.ts"
 import * as ResilienceHttp from "./resilience/ResilienceHttp.ts"
+import * as SagaMigrations from "./saga/SagaMigrations.ts"
 import type { Module } from "./Module.ts"
 import * as ServiceCredential from "./security/ServiceCredential.ts"
 import * as ServerLimits from "./ServerLimits.ts"
@@ -151,12 +153,24 @@ export const make = (
       hostedTag(name),
       Effect.gen(function*() {
         const clients = yield* Effect.context<never>()
-        const database = module.database ? yield* Database.open(name) : undefined
+        const sagas = module.workflows.length > 0
+        const database = module.database
+          ? yield* Database.open(name, sagas ? { runtime: [SagaMigrations.source] } : undefined)
+          : undefined
         // Besides what its declaration allows: this process's dependencies, for a module's
         // outbound HTTP under the same policies (Policy.httpClientFor).
         const provided = Context.add(clients, Policy.Dependencies, dependencies)
+        const withSql = database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided
+        // A module that declares workflows gets their engine over its own database (saga/Engine.ts),
+        // loaded only by a process that hosts one. Built before the handlers, it stops after them.
+        const engine = sagas && database
+          ? yield* Effect.flatMap(
+            Effect.promise(() => import("./saga/Engine.ts")),
+            (Engine) => Layer.build(Engine.layer(name).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, database.sql))))
+          )
+          : Context.empty()
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided)
+          Effect.provide(Context.merge(withSql, engine))
         )
         return { module, database, handlers: handlers as Context.Context<never> }
       })

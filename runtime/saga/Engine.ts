@@ -1,0 +1,83 @@
+/**
+ * The workflow engine of a module that declares workflows (`Module.workflows`): @effect/cluster's
+ * `ClusterWorkflowEngine` on a runner of its own over the module's own SQL client, so that its
+ * tables (`cluster_messages`, `cluster_replies`, `cluster_runners`) live in the module's schema,
+ * owned by its role, on PostgreSQL or on the embedded database.
+ *
+ * Several instances of one module on one database share the work through the cluster's own
+ * runner and shard storage (`SqlRunnerStorage`), with no lease of ours:
+ *
+ * - every instance registers a runner (its address: this host and its HTTP port, so that an
+ *   instance restarted in place takes its own shards back at once) and heartbeats it;
+ * - the 100 shards are spread over the live runners by the cluster's hash ring, and a runner runs
+ *   a shard's workflows only while it holds that shard's lock: a session-level advisory lock on
+ *   PostgreSQL, released by the server the moment the holder's connection drops (a crash);
+ * - a runner whose heartbeat is older than `TESSERA_SAGA_LOCK_EXPIRATION` drops out of the
+ *   ring, and its shards (their workflows resumed from storage) go to the others;
+ * - the runners do not talk to each other (`Runners.layerNoop`): a workflow started on an
+ *   instance that does not hold its shard is written to storage, and the holder finds it within
+ *   `TESSERA_SAGA_POLL_INTERVAL`; the starter reads the reply from storage.
+ *
+ * On the embedded database the storage's reserved lock connection is PGlite's one session,
+ * shared statement by statement (`ModuleSql.embedded`): one process owns that database, so the
+ * locks only ever meet themselves.
+ */
+import {
+  ClusterWorkflowEngine,
+  RunnerAddress,
+  RunnerHealth,
+  Runners,
+  Sharding,
+  ShardingConfig,
+  SqlMessageStorage,
+  SqlRunnerStorage
+} from "@effect/cluster"
+import type { SqlClient } from "@effect/sql"
+import type { WorkflowEngine } from "@effect/workflow"
+import { Effect, Layer, Option } from "effect"
+import * as os from "node:os"
+import * as Settings from "../Settings.ts"
+
+/**
+ * Shards per module. Fixed: a workflow's shard is a hash of its id modulo this number, and its
+ * stored messages carry it, so changing it would strand work in flight.
+ */
+export const SHARDS = 100
+
+/** This process's runner: its host and HTTP port (the process id when the port is chosen by the system). */
+export const runnerAddress = Effect.map(Settings.port.config, (port) =>
+  RunnerAddress.make(os.hostname(), port === 0 ? process.pid : port))
+
+/** The engine's cluster settings, from this process's settings. */
+export const shardingConfig = Effect.gen(function*() {
+  const address = yield* runnerAddress
+  const pollInterval = yield* Settings.sagaPollInterval.config
+  const lockExpiration = yield* Settings.sagaLockExpiration.config
+  const grace = yield* Settings.shutdownGrace.config
+  return {
+    ...ShardingConfig.defaults,
+    runnerAddress: Option.some(address),
+    shardsPerGroup: SHARDS,
+    entityMessagePollInterval: pollInterval,
+    shardLockExpiration: lockExpiration,
+    // Workflows still running at shutdown are interrupted after this and resume elsewhere.
+    entityTerminationTimeout: grace
+  } satisfies ShardingConfig.ShardingConfig["Type"]
+})
+
+/**
+ * A `WorkflowEngine` over the module's own `SqlClient`, for as long as the layer's scope lives.
+ * Its storage creates its tables at first start (`CREATE TABLE IF NOT EXISTS`).
+ */
+export const layer = (module: string): Layer.Layer<WorkflowEngine.WorkflowEngine, never, SqlClient.SqlClient> =>
+  Layer.unwrapEffect(Effect.map(Effect.orDie(shardingConfig), (config) => {
+    const sharding = Sharding.layer.pipe(
+      Layer.provideMerge(Runners.layerNoop),
+      Layer.provideMerge(SqlMessageStorage.layer),
+      Layer.provide([Layer.orDie(SqlRunnerStorage.layer), RunnerHealth.layerNoop]),
+      Layer.provide(ShardingConfig.layer(config))
+    )
+    return ClusterWorkflowEngine.layer.pipe(Layer.provide(sharding))
+  })).pipe(
+    Layer.tap(() => Effect.logDebug(`${module}: workflow engine started`))
+  )

@@ -1,0 +1,127 @@
+/**
+ * A module for the saga layer's own tests: a saga of three steps (`one`, `two`, `three`), each
+ * recording every run of its action and of its compensation in `toy_runs` (and, when `TOY_LOG`
+ * names a file, as a line there, which a test reads while the process runs). A payload can make
+ * a step fail (`failAt`), the first step's compensation fail a number of times
+ * (`flakyCompensations`); a step waits while the file `TOY_HOLD` names it (a test kills the
+ * process there), and the first step's compensation fails while it says `compensate-one`.
+ *
+ * `SagaToyHost.ts` serves it as a process of its own.
+ */
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { SqlClient } from "@effect/sql"
+import { Workflow, WorkflowEngine } from "@effect/workflow"
+import { Effect, Layer, Option, Schema } from "effect"
+import * as fs from "node:fs"
+import * as Module from "../Module.ts"
+import * as Saga from "../saga/Saga.ts"
+
+export class ToyFailed extends Schema.TaggedError<ToyFailed>()("ToyFailed", { step: Schema.String }) {}
+
+const Order = {
+  id: Schema.String,
+  failAt: Schema.NullOr(Schema.String),
+  flakyCompensations: Schema.Number
+}
+
+export const ToySaga = Workflow.make({
+  name: "ToySaga",
+  payload: Order,
+  idempotencyKey: (order) => order.id,
+  success: Schema.Array(Schema.String),
+  error: ToyFailed
+})
+
+export class ToyRun extends Schema.Class<ToyRun>("toy/ToyRun")({
+  step: Schema.String,
+  phase: Schema.Literal("action", "compensation"),
+  key: Schema.String
+}) {}
+
+export class ToyRpcs extends RpcGroup.make(
+  /** Runs the saga of `id` and waits for its end. */
+  Rpc.make("run", { payload: Order, success: Schema.Array(Schema.String), error: ToyFailed }),
+  /** Starts the saga of `id`; answers its execution id at once. */
+  Rpc.make("start", { payload: Order, success: Schema.String }),
+  Rpc.make("list", { payload: Saga.SagaQuery, success: Saga.SagaPage, error: Saga.SagaCursorInvalid }),
+  /** Every run of an action or compensation of the saga of `id`, in order. */
+  Rpc.make("runs", { payload: { id: Schema.String }, success: Schema.Array(ToyRun) })
+) {}
+
+export class ToyClient extends Module.ModuleClient("sagatoy", ToyRpcs)<ToyClient>() {}
+
+const STEPS = ["one", "two", "three"] as const
+
+const held = (what: string) => {
+  const file = process.env.TOY_HOLD
+  return file !== undefined && file !== "" && fs.existsSync(file) && fs.readFileSync(file, "utf8").trim() === what
+}
+
+const hold = (step: string) =>
+  Effect.gen(function*() {
+    while (held(step)) yield* Effect.sleep("50 millis")
+  })
+
+const record = (sql: SqlClient.SqlClient, id: string, step: string, phase: "action" | "compensation", key: string) =>
+  Effect.gen(function*() {
+    yield* sql`INSERT INTO toy_runs (id, step, phase, key) VALUES (${id}, ${step}, ${phase}, ${key})`
+    const log = process.env.TOY_LOG
+    if (log) fs.appendFileSync(log, `${id} ${step} ${phase} ${key}\n`)
+  }).pipe(Effect.orDie)
+
+const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return Saga.toLayer(ToySaga, (order) =>
+    Effect.forEach(STEPS, (step) =>
+      Saga.step(step, {
+        success: Schema.String,
+        error: ToyFailed,
+        action: (key) =>
+          Effect.gen(function*() {
+            yield* record(sql, order.id, step, "action", key)
+            yield* hold(step)
+            if (order.failAt === step) return yield* new ToyFailed({ step })
+            return key
+          }),
+        compensate: (key, value) =>
+          Effect.gen(function*() {
+            yield* record(sql, order.id, step, "compensation", Option.getOrElse(value, () => `none:${key}`))
+            if (step !== "one") return
+            const [{ n }] = yield* sql<{ n: number }>`
+              SELECT count(*)::int AS n FROM toy_runs WHERE id = ${order.id} AND step = 'one' AND phase = 'compensation'`
+            if (n <= order.flakyCompensations) return yield* Effect.fail(`compensation ${n} of one fails on purpose`)
+            if (held("compensate-one")) return yield* Effect.fail("compensation of one fails while held")
+          }).pipe(Effect.orDie),
+        // The last step is compensated even when it fails itself.
+        compensateFailed: step === "three"
+      })), { subject: (order) => order.id })
+}))
+
+const handlers = ToyRpcs.toLayer(Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const engine = yield* WorkflowEngine.WorkflowEngine
+  const withEngine = Effect.provideService(WorkflowEngine.WorkflowEngine, engine)
+  return {
+    run: (order) => withEngine(ToySaga.execute(order)),
+    start: (order) => withEngine(ToySaga.execute(order, { discard: true })),
+    list: (query) => Saga.list({ ...query, limit: query.limit ?? 20 }).pipe(Effect.provideService(SqlClient.SqlClient, sql)),
+    runs: ({ id }) =>
+      sql<ToyRun>`SELECT step, phase, key FROM toy_runs WHERE id = ${id} ORDER BY seq`.pipe(
+        Effect.map((rows) => rows.map((r) => new ToyRun(r))),
+        Effect.orDie
+      )
+  }
+})).pipe(
+  Layer.provideMerge(sagaLayer),
+  Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS toy_runs (
+      seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL, step text NOT NULL, phase text NOT NULL, key text NOT NULL)`
+  }).pipe(Effect.orDie)))
+)
+
+export const SagaToyModule = Module.make({
+  client: ToyClient,
+  handlers,
+  workflows: [ToySaga]
+})
