@@ -1,6 +1,4 @@
 /** Orders' declaration for the runtime; imported only by the composition root. */
-import { WorkflowEngine } from "@effect/workflow"
-import { Layer } from "effect"
 import * as Module from "../../runtime/Module.ts"
 import { CatalogClient } from "../catalog/index.ts"
 import { InventoryClient } from "../inventory/index.ts"
@@ -9,11 +7,12 @@ import { ShippingClient } from "../shipping/index.ts"
 import { OrdersClient } from "./OrdersApi.ts"
 import { OrdersHttp, OrdersHttpLive } from "./OrdersHttp.ts"
 import { OrdersHandlers } from "./internal/OrdersHandlers.ts"
+import { CancelOrder, PlaceOrder } from "./internal/OrderSaga.ts"
 
 export const OrdersModule = Module.make({
   client: OrdersClient,
-  // PLACEHOLDER until h/saga's `workflows` seam: an in-memory engine (not durable).
-  handlers: OrdersHandlers.pipe(Layer.provide(WorkflowEngine.layerMemory)),
+  handlers: OrdersHandlers,
+  workflows: [PlaceOrder, CancelOrder],
   calls: [CatalogClient, InventoryClient, PaymentsClient, ShippingClient],
   http: { group: OrdersHttp, layer: OrdersHttpLive }
 })
