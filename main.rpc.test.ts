@@ -35,7 +35,8 @@ const goodCalls: Record<string, { readonly t: string; readonly p?: unknown }> = 
   inventory: { t: "get", p: { productId: UUID } },
   identity: { t: "jwks" },
   shipping: { t: "byOrder", p: { orderId: "order-1" } },
-  payments: { t: "byOrder", p: { orderId: "order-1" } }
+  payments: { t: "byOrder", p: { orderId: "order-1" } },
+  orders: { t: "get", p: { id: UUID } }
 }
 
 const stub = () => Effect.die(new Error("stub handler"))

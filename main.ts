@@ -5,11 +5,12 @@
 import { CatalogModule } from "./modules/catalog/CatalogModule.ts"
 import { IdentityModule } from "./modules/identity/IdentityModule.ts"
 import { InventoryModule } from "./modules/inventory/InventoryModule.ts"
+import { OrdersModule } from "./modules/orders/OrdersModule.ts"
 import { PaymentsModule, PspSimCommand } from "./modules/payments/PaymentsModule.ts"
 import { ShippingModule } from "./modules/shipping/ShippingModule.ts"
 import * as Cli from "./runtime/Cli.ts"
 
-export const modules = [CatalogModule, InventoryModule, IdentityModule, PaymentsModule, ShippingModule]
+export const modules = [CatalogModule, InventoryModule, IdentityModule, PaymentsModule, ShippingModule, OrdersModule]
 
 /** Commands modules add to `tessera`: `psp-sim`, the payment provider simulator. */
 export const commands = [PspSimCommand]
