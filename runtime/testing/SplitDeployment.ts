@@ -3,7 +3,7 @@
  * proxy on each module-to-module path, for the resilience tests and bench:
  *
  * ```
- *   front:     gateway, catalog, identity ──(proxies.inventory)──▶ inventory
+ *   front:     gateway, catalog, identity, orders, payments, shipping ──(proxies.inventory)──▶ inventory
  *   inventory: inventory (its own database) ──(proxies.catalog)──▶ catalog
  *   catalog:   catalog alone (the second hop; same database as front)
  * ```
@@ -67,7 +67,7 @@ export const start = async (options: {
   })
   const front = Processes.spawnServer(frontPort, env("front", {
     DATABASE_URL: shared.url,
-    TESSERA_MODULES: "gateway,catalog,identity",
+    TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping",
     TESSERA_PEERS: `inventory=${proxies.inventory.url}`
   }), options.runtime)
   const inventory = Processes.spawnServer(inventoryPort, env("inventory", {
