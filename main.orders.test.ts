@@ -1,0 +1,269 @@
+/**
+ * The order flow end to end: real `tessera serve` processes of this build, the payment provider
+ * simulator payments starts in process, driven over the gateway's REST API as customers and an
+ * admin would. The same tests run in one process and with orders, payments and shipping each in
+ * a process of its own; every answer is checked against the OpenAPI document.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
+import * as Processes from "./runtime/testing/Processes.ts"
+import * as Services from "./runtime/testing/Services.ts"
+
+const ADMIN = { email: "admin@tessera.test", password: "admin-password-orders" }
+
+const settings = {
+  TESSERA_SERVICE_SECRET: "orders-e2e-service-secret-orders-e2e",
+  TESSERA_ADMIN_EMAIL: ADMIN.email,
+  TESSERA_ADMIN_PASSWORD: ADMIN.password,
+  TESSERA_PASSWORD_HASH_COST: "10",
+  TESSERA_RATE_LIMIT: "100000",
+  TESSERA_TRUSTED_PROXIES: "1"
+}
+
+const gatewayFetch = OpenApiConformance.checkedFetch()
+
+interface Deployment {
+  readonly gateway: string
+  readonly servers: ReadonlyArray<Processes.Server>
+  readonly cleanup: () => Promise<void>
+}
+
+const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
+  try {
+    await Promise.all(servers.map((s) => Processes.waitReady(s)))
+  } catch (error) {
+    await Promise.all(servers.map((s) => s.stop()))
+    throw error
+  }
+}
+
+const postgres = await Services.findPostgres()
+
+const topologies: Record<string, (() => Promise<Deployment>) | string> = {
+  "one process on PostgreSQL": postgres.ok
+    ? async () => {
+      const db = await Services.createDatabase(postgres.value)
+      const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: db.url, TESSERA_MODULES: "all" })
+      await startAll([server])
+      return { gateway: server.url, servers: [server], cleanup: db.drop }
+    }
+    : Services.unavailable("PostgreSQL", postgres.reason),
+
+  "orders, payments and shipping each in a process of its own": postgres.ok
+    ? async () => {
+      const db = await Services.createDatabase(postgres.value)
+      const [front, orders, payments, shipping] = await Promise.all([0, 1, 2, 3].map(() => Processes.freePort())) as [
+        number,
+        number,
+        number,
+        number
+      ]
+      const at = (port: number) => `http://127.0.0.1:${port}`
+      const peers = `catalog=${at(front)},inventory=${at(front)},orders=${at(orders)},payments=${at(payments)},shipping=${at(shipping)}`
+      const env = (modules: string) => ({ ...settings, DATABASE_URL: db.url, TESSERA_MODULES: modules, TESSERA_PEERS: peers })
+      const servers = [
+        Processes.spawnServer(front, env("gateway,catalog,identity,inventory")),
+        Processes.spawnServer(orders, env("orders")),
+        Processes.spawnServer(payments, env("payments")),
+        Processes.spawnServer(shipping, env("shipping"))
+      ]
+      await startAll(servers)
+      return { gateway: servers[0]!.url, servers, cleanup: db.drop }
+    }
+    : Services.unavailable("PostgreSQL", postgres.reason)
+}
+
+const someAddress = () => `198.51.100.${Math.floor(Math.random() * 254) + 1}`
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+for (const [name, start] of Object.entries(topologies)) {
+  if (typeof start === "string") {
+    describe.skip(name, () => it(start, () => {}))
+    continue
+  }
+
+  describe(name, () => {
+    let deployment: Deployment
+    let admin: string
+
+    const api = async (route: string, init: { method?: string; json?: unknown; as?: string | null; headers?: Record<string, string> } = {}) => {
+      const headers = new Headers(init.headers)
+      const who = init.as === undefined ? admin : init.as
+      if (who !== null) headers.set("authorization", `Bearer ${who}`)
+      headers.set("x-forwarded-for", someAddress())
+      if (init.json !== undefined) headers.set("content-type", "application/json")
+      const response = await gatewayFetch(`${deployment.gateway}${route}`, {
+        method: init.method ?? (init.json !== undefined ? "POST" : "GET"),
+        headers,
+        ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {})
+      })
+      return { status: response.status, body: await response.json() as any }
+    }
+
+    const login = async (credentials: { email: string; password: string }) => {
+      const answer = await api("/v1/auth/login", { as: null, json: credentials })
+      expect(answer.status).toBe(200)
+      return answer.body.accessToken as string
+    }
+
+    const customer = async () => {
+      const credentials = { email: `c-${crypto.randomUUID()}@tessera.test`, password: "a good password" }
+      expect((await api("/v1/auth/register", { as: null, json: { ...credentials, name: "Cleo" } })).status).toBe(201)
+      return login(credentials)
+    }
+
+    const product = async (units: number, priceCents = 1250, currency = "EUR") => {
+      const made = await api("/v1/products", { json: { sku: `SKU-${crypto.randomUUID().slice(0, 8)}`, name: "Kettle", priceCents, currency } })
+      expect(made.status).toBe(201)
+      if (units > 0) expect((await api(`/v1/products/${made.body.id}/stock`, { json: { quantity: units } })).status).toBe(200)
+      return made.body.id as string
+    }
+
+    const stock = async (productId: string) => {
+      const { body } = await api(`/v1/products/${productId}/stock`)
+      return { available: body.available, reserved: body.reserved }
+    }
+
+    const body = (productId: string, fields: Record<string, unknown> = {}) => ({
+      items: [{ productId, quantity: 2 }],
+      shippingAddress: { name: "Cleo Vance", line1: "5 Harbour Rd", city: "Hamburg", postalCode: "20095", country: "DE" },
+      paymentToken: "tok_ok",
+      ...fields
+    })
+
+    const place = (token: string, json: unknown, key: string | null = crypto.randomUUID()) =>
+      api("/v1/orders", { as: token, json, headers: key === null ? {} : { "idempotency-key": key } })
+
+    const settled = async (token: string, id: string, until = (o: any) => o.status !== "PENDING") => {
+      for (let i = 0; i < 300; i++) {
+        const { body } = await api(`/v1/orders/${id}`, { as: token })
+        if (until(body)) return body
+        await sleep(50)
+      }
+      throw new Error(`order ${id} did not settle`)
+    }
+
+    beforeAll(async () => {
+      deployment = await start()
+      admin = await login(ADMIN)
+    }, 180_000)
+
+    afterAll(async () => {
+      for (const server of deployment?.servers ?? []) await server.stop()
+      await deployment?.cleanup()
+    })
+
+    it("confirms an order paid with tok_ok: 202 PENDING, then CONFIRMED, charged once, shipped with a tracking number", async () => {
+      const buyer = await customer()
+      const kettle = await product(5, 1250)
+      const placed = await place(buyer, body(kettle))
+      expect(placed.status).toBe(202)
+      expect(placed.body).toMatchObject({ status: "PENDING", totalCents: 2500, currency: "EUR" })
+      const done = await settled(buyer, placed.body.id)
+      expect(done.status).toBe("CONFIRMED")
+      expect(done).not.toHaveProperty("failureReason")
+      expect(await stock(kettle)).toEqual({ available: 3, reserved: 0 })
+      const payment = await api(`/v1/orders/${placed.body.id}/payment`, { as: buyer })
+      expect(payment).toMatchObject({ status: 200, body: { status: "charged", amountCents: 2500, currency: "EUR" } })
+      const shipment = await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })
+      expect(shipment.status).toBe(200)
+      expect(shipment.body.status).toBe("created")
+      expect(shipment.body.trackingNumber).toEqual(expect.any(String))
+    })
+
+    it("ends an order paid with tok_decline CANCELLED with PAYMENT_DECLINED, its stock released", async () => {
+      const buyer = await customer()
+      const kettle = await product(5)
+      const placed = await place(buyer, body(kettle, { paymentToken: "tok_decline" }))
+      expect(await settled(buyer, placed.body.id)).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_DECLINED" })
+      expect(await stock(kettle)).toEqual({ available: 5, reserved: 0 })
+      expect((await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })).status).toBe(404)
+    })
+
+    it("ends an order of more than the stock CANCELLED with OUT_OF_STOCK, nothing charged", async () => {
+      const buyer = await customer()
+      const kettle = await product(1)
+      const placed = await place(buyer, body(kettle))
+      expect(await settled(buyer, placed.body.id)).toMatchObject({ status: "CANCELLED", failureReason: "OUT_OF_STOCK" })
+      expect(await stock(kettle)).toEqual({ available: 1, reserved: 0 })
+      expect((await api(`/v1/orders/${placed.body.id}/payment`, { as: buyer })).status).toBe(404)
+    })
+
+    it("cancels a confirmed order for its customer: refunded, stock back, shipment cancelled", async () => {
+      const buyer = await customer()
+      const kettle = await product(5)
+      const placed = await place(buyer, body(kettle))
+      await settled(buyer, placed.body.id)
+      const asked = await api(`/v1/orders/${placed.body.id}/cancel`, { as: buyer, method: "POST" })
+      expect(asked.status).toBe(202)
+      const done = await settled(buyer, placed.body.id, (o) => o.status === "CANCELLED")
+      expect(done.failureReason).toBe("CANCELLED_BY_CUSTOMER")
+      expect((await api(`/v1/orders/${placed.body.id}/payment`, { as: buyer })).body.status).toBe("refunded")
+      expect((await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })).body.status).toBe("cancelled")
+      expect(await stock(kettle)).toEqual({ available: 5, reserved: 0 })
+    })
+
+    it("needs an Idempotency-Key: the same key and body answer the same order, another body 422", async () => {
+      const buyer = await customer()
+      const kettle = await product(10)
+      const missing = await place(buyer, body(kettle), null)
+      expect(missing.status).toBe(400)
+      expect(missing.body.errors.map((e: any) => e.field)).toContain("idempotency-key")
+      const key = crypto.randomUUID()
+      const first = await place(buyer, body(kettle), key)
+      const again = await place(buyer, body(kettle), key)
+      expect(again.status).toBe(202)
+      expect(again.body.id).toBe(first.body.id)
+      const other = await place(buyer, body(kettle, { paymentToken: "tok_decline" }), key)
+      expect(other.status).toBe(422)
+      expect(other.body.type).toBe("/problems/idempotency-key-reused")
+      await settled(buyer, first.body.id)
+      expect(await stock(kettle)).toEqual({ available: 8, reserved: 0 })
+    })
+
+    it("prices from the catalog, and names the item it refuses", async () => {
+      const buyer = await customer()
+      const eur = await product(5, 700, "EUR")
+      const usd = await product(5, 700, "USD")
+      const priced = await place(buyer, body(eur, { items: [{ productId: eur, quantity: 1, priceCents: 1, unitPriceCents: 1 }] }))
+      expect(priced.status).toBe(202)
+      expect(priced.body.totalCents).toBe(700)
+      const mixed = await place(buyer, body(eur, { items: [{ productId: eur, quantity: 1 }, { productId: usd, quantity: 1 }] }))
+      expect(mixed).toMatchObject({ status: 422, body: { type: "/problems/order-item-refused", field: "items.1.productId" } })
+      const unknown = await place(buyer, body(eur, { items: [{ productId: crypto.randomUUID(), quantity: 1 }] }))
+      expect(unknown).toMatchObject({ status: 422, body: { field: "items.0.productId" } })
+      const zero = await place(buyer, body(eur, { items: [{ productId: eur, quantity: 0 }] }))
+      expect(zero.status).toBe(400)
+      expect(zero.body.errors.map((e: any) => e.field)).toEqual(["items.0.quantity"])
+    })
+
+    it("shows an order to its owner and admins only, lists a customer's own, sagas to admins", async () => {
+      const buyer = await customer()
+      const stranger = await customer()
+      const kettle = await product(5)
+      const placed = await place(buyer, body(kettle))
+      await settled(buyer, placed.body.id)
+      for (const route of ["", "/payment", "/shipment"]) {
+        expect((await api(`/v1/orders/${placed.body.id}${route}`, { as: stranger })).status).toBe(404)
+      }
+      expect((await api(`/v1/orders/${placed.body.id}/cancel`, { as: stranger, method: "POST" })).status).toBe(404)
+      expect((await api(`/v1/orders/${placed.body.id}`, { as: null })).status).toBe(401)
+      expect((await api(`/v1/orders/${placed.body.id}`)).body.id).toBe(placed.body.id)
+      expect((await api("/v1/orders", { as: stranger })).body.items).toEqual([])
+      expect((await api("/v1/orders", { as: buyer })).body.items.map((o: any) => o.id)).toEqual([placed.body.id])
+      const confirmed = await api("/v1/orders?status=CONFIRMED&limit=100")
+      expect(confirmed.body.items.every((o: any) => o.status === "CONFIRMED")).toBe(true)
+      expect((await api("/v1/admin/sagas", { as: buyer })).status).toBe(403)
+      const sagas = await api("/v1/admin/sagas?state=completed&limit=100")
+      expect(sagas.status).toBe(200)
+      const saga = sagas.body.items.find((s: any) => s.orderId === placed.body.id)
+      expect(saga.steps.filter((s: any) => s.outcome === "succeeded").map((s: any) => s.step)).toEqual([
+        "reserve-stock",
+        "charge",
+        "create-shipment",
+        "confirm"
+      ])
+      expect((await api("/v1/orders?cursor=not-a-cursor")).status).toBe(400)
+    })
+  })
+}
