@@ -1,19 +1,17 @@
 /**
- * Orders through its public client, in process with catalog and inventory on PostgreSQL and on
- * embedded PostgreSQL, payments and shipping faked (PaymentsShippingFakes.ts): every outcome of
- * the order saga, idempotent placing, and who may see what.
+ * Orders through its public client, in process on PostgreSQL and on embedded PostgreSQL, its
+ * saga on the runtime's durable engine, the modules it calls faked (Fakes.ts): every outcome of
+ * the order saga, idempotent placing, and who may see what. main.orders.test.ts runs the same
+ * flow with the real modules over REST.
  */
 import { Effect, Either, Option } from "effect"
 import { expect, it } from "vitest"
 import * as Caller from "../../runtime/security/Caller.ts"
 import * as TestHost from "../../runtime/testing/TestHost.ts"
-import { CatalogClient, type Currency, type ProductId, type Sku } from "../catalog/index.ts"
-import { CatalogModule } from "../catalog/CatalogModule.ts"
-import { InventoryClient } from "../inventory/index.ts"
-import { InventoryModule } from "../inventory/InventoryModule.ts"
+import type { ProductId } from "../catalog/index.ts"
 import { IdempotencyKeyReused, type NewOrder, type Order, OrderItemRefused, OrderNotCancellable, OrderNotFound, OrdersClient } from "./OrdersApi.ts"
 import { OrdersModule } from "./OrdersModule.ts"
-import * as Fakes from "./PaymentsShippingFakes.ts"
+import * as Fakes from "./Fakes.ts"
 
 const fakes = Fakes.make()
 const admin = new Caller.Caller({ kind: "user", id: "admin-1", role: "admin" })
@@ -22,24 +20,16 @@ const address = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London"
 
 TestHost.describeOnDatabases(
   "orders",
-  (database) => TestHost.layer([CatalogModule, InventoryModule, OrdersModule], database, fakes.stubs),
+  (database) => TestHost.layer([OrdersModule], database, fakes.stubs),
   (run) => {
     const as = (caller: Caller.Caller) => ({
       orders: <A, E>(f: (c: OrdersClient["Type"]) => Effect.Effect<A, E>) => run(Caller.withCaller(caller)(Effect.flatMap(OrdersClient, f))),
       fail: <A, E>(f: (c: OrdersClient["Type"]) => Effect.Effect<A, E>) =>
         run(Effect.flip(Caller.withCaller(caller)(Effect.flatMap(OrdersClient, f))))
     })
-    const asAdmin = <A, E, R>(effect: Effect.Effect<A, E, R>) => run(Caller.withCaller(admin)(effect) as Effect.Effect<A, E, any>)
 
-    /** A product priced `priceCents` with `units` in stock. */
-    const product = async (units: number, priceCents = 250, currency = "EUR") => {
-      const made = await asAdmin(Effect.flatMap(CatalogClient, (c) =>
-        c.create({ sku: `SKU-${crypto.randomUUID().slice(0, 8)}` as Sku, name: "Lamp", priceCents, currency: currency as Currency })))
-      if (units > 0) await asAdmin(Effect.flatMap(InventoryClient, (c) => c.restock({ productId: made.id, quantity: units })))
-      return made.id
-    }
-    const stock = (productId: ProductId) =>
-      asAdmin(Effect.flatMap(InventoryClient, (c) => c.get({ productId }))).then(({ available, reserved }) => ({ available, reserved }))
+    const product = async (units: number, priceCents = 250, currency = "EUR") => fakes.product(units, priceCents, currency)
+    const stock = async (productId: ProductId) => fakes.levelsOf(productId)
 
     const order = (productId: ProductId, fields: Partial<NewOrder> = {}) => ({
       items: [{ productId, quantity: 2 }] as NewOrder["items"],

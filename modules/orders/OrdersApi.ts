@@ -71,7 +71,7 @@ export class Order extends Schema.Class<Order>("orders/Order")({
 
 /** A listing: the caller's orders (an admin's: everyone's), newest first; keyset paging by `cursor`. */
 export const OrderQuery = Schema.Struct({
-  status: Schema.optionalWith(OrderStatus, { exact: true }),
+  status: Schema.optionalWith(Text.oneOf(OrderStatus), { exact: true }),
   limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
   cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
 })
@@ -108,7 +108,7 @@ export class SagaView extends Schema.Class<SagaView>("orders/SagaView")({
 }) {}
 
 export const SagaQuery = Schema.Struct({
-  state: Schema.optionalWith(SagaState, { exact: true }),
+  state: Schema.optionalWith(Text.oneOf(SagaState), { exact: true }),
   limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
   cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
 })
