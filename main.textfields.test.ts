@@ -33,6 +33,8 @@ interface Field {
   /** A secret (`format: password`): never quoted, and any character but NUL may be allowed. */
   readonly secret: boolean
   readonly text: boolean
+  /** An object of named fields itself (a shipping address): an object sent there is judged by its fields. */
+  readonly object?: boolean
 }
 
 /** A hostile value: what it is, its JSON form, and how it is written in a URL. */
@@ -102,7 +104,12 @@ describe.skipIf(!postgres.ok)("every text field of every route", () => {
   const send = async (method: string, path: string, body?: string, contentType = "application/json") => {
     const response = await checkedFetch(`${server.url}${path}`, {
       method: method.toUpperCase(),
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": contentType }) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        // A valid key, so that a route that requires one (POST /v1/orders) reaches its body's Schema.
+        "idempotency-key": crypto.randomUUID(),
+        ...(body === undefined ? {} : { "content-type": contentType })
+      },
       ...(body === undefined ? {} : { body })
     })
     const raw = await response.text()
@@ -165,7 +172,16 @@ describe.skipIf(!postgres.ok)("every text field of every route", () => {
         const body = resolve(operation.requestBody?.content?.["application/json"]?.schema)
         for (const [name, property] of Object.entries<any>(body?.properties ?? {})) {
           const schema = resolve(property)
-          found.push({ route, method, path, in: "body", name, secret: schema?.format === "password", text: schema?.type === "string" })
+          found.push({
+            route,
+            method,
+            path,
+            in: "body",
+            name,
+            secret: schema?.format === "password",
+            text: schema?.type === "string",
+            object: schema?.type === "object"
+          })
         }
       }
     }
@@ -227,6 +243,8 @@ describe.skipIf(!postgres.ok)("every text field of every route", () => {
   it("refuses a huge array, a deep value or an object in every body field, naming it", async () => {
     for (const field of fields.filter((f) => f.in === "body")) {
       for (const hostile of structured) {
+        // An object field refuses an object without its fields by naming each missing one.
+        if (field.object && hostile.what === "an object") continue
         const context = `${field.route} ${field.name} <- ${hostile.what}`
         const problem = expectProblem(await request(field, hostile), context)
         expect(problem.status, context).toBe(400)

@@ -6,7 +6,7 @@ import { HttpApiSchema } from "@effect/platform"
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import { Currency, ProductId } from "../catalog/index.ts"
-import { IdempotencyKey, IdempotencyKeyReused, Quantity } from "../inventory/index.ts"
+import { IdempotencyKey, IdempotencyKeyReused, MAX_UNITS, Quantity } from "../inventory/index.ts"
 import { Payment, PaymentNotFound, PaymentToken } from "../payments/index.ts"
 import { Shipment, ShipmentNotFound, ShippingAddress } from "../shipping/index.ts"
 import { ModuleClient } from "../../runtime/Module.ts"
@@ -43,10 +43,38 @@ export const OrderItem = Schema.Struct({
 })
 export type OrderItem = typeof OrderItem.Type
 
-/** The items of a new order: 1 to 100 lines. */
-export const OrderItems = Schema.NonEmptyArray(OrderItemInput).annotations({
-  message: () => ({ message: "expected a list of 1 to 100 items", override: false })
-}).pipe(Schema.maxItems(100, { message: () => "at most 100 items" }))
+const ITEMS = "expected a list of 1 to 100 objects with productId and quantity"
+
+/**
+ * The items of a new order: 1 to 100 lines. The list's shape is checked first, as a whole, so
+ * that a huge or deep value is refused at `items` before any element is looked into.
+ */
+export const OrderItems = Schema.compose(
+  Schema.Array(Schema.Unknown).annotations({ message: () => ITEMS }).pipe(
+    Schema.filter(
+      (list) =>
+        list.length >= 1 && list.length <= 100 &&
+        list.every((item) => typeof item === "object" && item !== null && !Array.isArray(item)),
+      { message: () => ITEMS }
+    )
+  ),
+  Schema.NonEmptyArray(OrderItemInput),
+  { strict: false }
+).annotations({
+  jsonSchema: {
+    type: "array",
+    minItems: 1,
+    maxItems: 100,
+    items: {
+      type: "object",
+      required: ["productId", "quantity"],
+      properties: {
+        productId: { type: "string", format: "uuid" },
+        quantity: { type: "integer", minimum: 1, maximum: MAX_UNITS }
+      }
+    }
+  }
+})
 
 /** What a customer sends to place an order. */
 export const NewOrder = Schema.Struct({
