@@ -84,11 +84,11 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         return yield* sendCharge(row, send.value)
       })
 
-    /** Sends the charge; an answer lost on the way is asked for by key. */
+    /** Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key. */
     const sendCharge = (row: PaymentRow, request: ChargeRequest) =>
       provider.charge(row.providerKey, {
-        amountCents: request.amountCents,
-        currency: request.currency,
+        amountCents: row.amountCents,
+        currency: row.currency,
         token: request.token,
         reference: row.paymentId
       }).pipe(
