@@ -3,11 +3,13 @@
  * PostgreSQL and embedded) and over the wire (payments served alone, called with the service
  * credential). The same cases run in both: every token's outcome, one charge per payment in the
  * provider's ledger however often it is charged, refunds, who may call what, and the provider's
- * breaker opening and closing again.
+ * breaker opening and closing again. Last, the release as two processes, payments and
+ * `tessera psp-sim`, payments killed (SIGKILL) and restarted between two charges of one payment.
  */
-import { Context, Effect, Either, Layer, ManagedRuntime, Redacted } from "effect"
+import { Context, Effect, Either, Exit, Layer, ManagedRuntime, Redacted, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Caller from "../../runtime/security/Caller.ts"
+import * as Processes from "../../runtime/testing/Processes.ts"
 import * as Services from "../../runtime/testing/Services.ts"
 import * as TestHost from "../../runtime/testing/TestHost.ts"
 import * as TestServer from "../../runtime/testing/TestServer.ts"
@@ -299,4 +301,56 @@ describe("payments with no provider configured", () => {
       await db.release()
     }
   }, 60_000)
+})
+
+describe.runIf((await Services.findPostgres()).ok)("payments as a process of its own, the provider another (psp-sim)", () => {
+  it("resolves tok_ambiguous across processes, and a payment survives its process's SIGKILL: one charge", async () => {
+    const postgres = await Services.findPostgres()
+    if (!postgres.ok) return
+    const db = await Services.createDatabase(postgres.value)
+    const simPort = await Processes.freePort()
+    const provider = Processes.spawnCommand(["psp-sim", "--port", String(simPort)], {})
+    const simUrl = `http://127.0.0.1:${simPort}`
+    const port = await Processes.freePort()
+    const env = { DATABASE_URL: db.url, TESSERA_MODULES: "payments", TESSERA_SERVICE_SECRET: SECRET, TESSERA_PAYMENT_PROVIDER_URL: simUrl }
+    let payments = Processes.spawnServer(port, env)
+    const scope = await Effect.runPromise(Scope.make())
+    try {
+      await Processes.waitReady(payments)
+      const client = await Effect.runPromise(
+        Scope.extend(RemoteClient.make("payments", PaymentsRpcs, payments.url, { secret: Redacted.make(SECRET), caller: "tests" }), scope)
+      )
+      const r: ChargeRequest = {
+        paymentId: `pay-${crypto.randomUUID()}` as PaymentId,
+        orderId: "ord-process",
+        customerId: "cus-process",
+        amountCents: 700,
+        currency: "EUR" as Currency,
+        token: "tok_ambiguous"
+      }
+      const charge = () => Effect.runPromise(Caller.asService("orders")(client.charge(r)))
+      const ledger = async () => (await (await fetch(`${simUrl}/admin/ledger`)).json()) as PspSim.Ledger
+      const first = await charge()
+      expect(first.status).toBe("charged")
+      payments.process.kill("SIGKILL")
+      await payments.exited
+      payments = Processes.spawnServer(port, env)
+      await Processes.waitReady(payments)
+      // The client dials the restarted process again.
+      let again = await Effect.runPromise(Effect.either(Caller.asService("orders")(client.charge(r))))
+      for (let i = 0; i < 50 && Either.isLeft(again); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        again = await Effect.runPromise(Effect.either(Caller.asService("orders")(client.charge(r))))
+      }
+      expect(Either.getOrThrow(again)).toEqual(first)
+      const { chargeRequests, charges } = await ledger()
+      expect(charges.filter((c) => c.idempotencyKey === chargeKey(r.paymentId))).toHaveLength(1)
+      expect(chargeRequests[chargeKey(r.paymentId)]).toBe(1)
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      await payments.stop()
+      await provider.stop()
+      await db.drop()
+    }
+  }, 90_000)
 })

@@ -99,8 +99,8 @@ export class PaymentNotFound extends Schema.TaggedError<PaymentNotFound>()(
 export class PaymentsRpcs extends RpcGroup.make(
   /**
    * Charges the customer once for `paymentId`: again with the same `paymentId` answers the same
-   * payment (charged, declined or refunded) and charges nothing more. For the service `orders` or
-   * an admin.
+   * payment (charged, declined or refunded) and charges nothing more; the first call's order,
+   * customer, amount and currency are the payment's. For the service `orders` or an admin.
    */
   Rpc.make("charge", {
     payload: ChargeRequest,

@@ -28,19 +28,21 @@ import { type ChargeOutcome, Provider } from "./Provider.ts"
 export const chargeKey = (paymentId: string) => `tessera-charge-${paymentId}`
 export const refundKey = (paymentId: string) => `tessera-refund-${paymentId}`
 
-/** A resolved payment as the contract shows it. */
-export const toPayment = (row: PaymentRow): Payment =>
-  new Payment({
+/** A resolved payment as the contract shows it (a pending one has no outcome to show: a bug). */
+export const toPayment = (row: PaymentRow): Payment => {
+  if (row.status === "pending") throw new Error(`payment ${row.paymentId} is pending: it has no outcome to show`)
+  return new Payment({
     paymentId: row.paymentId as PaymentId,
     orderId: row.orderId,
     customerId: row.customerId,
-    status: row.status === "pending" ? "refunded" : row.status,
+    status: row.status,
     amountCents: row.amountCents,
     currency: row.currency,
     ...(row.providerChargeId === null ? {} : { providerChargeId: row.providerChargeId }),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt
   })
+}
 
 const unavailable = (paymentId: string) => (error: CallError) =>
   Effect.fail(
@@ -82,11 +84,11 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         return yield* sendCharge(row, send.value)
       })
 
-    /** Sends the charge; an answer lost on the way is asked for by key. */
+    /** Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key. */
     const sendCharge = (row: PaymentRow, request: ChargeRequest) =>
       provider.charge(row.providerKey, {
-        amountCents: request.amountCents,
-        currency: request.currency,
+        amountCents: row.amountCents,
+        currency: row.currency,
         token: request.token,
         reference: row.paymentId
       }).pipe(
