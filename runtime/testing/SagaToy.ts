@@ -11,7 +11,7 @@
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { Workflow, WorkflowEngine } from "@effect/workflow"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
 import * as fs from "node:fs"
 import * as Module from "../Module.ts"
 import * as Saga from "../saga/Saga.ts"
@@ -62,12 +62,23 @@ const hold = (step: string) =>
     while (held(step)) yield* Effect.sleep("50 millis")
   })
 
+/** A line of `TOY_LOG`: `<ms> <instance> <id> <step> <phase> <event> <key>`. */
+const logLine = (id: string, step: string, phase: string, event: string, key: string) =>
+  Effect.sync(() => {
+    const log = process.env.TOY_LOG
+    if (log) fs.appendFileSync(log, `${Date.now()} ${process.env.TOY_INSTANCE ?? "-"} ${id} ${step} ${phase} ${event} ${key}\n`)
+  })
+
 const record = (sql: SqlClient.SqlClient, id: string, step: string, phase: "action" | "compensation", key: string) =>
   Effect.gen(function*() {
     yield* sql`INSERT INTO toy_runs (id, step, phase, key) VALUES (${id}, ${step}, ${phase}, ${key})`
-    const log = process.env.TOY_LOG
-    if (log) fs.appendFileSync(log, `${id} ${step} ${phase} ${key}\n`)
+    yield* logLine(id, step, phase, "start", key)
   }).pipe(Effect.orDie)
+
+/** Logs how a run of an action ended. */
+const logged = (id: string, step: string, key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.onExit(effect, (exit) =>
+    logLine(id, step, "action", Exit.isSuccess(exit) ? "ok" : Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failed", key))
 
 const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -82,7 +93,7 @@ const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
             yield* hold(step)
             if (order.failAt === step) return yield* new ToyFailed({ step })
             return key
-          }),
+          }).pipe(logged(order.id, step, key)),
         compensate: (key, value) =>
           Effect.gen(function*() {
             yield* record(sql, order.id, step, "compensation", Option.getOrElse(value, () => `none:${key}`))

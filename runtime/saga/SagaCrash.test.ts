@@ -1,0 +1,168 @@
+/**
+ * Sagas survive their process: the saga toy (runtime/testing/SagaToy.ts) served as a process of
+ * its own (SagaToyHost.ts), killed with SIGKILL while its sagas are in a step and started again,
+ * on PostgreSQL and on embedded PGlite; and, on PostgreSQL, two instances of the module on one
+ * database sharing the sagas, one killed, the other finishing its sagas.
+ */
+import { PGlite } from "@electric-sql/pglite"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Redacted } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Processes from "../testing/Processes.ts"
+import * as Services from "../testing/Services.ts"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+
+interface LogLine {
+  readonly at: number
+  readonly instance: string
+  readonly id: string
+  readonly step: string
+  readonly phase: "action" | "compensation"
+  readonly event: "start" | "ok" | "failed" | "interrupted"
+  readonly key: string
+}
+
+const readLog = (file: string): ReadonlyArray<LogLine> =>
+  fs.existsSync(file)
+    ? fs.readFileSync(file, "utf8").split("\n").filter((l) => l !== "").map((line) => {
+      const [at, instance, id, step, phase, event, key] = line.split(" ")
+      return { at: Number(at), instance: instance!, id: id!, step: step!, phase: phase as LogLine["phase"], event: event as LogLine["event"], key: key! }
+    })
+    : []
+
+const waitUntil = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000, output?: () => string) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check()) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`timed out waiting for ${what}${output ? `\n${output()}` : ""}`)
+}
+
+const spawnToy = (port: number, env: Record<string, string>) =>
+  Processes.spawnProgram(
+    process.execPath,
+    ["--import", "tsx", path.join(root, "runtime/testing/SagaToyHost.ts"), "serve"],
+    { ...env, PORT: String(port) },
+    { cwd: root, port }
+  )
+
+const kill = async (server: Processes.Server) => {
+  server.process.kill("SIGKILL")
+  await server.exited
+}
+
+/** Lines of one saga's step and phase for `event`. */
+const count = (log: ReadonlyArray<LogLine>, id: string, step: string, phase: string, event = "start") =>
+  log.filter((l) => l.id === id && l.step === step && l.phase === phase && l.event === event).length
+
+type Database = { readonly _tag: "Postgres"; readonly url: string } | { readonly _tag: "Embedded"; readonly dataDir: string }
+
+/** Each saga's state, by subject, from the module's `sagas` table. */
+const statesOn = async (database: Database): Promise<Record<string, string>> => {
+  if (database._tag === "Postgres") {
+    const rows = await Effect.runPromise(Effect.scoped(Effect.flatMap(
+      PgClient.make({ url: Redacted.make(database.url), maxConnections: 1 }),
+      (sql) => sql<{ subject: string; state: string }>`SELECT subject, state FROM sagatoy.sagas`
+    )).pipe(Effect.provide(Reactivity.layer)))
+    return Object.fromEntries(rows.map((r) => [r.subject, r.state]))
+  }
+  const db = await PGlite.create({ dataDir: path.join(database.dataDir, "pg") })
+  try {
+    const result = await db.query<{ subject: string; state: string }>("SELECT subject, state FROM sagatoy.sagas")
+    return Object.fromEntries(result.rows.map((r) => [r.subject, r.state]))
+  } finally {
+    await db.close()
+  }
+}
+
+for (const { acquire, name } of await Services.databases()) {
+  if (typeof acquire === "string") {
+    describe.skip(`a saga process killed mid-step on ${name}`, () => it(acquire, () => {}))
+    continue
+  }
+
+  describe(`a saga process killed mid-step on ${name}`, () => {
+    let database: Services.TestDatabase
+    let dir: string
+    const servers: Array<Processes.Server> = []
+    beforeAll(async () => {
+      database = await acquire()
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-saga-crash-"))
+    })
+    afterAll(async () => {
+      await Promise.all(servers.map((s) => s.stop()))
+      await database?.release()
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
+
+    it("resumes after a restart: finished steps are not run again, the cut one runs again, a later failure compensates in reverse", async () => {
+      const log = path.join(dir, "log")
+      const hold = path.join(dir, "hold")
+      const start = path.join(dir, "start")
+      fs.writeFileSync(hold, "two")
+      fs.writeFileSync(start, "crash-a\ncrash-b:three\n")
+      const port = await Processes.freePort()
+      const env = {
+        ...(database.database._tag === "Postgres"
+          ? { DATABASE_URL: database.database.url }
+          : { TESSERA_DATA_DIR: database.database.dataDir }),
+        TOY_LOG: log,
+        TOY_HOLD: hold,
+        TOY_START: start,
+        TOY_INSTANCE: "first",
+        TESSERA_SAGA_POLL_INTERVAL: "200 millis"
+      }
+      const first = spawnToy(port, env)
+      servers.push(first)
+      await Processes.waitReady(first)
+      await waitUntil(
+        "both sagas to reach step two",
+        () => ["crash-a", "crash-b"].every((id) => count(readLog(log), id, "two", "action") === 1),
+        60_000,
+        first.output
+      )
+      await kill(first)
+
+      fs.rmSync(hold)
+      const second = spawnToy(port, { ...env, TOY_INSTANCE: "second" })
+      servers.push(second)
+      await Processes.waitReady(second)
+      await waitUntil(
+        "both sagas to end",
+        () => {
+          const lines = readLog(log)
+          return count(lines, "crash-a", "three", "action", "ok") === 1 && count(lines, "crash-b", "one", "compensation") === 1
+        },
+        60_000,
+        second.output
+      )
+      // Anything left to run would show within this.
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      const lines = readLog(log)
+      for (const id of ["crash-a", "crash-b"]) {
+        expect(count(lines, id, "one", "action"), `${id} one`).toBe(1)
+        // Cut by the kill, run again from its start.
+        expect(lines.filter((l) => l.id === id && l.step === "two" && l.phase === "action" && l.event === "start").map((l) => l.instance))
+          .toEqual(["first", "second"])
+        expect(count(lines, id, "three", "action"), `${id} three`).toBe(1)
+      }
+      // Both runs of a step carry the same key.
+      const keys = new Set(lines.filter((l) => l.id === "crash-a" && l.step === "two").map((l) => l.key))
+      expect(keys.size).toBe(1)
+      expect(lines.filter((l) => l.id === "crash-a" && l.phase === "compensation")).toEqual([])
+      // One step (one) ran in the killed process: it is compensated all the same, last.
+      expect(lines.filter((l) => l.id === "crash-b" && l.phase === "compensation").map((l) => `${l.step} ${l.instance}`))
+        .toEqual(["three second", "two second", "one second"])
+
+      await second.stop()
+      expect(await statesOn(database.database)).toEqual({ "crash-a": "completed", "crash-b": "compensated" })
+    }, 180_000)
+  })
+}
