@@ -166,3 +166,98 @@ for (const { acquire, name } of await Services.databases()) {
     }, 180_000)
   })
 }
+
+const server = await Services.findPostgres()
+
+describe.skipIf(!server.ok)("two instances of a module that runs sagas, on one PostgreSQL database", () => {
+  let database: { readonly url: string; readonly drop: () => Promise<void> }
+  let dir: string
+  const servers: Array<Processes.Server> = []
+  beforeAll(async () => {
+    if (!server.ok) return
+    database = await Services.createDatabase(server.value)
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-saga-pair-"))
+  })
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.stop()))
+    await database?.drop()
+    if (dir) fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** How many of the module's shard locks each database session holds. */
+  const shardHolders = () =>
+    Effect.runPromise(Effect.scoped(Effect.flatMap(
+      PgClient.make({ url: Redacted.make(database.url), maxConnections: 1 }),
+      (sql) =>
+        sql<{ pid: number; shards: number }>`
+          SELECT pid, count(*)::int AS shards FROM pg_locks
+          WHERE locktype = 'advisory' AND granted AND objid BETWEEN 1000001 AND 1000100
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          GROUP BY pid`
+    )).pipe(Effect.provide(Reactivity.layer)))
+
+  it("runs each saga on one instance at a time, and the survivor finishes the sagas of the one killed", async () => {
+    const log = path.join(dir, "log")
+    const hold = path.join(dir, "hold")
+    const start = path.join(dir, "start")
+    fs.writeFileSync(hold, "two")
+    const env = {
+      DATABASE_URL: database.url,
+      TOY_LOG: log,
+      TOY_HOLD: hold,
+      TESSERA_SAGA_POLL_INTERVAL: "200 millis",
+      TESSERA_SAGA_LOCK_EXPIRATION: "3 seconds"
+    }
+    const a = spawnToy(await Processes.freePort(), { ...env, TOY_INSTANCE: "a", TOY_START: start })
+    servers.push(a)
+    await Processes.waitReady(a)
+    const b = spawnToy(await Processes.freePort(), { ...env, TOY_INSTANCE: "b" })
+    servers.push(b)
+    await Processes.waitReady(b)
+    // The cluster spreads the 100 shards over both runners, each holding its shards' locks.
+    await waitUntil("both instances to hold shards", async () => {
+      const holders = await shardHolders()
+      return holders.length === 2 && holders.every((h) => h.shards > 0) && holders.reduce((n, h) => n + h.shards, 0) === 100
+    }, 60_000, () => a.output() + b.output())
+
+    const ids = Array.from({ length: 12 }, (_, i) => `pair-${i}`)
+    fs.writeFileSync(start, ids.join("\n") + "\n")
+    await waitUntil("every saga to reach step two", () => ids.every((id) => count(readLog(log), id, "two", "action") >= 1))
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    const before = readLog(log)
+    const owner = new Map(ids.map((id) => {
+      const runs = before.filter((l) => l.id === id && l.step === "two" && l.event === "start")
+      // One instance runs it; nothing interrupted it to run it elsewhere.
+      expect(runs, id).toHaveLength(1)
+      expect(before.filter((l) => l.id === id && l.event === "interrupted"), id).toEqual([])
+      return [id, runs[0]!.instance] as const
+    }))
+    const onA = ids.filter((id) => owner.get(id) === "a")
+    expect(onA.length).toBeGreaterThan(0)
+    expect(onA.length).toBeLessThan(ids.length)
+
+    const killedAt = Date.now()
+    await kill(a)
+    // After its lock expiration the dead instance's sagas resume on the other, still in step two.
+    await waitUntil(
+      "b to take over a's sagas",
+      () => onA.every((id) => readLog(log).some((l) => l.id === id && l.step === "two" && l.instance === "b" && l.event === "start")),
+      60_000,
+      b.output
+    )
+    fs.rmSync(hold)
+    await waitUntil("every saga to end", () => ids.every((id) => count(readLog(log), id, "three", "action", "ok") === 1), 60_000, b.output)
+
+    const lines = readLog(log)
+    for (const id of ids) {
+      const twos = lines.filter((l) => l.id === id && l.step === "two" && l.event === "start")
+      expect(twos.map((l) => l.instance), id).toEqual(owner.get(id) === "a" ? ["a", "b"] : ["b"])
+      // Never on both at once: b began a's saga after a was killed.
+      if (owner.get(id) === "a") expect(twos[1]!.at, id).toBeGreaterThan(killedAt)
+      expect(count(lines, id, "one", "action"), id).toBe(1)
+      expect(count(lines, id, "three", "action"), id).toBe(1)
+    }
+    await b.stop()
+    expect(Object.values(await statesOn({ _tag: "Postgres", url: database.url }))).toEqual(ids.map(() => "completed"))
+  }, 240_000)
+})
