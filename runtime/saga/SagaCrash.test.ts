@@ -102,12 +102,13 @@ for (const { acquire, name } of await Services.databases()) {
       fs.rmSync(dir, { recursive: true, force: true })
     })
 
-    it("resumes after a restart: finished steps are not run again, the cut one runs again, a later failure compensates in reverse", async () => {
+    it("resumes after a restart: finished steps and compensations are not run again, the cut one runs again, a later failure compensates in reverse", async () => {
       const log = path.join(dir, "log")
       const hold = path.join(dir, "hold")
       const start = path.join(dir, "start")
-      fs.writeFileSync(hold, "two")
-      fs.writeFileSync(start, "crash-a\ncrash-b:three\n")
+      // a and b wait in step two; c fails at three and its compensation of one keeps failing.
+      fs.writeFileSync(hold, "crash-a:two\ncrash-b:two\ncrash-c:compensate-one\n")
+      fs.writeFileSync(start, "crash-a\ncrash-b:three\ncrash-c:three\n")
       const port = await Processes.freePort()
       const env = {
         ...(database.database._tag === "Postgres"
@@ -123,8 +124,12 @@ for (const { acquire, name } of await Services.databases()) {
       servers.push(first)
       await Processes.waitReady(first)
       await waitUntil(
-        "both sagas to reach step two",
-        () => ["crash-a", "crash-b"].every((id) => count(readLog(log), id, "two", "action") === 1),
+        "two sagas to reach step two and one to retry a compensation",
+        () => {
+          const lines = readLog(log)
+          return ["crash-a", "crash-b"].every((id) => count(lines, id, "two", "action") === 1) &&
+            count(lines, "crash-c", "one", "compensation") >= 2
+        },
         60_000,
         first.output
       )
@@ -138,7 +143,8 @@ for (const { acquire, name } of await Services.databases()) {
         "both sagas to end",
         () => {
           const lines = readLog(log)
-          return count(lines, "crash-a", "three", "action", "ok") === 1 && count(lines, "crash-b", "one", "compensation") === 1
+          return count(lines, "crash-a", "three", "action", "ok") === 1 && count(lines, "crash-b", "one", "compensation") === 1 &&
+            lines.some((l) => l.id === "crash-c" && l.step === "one" && l.phase === "compensation" && l.instance === "second")
         },
         60_000,
         second.output
@@ -161,8 +167,14 @@ for (const { acquire, name } of await Services.databases()) {
       expect(lines.filter((l) => l.id === "crash-b" && l.phase === "compensation").map((l) => `${l.step} ${l.instance}`))
         .toEqual(["three second", "two second", "one second"])
 
+      // Compensations done before the kill are not done again; the one cut short is.
+      const c = lines.filter((l) => l.id === "crash-c" && l.phase === "compensation")
+      expect(c.filter((l) => l.step !== "one").map((l) => `${l.step} ${l.instance}`)).toEqual(["three first", "two first"])
+      expect(c.filter((l) => l.step === "one").at(-1)!.instance).toBe("second")
+      expect(count(lines, "crash-c", "three", "action")).toBe(1)
+
       await second.stop()
-      expect(await statesOn(database.database)).toEqual({ "crash-a": "completed", "crash-b": "compensated" })
+      expect(await statesOn(database.database)).toEqual({ "crash-a": "completed", "crash-b": "compensated", "crash-c": "compensated" })
     }, 180_000)
   })
 }

@@ -3,8 +3,9 @@
  * recording every run of its action and of its compensation in `toy_runs` (and, when `TOY_LOG`
  * names a file, as a line there, which a test reads while the process runs). A payload can make
  * a step fail (`failAt`), the first step's compensation fail a number of times
- * (`flakyCompensations`); a step waits while the file `TOY_HOLD` names it (a test kills the
- * process there), and the first step's compensation fails while it says `compensate-one`.
+ * (`flakyCompensations`); a step waits while a line of the file `TOY_HOLD` names it (a test
+ * kills the process there), and the first step's compensation fails while one says
+ * `compensate-one` (either for every saga, or as `<id>:<what>` for one).
  *
  * `SagaToyHost.ts` serves it as a process of its own.
  */
@@ -52,14 +53,16 @@ export class ToyClient extends Module.ModuleClient("sagatoy", ToyRpcs)<ToyClient
 
 const STEPS = ["one", "two", "three"] as const
 
-const held = (what: string) => {
+/** Whether a line of the file `TOY_HOLD` says `what`, for every saga or as `<id>:<what>` for saga `id`. */
+const held = (id: string, what: string) => {
   const file = process.env.TOY_HOLD
-  return file !== undefined && file !== "" && fs.existsSync(file) && fs.readFileSync(file, "utf8").trim() === what
+  if (file === undefined || file === "" || !fs.existsSync(file)) return false
+  return fs.readFileSync(file, "utf8").split("\n").map((l) => l.trim()).some((l) => l === what || l === `${id}:${what}`)
 }
 
-const hold = (step: string) =>
+const hold = (id: string, step: string) =>
   Effect.gen(function*() {
-    while (held(step)) yield* Effect.sleep("50 millis")
+    while (held(id, step)) yield* Effect.sleep("50 millis")
   })
 
 /** A line of `TOY_LOG`: `<ms> <instance> <id> <step> <phase> <event> <key>`. */
@@ -90,7 +93,7 @@ const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
         action: (key) =>
           Effect.gen(function*() {
             yield* record(sql, order.id, step, "action", key)
-            yield* hold(step)
+            yield* hold(order.id, step)
             if (order.failAt === step) return yield* new ToyFailed({ step })
             return key
           }).pipe(logged(order.id, step, key)),
@@ -101,7 +104,7 @@ const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
             const [{ n }] = yield* sql<{ n: number }>`
               SELECT count(*)::int AS n FROM toy_runs WHERE id = ${order.id} AND step = 'one' AND phase = 'compensation'`
             if (n <= order.flakyCompensations) return yield* Effect.fail(`compensation ${n} of one fails on purpose`)
-            if (held("compensate-one")) return yield* Effect.fail("compensation of one fails while held")
+            if (held(order.id, "compensate-one")) return yield* Effect.fail("compensation of one fails while held")
           }).pipe(Effect.orDie),
         // The last step is compensated even when it fails itself.
         compensateFailed: step === "three"
