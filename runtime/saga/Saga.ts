@@ -28,10 +28,13 @@
  * - every transition is recorded in the module's `sagas` / `saga_steps` tables (`list` reads
  *   them) at least once, in order.
  */
+import { HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow, type WorkflowEngine } from "@effect/workflow"
 import { WorkflowInstance } from "@effect/workflow/WorkflowEngine"
 import { Cause, Duration, Effect, Exit, type Layer, Option, Schedule, Schema, type Scope } from "effect"
+import * as Integer from "../schema/Integer.ts"
+import * as Text from "../schema/Text.ts"
 import * as Settings from "../Settings.ts"
 
 /**
@@ -360,20 +363,30 @@ export class SagaPage extends Schema.Class<SagaPage>("saga/SagaPage")({
   nextCursor: Schema.NullOr(Schema.String)
 }) {}
 
-/** The paging cursor was not one `list` handed out. */
-export class SagaCursorInvalid extends Schema.TaggedError<SagaCursorInvalid>()("SagaCursorInvalid", {
-  cursor: Schema.String
-}) {
+/** The paging cursor was not one `list` handed out (400). */
+export class SagaCursorInvalid extends Schema.TaggedError<SagaCursorInvalid>()(
+  "SagaCursorInvalid",
+  { cursor: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {
   override get message() {
     return "the cursor is not one this API returned"
   }
 }
 
-/** A query of `list`, as a route may take it. */
+/** A query of `list` as an rpc's payload: `limit` 1-100 (the caller's default when absent). */
 export const SagaQuery = Schema.Struct({
   state: Schema.optionalWith(State, { exact: true }),
-  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true }),
-  cursor: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(40)), { exact: true })
+  limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
+  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
+})
+export type SagaQuery = typeof SagaQuery.Type
+
+/** The same query as a route's URL parameters (`?state=stuck&limit=20&cursor=...`). */
+export const SagaUrlParams = Schema.Struct({
+  state: Schema.optionalWith(State, { exact: true }),
+  limit: Schema.optionalWith(Integer.fromText(1, 100), { exact: true }),
+  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
 })
 
 const CURSOR = /^[1-9][0-9]{0,17}$/
