@@ -220,12 +220,12 @@ describe.skipIf(!server.ok)("two instances of a module that runs sagas, on one P
       TESSERA_SAGA_POLL_INTERVAL: "200 millis",
       TESSERA_SAGA_LOCK_EXPIRATION: "3 seconds"
     }
-    const a = spawnToy(await Processes.freePort(), { ...env, TOY_INSTANCE: "a", TOY_START: start })
-    servers.push(a)
-    await Processes.waitReady(a)
-    const b = spawnToy(await Processes.freePort(), { ...env, TOY_INSTANCE: "b" })
-    servers.push(b)
-    await Processes.waitReady(b)
+    // Started at the same moment on a new database: both make the engine's tables at once.
+    const [portA, portB] = [await Processes.freePort(), await Processes.freePort()]
+    const a = spawnToy(portA, { ...env, TOY_INSTANCE: "a", TOY_START: start })
+    const b = spawnToy(portB, { ...env, TOY_INSTANCE: "b" })
+    servers.push(a, b)
+    await Promise.all([Processes.waitReady(a), Processes.waitReady(b)])
     // The cluster spreads the 100 shards over both runners, each holding its shards' locks.
     await waitUntil("both instances to hold shards", async () => {
       const holders = await shardHolders()
