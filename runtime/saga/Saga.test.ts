@@ -105,7 +105,9 @@ TestHost.describeOnDatabases(
         `one action ${Saga.keyOf(executionId, "one")}`,
         `two action ${Saga.keyOf(executionId, "two")}`,
         // The compensation gets the action's result (here its key).
-        `one compensation ${Saga.keyOf(executionId, "one")}`
+        `one compensation ${Saga.keyOf(executionId, "one")}`,
+        // Then what the module records of a failed saga, with its typed error.
+        "saga end failed-at-two"
       ])
       const saga = await run(sagaOf(payload.id))
       expect(saga).toMatchObject({ state: "compensated" })

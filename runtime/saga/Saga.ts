@@ -143,6 +143,17 @@ export const run = <A, E, R>(
   })
 
 /**
+ * Runs `f` with the saga's failure once every compensation has run: for what the owning module
+ * records of a failed saga (an order cancelled, with its reason, from the typed error in
+ * `cause`). Call it at the start of the saga's body, before any step: finalizers run in reverse
+ * order, so it then runs after the compensations of every step. At least once, as a step.
+ */
+export const afterCompensations = <R>(
+  f: (cause: Cause.Cause<unknown>) => Effect.Effect<void, never, R>
+): Effect.Effect<void, never, R | WorkflowInstance> =>
+  Workflow.addFinalizer((exit) => (Exit.isFailure(exit) ? f(exit.cause) : Effect.void))
+
+/**
  * Registers `workflow`'s implementation as a saga (`run`): the layer goes into the handler layer
  * of the module that declares `workflow` in its `workflows`.
  */

@@ -23,7 +23,7 @@ interface LogLine {
   readonly instance: string
   readonly id: string
   readonly step: string
-  readonly phase: "action" | "compensation"
+  readonly phase: "action" | "compensation" | "end"
   readonly event: "start" | "ok" | "failed" | "interrupted"
   readonly key: string
 }
@@ -172,6 +172,12 @@ for (const { acquire, name } of await Services.databases()) {
       expect(c.filter((l) => l.step !== "one").map((l) => `${l.step} ${l.instance}`)).toEqual(["three first", "two first"])
       expect(c.filter((l) => l.step === "one").at(-1)!.instance).toBe("second")
       expect(count(lines, "crash-c", "three", "action")).toBe(1)
+      // What a failed saga records after its compensations, done by the process that finished them.
+      for (const id of ["crash-b", "crash-c"]) {
+        expect(lines.filter((l) => l.id === id && l.phase === "end").map((l) => `${l.key} ${l.instance}`), id)
+          .toEqual(["failed-at-three second"])
+      }
+      expect(lines.filter((l) => l.id === "crash-a" && l.phase === "end")).toEqual([])
 
       await second.stop()
       expect(await statesOn(database.database)).toEqual({ "crash-a": "completed", "crash-b": "compensated", "crash-c": "compensated" })

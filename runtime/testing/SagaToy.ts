@@ -35,7 +35,8 @@ export const ToySaga = Workflow.make({
 
 export class ToyRun extends Schema.Class<ToyRun>("toy/ToyRun")({
   step: Schema.String,
-  phase: Schema.Literal("action", "compensation"),
+  /** `end`: what the saga recorded once every compensation had run (`Saga.afterCompensations`). */
+  phase: Schema.Literal("action", "compensation", "end"),
   key: Schema.String
 }) {}
 
@@ -72,7 +73,7 @@ const logLine = (id: string, step: string, phase: string, event: string, key: st
     if (log) fs.appendFileSync(log, `${Date.now()} ${process.env.TOY_INSTANCE ?? "-"} ${id} ${step} ${phase} ${event} ${key}\n`)
   })
 
-const record = (sql: SqlClient.SqlClient, id: string, step: string, phase: "action" | "compensation", key: string) =>
+const record = (sql: SqlClient.SqlClient, id: string, step: string, phase: "action" | "compensation" | "end", key: string) =>
   Effect.gen(function*() {
     yield* sql`INSERT INTO toy_runs (id, step, phase, key) VALUES (${id}, ${step}, ${phase}, ${key})`
     yield* logLine(id, step, phase, "start", key)
@@ -86,7 +87,15 @@ const logged = (id: string, step: string, key: string) => <A, E, R>(effect: Effe
 const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   return Saga.toLayer(ToySaga, (order) =>
-    Effect.forEach(STEPS, (step) =>
+    Effect.zipRight(
+      Saga.afterCompensations((cause) =>
+        Effect.gen(function*() {
+          const failure = Cause.failureOption(cause)
+          const reason = Option.isSome(failure) && failure.value instanceof ToyFailed ? failure.value.step : "defect"
+          yield* record(sql, order.id, "saga", "end", `failed-at-${reason}`)
+        })
+      ),
+      Effect.forEach(STEPS, (step) =>
       Saga.step(step, {
         success: Schema.String,
         error: ToyFailed,
@@ -108,7 +117,8 @@ const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
           }).pipe(Effect.orDie),
         // The last step is compensated even when it fails itself.
         compensateFailed: step === "three"
-      })), { subject: (order) => order.id })
+      }))
+    ), { subject: (order) => order.id })
 }))
 
 const handlers = ToyRpcs.toLayer(Effect.gen(function*() {
