@@ -16,6 +16,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Layer, Option } from "effect"
 import * as Database from "./db/Database.ts"
+import type * as Migrations from "./db/Migrations.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Auth from "./gateway/Auth.ts"
 import * as Docs from "./gateway/Docs.ts"
@@ -53,6 +54,10 @@ type AnyLayer = Layer.Layer<never, any, any>
 
 const mergeAll = (layers: ReadonlyArray<AnyLayer>): AnyLayer =>
   layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [AnyLayer, ...Array<AnyLayer>]))
+
+/** The runtime's own tables a module's schema holds, for the runtime services it declares. */
+export const runtimeTables = (module: Module.Any): ReadonlyArray<Migrations.RuntimeSource> =>
+  module.workflows.length > 0 ? [SagaMigrations.source] : []
 
 /** What the topology needs to know of each module. */
 export const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<ModuleNode> =>
@@ -154,9 +159,7 @@ export const make = (
       Effect.gen(function*() {
         const clients = yield* Effect.context<never>()
         const sagas = module.workflows.length > 0
-        const database = module.database
-          ? yield* Database.open(name, sagas ? { runtime: [SagaMigrations.source] } : undefined)
-          : undefined
+        const database = module.database ? yield* Database.open(name, { runtime: runtimeTables(module) }) : undefined
         // Besides what its declaration allows: this process's dependencies, for a module's
         // outbound HTTP under the same policies (Policy.httpClientFor).
         const provided = Context.add(clients, Policy.Dependencies, dependencies)

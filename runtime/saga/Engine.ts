@@ -34,7 +34,7 @@ import {
 } from "@effect/cluster"
 import type { SqlClient } from "@effect/sql"
 import type { WorkflowEngine } from "@effect/workflow"
-import { Effect, Layer, Option } from "effect"
+import { Cause, Effect, ExecutionStrategy, Exit, Layer, Option, Schedule, Scope } from "effect"
 import * as os from "node:os"
 import * as Settings from "../Settings.ts"
 
@@ -65,19 +65,43 @@ export const shardingConfig = Effect.gen(function*() {
   } satisfies ShardingConfig.ShardingConfig["Type"]
 })
 
+/** How many times a start whose storage could not be made ready is tried again. */
+const STARTS = 5
+
 /**
  * A `WorkflowEngine` over the module's own `SqlClient`, for as long as the layer's scope lives.
- * Its storage creates its tables at first start (`CREATE TABLE IF NOT EXISTS`).
+ * Its storage creates its tables at first start (`CREATE TABLE IF NOT EXISTS`, and a migrator
+ * of its own), which instances started at the same moment on a new database can race to do
+ * (one of them fails on a duplicate catalog entry, as a defect): a start that fails is undone
+ * and tried again, a few times.
  */
 export const layer = (module: string): Layer.Layer<WorkflowEngine.WorkflowEngine, never, SqlClient.SqlClient> =>
-  Layer.unwrapEffect(Effect.map(Effect.orDie(shardingConfig), (config) => {
+  Layer.scopedContext(Effect.gen(function*() {
+    const config = yield* Effect.orDie(shardingConfig)
     const sharding = Sharding.layer.pipe(
       Layer.provideMerge(Runners.layerNoop),
       Layer.provideMerge(SqlMessageStorage.layer),
       Layer.provide([Layer.orDie(SqlRunnerStorage.layer), RunnerHealth.layerNoop]),
       Layer.provide(ShardingConfig.layer(config))
     )
-    return ClusterWorkflowEngine.layer.pipe(Layer.provide(sharding))
-  })).pipe(
-    Layer.tap(() => Effect.logDebug(`${module}: workflow engine started`))
-  )
+    const engine = ClusterWorkflowEngine.layer.pipe(Layer.provide(sharding))
+    const scope = yield* Effect.scope
+    const attempt = Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (child) =>
+      Layer.buildWithScope(engine, child).pipe(
+        Effect.sandbox,
+        Effect.tapError(() => Scope.close(child, Exit.void))
+      ))
+    const context = yield* attempt.pipe(
+      Effect.tapError((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`${module}: the workflow engine did not start; trying again`, cause)
+      ),
+      Effect.retry({
+        times: STARTS - 1,
+        schedule: Schedule.exponential("200 millis"),
+        while: (cause) => !Cause.isInterruptedOnly(cause)
+      }),
+      Effect.unsandbox
+    )
+    yield* Effect.logDebug(`${module}: workflow engine started`)
+    return context
+  }))

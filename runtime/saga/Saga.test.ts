@@ -4,11 +4,11 @@
  * (runtime/testing/SagaToy.ts): success, compensation in reverse, deterministic keys, a
  * compensation retried until it succeeds (stuck meanwhile), and the admin list.
  */
-import { Effect, Either, Exit } from "effect"
+import { Effect, Either, Exit, Schema } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import * as Module from "../Module.ts"
 import * as SagaToy from "../testing/SagaToy.ts"
 import * as TestHost from "../testing/TestHost.ts"
@@ -43,6 +43,19 @@ const waitFor = <A>(effect: Effect.Effect<A | undefined, unknown, any>, what: st
 
 const sagaOf = (id: string) =>
   Effect.flatMap(toy, (c) => c.list({ limit: 100 })).pipe(Effect.map((page) => page.items.find((s) => s.subject === id)))
+
+describe("the admin list's query as URL parameters", () => {
+  const decode = Schema.decodeUnknownEither(Saga.SagaUrlParams)
+  it("takes a state, a limit written as text and a cursor", () => {
+    expect(decode({ state: "stuck", limit: "20", cursor: "42" })).toEqual(Either.right({ state: "stuck", limit: 20, cursor: "42" }))
+    expect(decode({})).toEqual(Either.right({}))
+  })
+  it("refuses an unknown state, a limit out of 1-100 and a cursor with control characters", () => {
+    for (const params of [{ state: "done" }, { limit: "0" }, { limit: "101" }, { limit: "ten" }, { cursor: "4\u00002" }]) {
+      expect(Either.isLeft(decode(params)), JSON.stringify(params)).toBe(true)
+    }
+  })
+})
 
 TestHost.describeOnDatabases(
   "a saga on the workflow engine",
@@ -92,7 +105,9 @@ TestHost.describeOnDatabases(
         `one action ${Saga.keyOf(executionId, "one")}`,
         `two action ${Saga.keyOf(executionId, "two")}`,
         // The compensation gets the action's result (here its key).
-        `one compensation ${Saga.keyOf(executionId, "one")}`
+        `one compensation ${Saga.keyOf(executionId, "one")}`,
+        // Then what the module records of a failed saga, with its typed error.
+        "saga end failed-at-two"
       ])
       const saga = await run(sagaOf(payload.id))
       expect(saga).toMatchObject({ state: "compensated" })

@@ -28,10 +28,13 @@
  * - every transition is recorded in the module's `sagas` / `saga_steps` tables (`list` reads
  *   them) at least once, in order.
  */
+import { HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow, type WorkflowEngine } from "@effect/workflow"
 import { WorkflowInstance } from "@effect/workflow/WorkflowEngine"
 import { Cause, Duration, Effect, Exit, type Layer, Option, Schedule, Schema, type Scope } from "effect"
+import * as Integer from "../schema/Integer.ts"
+import * as Text from "../schema/Text.ts"
 import * as Settings from "../Settings.ts"
 
 /**
@@ -138,6 +141,17 @@ export const run = <A, E, R>(
     yield* Workflow.addFinalizer((exit) => recorded(recordEnd(sql, instance.executionId)(exit)))
     return yield* body
   })
+
+/**
+ * Runs `f` with the saga's failure once every compensation has run: for what the owning module
+ * records of a failed saga (an order cancelled, with its reason, from the typed error in
+ * `cause`). Call it at the start of the saga's body, before any step: finalizers run in reverse
+ * order, so it then runs after the compensations of every step. At least once, as a step.
+ */
+export const afterCompensations = <R>(
+  f: (cause: Cause.Cause<unknown>) => Effect.Effect<void, never, R>
+): Effect.Effect<void, never, R | WorkflowInstance> =>
+  Workflow.addFinalizer((exit) => (Exit.isFailure(exit) ? f(exit.cause) : Effect.void))
 
 /**
  * Registers `workflow`'s implementation as a saga (`run`): the layer goes into the handler layer
@@ -360,20 +374,30 @@ export class SagaPage extends Schema.Class<SagaPage>("saga/SagaPage")({
   nextCursor: Schema.NullOr(Schema.String)
 }) {}
 
-/** The paging cursor was not one `list` handed out. */
-export class SagaCursorInvalid extends Schema.TaggedError<SagaCursorInvalid>()("SagaCursorInvalid", {
-  cursor: Schema.String
-}) {
+/** The paging cursor was not one `list` handed out (400). */
+export class SagaCursorInvalid extends Schema.TaggedError<SagaCursorInvalid>()(
+  "SagaCursorInvalid",
+  { cursor: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {
   override get message() {
     return "the cursor is not one this API returned"
   }
 }
 
-/** A query of `list`, as a route may take it. */
+/** A query of `list` as an rpc's payload: `limit` 1-100 (the caller's default when absent). */
 export const SagaQuery = Schema.Struct({
   state: Schema.optionalWith(State, { exact: true }),
-  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true }),
-  cursor: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(40)), { exact: true })
+  limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
+  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
+})
+export type SagaQuery = typeof SagaQuery.Type
+
+/** The same query as a route's URL parameters (`?state=stuck&limit=20&cursor=...`). */
+export const SagaUrlParams = Schema.Struct({
+  state: Schema.optionalWith(State, { exact: true }),
+  limit: Schema.optionalWith(Integer.fromText(1, 100), { exact: true }),
+  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
 })
 
 const CURSOR = /^[1-9][0-9]{0,17}$/
