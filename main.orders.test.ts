@@ -256,8 +256,8 @@ for (const [name, start] of Object.entries(topologies)) {
       expect((await api("/v1/admin/sagas", { as: buyer })).status).toBe(403)
       const sagas = await api("/v1/admin/sagas?state=completed&limit=100")
       expect(sagas.status).toBe(200)
-      const saga = sagas.body.items.find((s: any) => s.orderId === placed.body.id)
-      expect(saga.steps.filter((s: any) => s.outcome === "succeeded").map((s: any) => s.step)).toEqual([
+      const saga = sagas.body.items.find((s: any) => s.subject === placed.body.id && s.workflow === "orders/PlaceOrder")
+      expect(saga.steps.filter((s: any) => s.status === "succeeded").map((s: any) => s.step)).toEqual([
         "reserve-stock",
         "charge",
         "create-shipment",

@@ -1,4 +1,4 @@
--- Orders and the history of their sagas. Runs with search_path set to the orders schema.
+-- Orders. Runs with search_path set to the orders schema (the sagas' own tables are the runtime's).
 CREATE TABLE orders (
   id               uuid PRIMARY KEY,
   customer_id      text NOT NULL,
@@ -15,8 +15,6 @@ CREATE TABLE orders (
   payment_token    text NOT NULL,
   -- Set by a customer's cancel; the saga reads it before confirming.
   cancel_requested boolean NOT NULL DEFAULT false,
-  saga_state       text NOT NULL DEFAULT 'running'
-                   CHECK (saga_state IN ('running', 'completed', 'compensating', 'compensated', 'failed')),
   created_at       timestamptz NOT NULL DEFAULT now(),
   updated_at       timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT orders_customer_key UNIQUE (customer_id, idempotency_key),
@@ -26,17 +24,3 @@ CREATE TABLE orders (
 -- Keyset paging walks orders newest first, per customer or all of them.
 CREATE INDEX orders_customer_created_idx ON orders (customer_id, created_at DESC, id DESC);
 CREATE INDEX orders_created_idx ON orders (created_at DESC, id DESC);
-CREATE INDEX orders_saga_state_idx ON orders (saga_state, updated_at DESC, id DESC);
-
--- Each step of each order's saga as it ran: the admin view's step history.
-CREATE TABLE saga_log (
-  seq      bigserial PRIMARY KEY,
-  order_id uuid NOT NULL REFERENCES orders ON DELETE CASCADE,
-  step     text NOT NULL,
-  phase    text NOT NULL CHECK (phase IN ('action', 'compensation')),
-  outcome  text NOT NULL CHECK (outcome IN ('started', 'succeeded', 'failed')),
-  detail   text,
-  at       timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE INDEX saga_log_order_idx ON saga_log (order_id, seq);

@@ -10,6 +10,7 @@ import { IdempotencyKey, IdempotencyKeyReused, MAX_UNITS, Quantity } from "../in
 import { Payment, PaymentNotFound, PaymentToken } from "../payments/index.ts"
 import { Shipment, ShipmentNotFound, ShippingAddress } from "../shipping/index.ts"
 import { ModuleClient } from "../../runtime/Module.ts"
+import * as Saga from "../../runtime/saga/Saga.ts"
 import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { Forbidden, Unauthenticated } from "../../runtime/security/Caller.ts"
@@ -111,41 +112,15 @@ export class OrderPage extends Schema.Class<OrderPage>("orders/OrderPage")({
   nextCursor: Schema.NullOr(Schema.String)
 }) {}
 
-/** A saga's state as the admin view shows it. */
-export const SagaState = Schema.Literal("running", "completed", "compensating", "compensated", "failed")
-export type SagaState = typeof SagaState.Type
-
-/** One step of a saga: what ran, and how it ended. */
-export const SagaStep = Schema.Struct({
-  step: Schema.String,
-  phase: Schema.Literal("action", "compensation"),
-  outcome: Schema.Literal("started", "succeeded", "failed"),
-  detail: Schema.optionalWith(Schema.String, { exact: true }),
-  at: Schema.DateTimeUtc
-})
-export type SagaStep = typeof SagaStep.Type
-
-/** An order saga with its step history. */
-export class SagaView extends Schema.Class<SagaView>("orders/SagaView")({
-  sagaId: Schema.String,
-  orderId: OrderId,
-  state: SagaState,
-  steps: Schema.Array(SagaStep),
-  createdAt: Schema.DateTimeUtc,
-  updatedAt: Schema.DateTimeUtc
-}) {}
-
+/** A query of the order sagas (admin): by state, newest first, keyset paging by `cursor`. */
 export const SagaQuery = Schema.Struct({
-  state: Schema.optionalWith(Text.oneOf(SagaState), { exact: true }),
+  state: Schema.optionalWith(Text.oneOf(Saga.State), { exact: true }),
   limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
-  cursor: Schema.optionalWith(Text.line({ maxLength: 200 }), { exact: true })
+  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
 })
 export type SagaQuery = typeof SagaQuery.Type
 
-export class SagaPage extends Schema.Class<SagaPage>("orders/SagaPage")({
-  items: Schema.Array(SagaView),
-  nextCursor: Schema.NullOr(Schema.String)
-}) {}
+export { SagaCursorInvalid, SagaPage, SagaStep, SagaView } from "../../runtime/saga/Saga.ts"
 
 /** No order with this id is visible to the caller (it does not exist, or it is someone else's). */
 export class OrderNotFound extends Schema.TaggedError<OrderNotFound>()(
@@ -232,8 +207,8 @@ export class OrdersRpcs extends RpcGroup.make(
     success: Shipment,
     error: Schema.Union(OrderNotFound, ShipmentNotFound, ...Authz)
   }).annotate(Idempotent, true),
-  /** The order sagas with their step history, newest first, optionally by state (admin). */
-  Rpc.make("listSagas", { payload: SagaQuery, success: SagaPage, error: Schema.Union(OrderCursorInvalid, ...Authz) })
+  /** The order sagas (PlaceOrder and CancelOrder) with their step history, newest first, optionally by state (admin). */
+  Rpc.make("listSagas", { payload: SagaQuery, success: Saga.SagaPage, error: Schema.Union(Saga.SagaCursorInvalid, ...Authz) })
     .annotate(Idempotent, true)
 ) {}
 

@@ -24,9 +24,9 @@ import {
   OrderPage,
   OrdersClient,
   OrderStatus,
-  SagaPage,
-  SagaState
+  SagaPage
 } from "./OrdersApi.ts"
+import * as Saga from "../../runtime/saga/Saga.ts"
 
 const allErrors = { parseOptions: { errors: "all" } } as const
 
@@ -57,9 +57,9 @@ const OrderSearch = Schema.Struct({
 }).annotations(allErrors)
 
 const SagaSearch = Schema.Struct({
-  state: Schema.optionalWith(Text.oneOf(SagaState), { exact: true }),
+  state: Schema.optionalWith(Text.oneOf(Saga.State), { exact: true }),
   limit: Schema.optionalWith(Limit, { exact: true }),
-  cursor: Schema.optionalWith(Cursor, { exact: true })
+  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
 }).annotations(allErrors)
 
 const orderPath = HttpApiSchema.param("id", OrderId)
@@ -121,12 +121,12 @@ export class OrdersHttp extends HttpApiGroup.make("orders")
       .setUrlParams(SagaSearch)
       .addSuccess(SagaPage)
       .middleware(Auth.AdminOnly)
-      .annotate(OpenApi.Summary, "Order sagas with their step history, newest first; filter by state (admin)")
+      .annotate(OpenApi.Summary, "Order sagas (placing and cancelling) with their step history, newest first; filter by state (admin)")
   )
 {}
 
 /** A cursor this API did not hand out is a bad query parameter: a validation problem naming it. */
-const invalidCursor = (error: OrderCursorInvalid) =>
+const invalidCursor = (error: OrderCursorInvalid | Saga.SagaCursorInvalid) =>
   Effect.fail(
     new HttpApiError.HttpApiDecodeError({
       issues: [{ _tag: "Type", path: ["cursor"], message: error.message }],
@@ -163,6 +163,6 @@ export const OrdersHttpLive = HttpApiBuilder.group(
         .handle("payment", ({ path }) => call(orders.payment({ id: path.id })))
         .handle("shipment", ({ path }) => call(orders.shipment({ id: path.id })))
         .handle("listSagas", ({ urlParams }) =>
-          call(orders.listSagas(urlParams)).pipe(Effect.catchTag("OrderCursorInvalid", invalidCursor)))
+          call(orders.listSagas(urlParams)).pipe(Effect.catchTag("SagaCursorInvalid", invalidCursor)))
     })
 )

@@ -1,4 +1,5 @@
 /** Orders' use cases. Callers are resolved (and admins checked) by the handlers. */
+import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { createHash } from "node:crypto"
 import { CatalogClient, type Currency } from "../../catalog/index.ts"
@@ -17,9 +18,9 @@ import {
   OrderNotFound,
   OrderPage,
   type OrderQuery,
-  SagaPage,
   type SagaQuery
 } from "../OrdersApi.ts"
+import * as Saga from "../../../runtime/saga/Saga.ts"
 import * as Cursor from "./Cursor.ts"
 import { CancelOrder, PlaceOrder } from "./OrderSaga.ts"
 import { type OrderRow, OrdersRepo, toOrder } from "./OrdersRepo.ts"
@@ -52,6 +53,7 @@ const dieOnCallError = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 export class Orders extends Effect.Service<Orders>()("orders/Orders", {
   effect: Effect.gen(function*() {
     const repo = yield* OrdersRepo
+    const sql = yield* SqlClient.SqlClient
     const catalog = yield* CatalogClient
     const payments = yield* PaymentsClient
     const shipping = yield* ShippingClient
@@ -180,13 +182,9 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
     })
 
     const listSagas = Effect.fn("Orders.listSagas")(function*(query: SagaQuery) {
-      const limit = query.limit ?? DEFAULT_PAGE_SIZE
-      const before = yield* decodeCursor(query.cursor)
-      const rows = yield* repo.sagas({ state: query.state, before, limit: limit + 1 })
-      return new SagaPage({
-        items: rows.slice(0, limit).map((r) => r.view),
-        nextCursor: nextCursor(rows.map((r) => r.row), limit)
-      })
+      return yield* Saga.list({ state: query.state, cursor: query.cursor, limit: query.limit ?? DEFAULT_PAGE_SIZE }).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql)
+      )
     })
 
     return { place, get, list, cancel, payment, shipment, listSagas } as const

@@ -3,16 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
 import { ShippingAddress } from "../../shipping/index.ts"
-import {
-  FailureReason,
-  Order,
-  OrderItem,
-  type OrderId,
-  OrderStatus,
-  SagaState,
-  SagaStep,
-  SagaView
-} from "../OrdersApi.ts"
+import { FailureReason, Order, OrderItem, type OrderId, OrderStatus } from "../OrdersApi.ts"
 import type * as Cursor from "./Cursor.ts"
 
 const OrderRow = Schema.Struct({
@@ -27,27 +18,16 @@ const OrderRow = Schema.Struct({
   shippingAddress: ShippingAddress,
   paymentToken: Schema.String,
   cancelRequested: Schema.Boolean,
-  sagaState: SagaState,
   createdAt: Schema.DateTimeUtcFromDate,
   updatedAt: Schema.DateTimeUtcFromDate
 })
 export type OrderRow = typeof OrderRow.Type
 const decodeRows = Schema.decodeUnknown(Schema.Array(OrderRow))
 
-const StepRow = Schema.Struct({
-  orderId: Schema.String,
-  step: Schema.String,
-  phase: SagaStep.fields.phase,
-  outcome: SagaStep.fields.outcome,
-  detail: Schema.NullOr(Schema.String),
-  at: Schema.DateTimeUtcFromDate
-})
-const decodeSteps = Schema.decodeUnknown(Schema.Array(StepRow))
-
 const columns = `id, customer_id AS "customerId", request_hash AS "requestHash", status,
   failure_reason AS "failureReason", items, total_cents AS "totalCents", currency,
   shipping_address AS "shippingAddress", payment_token AS "paymentToken",
-  cancel_requested AS "cancelRequested", saga_state AS "sagaState", created_at AS "createdAt",
+  cancel_requested AS "cancelRequested", created_at AS "createdAt",
   updated_at AS "updatedAt"`
 
 /** The public view of a row. */
@@ -136,60 +116,14 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
 
     /** Confirms a PENDING order (the saga has checked that its customer did not cancel it). */
     const confirm = (id: string) =>
-      sql`UPDATE orders SET status = 'CONFIRMED', saga_state = 'completed', updated_at = now()
+      sql`UPDATE orders SET status = 'CONFIRMED', updated_at = now()
           WHERE id = ${id} AND status = 'PENDING'`.pipe(Effect.asVoid, PgError.orDie)
 
     /** Ends the order CANCELLED with `reason`, unless it already is. */
     const cancel = (id: string, reason: FailureReason) =>
-      sql`UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, saga_state = 'compensated', updated_at = now()
+      sql`UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, updated_at = now()
           WHERE id = ${id} AND status <> 'CANCELLED'`.pipe(Effect.asVoid, PgError.orDie)
 
-    const setSagaState = (id: string, state: SagaState) =>
-      sql`UPDATE orders SET saga_state = ${state}, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
-
-    const logStep = (
-      id: string,
-      step: string,
-      phase: SagaStep["phase"],
-      outcome: SagaStep["outcome"],
-      detail?: string
-    ) =>
-      sql`INSERT INTO saga_log (order_id, step, phase, outcome, detail)
-          VALUES (${id}, ${step}, ${phase}, ${outcome}, ${detail ?? null})`.pipe(Effect.asVoid, PgError.orDie)
-
-    /** Sagas (one per order), most recently changed first, with their step history. */
-    const sagas = (query: { readonly state?: SagaState | undefined; readonly before?: Cursor.Position | undefined; readonly limit: number }) =>
-      Effect.gen(function*() {
-        const rows = yield* sql`SELECT ${cols} FROM orders
-          WHERE ${
-          sql.and([
-            ...(query.state === undefined ? [] : [sql`saga_state = ${query.state}`]),
-            ...(query.before === undefined ? [] : [
-              sql`(created_at, id) < (${DateTime.toDateUtc(query.before[0])}, ${query.before[1]})`
-            ])
-          ])
-        }
-          ORDER BY created_at DESC, id DESC
-          LIMIT ${query.limit}`.pipe(Effect.flatMap(decodeRows))
-        const ids = rows.map((r) => r.id)
-        const steps = ids.length === 0 ? [] : yield* sql`SELECT order_id AS "orderId", step, phase, outcome, detail, at
-          FROM saga_log WHERE ${sql.in("order_id", ids)} ORDER BY seq`.pipe(Effect.flatMap(decodeSteps))
-        return rows.map((row) => ({
-          row,
-          view: new SagaView({
-            sagaId: `order-${row.id}`,
-            orderId: row.id as OrderId,
-            state: row.sagaState,
-            steps: steps.filter((s) => s.orderId === row.id).map(({ detail, orderId: _, ...s }) => ({
-              ...s,
-              ...(detail === null ? {} : { detail })
-            })),
-            createdAt: row.createdAt,
-            updatedAt: row.updatedAt
-          }, { disableValidation: true })
-        }))
-      }).pipe(PgError.orDie)
-
-    return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel, setSagaState, logStep, sagas } as const
+    return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel } as const
   })
 }) {}
