@@ -1,9 +1,13 @@
 /**
- * The order flow end to end: real `tessera serve` processes of this build, the payment provider
- * simulator payments starts in process, driven over the gateway's REST API as customers and an
- * admin would. The same tests run in one process and with orders, payments and shipping each in
- * a process of its own; every answer is checked against the OpenAPI document.
+ * The order flow end to end: real `tessera serve` processes of this build and the payment
+ * provider simulator as a process of its own (`tessera psp-sim`, whose ledger the tests read),
+ * driven over the gateway's REST API as customers and an admin would. The same tests run in one
+ * process on PostgreSQL, with orders, payments and shipping each in a process of its own, and in
+ * one process on embedded PostgreSQL; every answer is checked against the OpenAPI document.
  */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
@@ -24,8 +28,22 @@ const gatewayFetch = OpenApiConformance.checkedFetch()
 
 interface Deployment {
   readonly gateway: string
+  /** The payment provider simulator's base URL. */
+  readonly provider: string
   readonly servers: ReadonlyArray<Processes.Server>
   readonly cleanup: () => Promise<void>
+}
+
+/** The provider simulator, as a process of its own: its URL, and the process to stop. */
+const provider = async () => {
+  const port = await Processes.freePort()
+  const sim = Processes.spawnCommand(["psp-sim", "--port", String(port)], {})
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(`${url}/admin/ledger`).then((r) => r.ok, () => false)) return { url, sim }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`psp-sim did not start: ${sim.output()}`)
 }
 
 const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
@@ -43,9 +61,15 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
   "one process on PostgreSQL": postgres.ok
     ? async () => {
       const db = await Services.createDatabase(postgres.value)
-      const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: db.url, TESSERA_MODULES: "all" })
+      const psp = await provider()
+      const server = Processes.spawnServer(await Processes.freePort(), {
+        ...settings,
+        DATABASE_URL: db.url,
+        TESSERA_MODULES: "all",
+        TESSERA_PAYMENT_PROVIDER_URL: psp.url
+      })
       await startAll([server])
-      return { gateway: server.url, servers: [server], cleanup: db.drop }
+      return { gateway: server.url, provider: psp.url, servers: [server, psp.sim], cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
@@ -60,7 +84,14 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
       ]
       const at = (port: number) => `http://127.0.0.1:${port}`
       const peers = `catalog=${at(front)},inventory=${at(front)},orders=${at(orders)},payments=${at(payments)},shipping=${at(shipping)}`
-      const env = (modules: string) => ({ ...settings, DATABASE_URL: db.url, TESSERA_MODULES: modules, TESSERA_PEERS: peers })
+      const psp = await provider()
+      const env = (modules: string) => ({
+        ...settings,
+        DATABASE_URL: db.url,
+        TESSERA_MODULES: modules,
+        TESSERA_PEERS: peers,
+        TESSERA_PAYMENT_PROVIDER_URL: psp.url
+      })
       const servers = [
         Processes.spawnServer(front, env("gateway,catalog,identity,inventory")),
         Processes.spawnServer(orders, env("orders")),
@@ -68,9 +99,27 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         Processes.spawnServer(shipping, env("shipping"))
       ]
       await startAll(servers)
-      return { gateway: servers[0]!.url, servers, cleanup: db.drop }
+      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], cleanup: db.drop }
     }
-    : Services.unavailable("PostgreSQL", postgres.reason)
+    : Services.unavailable("PostgreSQL", postgres.reason),
+
+  "one process on embedded PostgreSQL": async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-orders-e2e-"))
+    const psp = await provider()
+    const server = Processes.spawnServer(await Processes.freePort(), {
+      ...settings,
+      DATABASE_URL: undefined,
+      TESSERA_DATA_DIR: dataDir,
+      TESSERA_PAYMENT_PROVIDER_URL: psp.url
+    })
+    await startAll([server])
+    return {
+      gateway: server.url,
+      provider: psp.url,
+      servers: [server, psp.sim],
+      cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  }
 }
 
 const someAddress = () => `198.51.100.${Math.floor(Math.random() * 254) + 1}`
@@ -265,5 +314,30 @@ for (const [name, start] of Object.entries(topologies)) {
       ])
       expect((await api("/v1/orders?cursor=not-a-cursor")).status).toBe(400)
     })
+
+    it("confirms an order whose charge the provider made but never answered (tok_ambiguous): one charge", async () => {
+      const buyer = await customer()
+      const kettle = await product(5, 990)
+      const placed = await place(buyer, body(kettle, { paymentToken: "tok_ambiguous" }))
+      expect((await settled(buyer, placed.body.id)).status).toBe("CONFIRMED")
+      const ledger = await (await fetch(`${deployment.provider}/admin/ledger`)).json() as { charges: Array<any>; refunds: Array<any> }
+      const charges = ledger.charges.filter((c) => c.reference === `order-${placed.body.id}`)
+      expect(charges).toHaveLength(1)
+      expect(charges[0]).toMatchObject({ status: "succeeded", amountCents: 1980, refunded: false })
+    })
+
+    it("confirms exactly as many of 50 concurrent one-unit orders as there are units (10), the rest OUT_OF_STOCK", async () => {
+      const kettle = await product(10)
+      const buyers = await Promise.all(Array.from({ length: 5 }, () => customer()))
+      const placed = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => place(buyers[i % 5]!, body(kettle, { items: [{ productId: kettle, quantity: 1 }] })))
+      )
+      expect(placed.every((p) => p.status === 202)).toBe(true)
+      const done = await Promise.all(placed.map((p, i) => settled(buyers[i % 5]!, p.body.id)))
+      const counts: Record<string, number> = {}
+      for (const order of done) counts[order.failureReason ?? order.status] = (counts[order.failureReason ?? order.status] ?? 0) + 1
+      expect(counts).toEqual({ CONFIRMED: 10, OUT_OF_STOCK: 40 })
+      expect(await stock(kettle)).toEqual({ available: 0, reserved: 0 })
+    }, 120_000)
   })
 }
