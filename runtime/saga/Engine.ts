@@ -39,6 +39,7 @@ import {
 import type { SqlClient } from "@effect/sql"
 import type { WorkflowEngine } from "@effect/workflow"
 import { Cause, Effect, ExecutionStrategy, Exit, Layer, Option, Schedule, Scope } from "effect"
+import { randomUUID } from "node:crypto"
 import * as os from "node:os"
 import * as Settings from "../Settings.ts"
 
@@ -48,9 +49,22 @@ import * as Settings from "../Settings.ts"
  */
 export const SHARDS = 100
 
+/**
+ * This host's name; where the runtime may not read it (Deno without `--allow-sys=hostname`), a
+ * name of this process's own: unique all the same, only a restarted process then waits for its
+ * old shards' locks to expire instead of taking them back at once.
+ */
+const hostName = () => {
+  try {
+    return os.hostname()
+  } catch {
+    return `process-${randomUUID()}`
+  }
+}
+
 /** This process's runner: its host and HTTP port (the process id when the port is chosen by the system). */
 export const runnerAddress = Effect.map(Settings.port.config, (port) =>
-  RunnerAddress.make(os.hostname(), port === 0 ? process.pid : port))
+  RunnerAddress.make(hostName(), port === 0 ? process.pid : port))
 
 /** The engine's cluster settings, from this process's settings. */
 export const shardingConfig = (options: { readonly embedded: boolean }) => Effect.gen(function*() {
