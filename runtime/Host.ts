@@ -169,7 +169,8 @@ export const make = (
         const engine = sagas && database
           ? yield* Effect.flatMap(
             Effect.promise(() => import("./saga/Engine.ts")),
-            (Engine) => Layer.build(Engine.layer(name).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, database.sql))))
+            (Engine) =>
+              Layer.build(Engine.layer(name, { embedded: database.location === "embedded" }).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, database.sql))))
           )
           : Context.empty()
         const handlers = yield* Layer.build(module.handlers).pipe(

@@ -177,3 +177,28 @@ TestHost.describeOnDatabases(
     })
   }
 )
+
+const second = SagaToy.another("sagatoytwo")
+
+TestHost.describeOnDatabases(
+  "two modules running sagas on one database",
+  (database) => TestHost.layer([SagaToy.SagaToyModule, second.module], database),
+  (run) => {
+    it("each runs every one of its sagas: neither holds the other's shards", async () => {
+      const ids = Array.from({ length: 10 }, (_, i) => unique(`side-${i}`))
+      const results = await run(Effect.all(
+        ids.flatMap((id) => [
+          Effect.flatMap(toy, (c) => c.run(order(id))),
+          Effect.flatMap(second.client, (c) => c.run(order(id)))
+        ]),
+        { concurrency: "unbounded" }
+      ).pipe(Effect.timeout("30 seconds")))
+      expect(results).toHaveLength(20)
+      const lists = await run(Effect.all([
+        Effect.flatMap(toy, (c) => c.list({ state: "completed", limit: 100 })),
+        Effect.flatMap(second.client, (c) => c.list({ state: "completed", limit: 100 }))
+      ]))
+      for (const page of lists) expect(page.items.map((s) => s.subject).sort()).toEqual([...ids].sort())
+    }, 60_000)
+  }
+)

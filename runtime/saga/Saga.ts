@@ -32,7 +32,7 @@ import { HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow, type WorkflowEngine } from "@effect/workflow"
 import { WorkflowInstance } from "@effect/workflow/WorkflowEngine"
-import { Cause, Duration, Effect, Exit, type Layer, Option, Schedule, Schema, type Scope } from "effect"
+import { Cause, Context, Duration, Effect, Exit, type Layer, Option, Schedule, Schema, type Scope } from "effect"
 import * as Integer from "../schema/Integer.ts"
 import * as Text from "../schema/Text.ts"
 import * as Settings from "../Settings.ts"
@@ -124,6 +124,9 @@ const recorded = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 // --- running a saga ---
 
+/** Whether the current fiber runs inside `run`, which has recorded the saga already. */
+class InSaga extends Context.Reference<InSaga>()("tessera/saga/InSaga", { defaultValue: () => false }) {}
+
 /**
  * Runs `body` as a saga: records it (`running`), and how it ends (`completed`, or `compensated`
  * once every compensation has run, with the failure as its `error`). Use it as the whole body of
@@ -139,7 +142,7 @@ export const run = <A, E, R>(
     yield* recorded(ensureSaga(sql, instance.executionId, instance.workflow.name, options?.subject ?? null))
     // Added before any step's compensation, so it runs after all of them (finalizers run in reverse).
     yield* Workflow.addFinalizer((exit) => recorded(recordEnd(sql, instance.executionId)(exit)))
-    return yield* body
+    return yield* Effect.provideService(body, InSaga, true)
   })
 
 /**
@@ -261,6 +264,10 @@ export const step = <
     const executionId = instance.executionId
     const key = keyOf(executionId, name)
     const schedule = yield* Effect.orDie(backoff)
+    // A step outside `run` records its saga itself.
+    const started = (yield* InSaga)
+      ? stepStarted(sql, executionId, name, "action")
+      : Effect.zipRight(ensureSaga(sql, executionId, instance.workflow.name, null), stepStarted(sql, executionId, name, "action"))
 
     const attempt = options.retry === undefined
       ? options.action(key)
@@ -275,10 +282,7 @@ export const step = <
       name,
       success: options.success,
       error: options.error,
-      execute: Effect.zipRight(
-        recorded(Effect.zipRight(ensureSaga(sql, executionId, instance.workflow.name, null), stepStarted(sql, executionId, name, "action"))),
-        attempt
-      ).pipe(
+      execute: Effect.zipRight(recorded(started), attempt).pipe(
         Effect.onExit((exit) =>
           Exit.isSuccess(exit)
             ? recorded(stepEnded(sql, executionId, name, "action", "succeeded", null))

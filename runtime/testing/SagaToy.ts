@@ -149,3 +149,9 @@ export const SagaToyModule = Module.make({
   handlers,
   workflows: [ToySaga]
 })
+
+/** The same module under another name (its own schema): two modules running sagas side by side. */
+export const another = <const Name extends string>(name: Name) => {
+  class Client extends Module.ModuleClient(name, ToyRpcs)<Client>() {}
+  return { client: Client, module: Module.make({ client: Client, handlers, workflows: [ToySaga] }) }
+}
