@@ -1,0 +1,180 @@
+/**
+ * The order saga under crashes: a stream of orders while the process hosting orders is killed
+ * with SIGKILL at random moments and restarted on its port, orders, payments, shipping, the
+ * rest and the payment provider each in a process of their own on one PostgreSQL. Clients retry
+ * a refused place with the same Idempotency-Key, as a real client would. When all is quiet:
+ * every order CONFIRMED or CANCELLED; for the product, available + reserved + sold = stocked
+ * with nothing reserved; the provider's ledger holds exactly one unrefunded charge per confirmed
+ * order and none per cancelled one; a live shipment exists exactly for the confirmed orders.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Processes from "./runtime/testing/Processes.ts"
+import * as Services from "./runtime/testing/Services.ts"
+
+const ADMIN = { email: "admin@tessera.test", password: "admin-password-crash" }
+const settings = {
+  TESSERA_SERVICE_SECRET: "orders-crash-service-secret-orders-crash",
+  TESSERA_ADMIN_EMAIL: ADMIN.email,
+  TESSERA_ADMIN_PASSWORD: ADMIN.password,
+  TESSERA_PASSWORD_HASH_COST: "10",
+  TESSERA_RATE_LIMIT: "100000",
+  TESSERA_TRUSTED_PROXIES: "1"
+}
+
+const ORDERS = 40
+const STOCKED = 30
+const KILLS = 3
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const postgres = await Services.findPostgres()
+
+describe.skipIf(!postgres.ok)("the order saga while orders is killed and restarted", () => {
+  let drop: () => Promise<void>
+  let gateway: string
+  let providerUrl: string
+  let ordersPort: number
+  let ordersEnv: Record<string, string>
+  const servers: Array<Processes.Server> = []
+  let orders: Processes.Server
+
+  const api = async (route: string, init: { method?: string; json?: unknown; token?: string; key?: string } = {}) => {
+    const headers: Record<string, string> = {}
+    if (init.token) headers.authorization = `Bearer ${init.token}`
+    if (init.key) headers["idempotency-key"] = init.key
+    if (init.json !== undefined) headers["content-type"] = "application/json"
+    const response = await fetch(`${gateway}${route}`, {
+      method: init.method ?? (init.json !== undefined ? "POST" : "GET"),
+      headers,
+      ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {})
+    })
+    const text = await response.text()
+    return { status: response.status, body: text === "" ? undefined : JSON.parse(text) as any }
+  }
+
+  /** Answers 5xx seen (orders down or restarting): the crashes did meet the stream. */
+  let refused = 0
+
+  /** Asks again while the answer is 5xx (orders is down or restarting), as a client with a key does. */
+  const persist = async (route: string, init: Parameters<typeof api>[1]) => {
+    for (let i = 0; i < 600; i++) {
+      const answer = await api(route, init).catch(() => ({ status: 599, body: undefined }))
+      if (answer.status < 500) return answer
+      refused++
+      await sleep(100)
+    }
+    throw new Error(`${route} kept failing`)
+  }
+
+  beforeAll(async () => {
+    if (!postgres.ok) return
+    const db = await Services.createDatabase(postgres.value)
+    drop = db.drop
+    const [front, ordersAt, paymentsAt, shippingAt, simAt] = await Promise.all([0, 1, 2, 3, 4].map(() => Processes.freePort())) as [
+      number,
+      number,
+      number,
+      number,
+      number
+    ]
+    const at = (port: number) => `http://127.0.0.1:${port}`
+    providerUrl = at(simAt)
+    servers.push(Processes.spawnCommand(["psp-sim", "--port", String(simAt)], {}))
+    const peers = `catalog=${at(front)},inventory=${at(front)},orders=${at(ordersAt)},payments=${at(paymentsAt)},shipping=${at(shippingAt)}`
+    const env = (modules: string) => ({
+      ...settings,
+      DATABASE_URL: db.url,
+      TESSERA_MODULES: modules,
+      TESSERA_PEERS: peers,
+      TESSERA_PAYMENT_PROVIDER_URL: providerUrl
+    })
+    ordersPort = ordersAt
+    ordersEnv = env("orders")
+    orders = Processes.spawnServer(ordersPort, ordersEnv)
+    servers.push(
+      Processes.spawnServer(front, env("gateway,catalog,identity,inventory")),
+      Processes.spawnServer(paymentsAt, env("payments")),
+      Processes.spawnServer(shippingAt, env("shipping"))
+    )
+    await Promise.all([...servers.slice(1), orders].map((s) => Processes.waitReady(s)))
+    gateway = servers[1]!.url
+  }, 180_000)
+
+  afterAll(async () => {
+    for (const server of [...servers, orders]) await server?.stop()
+    await drop?.()
+  })
+
+  it("ends every order, sells each unit once, charges each confirmed order once and ships exactly those", async () => {
+    const admin = (await api("/v1/auth/login", { json: ADMIN })).body.accessToken as string
+    const credentials = { email: `crash-${crypto.randomUUID()}@tessera.test`, password: "a good password" }
+    expect((await api("/v1/auth/register", { json: { ...credentials, name: "Crash" } })).status).toBe(201)
+    const buyer = (await api("/v1/auth/login", { json: credentials })).body.accessToken as string
+    const product = (await api("/v1/products", { token: admin, json: { sku: `CR-${Date.now()}`, name: "Bolt", priceCents: 300, currency: "EUR" } })).body
+    expect((await api(`/v1/products/${product.id}/stock`, { token: admin, json: { quantity: STOCKED } })).status).toBe(200)
+
+    // The stream: one order every 50-150 ms, one in four declined; meanwhile orders dies KILLS times.
+    const placing = (async () => {
+      const ids: Array<string> = []
+      for (let i = 0; i < ORDERS; i++) {
+        const answer = await persist("/v1/orders", {
+          token: buyer,
+          key: `crash-${i}`,
+          json: {
+            items: [{ productId: product.id, quantity: 1 }],
+            shippingAddress: { name: "Crash Test", line1: "1 Kill St", city: "Berlin", postalCode: "10115", country: "DE" },
+            paymentToken: i % 4 === 3 ? "tok_decline" : "tok_ok"
+          }
+        })
+        expect(answer.status, JSON.stringify(answer.body)).toBe(202)
+        ids.push(answer.body.id)
+        await sleep(50 + Math.random() * 100)
+      }
+      return ids
+    })()
+    for (let kill = 0; kill < KILLS; kill++) {
+      await sleep(400 + Math.random() * 800)
+      orders.process.kill("SIGKILL")
+      await orders.exited
+      orders = Processes.spawnServer(ordersPort, ordersEnv)
+      await Processes.waitReady(orders)
+    }
+    const ids = await placing
+    expect(new Set(ids).size).toBe(ORDERS)
+    expect(refused, "no request met orders down").toBeGreaterThan(0)
+
+    // Quiet: every order ends.
+    const final: Array<any> = []
+    for (const id of ids) {
+      for (let i = 0;; i++) {
+        const { body } = await persist(`/v1/orders/${id}`, { token: buyer })
+        if (body.status !== "PENDING") {
+          final.push(body)
+          break
+        }
+        if (i > 1200) throw new Error(`order ${id} stayed PENDING`)
+        await sleep(100)
+      }
+    }
+    const confirmed = final.filter((o) => o.status === "CONFIRMED")
+    const cancelled = final.filter((o) => o.status === "CANCELLED")
+    expect(confirmed.length + cancelled.length).toBe(ORDERS)
+    expect(cancelled.every((o) => o.failureReason === "PAYMENT_DECLINED" || o.failureReason === "OUT_OF_STOCK")).toBe(true)
+
+    // Stock: each confirmed order sold one unit; nothing stays reserved.
+    const stock = (await api(`/v1/products/${product.id}/stock`, { token: admin })).body
+    expect({ available: stock.available, reserved: stock.reserved }).toEqual({ available: STOCKED - confirmed.length, reserved: 0 })
+
+    // The provider's ledger: one unrefunded charge per confirmed order, none left for a cancelled one.
+    const ledger = await (await fetch(`${providerUrl}/admin/ledger`)).json() as { charges: Array<any> }
+    const live = (id: string) => ledger.charges.filter((c) => c.reference === `order-${id}` && c.status === "succeeded" && !c.refunded)
+    for (const order of confirmed) expect(live(order.id), `order ${order.id}`).toHaveLength(1)
+    for (const order of cancelled) expect(live(order.id), `order ${order.id}`).toHaveLength(0)
+
+    // Shipments: live exactly for the confirmed orders.
+    for (const order of final) {
+      const shipment = await persist(`/v1/orders/${order.id}/shipment`, { token: buyer })
+      const isLive = shipment.status === 200 && shipment.body.status !== "cancelled"
+      expect(isLive, `order ${order.id} ${order.status}`).toBe(order.status === "CONFIRMED")
+    }
+  }, 300_000)
+})
