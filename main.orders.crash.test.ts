@@ -6,7 +6,11 @@
  * every order CONFIRMED or CANCELLED; for the product, available + reserved + sold = stocked
  * with nothing reserved; the provider's ledger holds exactly one unrefunded charge per confirmed
  * order and none per cancelled one; a live shipment exists exactly for the confirmed orders.
+ * And an order committed by a process that died before starting its saga is confirmed all the same.
  */
+import { PgClient } from "@effect/sql-pg"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { Effect, Redacted } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
@@ -30,6 +34,7 @@ const postgres = await Services.findPostgres()
 
 describe.skipIf(!postgres.ok)("the order saga while orders is killed and restarted", () => {
   let drop: () => Promise<void>
+  let databaseUrl: string
   let gateway: string
   let providerUrl: string
   let ordersPort: number
@@ -69,6 +74,7 @@ describe.skipIf(!postgres.ok)("the order saga while orders is killed and restart
     if (!postgres.ok) return
     const db = await Services.createDatabase(postgres.value)
     drop = db.drop
+    databaseUrl = db.url
     const [front, ordersAt, paymentsAt, shippingAt, simAt] = await Promise.all([0, 1, 2, 3, 4].map(() => Processes.freePort())) as [
       number,
       number,
@@ -88,7 +94,7 @@ describe.skipIf(!postgres.ok)("the order saga while orders is killed and restart
       TESSERA_PAYMENT_PROVIDER_URL: providerUrl
     })
     ordersPort = ordersAt
-    ordersEnv = env("orders")
+    ordersEnv = { ...env("orders"), TESSERA_ORDERS_RESUME_AFTER: "1 second" }
     orders = Processes.spawnServer(ordersPort, ordersEnv)
     servers.push(
       Processes.spawnServer(front, env("gateway,catalog,identity,inventory")),
@@ -177,4 +183,32 @@ describe.skipIf(!postgres.ok)("the order saga while orders is killed and restart
       expect(isLive, `order ${order.id} ${order.status}`).toBe(order.status === "CONFIRMED")
     }
   }, 300_000)
+
+  it("starts the saga of an order whose process died between its commit and the saga's start", async () => {
+    const admin = (await api("/v1/auth/login", { json: ADMIN })).body.accessToken as string
+    const credentials = { email: `orphan-${crypto.randomUUID()}@tessera.test`, password: "a good password" }
+    const user = (await api("/v1/auth/register", { json: { ...credentials, name: "Orphan" } })).body
+    const buyer = (await api("/v1/auth/login", { json: credentials })).body.accessToken as string
+    const product = (await api("/v1/products", { token: admin, json: { sku: `OR-${Date.now()}`, name: "Nut", priceCents: 120, currency: "EUR" } })).body
+    await api(`/v1/products/${product.id}/stock`, { token: admin, json: { quantity: 3 } })
+    // What place commits before it starts the saga, and nothing else.
+    const id = crypto.randomUUID()
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const sql = yield* PgClient.make({ url: Redacted.make(databaseUrl), maxConnections: 1 })
+      yield* sql`INSERT INTO orders.orders (id, customer_id, idempotency_key, request_hash, status, items, total_cents, currency,
+                                            shipping_address, payment_token)
+                 VALUES (${id}, ${user.id}, 'orphan', 'orphan', 'PENDING',
+                         ${JSON.stringify([{ productId: product.id, quantity: 2, unitPriceCents: 120 }])}::jsonb, 240, 'EUR',
+                         ${JSON.stringify({ name: "Or Phan", line1: "2 Lost Rd", city: "Berlin", postalCode: "10115", country: "DE" })}::jsonb,
+                         'tok_ok')`
+    })).pipe(Effect.provide(Reactivity.layer)))
+    let order: any
+    for (let i = 0; i < 200; i++) {
+      order = (await persist(`/v1/orders/${id}`, { token: buyer })).body
+      if (order.status !== "PENDING") break
+      await sleep(100)
+    }
+    expect(order).toMatchObject({ id, status: "CONFIRMED", totalCents: 240 })
+    expect((await api(`/v1/products/${product.id}/stock`, { token: admin })).body).toMatchObject({ available: 1, reserved: 0 })
+  }, 60_000)
 })

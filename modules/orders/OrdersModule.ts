@@ -8,11 +8,13 @@ import { OrdersClient } from "./OrdersApi.ts"
 import { OrdersHttp, OrdersHttpLive } from "./OrdersHttp.ts"
 import { OrdersHandlers } from "./internal/OrdersHandlers.ts"
 import { CancelOrder, PlaceOrder } from "./internal/OrderSaga.ts"
+import { resumeAfter } from "./internal/StartedSagas.ts"
 
 export const OrdersModule = Module.make({
   client: OrdersClient,
   handlers: OrdersHandlers,
   workflows: [PlaceOrder, CancelOrder],
   calls: [CatalogClient, InventoryClient, PaymentsClient, ShippingClient],
-  http: { group: OrdersHttp, layer: OrdersHttpLive }
+  http: { group: OrdersHttp, layer: OrdersHttpLive },
+  settings: [resumeAfter]
 })

@@ -5,6 +5,7 @@ import { OrdersRpcs } from "../OrdersApi.ts"
 import { Orders } from "./Orders.ts"
 import { OrderSagaLive } from "./OrderSaga.ts"
 import { OrdersRepo } from "./OrdersRepo.ts"
+import { StartedSagas } from "./StartedSagas.ts"
 
 export const OrdersHandlers = OrdersRpcs.toLayer(
   Effect.gen(function*() {
@@ -22,5 +23,6 @@ export const OrdersHandlers = OrdersRpcs.toLayer(
 ).pipe(
   Layer.provide(Orders.Default),
   Layer.provideMerge(OrderSagaLive),
+  Layer.provideMerge(StartedSagas),
   Layer.provide(OrdersRepo.Default)
 )

@@ -124,6 +124,12 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
       sql`UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, updated_at = now()
           WHERE id = ${id} AND status <> 'CANCELLED'`.pipe(Effect.asVoid, PgError.orDie)
 
-    return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel } as const
+    /** Orders still PENDING placed more than `seconds` ago, oldest first: sagas that may never have started. */
+    const stalePending = (seconds: number, limit: number) =>
+      sql<{ id: string }>`SELECT id FROM orders
+          WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => ${seconds})
+          ORDER BY created_at LIMIT ${limit}`.pipe(Effect.map((rows) => rows.map((r) => r.id)), PgError.orDie)
+
+    return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel, stalePending } as const
   })
 }) {}
