@@ -38,7 +38,15 @@ const unique = () => Math.random().toString(36).slice(2, 10)
  * A valid body for every operation that takes one, by its path template: an operation whose body
  * is missing here fails the sweep, so a new one gets a body (and is swept) when it is added.
  */
+/** The product new orders ask for (made by `operations`). */
+let orderedProduct = ""
+
 const bodies: Record<string, () => unknown> = {
+  "POST /v1/orders": () => ({
+    items: [{ productId: orderedProduct, quantity: 1 }],
+    shippingAddress: { name: "Ana Abort", line1: "1 Cut St", city: "Berlin", postalCode: "10115", country: "DE" },
+    paymentToken: "tok_ok"
+  }),
   "POST /v1/products": () => ({ sku: `sku-${unique()}`, name: "Lamp", priceCents: 1299, currency: "EUR" }),
   "POST /v1/products/{id}/stock": () => ({ quantity: 1 }),
   "POST /v1/auth/register": () => ({ email: `abort-${unique()}@example.com`, password: "a-long-password", name: "Ana" }),
@@ -46,10 +54,15 @@ const bodies: Record<string, () => unknown> = {
   "POST /v1/api-keys": () => ({ name: `key ${unique()}`, role: "customer" })
 }
 
+/** A new Idempotency-Key on every request: a route that requires one (POST /v1/orders) gets it. */
+const keyed = { get "idempotency-key"() {
+  return crypto.randomUUID()
+} }
+
 const request = (base: string, operation: Operation, token: string, timeoutMs = 15_000) =>
   fetch(`${base}${operation.path}`, {
     method: operation.method,
-    headers: { authorization: `Bearer ${token}`, ...(operation.body ? { "content-type": "application/json" } : {}) },
+    headers: { authorization: `Bearer ${token}`, ...keyed, ...(operation.body ? { "content-type": "application/json" } : {}) },
     body: operation.body,
     signal: AbortSignal.timeout(timeoutMs)
   })
@@ -60,7 +73,7 @@ const cut = (base: string, operation: Operation, token: string, afterMs: number)
     const req = http.request(`${base}${operation.path}`, {
       method: operation.method,
       agent: false,
-      headers: { authorization: `Bearer ${token}`, ...(operation.body ? { "content-type": "application/json" } : {}) }
+      headers: { authorization: `Bearer ${token}`, ...keyed, ...(operation.body ? { "content-type": "application/json" } : {}) }
     })
     req.on("error", () => resolve())
     req.on("close", () => resolve())
@@ -74,7 +87,9 @@ const operations = async (base: string, token: string): Promise<ReadonlyArray<Op
   const json = async (operation: Operation) => (await (await request(base, operation, token)).json()) as Record<string, unknown>
   const product = await json({ method: "POST", path: "/v1/products", body: JSON.stringify(bodies["POST /v1/products"]!()) })
   const me = await json({ method: "GET", path: "/v1/me", body: undefined })
-  const ids: Record<string, string> = { products: String(product.id), users: String(me.id) }
+  orderedProduct = String(product.id)
+  const order = await json({ method: "POST", path: "/v1/orders", body: JSON.stringify(bodies["POST /v1/orders"]!()) })
+  const ids: Record<string, string> = { products: String(product.id), users: String(me.id), orders: String(order.id) }
   const spec = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> }
   const found: Array<Operation> = []
   for (const [template, methods] of Object.entries(spec.paths)) {
