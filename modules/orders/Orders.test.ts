@@ -63,10 +63,10 @@ TestHost.describeOnDatabases(
       const payment = await as(buyer).orders((c) => c.payment({ id: placed.id }))
       expect(payment).toMatchObject({ status: "charged", amountCents: 500, paymentId: `order-${placed.id}` })
       expect(await as(buyer).orders((c) => c.shipment({ id: placed.id }))).toMatchObject({ status: "created" })
-      const sagaCalls = fakes.calls.filter((c) =>
-        (c.rpc === "payments.charge" || c.rpc === "shipping.create") && (c.payload as { orderId: string }).orderId === placed.id
-      )
-      expect(sagaCalls.map((c) => c.rpc)).toEqual(["payments.charge", "shipping.create"])
+      const ofOrder = (payload: any) => payload.orderId === placed.id || payload.reservationId === `order-${placed.id}`
+      const sagaCalls = fakes.calls.filter((c) => !c.rpc.endsWith("byOrder") && ofOrder(c.payload))
+      expect(sagaCalls.map((c) => c.rpc)).toEqual(["inventory.reserve", "payments.charge", "shipping.create", "inventory.commit"])
+      expect(sagaCalls[0]!.payload).toMatchObject({ reservationId: `order-${placed.id}`, lines: [{ productId: lamp, quantity: 2 }] })
       for (const call of sagaCalls) expect(call.caller).toEqual(Option.some(Caller.service("orders")))
     })
 
