@@ -20,7 +20,11 @@ describe("tessera config", () => {
     const env: Record<string, string> = { PORT: "8123", TESSERA_RATE_LIMIT: "" }
     for (const setting of registry) {
       if (setting.display === "secret") env[setting.name] = `${marker}-${"s".repeat(256 - marker.length - 1)}`
-      if (setting.display === "url") env[setting.name] = `postgres://admin:${marker}@db.example:5432/shop`
+      if (setting.display === "url") {
+        env[setting.name] = setting.kind._tag === "PostgresUrl"
+          ? `postgres://admin:${marker}@db.example:5432/shop`
+          : `https://admin:${marker}@psp.example/`
+      }
     }
     const command = Processes.spawnCommand(["config"], env)
     expect(await command.exited, command.output()).toBe(0)
@@ -35,6 +39,7 @@ describe("tessera config", () => {
     expect(lines.get("DATABASE_URL")).toEqual(["environment", "postgres://admin:<redacted>@db.example:5432/shop"])
     expect(lines.get("TESSERA_CATALOG_DATABASE_URL")?.[0]).toBe("environment")
     expect(lines.get("TESSERA_ADMIN_EMAIL")).toEqual(["unset"])
+    expect(lines.get("TESSERA_PAYMENT_PROVIDER_URL")).toEqual(["environment", "https://admin:<redacted>@psp.example/"])
   }, 60_000)
 
   it("refuses, naming every bad value at once: one fatal line, exit 1", async () => {

@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest"
 import { CatalogRpcs } from "./modules/catalog/index.ts"
 import { IdentityRpcs } from "./modules/identity/index.ts"
 import { InventoryRpcs } from "./modules/inventory/index.ts"
+import { PaymentsRpcs } from "./modules/payments/index.ts"
 
 const MARK = "Zq7Mark"
 const deep = JSON.parse(`${"[".repeat(20_000)}"${MARK}"${"]".repeat(20_000)}`)
@@ -30,7 +31,8 @@ const values: ReadonlyArray<readonly [string, unknown]> = [
 const groups: Record<string, RpcGroup.RpcGroup<Rpc.Any>> = {
   catalog: CatalogRpcs as never,
   identity: IdentityRpcs as never,
-  inventory: InventoryRpcs as never
+  inventory: InventoryRpcs as never,
+  payments: PaymentsRpcs as never
 }
 
 describe("every payload field of every RPC", () => {

@@ -30,7 +30,8 @@ const UUID = "00000000-0000-4000-8000-000000000000"
 const goodCalls: Record<string, { readonly t: string; readonly p?: unknown }> = {
   catalog: { t: "get", p: { id: UUID } },
   inventory: { t: "get", p: { productId: UUID } },
-  identity: { t: "jwks" }
+  identity: { t: "jwks" },
+  payments: { t: "byOrder", p: { orderId: "order-1" } }
 }
 
 const stub = () => Effect.die(new Error("stub handler"))

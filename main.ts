@@ -5,8 +5,12 @@
 import { CatalogModule } from "./modules/catalog/CatalogModule.ts"
 import { IdentityModule } from "./modules/identity/IdentityModule.ts"
 import { InventoryModule } from "./modules/inventory/InventoryModule.ts"
+import { PaymentsModule, PspSimCommand } from "./modules/payments/PaymentsModule.ts"
 import * as Cli from "./runtime/Cli.ts"
 
-export const modules = [CatalogModule, InventoryModule, IdentityModule]
+export const modules = [CatalogModule, InventoryModule, IdentityModule, PaymentsModule]
 
-export const run = () => Cli.main(modules)
+/** Commands modules add to `tessera`: `psp-sim`, the payment provider simulator. */
+export const commands = [PspSimCommand]
+
+export const run = () => Cli.main(modules, commands)

@@ -6,7 +6,9 @@
  *     tessera topology   print which module runs where, and exit
  *     tessera config     print every setting, its value (secrets redacted) and its source
  *
- * Each first checks the whole configuration (Settings.ts): a bad value stops it, named.
+ * Each first checks the whole configuration (Settings.ts): a bad value stops it, named. Modules
+ * may add commands of their own (payments' `psp-sim`), handed over by the composition root with
+ * the modules, so that this file imports no module.
  */
 import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -36,7 +38,10 @@ export const describe = (modules: ReadonlyArray<Module.Any>, topology: Topology.
   return lines.join("\n")
 }
 
-export const command = (modules: ReadonlyArray<Module.Any>) => {
+/** A command a module adds to `tessera` (it needs nothing the CLI does not provide). */
+export type Extra = Command.Command<any, never, any, any>
+
+export const command = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray<Extra> = []) => {
   const settings = Settings.registry(modules)
   const check = Setting.check(settings, Settings.rules)
   const topology = Effect.zipRight(check, Topology.fromConfig(Host.nodes(modules)))
@@ -69,7 +74,7 @@ export const command = (modules: ReadonlyArray<Module.Any>) => {
       yield* check
     })).pipe(Command.withDescription("Print every setting, its value (secrets redacted) and where it came from"))
 
-  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show, config]))
+  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show, config, ...extra] as [Extra, ...Array<Extra>]))
 }
 
 /** What went wrong, in one line: the first failure's message (a startup error names its cause). */
@@ -83,8 +88,8 @@ const summary = (cause: Cause.Cause<unknown>): string => {
  * the environment (an empty variable counts as unset: `Environment.ts`). A failure is logged
  * once, as a fatal JSON line, and the process exits with 1.
  */
-export const main = (modules: ReadonlyArray<Module.Any>) =>
-  Command.run(command(modules), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
+export const main = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray<Extra> = []) =>
+  Command.run(command(modules, extra), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.void

@@ -331,6 +331,10 @@ export const middleware = (settings: Settings, routes: Routes) =>
             return { _tag: "Refused", error }
           },
           onSuccess: (caller): Auth.Outcome => {
+            // A module's own identity exists only on calls between modules, never behind a credential.
+            if (caller.kind === "service") {
+              return { _tag: "Refused", error: new Caller.Unauthenticated({ reason: "the credential is not valid here" }) }
+            }
             if (refusalsFrom !== undefined && authenticator.checkedLocally?.(credential.value) !== true) remember(credential.value)
             return { _tag: "Authenticated", caller }
           }

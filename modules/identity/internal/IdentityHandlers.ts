@@ -16,16 +16,16 @@ export const IdentityHandlers = IdentityRpcs.toLayer(
     return {
       register: (registration) => identity.register(registration),
       login: (credentials) => identity.login(credentials),
-      me: (_, { headers }) => Effect.flatMap(Caller.current(headers), identity.me),
-      getUser: ({ id }, { headers }) => Effect.flatMap(Caller.current(headers), (caller) => identity.getUser(caller, id)),
+      me: (_, { headers }) => Effect.flatMap(Caller.requireCaller(headers), identity.me),
+      getUser: ({ id }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => identity.getUser(caller, id)),
       createApiKey: (input, { headers }) =>
-        Effect.flatMap(Caller.admin(headers), (admin) => identity.createApiKey(admin, input)),
-      listApiKeys: (_, { headers }) => Effect.zipRight(Caller.admin(headers), identity.listApiKeys()),
+        Effect.flatMap(Caller.requireAdmin(headers), (admin) => identity.createApiKey(admin, input)),
+      listApiKeys: (_, { headers }) => Effect.zipRight(Caller.requireAdmin(headers), identity.listApiKeys()),
       revokeApiKey: ({ id }, { headers }) =>
-        Effect.flatMap(Caller.admin(headers), (admin) => identity.revokeApiKey(admin, id)),
+        Effect.flatMap(Caller.requireAdmin(headers), (admin) => identity.revokeApiKey(admin, id)),
       authenticateApiKey: ({ key }) => identity.authenticateApiKey(key),
       jwks: () => identity.jwks(),
-      rotateSigningKey: (_, { headers }) => Effect.flatMap(Caller.admin(headers), identity.rotateSigningKey)
+      rotateSigningKey: (_, { headers }) => Effect.flatMap(Caller.requireAdmin(headers), identity.rotateSigningKey)
     }
   })
 ).pipe(Layer.provide(Identity.Default))

@@ -1,0 +1,2 @@
+/** Payments' public face: its contract. Other modules import nothing else from it. */
+export * from "./PaymentsApi.ts"
