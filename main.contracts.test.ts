@@ -11,6 +11,7 @@ import { CatalogRpcs } from "./modules/catalog/index.ts"
 import { IdentityRpcs } from "./modules/identity/index.ts"
 import { InventoryRpcs } from "./modules/inventory/index.ts"
 import { PaymentsRpcs } from "./modules/payments/index.ts"
+import { ShippingRpcs } from "./modules/shipping/index.ts"
 
 const MARK = "Zq7Mark"
 const deep = JSON.parse(`${"[".repeat(20_000)}"${MARK}"${"]".repeat(20_000)}`)
@@ -32,7 +33,8 @@ const groups: Record<string, RpcGroup.RpcGroup<Rpc.Any>> = {
   catalog: CatalogRpcs as never,
   identity: IdentityRpcs as never,
   inventory: InventoryRpcs as never,
-  payments: PaymentsRpcs as never
+  payments: PaymentsRpcs as never,
+  shipping: ShippingRpcs as never
 }
 
 describe("every payload field of every RPC", () => {

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Redacted, SchemaAST, Scope } from "effect"
 import { createServer } from "node:http"
 import { modules } from "./main.ts"
+import * as Caller from "./runtime/security/Caller.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as RawPeer from "./runtime/testing/RawPeer.ts"
 import * as Services from "./runtime/testing/Services.ts"
@@ -22,6 +23,8 @@ import * as Wire from "./runtime/transport/Wire.ts"
 const secret = Redacted.make("a-contract-sweep-secret-long-enough-12")
 const MAX_FRAME_BYTES = 256 * 1024
 const UUID = "00000000-0000-4000-8000-000000000000"
+/** The headers of a call the orders module makes on its own account (inventory checks its callers). */
+const AS_ORDERS = Caller.toHeaders(Caller.service("orders"))
 
 /**
  * One call per module that passes its contract's checks (and so reaches the stub handler). Kept
@@ -31,7 +34,8 @@ const goodCalls: Record<string, { readonly t: string; readonly p?: unknown }> = 
   catalog: { t: "get", p: { id: UUID } },
   inventory: { t: "get", p: { productId: UUID } },
   identity: { t: "jwks" },
-  payments: { t: "byOrder", p: { orderId: "order-1" } }
+  payments: { t: "byOrder", p: { orderId: "order-1" } },
+  shipping: { t: "byOrder", p: { orderId: "order-1" } }
 }
 
 const stub = () => Effect.die(new Error("stub handler"))
@@ -198,7 +202,7 @@ describe("a process serving /rpc/inventory (tessera serve)", () => {
       peer.send(JSON.stringify([{ i: 2, t: "get", p: { productId: UUID } }]))
       expect(await peer.reply(2)).toHaveProperty("e")
       const other = await RawPeer.connect(server.url, "inventory", secret)
-      other.send(JSON.stringify([{ i: 1, t: "commit", p: { reservationId: "r-1" } }]))
+      other.send(JSON.stringify([{ i: 1, t: "commit", p: { reservationId: "r-1" }, h: AS_ORDERS }]))
       expect(await other.reply(1)).toMatchObject({ e: { _tag: "Fail", error: { _tag: "ReservationNotFound" } } })
       expect(server.process.exitCode).toBeNull()
       peer.ws.close()
@@ -213,7 +217,7 @@ describe("a process serving /rpc/inventory (tessera serve)", () => {
       // Node checks its timeouts every second here (ServerLimits.ts): three checks pass.
       const closed = await Promise.race([peer.closed, new Promise((resolve) => setTimeout(() => resolve(undefined), 3_500))])
       expect(closed).toBeUndefined()
-      peer.send(JSON.stringify([{ i: 1, t: "commit", p: { reservationId: "r-1" } }]))
+      peer.send(JSON.stringify([{ i: 1, t: "commit", p: { reservationId: "r-1" }, h: AS_ORDERS }]))
       expect(await peer.reply(1)).toMatchObject({ e: { _tag: "Fail", error: { _tag: "ReservationNotFound" } } })
       peer.ws.close()
     })

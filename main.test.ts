@@ -16,6 +16,7 @@ import { InventoryRpcs, ReservationConflict, type ReservationId, StockInsufficie
 import type { ProductId } from "./modules/catalog/index.ts"
 import { modules } from "./main.ts"
 import * as Gateway from "./runtime/gateway/Gateway.ts"
+import * as Caller from "./runtime/security/Caller.ts"
 import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
@@ -460,6 +461,9 @@ for (const [name, start] of Object.entries(topologies)) {
     })
 
     describe("reservations over typed RPC", () => {
+      // Reservations are the order saga's: these calls are made as the orders module makes them.
+      const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Caller.asService("orders")(effect))
+      const runExit = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromiseExit(Caller.asService("orders")(effect))
       const stockOf = async (id: ProductId) => (await json(await api(`/v1/products/${id}/stock`))).body
 
       const stocked = async (units: number) => {

@@ -6,9 +6,10 @@ import { CatalogModule } from "./modules/catalog/CatalogModule.ts"
 import { IdentityModule } from "./modules/identity/IdentityModule.ts"
 import { InventoryModule } from "./modules/inventory/InventoryModule.ts"
 import { PaymentsModule, PspSimCommand } from "./modules/payments/PaymentsModule.ts"
+import { ShippingModule } from "./modules/shipping/ShippingModule.ts"
 import * as Cli from "./runtime/Cli.ts"
 
-export const modules = [CatalogModule, InventoryModule, IdentityModule, PaymentsModule]
+export const modules = [CatalogModule, InventoryModule, IdentityModule, PaymentsModule, ShippingModule]
 
 /** Commands modules add to `tessera`: `psp-sim`, the payment provider simulator. */
 export const commands = [PspSimCommand]

@@ -10,7 +10,8 @@ const unique = () => Math.random().toString(36).slice(2, 10)
 const newProduct = (fields: Partial<Record<keyof NewProduct, unknown>> = {}) =>
   ({ sku: `SKU-${unique()}`, name: "Widget", priceCents: 1299, currency: "EUR", ...fields }) as NewProduct
 
-TestHost.describeOnDatabases("catalog", (database) => TestHost.layer([CatalogModule], database), (run) => {
+TestHost.describeOnDatabases("catalog", (database) => TestHost.layer([CatalogModule], database), (anyone) => {
+  const run = TestHost.asAdmin(anyone)
   const catalog = <A, E>(f: (client: CatalogClient["Type"]) => Effect.Effect<A, E>) => run(Effect.flatMap(CatalogClient, f))
   const fail = <A, E>(f: (client: CatalogClient["Type"]) => Effect.Effect<A, E>) =>
     run(Effect.flip(Effect.flatMap(CatalogClient, f)))

@@ -5,6 +5,7 @@ import { HttpApiSchema } from "@effect/platform"
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import { ModuleClient } from "../../runtime/Module.ts"
+import { Forbidden, Unauthenticated } from "../../runtime/security/Caller.ts"
 import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { Idempotent } from "../../runtime/transport/Idempotent.ts"
@@ -115,8 +116,8 @@ export class CursorInvalid extends Schema.TaggedError<CursorInvalid>()(
 }
 
 export class CatalogRpcs extends RpcGroup.make(
-  /** Creates a product; its SKU must be new. */
-  Rpc.make("create", { payload: NewProduct, success: Product, error: SkuTaken }),
+  /** Admin: creates a product; its SKU must be new. */
+  Rpc.make("create", { payload: NewProduct, success: Product, error: Schema.Union(SkuTaken, Unauthenticated, Forbidden) }),
   /** Reads one product. */
   Rpc.make("get", { payload: { id: ProductId }, success: Product, error: ProductNotFound }).annotate(Idempotent, true),
   /** Searches products, one page at a time. */

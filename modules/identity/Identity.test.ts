@@ -111,6 +111,9 @@ TestHost.describeOnDatabases("identity", (database) => TestHost.layer([IdentityM
       Unauthenticated
     )
     expect(await fail((c) => c.me())).toBeInstanceOf(Unauthenticated)
+    // A module on its own account has no account here (and its name is no user id).
+    expect(await as(Caller.service("orders")).fail((c) => c.me())).toBeInstanceOf(Unauthenticated)
+    expect(await as(Caller.service("orders")).fail((c) => c.getUser({ id: user.id }))).toBeInstanceOf(UserNotFound)
   })
 
   it("stores e-mail addresses lowercased and matches them without regard to case", async () => {

@@ -21,7 +21,8 @@ import { InventoryModule } from "./InventoryModule.ts"
 const reservation = () => `r-${crypto.randomUUID()}` as ReservationId
 
 
-TestHost.describeOnDatabases("inventory", (database) => TestHost.layer([InventoryModule], database, [catalog]), (run) => {
+TestHost.describeOnDatabases("inventory", (database) => TestHost.layer([InventoryModule], database, [catalog]), (anyone) => {
+  const run = TestHost.asAdmin(anyone)
   const inventory = <A, E>(f: (client: InventoryClient["Type"]) => Effect.Effect<A, E>) =>
     run(Effect.flatMap(InventoryClient, f))
   const attempt = <A, E>(f: (client: InventoryClient["Type"]) => Effect.Effect<A, E>) =>

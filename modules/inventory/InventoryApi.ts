@@ -7,6 +7,7 @@ import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import { ProductId, ProductNotFound } from "../catalog/index.ts"
 import { ModuleClient } from "../../runtime/Module.ts"
+import { Forbidden, Unauthenticated } from "../../runtime/security/Caller.ts"
 import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { Idempotent } from "../../runtime/transport/Idempotent.ts"
@@ -123,19 +124,19 @@ export class ReservationConflict extends Schema.TaggedError<ReservationConflict>
 
 export class InventoryRpcs extends RpcGroup.make(
   /**
-   * Adds units to a product's available stock; the product must exist in the catalog. Not
+   * Admin: adds units to a product's available stock; the product must exist in the catalog. Not
    * idempotent: a call that carries an idempotency key (header `idempotency-key`) is applied once,
    * and the same key again answers the same stock (so that call may be retried).
    */
   Rpc.make("restock", {
     payload: { productId: ProductId, quantity: Quantity },
     success: Stock,
-    error: Schema.Union(ProductNotFound, StockLimitExceeded, IdempotencyKeyReused)
+    error: Schema.Union(ProductNotFound, StockLimitExceeded, IdempotencyKeyReused, Unauthenticated, Forbidden)
   }),
   /** Reads a product's stock (zero for a catalog product never restocked). */
   Rpc.make("get", { payload: { productId: ProductId }, success: Stock, error: ProductNotFound }).annotate(Idempotent, true),
   /**
-   * Holds stock for every line, or for none. Idempotent: reserving again under the same id with
+   * Admin or the orders module: holds stock for every line, or for none. Idempotent: reserving again under the same id with
    * the same lines returns the existing reservation.
    */
   Rpc.make("reserve", {
@@ -146,22 +147,22 @@ export class InventoryRpcs extends RpcGroup.make(
       }).pipe(Schema.maxItems(100, { message: () => "at most 100 lines" }))
     },
     success: Reservation,
-    error: Schema.Union(StockInsufficient, ReservationConflict)
+    error: Schema.Union(StockInsufficient, ReservationConflict, Unauthenticated, Forbidden)
   }).annotate(Idempotent, true),
   /**
-   * Returns a held reservation's units to available stock. Idempotent; releasing an unknown id
+   * Admin or the orders module: returns a held reservation's units to available stock. Idempotent; releasing an unknown id
    * records it as released, so a reserve that arrives late under that id is refused.
    */
   Rpc.make("release", {
     payload: { reservationId: ReservationId },
     success: Reservation,
-    error: ReservationConflict
+    error: Schema.Union(ReservationConflict, Unauthenticated, Forbidden)
   }).annotate(Idempotent, true),
-  /** The held units leave the stock for good (the order shipped). Idempotent. */
+  /** Admin or the orders module: the held units leave the stock for good (the order shipped). Idempotent. */
   Rpc.make("commit", {
     payload: { reservationId: ReservationId },
     success: Reservation,
-    error: Schema.Union(ReservationNotFound, ReservationConflict)
+    error: Schema.Union(ReservationNotFound, ReservationConflict, Unauthenticated, Forbidden)
   }).annotate(Idempotent, true)
 ) {}
 

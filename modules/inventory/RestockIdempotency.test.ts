@@ -11,7 +11,8 @@ import { catalog, product } from "./CatalogStub.ts"
 import { IdempotencyKeyReused, InventoryClient } from "./InventoryApi.ts"
 import { InventoryModule } from "./InventoryModule.ts"
 
-TestHost.describeOnDatabases("inventory restock keys", (database) => TestHost.layer([InventoryModule], database, [catalog]), (run) => {
+TestHost.describeOnDatabases("inventory restock keys", (database) => TestHost.layer([InventoryModule], database, [catalog]), (anyone) => {
+  const run = TestHost.asAdmin(anyone)
   const keyed = (key: string) => ({ headers: { [Idempotent.HEADER]: key } })
 
   it("applies a keyed restock once and answers the same stock to the same key", async () => {

@@ -50,7 +50,8 @@ type Operation = keyof InventoryClient["Type"]
 TestHost.describeOnDatabases(
   "inventory stock limits",
   (database) => TestHost.layer([InventoryModule], database, [catalog]),
-  (run) => {
+  (anyone) => {
+    const run = TestHost.asAdmin(anyone)
     const inventory = <A, E>(f: (client: InventoryClient["Type"]) => Effect.Effect<A, E>) =>
       run(Effect.flatMap(InventoryClient, f))
     const exit = <A, E>(f: (client: InventoryClient["Type"]) => Effect.Effect<A, E>) =>

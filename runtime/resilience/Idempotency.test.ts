@@ -9,9 +9,10 @@ const marked = (module: string) => {
 }
 
 describe("idempotent rpcs", () => {
-  it("are the reads, and inventory's calls by reservation id; restock only with a key", () => {
+  it("are the reads, inventory's calls by reservation id and shipping's by order; restock only with a key", () => {
     expect(marked("catalog")).toEqual(["get", "list"])
     expect(marked("inventory")).toEqual(["commit", "get", "release", "reserve"])
     expect(marked("identity")).toEqual(["authenticateApiKey", "getUser", "jwks", "listApiKeys", "me", "revokeApiKey"])
+    expect(marked("shipping")).toEqual(["byOrder", "cancel", "create", "markShipped"])
   })
 })

@@ -7,6 +7,7 @@ import { Cause, ConfigProvider, type Context, Effect, Either, Layer, ManagedRunt
 import { afterAll, beforeAll, describe, it } from "vitest"
 import { EmbeddedPostgres } from "../db/EmbeddedPostgres.ts"
 import * as Host from "../Host.ts"
+import * as Caller from "../security/Caller.ts"
 import type { Module, ModuleClient } from "../Module.ts"
 import * as Topology from "../Topology.ts"
 import * as Services from "./Services.ts"
@@ -110,5 +111,12 @@ export const describeOnDatabases = <R>(
     })
   }
 }
+
+/** The admin a module test acts as when who calls is not what it tests. */
+export const ADMIN = new Caller.Caller({ kind: "user", id: "test-admin", role: "admin" })
+
+/** `run` on behalf of `ADMIN` (modules check their callers: `Caller.requireAdmin` and the like). */
+export const asAdmin = <R>(run: <A, E>(effect: Effect.Effect<A, E, R>) => Promise<A>) =>
+<A, E>(effect: Effect.Effect<A, E, R>): Promise<A> => run(Caller.withCaller(ADMIN)(effect))
 
 const databases = await Services.databases()

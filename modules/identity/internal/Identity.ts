@@ -89,6 +89,9 @@ export class Identity extends Effect.Service<Identity>()("identity/Identity", {
 
     /** The caller described: the user, or the API key (whose use fails once it is revoked). */
     const me = Effect.fn("Identity.me")(function*(caller: Caller) {
+      if (caller.kind === "service") {
+        return yield* new Unauthenticated({ reason: "a module calling on its own account is neither a user nor an API key" })
+      }
       if (caller.kind === "apiKey") {
         const found = Schema.is(ApiKeyId)(caller.id) ? yield* apiKeys.findById(caller.id) : Option.none()
         if (Option.isNone(found) || found.value.revokedAt !== null) {

@@ -1,6 +1,7 @@
 /** Implements the inventory contract with its use cases. */
 import type { Headers } from "@effect/platform"
 import { Effect, Layer, Option, Schema } from "effect"
+import * as Caller from "../../../runtime/security/Caller.ts"
 import * as Idempotent from "../../../runtime/transport/Idempotent.ts"
 import { IdempotencyKey, InventoryRpcs } from "../InventoryApi.ts"
 
@@ -21,16 +22,23 @@ const idempotencyKey = (headers: Headers.Headers) => {
 }
 import { Inventory } from "./Inventory.ts"
 
+/** Reservations are the order saga's: the orders module on its own account, or an admin. */
+const stockHolder = (headers: Headers.Headers) => Caller.requireAdminOrService(headers, "orders")
+
 export const InventoryHandlers = InventoryRpcs.toLayer(
   Effect.gen(function*() {
     const inventory = yield* Inventory
     return {
       restock: ({ productId, quantity }, { headers }) =>
-        Effect.flatMap(idempotencyKey(headers), (key) => inventory.restock(productId, quantity, key)),
+        Caller.requireAdmin(headers).pipe(
+          Effect.zipRight(idempotencyKey(headers)),
+          Effect.flatMap((key) => inventory.restock(productId, quantity, key))
+        ),
       get: ({ productId }) => inventory.get(productId),
-      reserve: ({ lines, reservationId }) => inventory.reserve(reservationId, lines),
-      release: ({ reservationId }) => inventory.release(reservationId),
-      commit: ({ reservationId }) => inventory.commit(reservationId)
+      reserve: ({ lines, reservationId }, { headers }) =>
+        Effect.zipRight(stockHolder(headers), inventory.reserve(reservationId, lines)),
+      release: ({ reservationId }, { headers }) => Effect.zipRight(stockHolder(headers), inventory.release(reservationId)),
+      commit: ({ reservationId }, { headers }) => Effect.zipRight(stockHolder(headers), inventory.commit(reservationId))
     }
   })
 ).pipe(Layer.provide(Inventory.Default))

@@ -1,0 +1,73 @@
+/** Shipping's use cases: each one statement (and a read) over the shipping schema. */
+import { SqlError } from "@effect/sql"
+import { Effect, Option } from "effect"
+import * as PgError from "../../../runtime/db/PgError.ts"
+import type { Caller } from "../../../runtime/security/Caller.ts"
+import { ShipmentAlreadyShipped, ShipmentCancelled, ShipmentNotFound, type ShippingAddress } from "../ShippingApi.ts"
+import { ShipmentsRepo, TRACKING_NUMBER_KEY } from "./ShipmentsRepo.ts"
+import * as TrackingNumber from "./TrackingNumber.ts"
+
+/** The module whose saga creates and cancels shipments, and may read them. */
+export const ORDERS = "orders"
+
+export class Shipping extends Effect.Service<Shipping>()("shipping/Shipping", {
+  effect: Effect.gen(function*() {
+    const repo = yield* ShipmentsRepo
+
+    /** The order's shipment; ShipmentNotFound when it has none (a cancellation alone is none). */
+    const existing = (orderId: string) =>
+      Effect.flatMap(repo.find(orderId), (found) =>
+        Option.match(Option.flatMap(found, (row) => row.shipment), {
+          onNone: () => Effect.fail(new ShipmentNotFound({ orderId })),
+          onSome: Effect.succeed
+        }))
+
+    const create = Effect.fn("Shipping.create")(function*(orderId: string, customerId: string, address: ShippingAddress) {
+      const inserted = yield* Effect.suspend(() => repo.insert(orderId, customerId, address, TrackingNumber.make())).pipe(
+        Effect.retry({
+          times: 3,
+          while: (error) => error instanceof SqlError.SqlError && PgError.isUniqueViolation(error, TRACKING_NUMBER_KEY)
+        }),
+        PgError.orDie
+      )
+      const shipment = Option.flatMap(inserted, (row) => row.shipment)
+      if (Option.isSome(shipment)) return shipment.value
+      // The order has its shipment already: the same call again.
+      return yield* Effect.orDie(existing(orderId))
+    })
+
+    const cancel = Effect.fn("Shipping.cancel")(function*(orderId: string) {
+      const cancelled = yield* repo.cancel(orderId)
+      if (Option.isSome(cancelled)) {
+        // Cancelled now: the shipment, or, for an order that had none, the record that it has none.
+        return yield* Option.match(cancelled.value.shipment, {
+          onNone: () => Effect.fail(new ShipmentNotFound({ orderId })),
+          onSome: Effect.succeed
+        })
+      }
+      const shipment = yield* existing(orderId)
+      if (shipment.status === "shipped") return yield* new ShipmentAlreadyShipped({ orderId })
+      return shipment
+    })
+
+    const markShipped = Effect.fn("Shipping.markShipped")(function*(orderId: string) {
+      const shipped = Option.flatMap(yield* repo.ship(orderId), (row) => row.shipment)
+      if (Option.isSome(shipped)) return shipped.value
+      const shipment = yield* existing(orderId)
+      if (shipment.status === "cancelled") return yield* new ShipmentCancelled({ orderId })
+      return shipment
+    })
+
+    /** For an admin, the orders module, or the shipment's customer; anyone else: not found. */
+    const byOrder = Effect.fn("Shipping.byOrder")(function*(caller: Caller, orderId: string) {
+      const shipment = yield* existing(orderId)
+      const allowed = caller.isAdmin || caller.isService(ORDERS) ||
+        (caller.kind === "user" && caller.id === shipment.customerId)
+      if (!allowed) return yield* new ShipmentNotFound({ orderId })
+      return shipment
+    })
+
+    return { create, cancel, markShipped, byOrder } as const
+  }),
+  dependencies: [ShipmentsRepo.Default]
+}) {}
