@@ -58,7 +58,11 @@ export const command = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray
       const resolved = yield* topology
       const embedded = yield* Host.needsEmbedded(modules, resolved)
       const withData = Host.withData(modules, resolved)
-      const migrateAll = Effect.forEach(withData, (name) => Database.open(name), { discard: true }).pipe(Effect.scoped)
+      const migrateAll = Effect.forEach(
+        modules.filter((m) => withData.includes(m.name)),
+        (module) => Database.open(module.name, { runtime: Host.runtimeTables(module) }),
+        { discard: true }
+      ).pipe(Effect.scoped)
       yield* (embedded ? Effect.provide(migrateAll, EmbeddedPostgres.layer) : (migrateAll as Effect.Effect<void, unknown>))
       yield* Console.log(`migrated: ${withData.join(", ")}`)
     })).pipe(Command.withDescription("Apply the migrations of the modules TESSERA_MODULES names"))

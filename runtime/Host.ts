@@ -2,7 +2,8 @@
  * Assembles one process from the build's modules and this process's topology:
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
- *   the clients of the modules it calls, and its RPC endpoint at `/rpc/<module>`;
+ *   the clients of the modules it calls (and, for a module that declares workflows, their
+ *   engine over its own database: saga/Engine.ts), and its RPC endpoint at `/rpc/<module>`;
  * - one client per module this process needs, built by transport/Client.ts: in process for
  *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
  *   behind the module's own Tag);
@@ -15,6 +16,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Layer, Option } from "effect"
 import * as Database from "./db/Database.ts"
+import type * as Migrations from "./db/Migrations.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Auth from "./gateway/Auth.ts"
 import * as Docs from "./gateway/Docs.ts"
@@ -23,6 +25,7 @@ import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
 import * as Policy from "./resilience/Policy.ts"
 import * as ResilienceHttp from "./resilience/ResilienceHttp.ts"
+import * as SagaMigrations from "./saga/SagaMigrations.ts"
 import type { Module } from "./Module.ts"
 import * as ServiceCredential from "./security/ServiceCredential.ts"
 import * as ServerLimits from "./ServerLimits.ts"
@@ -51,6 +54,10 @@ type AnyLayer = Layer.Layer<never, any, any>
 
 const mergeAll = (layers: ReadonlyArray<AnyLayer>): AnyLayer =>
   layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [AnyLayer, ...Array<AnyLayer>]))
+
+/** The runtime's own tables a module's schema holds, for the runtime services it declares. */
+export const runtimeTables = (module: Module.Any): ReadonlyArray<Migrations.RuntimeSource> =>
+  module.workflows.length > 0 ? [SagaMigrations.source] : []
 
 /** What the topology needs to know of each module. */
 export const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<ModuleNode> =>
@@ -151,12 +158,23 @@ export const make = (
       hostedTag(name),
       Effect.gen(function*() {
         const clients = yield* Effect.context<never>()
-        const database = module.database ? yield* Database.open(name) : undefined
+        const sagas = module.workflows.length > 0
+        const database = module.database ? yield* Database.open(name, { runtime: runtimeTables(module) }) : undefined
         // Besides what its declaration allows: this process's dependencies, for a module's
         // outbound HTTP under the same policies (Policy.httpClientFor).
         const provided = Context.add(clients, Policy.Dependencies, dependencies)
+        const withSql = database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided
+        // A module that declares workflows gets their engine over its own database (saga/Engine.ts),
+        // loaded only by a process that hosts one. Built before the handlers, it stops after them.
+        const engine = sagas && database
+          ? yield* Effect.flatMap(
+            Effect.promise(() => import("./saga/Engine.ts")),
+            (Engine) =>
+              Layer.build(Engine.layer(name, { embedded: database.location === "embedded" }).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, database.sql))))
+          )
+          : Context.empty()
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided)
+          Effect.provide(Context.merge(withSql, engine))
         )
         return { module, database, handlers: handlers as Context.Context<never> }
       })

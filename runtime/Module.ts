@@ -6,6 +6,7 @@
 import type { HttpApiGroup } from "@effect/platform"
 import type { Rpc, RpcClient, RpcGroup } from "@effect/rpc"
 import type { SqlClient } from "@effect/sql"
+import type { Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, type Layer } from "effect"
 import type { Authenticator } from "./gateway/Auth.ts"
 import type * as Policy from "./resilience/Policy.ts"
@@ -51,16 +52,43 @@ export interface ModuleHttp {
   readonly authenticator?: Layer.Layer<Authenticator, never, any>
 }
 
+/**
+ * What the runtime provides to a module's handler layer for the workflows it declares: a
+ * `WorkflowEngine` (@effect/workflow) when it declares any, nothing otherwise. A module that
+ * declares none and still asks for an engine does not type-check.
+ */
+export type RuntimeServices<Workflows extends ReadonlyArray<Workflow.Any>> = Workflows extends readonly [] ? never
+  : WorkflowEngine.WorkflowEngine
+
+/** Everything a module's handler layer may require. */
+export type HandlerRequirements<
+  Calls extends ReadonlyArray<ModuleClient.Any>,
+  Workflows extends ReadonlyArray<Workflow.Any>
+> = SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]> | RuntimeServices<Workflows>
+
 export interface Module<
   Name extends string = string,
   Rpcs extends Rpc.Any = any,
-  Calls extends ReadonlyArray<ModuleClient.Any> = ReadonlyArray<ModuleClient.Any>
+  Calls extends ReadonlyArray<ModuleClient.Any> = ReadonlyArray<ModuleClient.Any>,
+  Workflows extends ReadonlyArray<Workflow.Any> = ReadonlyArray<Workflow.Any>
 > {
   readonly name: Name
   readonly client: ModuleClient<any, Name, Rpcs>
-  /** Implements the contract; may use its own SQL client and the clients of `calls`. */
-  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]>>
+  /**
+   * Implements the contract; may use its own SQL client, the clients of `calls` and, when it
+   * declares `workflows`, a `WorkflowEngine` (and registers them: `Workflow.toLayer`).
+   */
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, Workflows>>
   readonly calls: Calls
+  /**
+   * The durable workflows (sagas, runtime/saga/Saga.ts) this module runs. For a module that
+   * declares any, the runtime runs @effect/cluster's SQL-backed workflow engine over the
+   * module's own database (its tables in the module's schema), shares the work among every
+   * instance of the module on that database, and migrates the saga tables (`sagas`,
+   * `saga_steps`) into its schema. The handler layer registers each (`Saga.toLayer` or
+   * `Workflow.toLayer`); a declared workflow that is not registered never runs.
+   */
+  readonly workflows: Workflows
   readonly http?: ModuleHttp
   /** `false` for a module that keeps no data: it gets no schema, role or SQL client. */
   readonly database: boolean
@@ -74,33 +102,43 @@ export interface Module<
 }
 
 export declare namespace Module {
-  export type Any = Module<string, any, ReadonlyArray<ModuleClient.Any>>
+  export type Any = Module<string, any, ReadonlyArray<ModuleClient.Any>, ReadonlyArray<Workflow.Any>>
 }
 
 /**
  * Declares a module. The handler layer may require only a `SqlClient` (bound to the module's own
- * schema by the runtime) and the clients of the modules listed in `calls`: anything else is a
- * type error here, so an undeclared dependency cannot slip through.
+ * schema by the runtime), the clients of the modules listed in `calls` and, if it lists
+ * `workflows`, a `WorkflowEngine`: anything else is a type error here, so an undeclared
+ * dependency cannot slip through.
  */
 export const make = <
   const Name extends string,
   Rpcs extends Rpc.Any,
-  const Calls extends ReadonlyArray<ModuleClient.Any> = readonly []
+  const Calls extends ReadonlyArray<ModuleClient.Any> = readonly [],
+  const Workflows extends ReadonlyArray<Workflow.Any> = readonly []
 >(declaration: {
   readonly client: ModuleClient<any, Name, Rpcs>
-  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]>>
+  // NoInfer: what the handlers require must not decide which workflows are declared.
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, NoInfer<Workflows>>>
   readonly calls?: Calls
+  readonly workflows?: Workflows
   readonly http?: ModuleHttp
   readonly database?: boolean
   readonly settings?: ReadonlyArray<Setting.Any>
   readonly resilience?: Policy.Defaults
-}): Module<Name, Rpcs, Calls> => ({
-  name: declaration.client.module,
-  client: declaration.client,
-  handlers: declaration.handlers,
-  calls: declaration.calls ?? ([] as unknown as Calls),
-  database: declaration.database ?? true,
-  settings: declaration.settings ?? [],
-  ...(declaration.http ? { http: declaration.http } : {}),
-  ...(declaration.resilience ? { resilience: declaration.resilience } : {})
-})
+}): Module<Name, Rpcs, Calls, Workflows> => {
+  if ((declaration.workflows?.length ?? 0) > 0 && declaration.database === false) {
+    throw new Error(`module ${declaration.client.module} declares workflows, whose state lives in its database: it cannot be database: false`)
+  }
+  return {
+    name: declaration.client.module,
+    client: declaration.client,
+    handlers: declaration.handlers,
+    calls: declaration.calls ?? ([] as unknown as Calls),
+    workflows: declaration.workflows ?? ([] as unknown as Workflows),
+    database: declaration.database ?? true,
+    settings: declaration.settings ?? [],
+    ...(declaration.http ? { http: declaration.http } : {}),
+    ...(declaration.resilience ? { resilience: declaration.resilience } : {})
+  }
+}

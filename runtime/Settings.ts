@@ -103,6 +103,37 @@ export const shutdownGrace = Setting.duration({
   exclusiveMin: false
 })
 
+export const sagaPollInterval = Setting.duration({
+  name: "TESSERA_SAGA_POLL_INTERVAL",
+  description: "how often a module running sagas reads its workflow storage for work another instance handed it",
+  default: "1 second",
+  min: Duration.millis(50),
+  exclusiveMin: false
+})
+
+export const sagaLockExpiration = Setting.duration({
+  name: "TESSERA_SAGA_LOCK_EXPIRATION",
+  description: "how long an instance that stopped answering keeps its sagas before another instance takes them over",
+  default: "20 seconds",
+  min: Duration.seconds(3),
+  exclusiveMin: false
+})
+
+export const sagaRetryBackoff = Setting.duration({
+  name: "TESSERA_SAGA_RETRY_BACKOFF",
+  description: "first wait before a saga's compensation (or a step that asks for retries) is tried again; each next wait doubles, up to a minute",
+  default: "200 millis",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const sagaStuckAfter = Setting.integer({
+  name: "TESSERA_SAGA_STUCK_AFTER",
+  description: "failed attempts of one compensation after which its saga shows as stuck (it keeps retrying)",
+  default: "5",
+  min: 1
+})
+
 export const rpcTracing = Setting.boolean({
   name: "TESSERA_RPC_TRACING",
   description: "a span for every call between modules",
@@ -433,6 +464,10 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     dbStallTimeout,
     maxBodyBytes,
     shutdownGrace,
+    sagaPollInterval,
+    sagaLockExpiration,
+    sagaRetryBackoff,
+    sagaStuckAfter,
     rpcTracing,
     serviceSecret,
     rpcMaxFrameBytes,

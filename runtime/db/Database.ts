@@ -51,9 +51,12 @@ const embeddedMigrations = Effect.unsafeMakeSemaphore(1)
 
 /**
  * Opens, bootstraps and migrates one module's database; the client lives as long as the scope.
+ * `runtime`: the runtime's own tables this module asks for (`Migrations.RuntimeSource`), each
+ * migrated after the module's own migrations, into its own ledger.
  */
-export const open = (module: string) =>
+export const open = (module: string, options?: { readonly runtime?: ReadonlyArray<Migrations.RuntimeSource> }) =>
   Effect.gen(function*() {
+    const sources = options?.runtime ?? []
     const url = yield* urlFor(module)
     const migrations = yield* Migrations.files(module)
     const latest = migrations.reduce((max, file) => Math.max(max, file.id), 0)
@@ -71,6 +74,14 @@ export const open = (module: string) =>
         })
       )
       yield* logMigrations(module, ran)
+      for (const source of sources) {
+        const applied = yield* embeddedMigrations.withPermits(1)(
+          Migrations.run(module, Migrations.filesOf(source), { lock: false, ledger: source.ledger }).pipe(
+            Effect.provideService(SqlClient.SqlClient, sql)
+          )
+        )
+        yield* logMigrations(`${module} (runtime ${source.name})`, applied)
+      }
       return { module, sql, location: "embedded", latest, gate: admin.gate } satisfies ModuleDatabase
     }
 
@@ -83,7 +94,19 @@ export const open = (module: string) =>
     // Migrations run on a pool of their own, closed after: no statement timeout cuts them short.
     const ran = yield* Effect.scoped(Effect.flatMap(
       ModuleSql.postgres({ module, adminUrl: url.value, maxConnections: 2 }),
-      (sql) => Migrations.run(module, migrations, { lock: true }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      (sql) =>
+        Effect.flatMap(
+          Migrations.run(module, migrations, { lock: true }),
+          (ran) =>
+            Effect.as(
+              Effect.forEach(sources, (source) =>
+                Effect.flatMap(
+                  Migrations.run(module, Migrations.filesOf(source), { lock: true, ledger: source.ledger }),
+                  (applied) => logMigrations(`${module} (runtime ${source.name})`, applied)
+                )),
+              ran
+            )
+        ).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     ))
     yield* logMigrations(module, ran)
     const connections = yield* poolSize

@@ -81,22 +81,43 @@ const loader = (migrations: ReadonlyArray<MigrationFile>): Migrator.Loader =>
 const migrator = Migrator.make({})
 
 /**
+ * Tables the runtime owns inside a module's schema (the saga layer's, later an outbox's): their
+ * migrations are part of the runtime's code, not of `migrations/`, and are recorded in a ledger
+ * of their own (`ledger`), so that their ids never meet the module's. A runtime source is
+ * applied after the module's own migrations, with the module's client (objects owned by its
+ * role, in its schema), to every hosted module that asks for it (`Database.open`).
+ */
+export interface RuntimeSource {
+  /** For messages and the lock: `saga`. */
+  readonly name: string
+  /** The ledger table in the module's schema: `saga_migrations`. */
+  readonly ledger: string
+  readonly migrations: ReadonlyArray<{ readonly id: number; readonly name: string; readonly sql: string }>
+}
+
+/** A runtime source's migrations as `run` takes them. */
+export const filesOf = (source: RuntimeSource): ReadonlyArray<MigrationFile> =>
+  source.migrations.map((m) => ({ id: m.id, name: m.name, source: `runtime ${source.name}/${m.id}_${m.name}`, sql: Effect.succeed(m.sql) }))
+
+/**
  * Applies the module's pending `migrations` (from `files`) with its own client. With `lock`, a
  * session-level advisory lock (which needs a pool of two) keeps processes that start together
- * from racing to create the ledger.
+ * from racing to create the ledger. `ledger` names another ledger than the module's own (a
+ * runtime source's).
  */
 export const run = (
   module: string,
   migrations: ReadonlyArray<MigrationFile>,
-  options: { readonly lock: boolean }
+  options: { readonly lock: boolean; readonly ledger?: string }
 ) =>
   Effect.gen(function*() {
-    const apply = migrator({ loader: loader(migrations), table: LEDGER })
+    const ledger = options.ledger ?? LEDGER
+    const apply = migrator({ loader: loader(migrations), table: ledger })
     if (!options.lock) return yield* apply
     const sql = yield* SqlClient.SqlClient
     return yield* Effect.scoped(Effect.gen(function*() {
       const conn = yield* sql.reserve
-      const key = `tessera:migrate:${module}`
+      const key = ledger === LEDGER ? `tessera:migrate:${module}` : `tessera:migrate:${module}:${ledger}`
       yield* Effect.acquireRelease(
         conn.executeUnprepared("SELECT pg_advisory_lock(hashtext($1))", [key], undefined),
         () => Effect.ignore(conn.executeUnprepared("SELECT pg_advisory_unlock(hashtext($1))", [key], undefined))

@@ -155,8 +155,9 @@ export const embedded = (base: SqlClient.SqlClient, module: string) =>
           )
         )
     })
-    return yield* SqlClient.make({
-      acquirer: Effect.map(base.reserve, wrap),
+    const acquirer = Effect.map(base.reserve, wrap)
+    const client = yield* SqlClient.make({
+      acquirer,
       // withTransaction does not roll back a BEGIN that failed half-way; do it here.
       transactionAcquirer: Effect.tap(base.reserve, (conn) =>
         Effect.addFinalizer((exit) => Exit.isFailure(exit) ? Effect.ignore(exec(conn, "ROLLBACK")) : Effect.void)),
@@ -164,4 +165,21 @@ export const embedded = (base: SqlClient.SqlClient, module: string) =>
       compiler: PgClient.makeCompiler(),
       spanAttributes: [["db.system.name", "postgresql"], ["tessera.module", module]]
     })
+    // `reserve` hands out the session itself, each statement taking its turn as any other
+    // (and wrapped as any other). PGlite has one session, so a reserved connection is that
+    // session whoever holds it; holding the pool's only connection for as long as a caller keeps
+    // it reserved would stop every module of the process. The cluster's shard storage keeps one
+    // reserved for as long as it runs, for session-level advisory locks: those are the session's,
+    // and a COMMIT does not release them.
+    const perStatement = <A, E>(run: (conn: SqlConnection.Connection) => Effect.Effect<A, E>) =>
+      Effect.scoped(Effect.flatMap(acquirer, run))
+    const session: SqlConnection.Connection = {
+      execute: (sql, params, transform) => perStatement((conn) => conn.execute(sql, params, transform)),
+      executeRaw: (sql, params) => perStatement((conn) => conn.executeRaw(sql, params)),
+      executeValues: (sql, params) => perStatement((conn) => conn.executeValues(sql, params)),
+      executeUnprepared: (sql, params, transform) => perStatement((conn) => conn.executeUnprepared(sql, params, transform)),
+      executeStream: (sql, params, transform) =>
+        Stream.unwrapScoped(Effect.map(acquirer, (conn) => conn.executeStream(sql, params, transform)))
+    }
+    return Object.assign(client, { reserve: Effect.succeed(session) }) as SqlClient.SqlClient
   }).pipe(Effect.provide(Reactivity.layer))
