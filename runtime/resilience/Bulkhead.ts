@@ -34,6 +34,13 @@ export interface Bulkhead {
   readonly key: string
   readonly options: Options
   readonly run: <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CallError, R>
+  /**
+   * For a caller that fuses the bulkhead with its other guards (Policy.protect): takes a free
+   * place if there is one (`false`: none, use `run`). A place taken must be given back with
+   * `leave` however the call ends.
+   */
+  readonly enter: () => boolean
+  readonly leave: () => void
   readonly snapshot: Effect.Effect<Snapshot>
 }
 
@@ -122,6 +129,12 @@ export const make = (key: string, options: Options, onRejected: Effect.Effect<vo
         return Effect.zipRight(restore(turn(info)), placed(restore, call))
       })
     )
+  const enter = () => {
+    if (inFlight >= options.maxConcurrent) return false
+    inFlight++
+    return true
+  }
+
   const snapshot = Effect.sync((): Snapshot => ({
     key,
     inFlight,
@@ -130,5 +143,5 @@ export const make = (key: string, options: Options, onRejected: Effect.Effect<vo
     maxQueue: options.maxQueue
   }))
 
-  return { key, options, run, snapshot }
+  return { key, options, run, enter, leave: release, snapshot }
 }

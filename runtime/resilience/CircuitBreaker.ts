@@ -84,6 +84,17 @@ export interface CircuitBreaker {
   readonly options: Options
   /** Runs `call` through the breaker: refused at once while open. */
   readonly run: <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CallError, R>
+  /**
+   * For a caller that fuses the breaker with its other guards into one handler per call
+   * (Policy.protect): the generation a call is let through in while the breaker is closed, or
+   * -1 when it is not (then use `run`). Nothing else to do before the call.
+   */
+  readonly closed: () => number
+  /**
+   * Judges a call let through by `closed` once it ended: what to announce when the verdict
+   * changed the state, else `undefined` (no effect at all for nearly every call).
+   */
+  readonly judgeClosed: (admitted: number, module: string, exit: Exit.Exit<unknown, unknown>, start: number, end: number) => Effect.Effect<void> | undefined
   readonly snapshot: Effect.Effect<Snapshot>
 }
 
@@ -247,6 +258,19 @@ export const make = (
    * uninterruptible region of `run` so that an interrupted call is judged too, with no effect
    * made unless the verdict changes the state.
    */
+  const closed = () => (state === "Closed" ? generation : -1)
+
+  const judgeClosed = (admitted: number, module: string, exit: Exit.Exit<unknown, unknown>, start: number, end: number) => {
+    const outcome = isFailure(module, exit)
+      ? "failed"
+      : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+      ? "interrupted"
+      : "ok"
+    const changes: Array<Transition> = []
+    judge(admitted, false, outcome, end - start, end, changes)
+    return changes.length === 0 ? undefined : announce(changes)
+  }
+
   const closedCall = <A, E, R>(
     info: Call,
     restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
@@ -255,27 +279,16 @@ export const make = (
     start: number
   ): Effect.Effect<A, E | CallError, R> => {
     const admitted = generation
-    const verdict = (exit: Exit.Exit<unknown, unknown>) => {
-      const end = clock.unsafeCurrentTimeMillis()
-      const outcome = isFailure(info.module, exit)
-        ? "failed"
-        : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
-        ? "interrupted"
-        : "ok"
-      const changes: Array<Transition> = []
-      judge(admitted, false, outcome, end - start, end, changes)
-      return changes
-    }
     return Effect.matchCauseEffect(
       restore(call),
       continuations(
         (value: A) => {
-          const changes = verdict(Exit.void)
-          return changes.length === 0 ? Effect.succeed(value) : Effect.as(announce(changes), value)
+          const announced = judgeClosed(admitted, info.module, Exit.void, start, clock.unsafeCurrentTimeMillis())
+          return announced === undefined ? Effect.succeed(value) : Effect.as(announced, value)
         },
         (cause: Cause.Cause<E>) => {
-          const changes = verdict(Exit.failCause(cause))
-          return changes.length === 0 ? Effect.failCause(cause) : Effect.zipRight(announce(changes), Effect.failCause(cause))
+          const announced = judgeClosed(admitted, info.module, Exit.failCause(cause), start, clock.unsafeCurrentTimeMillis())
+          return announced === undefined ? Effect.failCause(cause) : Effect.zipRight(announced, Effect.failCause(cause))
         }
       )
     )
@@ -336,5 +349,5 @@ export const make = (
     return Effect.as(announce(out), shot)
   })
 
-  return { key, options, run, snapshot }
+  return { key, options, run, closed, judgeClosed, snapshot }
 }

@@ -23,10 +23,11 @@
  * every target, `TESSERA_<TARGET>_CALL_TIMEOUT` for one (Settings.ts).
  */
 import { HttpClient, HttpClientError } from "@effect/platform"
-import { Clock, Context, Duration, Effect, Metric, MetricLabel, Option } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, Metric, MetricLabel, Option } from "effect"
 import * as Settings from "../Settings.ts"
 import { CallError } from "../transport/CallError.ts"
 import * as CallErrors from "../transport/CallError.ts"
+import * as Client from "../transport/Client.ts"
 import type { Interceptor } from "../transport/Client.ts"
 import * as Deadline from "../transport/Deadline.ts"
 import * as Idempotent from "../transport/Idempotent.ts"
@@ -274,8 +275,49 @@ export const protect = (dependency: Dependency) => {
         : refused(error)
       : Effect.void
   const deadlineMs = Duration.toMillis(policy.deadline)
+  const hooks = { onRetry: retried, onFailure, deadlineMs }
+  const retrying = policy.retry.maxAttempts > 1
+  /** The three guards one inside the other, each with its own handler: any call, any state. */
+  const layered = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
+    Retry.run(policy.retry, info, guarded(info, call), hooks)
+  const guarded = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => breaker.run(info, bulkhead.run(info, call))
+  // Nearly every call finds the breaker closed and a free place in the bulkhead. Such a call's
+  // first attempt runs with one handler of its exit for all three guards: it gives back the
+  // bulkhead's place, lets the breaker judge it, and on a failure hands over to the retry (or
+  // the failure observer). The same decisions as `layered`, which runs every other call and
+  // every later attempt; one region and one handler instead of three cost about half as much.
   const protected_ = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
-    Retry.run(policy.retry, info, breaker.run(info, bulkhead.run(info, call)), { onRetry: retried, onFailure, deadlineMs })
+    Effect.withFiberRuntime((fiber) => {
+      const admitted = breaker.closed()
+      if (admitted < 0 || !bulkhead.enter()) return layered(info, call)
+      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+      const start = clock.unsafeCurrentTimeMillis()
+      const callerDeadline = fiber.getFiberRef(Deadline.current)
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.matchCauseEffect(
+          restore(call),
+          Client.continuations(
+            (value: A) => {
+              bulkhead.leave()
+              const announced = breaker.judgeClosed(admitted, info.module, Exit.void, start, clock.unsafeCurrentTimeMillis())
+              return announced === undefined ? Effect.succeed(value) : Effect.as(announced, value)
+            },
+            (cause: Cause.Cause<E>): Effect.Effect<A, E | CallError, R> => {
+              bulkhead.leave()
+              const announced = breaker.judgeClosed(admitted, info.module, Exit.failCause(cause), start, clock.unsafeCurrentTimeMillis())
+              const failed = Either.getLeft(Cause.failureOrCause(cause))
+              // A defect or an interruption: nothing to retry or observe.
+              const next: Effect.Effect<A, E | CallError, R> = Option.isNone(failed)
+                ? Effect.failCause(cause)
+                : retrying && info.idempotent
+                ? restore(Retry.afterFailure(policy.retry, info, guarded(info, call), hooks, failed.value as E | CallError, start, callerDeadline))
+                : Effect.zipRight(onFailure(failed.value), Effect.failCause(cause))
+              return announced === undefined ? next : Effect.zipRight(announced, next)
+            }
+          )
+        )
+      )
+    })
   return Object.assign(protected_, { attemptTimeoutMs: attemptTimeoutMs(policy) })
 }
 

@@ -79,26 +79,47 @@ export const run = <A, E, R>(
     readonly deadlineMs?: number
   } = {}
 ): Effect.Effect<A, E, R> => {
-  const { deadlineMs = Number.POSITIVE_INFINITY, onFailure, onRetry = Effect.void } = hooks
-  const observed = onFailure ? Effect.tapError(call, onFailure) : call
-  if (!info.idempotent || options.maxAttempts <= 1) return observed
-  const retryable = isRetryable(info.module)
+  if (!info.idempotent || options.maxAttempts <= 1) return hooks.onFailure ? Effect.tapError(call, hooks.onFailure) : call
   // The first attempt runs bare: the schedule is built only once one has failed (a call that
   // succeeds pays one catch frame). Its failure is handed to Effect.retry as the first outcome.
   return Effect.withFiberRuntime((fiber) => {
     const started = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-    return Effect.catchAll(call, (failure) =>
-      Effect.flatMap(onFailure ? Effect.zipRight(onFailure(failure), retryable(failure)) : retryable(failure), (again) => {
-        if (!again) return Effect.fail(failure)
-        let replayed = false
-        const attempt = Effect.suspend(() => {
-          if (replayed) return Effect.zipRight(onRetry, observed)
-          replayed = true
-          return Effect.fail(failure)
-        })
-        const retries = Effect.retry(attempt, { schedule: schedule(options), while: retryable })
-        const deadline = started + deadlineMs
-        return deadline < fiber.getFiberRef(Deadline.current) ? Effect.locally(retries, Deadline.current, deadline) : retries
-      }))
+    return Effect.catchAll(call, (failure) => afterFailure(options, info, call, hooks, failure, started, fiber.getFiberRef(Deadline.current)))
+  })
+}
+
+/**
+ * What `run` does once the first attempt of `call` failed with `failure`: observes it, then tries
+ * again while it is worth it, under the whole deadline counted from `started` (never past
+ * `callerDeadline`, the deadline in force when the call began). For a caller that ran the first
+ * attempt itself (Policy.protect); `info` must say the call is idempotent.
+ */
+export const afterFailure = <A, E, R>(
+  options: Options,
+  info: Call,
+  call: Effect.Effect<A, E, R>,
+  hooks: {
+    readonly onRetry?: Effect.Effect<void>
+    readonly onFailure?: (error: E) => Effect.Effect<void>
+    readonly deadlineMs?: number
+  },
+  failure: E,
+  started: number,
+  callerDeadline: number
+): Effect.Effect<A, E, R> => {
+  const { deadlineMs = Number.POSITIVE_INFINITY, onFailure, onRetry = Effect.void } = hooks
+  const retryable = isRetryable(info.module)
+  const observed = onFailure ? Effect.tapError(call, onFailure) : call
+  return Effect.flatMap(onFailure ? Effect.zipRight(onFailure(failure), retryable(failure)) : retryable(failure), (again) => {
+    if (!again) return Effect.fail(failure)
+    let replayed = false
+    const attempt = Effect.suspend(() => {
+      if (replayed) return Effect.zipRight(onRetry, observed)
+      replayed = true
+      return Effect.fail(failure)
+    })
+    const retries = Effect.retry(attempt, { schedule: schedule(options), while: retryable })
+    const deadline = started + deadlineMs
+    return deadline < callerDeadline ? Effect.locally(retries, Deadline.current, deadline) : retries
   })
 }
