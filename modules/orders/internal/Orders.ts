@@ -43,13 +43,6 @@ const requestHash = (input: NewOrder) =>
     input.paymentToken
   ])).digest("base64url")
 
-const dieOnCallError = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.catchIf(effect, (e): e is Extract<E, { _tag: "CallError" }> => (e as { _tag?: string })._tag === "CallError", Effect.die) as Effect.Effect<
-    A,
-    Exclude<E, { _tag: "CallError" }>,
-    R
-  >
-
 export class Orders extends Effect.Service<Orders>()("orders/Orders", {
   effect: Effect.gen(function*() {
     const repo = yield* OrdersRepo
@@ -68,9 +61,12 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
           items,
           (item, index) =>
             catalog.get({ id: item.productId }).pipe(
-              Effect.catchTag("ProductNotFound", () =>
-                Effect.fail(new OrderItemRefused({ field: `items.${index}.productId`, reason: "no product has this id" }))),
-              dieOnCallError
+              Effect.catchTags({
+                ProductNotFound: () =>
+                  Effect.fail(new OrderItemRefused({ field: `items.${index}.productId`, reason: "no product has this id" })),
+                // Catalog unreachable: the caller gets 503 and may repeat the request with its key.
+                CallError: Effect.die
+              })
             ),
           { concurrency: 8 }
         )
@@ -161,8 +157,11 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
       const row = yield* visible(caller, id)
       if (row.status === "CANCELLED") return toOrder(row)
       if (row.status === "CONFIRMED") {
-        const shipment = yield* shipping.byOrder({ orderId: id }).pipe(Effect.option, dieOnCallError)
-        if (Option.isSome(shipment) && shipment.value.status === "shipped") {
+        const shipment = yield* shipping.byOrder({ orderId: id }).pipe(
+          Effect.catchTag("CallError", Effect.die),
+          Effect.catchTag("ShipmentNotFound", () => Effect.succeed(undefined))
+        )
+        if (shipment?.status === "shipped") {
           return yield* new OrderNotCancellable({ orderId: id, reason: "it has shipped" })
         }
       }
@@ -173,12 +172,12 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
 
     const payment = Effect.fn("Orders.payment")(function*(caller: Caller, id: OrderId) {
       yield* visible(caller, id)
-      return yield* dieOnCallError(payments.byOrder({ orderId: id }))
+      return yield* payments.byOrder({ orderId: id }).pipe(Effect.catchTag("CallError", Effect.die))
     })
 
     const shipment = Effect.fn("Orders.shipment")(function*(caller: Caller, id: OrderId) {
       yield* visible(caller, id)
-      return yield* dieOnCallError(shipping.byOrder({ orderId: id }))
+      return yield* shipping.byOrder({ orderId: id }).pipe(Effect.catchTag("CallError", Effect.die))
     })
 
     const listSagas = Effect.fn("Orders.listSagas")(function*(query: SagaQuery) {
