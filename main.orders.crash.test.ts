@@ -226,3 +226,97 @@ describe.skipIf(!postgres.ok)("the order saga while orders and payments are kill
     expect((await api(`/v1/products/${product.id}/stock`, { token: admin })).body).toMatchObject({ available: 1, reserved: 0 })
   }, 60_000)
 })
+
+/**
+ * Two instances of orders on one database share the sagas (the workflow engine's shards): one
+ * is killed with SIGKILL in the middle of a stream of orders placed through the other and never
+ * restarted; its sagas move to the survivor once their locks expire, and every order ends.
+ */
+describe.skipIf(!postgres.ok)("two instances of orders, one killed for good", () => {
+  let drop: () => Promise<void>
+  let gateway: string
+  const servers: Array<Processes.Server> = []
+  let doomed: Processes.Server
+
+  const api = async (route: string, init: { json?: unknown; token?: string; key?: string } = {}) => {
+    const headers: Record<string, string> = {}
+    if (init.token) headers.authorization = `Bearer ${init.token}`
+    if (init.key) headers["idempotency-key"] = init.key
+    if (init.json !== undefined) headers["content-type"] = "application/json"
+    const response = await fetch(`${gateway}${route}`, {
+      method: init.json !== undefined ? "POST" : "GET",
+      headers,
+      ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {})
+    })
+    return { status: response.status, body: await response.json() as any }
+  }
+
+  beforeAll(async () => {
+    if (!postgres.ok) return
+    const db = await Services.createDatabase(postgres.value)
+    drop = db.drop
+    const [front, first, second, sim] = await Promise.all([0, 1, 2, 3].map(() => Processes.freePort())) as [number, number, number, number]
+    const at = (port: number) => `http://127.0.0.1:${port}`
+    servers.push(Processes.spawnCommand(["psp-sim", "--port", String(sim)], {}))
+    const env = (modules: string, peers: string) => ({
+      ...settings,
+      DATABASE_URL: db.url,
+      TESSERA_MODULES: modules,
+      TESSERA_PEERS: peers,
+      TESSERA_PAYMENT_PROVIDER_URL: at(sim),
+      TESSERA_SAGA_LOCK_EXPIRATION: "3 seconds",
+      TESSERA_SAGA_POLL_INTERVAL: "200 millis"
+    })
+    // The front process hosts everything but orders, which it reaches at the first instance.
+    servers.push(Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping", `orders=${at(first)}`)))
+    const backs = `catalog=${at(front)},inventory=${at(front)},payments=${at(front)},shipping=${at(front)}`
+    servers.push(Processes.spawnServer(first, env("orders", backs)))
+    doomed = Processes.spawnServer(second, env("orders", backs))
+    await Promise.all([...servers.slice(1), doomed].map((s) => Processes.waitReady(s)))
+    gateway = servers[1]!.url
+  }, 180_000)
+
+  afterAll(async () => {
+    for (const server of [...servers, doomed]) await server?.stop()
+    await drop?.()
+  })
+
+  it("ends every order: the survivor takes over the sagas of the killed instance", async () => {
+    const admin = (await api("/v1/auth/login", { json: ADMIN })).body.accessToken as string
+    const credentials = { email: `pair-${crypto.randomUUID()}@tessera.test`, password: "a good password" }
+    await api("/v1/auth/register", { json: { ...credentials, name: "Pair" } })
+    const buyer = (await api("/v1/auth/login", { json: credentials })).body.accessToken as string
+    const product = (await api("/v1/products", { token: admin, json: { sku: `PA-${Date.now()}`, name: "Pin", priceCents: 50, currency: "EUR" } })).body
+    await api(`/v1/products/${product.id}/stock`, { token: admin, json: { quantity: 100 } })
+    const ids: Array<string> = []
+    for (let i = 0; i < 30; i++) {
+      if (i === 10) doomed.process.kill("SIGKILL")
+      const placed = await api("/v1/orders", {
+        token: buyer,
+        key: `pair-${i}`,
+        json: {
+          items: [{ productId: product.id, quantity: 1 }],
+          shippingAddress: { name: "Pair Test", line1: "3 Twin St", city: "Berlin", postalCode: "10115", country: "DE" },
+          paymentToken: "tok_ok"
+        }
+      })
+      expect(placed.status).toBe(202)
+      ids.push(placed.body.id)
+      await sleep(30)
+    }
+    for (const id of ids) {
+      let order: any
+      for (let i = 0; i < 300; i++) {
+        order = (await api(`/v1/orders/${id}`, { token: buyer })).body
+        if (order.status !== "PENDING") break
+        await sleep(100)
+      }
+      expect(order.status, `order ${id}`).toBe("CONFIRMED")
+    }
+    expect((await api(`/v1/products/${product.id}/stock`, { token: admin })).body).toMatchObject({ available: 70, reserved: 0 })
+    // Each order's saga ran to its end once: one PlaceOrder, completed, per order.
+    const sagas = (await api("/v1/admin/sagas?state=completed&limit=100", { token: admin })).body.items
+      .filter((s: any) => ids.includes(s.subject))
+    expect(sagas).toHaveLength(30)
+  }, 120_000)
+})
