@@ -30,6 +30,7 @@
  *     POST /admin/reset                 empties the ledger and resets the behaviour
  */
 import { Effect } from "effect"
+import { Buffer } from "node:buffer"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 
