@@ -58,6 +58,20 @@ const commits = (url: string) =>
       (rows) => Number(rows[0]!.n)
     ))
 
+/** With BENCH_ORDER_TABLES=1: rows written per order in each table (where the transactions go). */
+const tableWrites = (url: string, orders: number) =>
+  withSql(url, 1, (sql) =>
+    Effect.map(
+      sql<{ t: string; ins: string; upd: string; del: string }>`
+        SELECT schemaname || '.' || relname AS t, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del
+        FROM pg_stat_user_tables ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC LIMIT 20`,
+      (rows) => {
+        for (const r of rows) {
+          console.error(`    ${r.t.padEnd(40)} per order: ${(Number(r.ins) / orders).toFixed(1)} inserted, ${(Number(r.upd) / orders).toFixed(1)} updated, ${(Number(r.del) / orders).toFixed(1)} deleted`)
+        }
+      }
+    ))
+
 type Api = (route: string, init?: { json?: unknown; headers?: Record<string, string> }) => Promise<{ status: number; body: any }>
 
 const client = (gateway: string, token?: string): Api => {
@@ -114,7 +128,7 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
   )
   try {
     await Promise.all(servers.map((server) => Processes.waitReady(server)))
-    const front = Object.keys(layout).findIndex((name) => layout[name]!.split(",").includes("gateway"))
+    const front = Object.keys(layout).findIndex((name) => layout[name] === "all" || layout[name]!.split(",").includes("gateway"))
     const gateway = servers[front]!.url
     const admin = client(gateway, await login(gateway, ADMIN))
     const product = await admin("/v1/products", { json: { sku: `BENCH-${Date.now()}`, name: "Bench", priceCents: 1999, currency: "EUR" } })
@@ -149,6 +163,7 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
     }))
     const orders = await settle(admin, ids, 120_000)
     const after = await commits(database.url)
+    if (process.env.BENCH_ORDER_TABLES) await tableWrites(database.url, ids.length)
     const confirmed = orders.filter((o) => o.status === "CONFIRMED")
     if (confirmed.length < orders.length) {
       console.error(`  ${orders.length - confirmed.length} of ${orders.length} orders did not confirm: ${[...new Set(orders.map((o) => o.failureReason))].join(", ")}`)

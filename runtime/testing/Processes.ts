@@ -62,10 +62,13 @@ export const DENO_FLAGS: ReadonlyArray<string> = (() => {
   return flags.split(/\s+/)
 })()
 
+/** Flags for Node in front of the release (`TESSERA_TEST_NODE_FLAGS`, e.g. `--cpu-prof` to profile a bench's servers). */
+const nodeFlags = () => (process.env.TESSERA_TEST_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")
+
 /** The command line that runs the release's `tessera <args>` on `runtime`. */
 export const commandLine = (runtime: Runtime, args: ReadonlyArray<string>): [string, Array<string>] =>
   runtime === "node"
-    ? [process.execPath, [RELEASE, ...args]]
+    ? [process.execPath, [...nodeFlags(), RELEASE, ...args]]
     : [path.join(root, "node_modules", ".bin", "deno"), ["run", ...DENO_FLAGS, RELEASE, ...args]]
 
 /** Spawns `tessera serve` with `env` on `port`, without waiting for it. */
