@@ -2,7 +2,7 @@
 import { DateTime, Effect, Option } from "effect"
 import { CursorInvalid, type NewProduct, Product, ProductId, ProductNotFound, ProductPage, type ProductQuery } from "../CatalogApi.ts"
 import * as Text from "../../../runtime/schema/Text.ts"
-import * as Cursor from "./Cursor.ts"
+import * as Cursor from "../../../runtime/schema/Cursor.ts"
 import { ProductsRepo } from "./ProductsRepo.ts"
 
 export const DEFAULT_PAGE_SIZE = 20

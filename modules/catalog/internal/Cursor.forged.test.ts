@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Buffer } from "node:buffer"
 import * as TestServer from "../../../runtime/testing/TestServer.ts"
 import { CatalogModule } from "../CatalogModule.ts"
-import * as Cursor from "./Cursor.ts"
+import * as Cursor from "../../../runtime/schema/Cursor.ts"
 
 const b64 = (text: string | Buffer) => Buffer.from(text).toString("base64url")
 const json = (value: unknown) => b64(JSON.stringify(value))

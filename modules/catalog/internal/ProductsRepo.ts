@@ -3,7 +3,7 @@ import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
 import { Product, SkuTaken } from "../CatalogApi.ts"
-import type * as Cursor from "./Cursor.ts"
+import type * as Cursor from "../../../runtime/schema/Cursor.ts"
 
 const columns = "id, sku, name, description, price_cents AS \"priceCents\", currency, created_at AS \"createdAt\""
 

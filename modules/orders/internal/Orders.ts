@@ -21,7 +21,7 @@ import {
   type SagaQuery
 } from "../OrdersApi.ts"
 import * as Saga from "../../../runtime/saga/Saga.ts"
-import * as Cursor from "./Cursor.ts"
+import * as Cursor from "../../../runtime/schema/Cursor.ts"
 import { CancelOrder, PlaceOrder } from "./OrderSaga.ts"
 import { type OrderRow, OrdersRepo, toOrder } from "./OrdersRepo.ts"
 

@@ -4,7 +4,7 @@ import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
 import { ShippingAddress } from "../../shipping/index.ts"
 import { FailureReason, Order, OrderItem, type OrderId, OrderStatus } from "../OrdersApi.ts"
-import type * as Cursor from "./Cursor.ts"
+import type * as Cursor from "../../../runtime/schema/Cursor.ts"
 
 const OrderRow = Schema.Struct({
   id: Schema.String,

@@ -1,13 +1,14 @@
 /**
- * The paging cursor of product searches: the (createdAt, id) of the last product of a page,
- * opaque to clients (base64url of a small JSON array).
+ * The paging cursor of a listing in creation order (catalog's product searches, orders' order
+ * lists): the (createdAt, id) of the last row of a page, opaque to clients (base64url of a small
+ * JSON array).
  *
  * Checked in full rather than signed: a cursor is a position in a public ordering, not an
  * authority, so a forged one can only ask for a page anyone may read; what matters is that the
  * database never sees a value it cannot hold. Checking needs no key, so a cursor works across
- * every catalog process, embedded or not, and across restarts. A cursor is accepted only in
+ * every process of the module, embedded or not, and across restarts. A cursor is accepted only in
  * exactly the form `encode` writes it, with a date in years 1-9999 (inside PostgreSQL's
- * timestamptz range, and every date this module stores) and a UUID.
+ * timestamptz range, and every date a module stores) and a UUID.
  */
 import { DateTime, Either, Option, Schema } from "effect"
 import { Buffer } from "node:buffer"
