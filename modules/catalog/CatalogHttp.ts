@@ -6,20 +6,14 @@ import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
 import * as LastGood from "../../runtime/resilience/LastGood.ts"
 import * as Setting from "../../runtime/Setting.ts"
+import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import { CatalogClient, CursorInvalid, NewProduct, Product, ProductId, ProductNotFound, ProductPage, SkuTaken } from "./CatalogApi.ts"
 
 const allErrors = { parseOptions: { errors: "all" } } as const
 
 /** A page size: decimal digits on the wire, described as the integer they spell. */
-const Limit = Schema.compose(
-  Schema.String.pipe(Schema.pattern(/^[0-9]{1,3}$/, { message: () => "expected an integer from 1 to 100" })),
-  Schema.NumberFromString
-).pipe(
-  Schema.int(),
-  Schema.between(1, 100),
-  Schema.annotations({ jsonSchema: { type: "integer", minimum: 1, maximum: 100 } })
-)
+const Limit = Integer.pageSize
 
 /** Query of `GET /v1/products`. */
 const ProductSearch = Schema.Struct({

@@ -7,6 +7,7 @@ import { Effect, Schema } from "effect"
 import * as Auth from "../../runtime/gateway/Auth.ts"
 import * as Gateway from "../../runtime/gateway/Gateway.ts"
 import * as Problem from "../../runtime/gateway/Problem.ts"
+import * as Integer from "../../runtime/schema/Integer.ts"
 import * as Text from "../../runtime/schema/Text.ts"
 import * as Idempotent from "../../runtime/transport/Idempotent.ts"
 import { Payment, PaymentNotFound } from "../payments/index.ts"
@@ -31,14 +32,7 @@ import * as Saga from "../../runtime/saga/Saga.ts"
 const allErrors = { parseOptions: { errors: "all" } } as const
 
 /** A page size: decimal digits on the wire, described as the integer they spell. */
-const Limit = Schema.compose(
-  Schema.String.pipe(Schema.pattern(/^[0-9]{1,3}$/, { message: () => "expected an integer from 1 to 100" })),
-  Schema.NumberFromString
-).pipe(
-  Schema.int(),
-  Schema.between(1, 100),
-  Schema.annotations({ jsonSchema: { type: "integer", minimum: 1, maximum: 100 } })
-)
+const Limit = Integer.pageSize
 
 const Cursor = Text.line({ maxLength: 200 })
 

@@ -26,3 +26,16 @@ export const fromText = (min: number, max: number): Schema.Schema<number, string
         : ParseResult.fail(new ParseResult.Type(ast, text, "expected an integer written in decimal digits")),
     encode: (n) => ParseResult.succeed(String(n))
   })
+
+/**
+ * A page size in a query parameter (`?limit=20`): 1 to 100 in decimal digits, described in
+ * OpenAPI as the integer it spells.
+ */
+export const pageSize: Schema.Schema<number, string> = Schema.compose(
+  Schema.String.pipe(Schema.pattern(/^[0-9]{1,3}$/, { message: () => "expected an integer from 1 to 100" })),
+  Schema.NumberFromString
+).pipe(
+  Schema.int(),
+  Schema.between(1, 100),
+  Schema.annotations({ jsonSchema: { type: "integer", minimum: 1, maximum: 100 } })
+)
