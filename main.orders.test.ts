@@ -21,7 +21,9 @@ const settings = {
   TESSERA_ADMIN_PASSWORD: ADMIN.password,
   TESSERA_PASSWORD_HASH_COST: "10",
   TESSERA_RATE_LIMIT: "100000",
-  TESSERA_TRUSTED_PROXIES: "1"
+  TESSERA_TRUSTED_PROXIES: "1",
+  // The provider outage test waits out the payment provider's open breaker once: 2 s, not 5.
+  TESSERA_PAYMENT_PROVIDER_BREAKER_OPEN_FOR: "2 seconds"
 }
 
 const gatewayFetch = OpenApiConformance.checkedFetch()
@@ -31,6 +33,8 @@ interface Deployment {
   /** The payment provider simulator's base URL. */
   readonly provider: string
   readonly servers: ReadonlyArray<Processes.Server>
+  /** Whether the process answering the gateway hosts payments (its admin view shows the provider's breaker). */
+  readonly hostsPayments: boolean
   readonly cleanup: () => Promise<void>
 }
 
@@ -69,7 +73,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         TESSERA_PAYMENT_PROVIDER_URL: psp.url
       })
       await startAll([server])
-      return { gateway: server.url, provider: psp.url, servers: [server, psp.sim], cleanup: db.drop }
+      return { gateway: server.url, provider: psp.url, servers: [server, psp.sim], hostsPayments: true, cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
@@ -99,7 +103,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         Processes.spawnServer(shipping, env("shipping"))
       ]
       await startAll(servers)
-      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], cleanup: db.drop }
+      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: false, cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
@@ -117,6 +121,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
       gateway: server.url,
       provider: psp.url,
       servers: [server, psp.sim],
+      hostsPayments: true,
       cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
     }
   }
@@ -183,8 +188,8 @@ for (const [name, start] of Object.entries(topologies)) {
     const place = (token: string, json: unknown, key: string | null = crypto.randomUUID()) =>
       api("/v1/orders", { as: token, json, headers: key === null ? {} : { "idempotency-key": key } })
 
-    const settled = async (token: string, id: string, until = (o: any) => o.status !== "PENDING") => {
-      for (let i = 0; i < 300; i++) {
+    const settled = async (token: string, id: string, until = (o: any) => o.status !== "PENDING", polls = 300) => {
+      for (let i = 0; i < polls; i++) {
         const { body } = await api(`/v1/orders/${id}`, { as: token })
         if (until(body)) return body
         await sleep(50)
@@ -325,6 +330,58 @@ for (const [name, start] of Object.entries(topologies)) {
       expect(charges).toHaveLength(1)
       expect(charges[0]).toMatchObject({ status: "succeeded", amountCents: 1980, refunded: false })
     })
+
+    it("with the payment provider failing, ends new orders CANCELLED with PAYMENT_UNAVAILABLE, stock released; once it recovers, confirms again", async () => {
+      const buyer = await customer()
+      const kettle = await product(20)
+      const behave = async (behaviour: { errorRate: number }) => {
+        const answer = await fetch(`${deployment.provider}/admin/behaviour`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(behaviour)
+        })
+        expect(answer.status).toBe(200)
+      }
+      const oneUnit = body(kettle, { items: [{ productId: kettle, quantity: 1 }] })
+      const timesToCancelled: Array<number> = []
+      await behave({ errorRate: 1 })
+      try {
+        // Enough orders one after another for the breaker to open (10 calls in its window, its
+        // charges tried up to 3 times): the last ones are refused by it, not by the provider.
+        for (let i = 0; i < 6; i++) {
+          const started = Date.now()
+          const placed = await place(buyer, oneUnit)
+          expect(placed.status).toBe(202)
+          // Answered at all within a generous bound (a minute), never left PENDING.
+          const done = await settled(buyer, placed.body.id, undefined, 1200)
+          timesToCancelled.push(Date.now() - started)
+          expect(done).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_UNAVAILABLE" })
+          expect((await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })).status).toBe(404)
+        }
+        console.log(`${name}: POST /v1/orders to CANCELLED with the provider failing, ms: ${timesToCancelled.join(", ")}`)
+        expect(await stock(kettle)).toEqual({ available: 20, reserved: 0 })
+        // The process answering the gateway shows the provider's breaker when it hosts payments.
+        const resilience = await api("/v1/admin/resilience")
+        expect(resilience.status).toBe(200)
+        const breaker = resilience.body.dependencies.find((d: any) => d.target === "payment-provider")?.breaker
+        if (deployment.hostsPayments) expect(breaker?.state).toBe("Open")
+        else expect(breaker).toBeUndefined()
+      } finally {
+        await behave({ errorRate: 0 })
+      }
+      // Recovered: within the breaker's open period (2 s) and a probe, orders confirm again, no restart.
+      let confirmed: any
+      const recovering = Date.now()
+      while (confirmed === undefined && Date.now() - recovering < 60_000) {
+        const placed = await place(buyer, oneUnit)
+        const done = await settled(buyer, placed.body.id, undefined, 1200)
+        if (done.status === "CONFIRMED") confirmed = done
+        else expect(done).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_UNAVAILABLE" })
+      }
+      console.log(`${name}: orders confirmed again ${Date.now() - recovering} ms after the provider recovered`)
+      expect(confirmed?.status).toBe("CONFIRMED")
+      expect(await stock(kettle)).toEqual({ available: 19, reserved: 0 })
+    }, 180_000)
 
     it("confirms exactly as many of 50 concurrent one-unit orders as there are units (10), the rest OUT_OF_STOCK", async () => {
       const kettle = await product(10)

@@ -9,7 +9,8 @@
  * same way first; only when the provider has no charge under its key is the charge sent (again
  * under the same key: if the first request is still on its way, the provider answers both alike).
  * When the provider cannot be asked, the payment stays pending and the call fails with
- * PaymentUnavailable: calling again later resolves it.
+ * PaymentUnavailable: calling again later resolves it. A first charge that surely never reached
+ * the provider (refused, unreachable, its breaker open) leaves no payment behind.
  */
 import { Effect, Option } from "effect"
 import type { CallError } from "../../../runtime/transport/CallError.ts"
@@ -81,17 +82,24 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         const found = yield* provider.lookup(row.providerKey)
         if (Option.isSome(found)) return yield* record(paymentId, found.value)
         if (Option.isNone(send)) return row
-        return yield* sendCharge(row, send.value)
+        return yield* sendCharge(row, send.value, false)
       })
 
-    /** Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key. */
-    const sendCharge = (row: PaymentRow, request: ChargeRequest) =>
+    /**
+     * Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key.
+     * With `fresh` (the row was recorded by this call, no charge was sent under its key before),
+     * a charge that surely never reached the provider forgets the row: refunding it is then a
+     * no-op without asking a provider that may be down (PaymentNotFound), so that a saga
+     * compensating it ends at once.
+     */
+    const sendCharge = (row: PaymentRow, request: ChargeRequest, fresh: boolean) =>
       provider.charge(row.providerKey, {
         amountCents: row.amountCents,
         currency: row.currency,
         token: request.token,
         reference: row.paymentId
       }).pipe(
+        Effect.tapError((error) => fresh && error.kind === "NotSent" ? repo.forgetPending(row.paymentId as PaymentId) : Effect.void),
         Effect.flatMap((outcome) => record(row.paymentId as PaymentId, outcome)),
         Effect.catchIf(
           (error) => error.kind !== "NotSent",
@@ -120,7 +128,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         })
       if (row.status !== "pending") return yield* answer(row)
       // A row of ours that was pending before this call may have been charged: ask first.
-      const resolved = yield* (Option.isSome(existing) ? settle(row, Option.some(request)) : sendCharge(row, request)).pipe(
+      const resolved = yield* (Option.isSome(existing) ? settle(row, Option.some(request)) : sendCharge(row, request, true)).pipe(
         Effect.catchTag("CallError", unavailable(request.paymentId))
       )
       if (resolved.status === "pending") {

@@ -71,6 +71,13 @@ export class PaymentsRepo extends Effect.Service<PaymentsRepo>()("payments/Payme
           PgError.orDie
         ),
 
+      /**
+       * Forgets a pending payment whose charge surely never reached the provider: there is nothing
+       * to resolve or refund, and a later charge of the same id starts afresh.
+       */
+      forgetPending: (paymentId: PaymentId) =>
+        sql`DELETE FROM payments WHERE payment_id = ${paymentId} AND status = 'pending'`.pipe(Effect.asVoid, PgError.orDie),
+
       /** Records the refund of a charged payment. Answers the row as it is now. */
       refunded: (paymentId: PaymentId, providerRefundId: string | null) =>
         sql`UPDATE payments SET status = 'refunded', provider_refund_id = ${providerRefundId}, updated_at = now()
