@@ -3,7 +3,8 @@
  * provider simulator as a process of its own (`tessera psp-sim`, whose ledger the tests read),
  * driven over the gateway's REST API as customers and an admin would. The same tests run in one
  * process on PostgreSQL, with orders, payments and shipping each in a process of its own, and in
- * one process on embedded PostgreSQL; every answer is checked against the OpenAPI document.
+ * one process on embedded PostgreSQL; on Deno, in one process on embedded PostgreSQL and with
+ * orders alone on Deno beside the rest on Node; every answer is checked against the OpenAPI document.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -61,6 +62,26 @@ const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
 
 const postgres = await Services.findPostgres()
 
+/** Every module in one process on embedded PostgreSQL, on `runtime`. */
+const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-orders-e2e-"))
+  const psp = await provider()
+  const server = Processes.spawnServer(await Processes.freePort(), {
+    ...settings,
+    DATABASE_URL: undefined,
+    TESSERA_DATA_DIR: dataDir,
+    TESSERA_PAYMENT_PROVIDER_URL: psp.url
+  }, runtime)
+  await startAll([server])
+  return {
+    gateway: server.url,
+    provider: psp.url,
+    servers: [server, psp.sim],
+    hostsPayments: true,
+    cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
 const topologies: Record<string, (() => Promise<Deployment>) | string> = {
   "one process on PostgreSQL": postgres.ok
     ? async () => {
@@ -107,24 +128,32 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
-  "one process on embedded PostgreSQL": async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-orders-e2e-"))
-    const psp = await provider()
-    const server = Processes.spawnServer(await Processes.freePort(), {
-      ...settings,
-      DATABASE_URL: undefined,
-      TESSERA_DATA_DIR: dataDir,
-      TESSERA_PAYMENT_PROVIDER_URL: psp.url
-    })
-    await startAll([server])
-    return {
-      gateway: server.url,
-      provider: psp.url,
-      servers: [server, psp.sim],
-      hostsPayments: true,
-      cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+  "one process on embedded PostgreSQL": () => embedded("node"),
+
+  "one process on embedded PostgreSQL, on Deno": () => embedded("deno"),
+
+  "orders on Deno, every other module on Node, on PostgreSQL": postgres.ok
+    ? async () => {
+      const db = await Services.createDatabase(postgres.value)
+      const [front, orders] = await Promise.all([0, 1].map(() => Processes.freePort())) as [number, number]
+      const at = (port: number) => `http://127.0.0.1:${port}`
+      const peers = ["catalog", "inventory", "payments", "shipping"].map((m) => `${m}=${at(front)}`).concat(`orders=${at(orders)}`).join(",")
+      const psp = await provider()
+      const env = (modules: string) => ({
+        ...settings,
+        DATABASE_URL: db.url,
+        TESSERA_MODULES: modules,
+        TESSERA_PEERS: peers,
+        TESSERA_PAYMENT_PROVIDER_URL: psp.url
+      })
+      const servers = [
+        Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping"), "node"),
+        Processes.spawnServer(orders, env("orders"), "deno")
+      ]
+      await startAll(servers)
+      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: true, cleanup: db.drop }
     }
-  }
+    : Services.unavailable("PostgreSQL", postgres.reason)
 }
 
 const someAddress = () => `198.51.100.${Math.floor(Math.random() * 254) + 1}`
