@@ -63,8 +63,8 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
     const provider = yield* Provider
 
     /** Records the provider's outcome of a pending payment. */
-    const record = (paymentId: PaymentId, outcome: ChargeOutcome) =>
-      repo.resolve(paymentId, outcome._tag === "Charged" ? "charged" : "declined", outcome.chargeId)
+    const record = (row: PaymentRow, outcome: ChargeOutcome) =>
+      repo.resolve(row, outcome._tag === "Charged" ? "charged" : "declined", outcome.chargeId)
 
     /** What a resolved row answers to `charge`. */
     const answer = (row: PaymentRow): Effect.Effect<Payment, PaymentDeclined> =>
@@ -78,9 +78,8 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
      */
     const settle = (row: PaymentRow, send: Option.Option<ChargeRequest>) =>
       Effect.gen(function*() {
-        const paymentId = row.paymentId as PaymentId
         const found = yield* provider.lookup(row.providerKey)
-        if (Option.isSome(found)) return yield* record(paymentId, found.value)
+        if (Option.isSome(found)) return yield* record(row, found.value)
         if (Option.isNone(send)) return row
         return yield* sendCharge(row, send.value, false)
       })
@@ -100,7 +99,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         reference: row.paymentId
       }).pipe(
         Effect.tapError((error) => fresh && error.kind === "NotSent" ? repo.forgetPending(row.paymentId as PaymentId) : Effect.void),
-        Effect.flatMap((outcome) => record(row.paymentId as PaymentId, outcome)),
+        Effect.flatMap((outcome) => record(row, outcome)),
         Effect.catchIf(
           (error) => error.kind !== "NotSent",
           (lost) =>
@@ -108,7 +107,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
               Effect.zipRight(provider.lookup(row.providerKey)),
               Effect.flatMap(Option.match({
                 onNone: () => Effect.fail(lost),
-                onSome: (outcome) => record(row.paymentId as PaymentId, outcome)
+                onSome: (outcome) => record(row, outcome)
               }))
             )
         )
