@@ -387,14 +387,15 @@ for (const [name, start] of Object.entries(topologies)) {
           expect(done).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_UNAVAILABLE" })
           expect((await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })).status).toBe(404)
         }
-        console.log(`${name}: POST /v1/orders to CANCELLED with the provider failing, ms: ${timesToCancelled.join(", ")}`)
-        expect(await stock(kettle)).toEqual({ available: 20, reserved: 0 })
-        // The process answering the gateway shows the provider's breaker when it hosts payments.
+        // The process answering the gateway shows the provider's breaker when it hosts payments:
+        // open (or, on a slow machine, its open period just past, half-open until a probe).
         const resilience = await api("/v1/admin/resilience")
         expect(resilience.status).toBe(200)
         const breaker = resilience.body.dependencies.find((d: any) => d.target === "payment-provider")?.breaker
-        if (deployment.hostsPayments) expect(breaker?.state).toBe("Open")
+        if (deployment.hostsPayments) expect(["Open", "HalfOpen"]).toContain(breaker?.state)
         else expect(breaker).toBeUndefined()
+        console.log(`${name}: POST /v1/orders to CANCELLED with the provider failing, ms: ${timesToCancelled.join(", ")}`)
+        expect(await stock(kettle)).toEqual({ available: 20, reserved: 0 })
       } finally {
         await behave({ errorRate: 0 })
       }
