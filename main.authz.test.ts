@@ -7,13 +7,15 @@
  * admin's or the named module's same call does, which the last test checks on one of them).
  *
  * Every rpc of every module in main.ts is classified below, by hand: `guarded` (changes state:
- * who may call it, and a payload) or `unguarded` (reads, or public by design: why). An rpc in
- * neither fails the first test, naming it: a new module joins the sweep by adding its rows.
+ * who may call it, and a payload), `owned` (changes state on a customer's own account: its owner
+ * may, others are answered as if it did not exist, no one is Unauthenticated) or `unguarded`
+ * (reads, or public by design: why). An rpc in none fails the first test, naming it: a new module
+ * joins the sweep by adding its rows.
  */
 import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import type { Rpc, RpcGroup } from "@effect/rpc"
-import { Cause, Effect, Exit, Redacted, Scope } from "effect"
+import { Cause, Effect, Exit, Redacted, Schedule, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { modules } from "./main.ts"
 import * as Caller from "./runtime/security/Caller.ts"
@@ -34,6 +36,18 @@ interface Guarded {
    * as `admin`, what it needs (a product to restock, a reservation to release).
    */
   readonly payload: (call: Call) => Effect.Effect<unknown, unknown>
+}
+
+/**
+ * An rpc that changes state on its caller's own account (an order): its owner, a customer, may;
+ * `others` is what any other caller gets (another customer or API key, a module): the error that
+ * says there is nothing of theirs there (OrderNotFound), or `null` when every customer acts on its
+ * own account (a new order: other customers may too, on theirs; a module is Forbidden, no customer).
+ */
+interface Owned {
+  readonly others: string | null
+  /** A payload that changes state when the owner sends it, prepared on the owner's behalf (`admin` for the rest). */
+  readonly payload: (call: Call, admin: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>) => Effect.Effect<unknown, unknown>
 }
 
 const unique = () => crypto.randomUUID().slice(0, 8)
@@ -117,6 +131,34 @@ const guarded: Record<string, Record<string, Guarded>> = {
   }
 }
 
+/** An order of one unit of a product the admin stocks, paid with the simulator's token that succeeds. */
+const newOrder = (call: Call, admin: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>) =>
+  Effect.map(admin(stockedProduct(call, 3)), (productId) => ({
+    items: [{ productId, quantity: 1 }],
+    shippingAddress: { name: "Ada Sweep", line1: "1 Main St", city: "Berlin", postalCode: "10115", country: "DE" },
+    paymentToken: "tok_ok",
+    idempotencyKey: `az-${unique()}`
+  }))
+
+/** A confirmed order of the caller's (its saga done). */
+const confirmedOrder = (call: Call, admin: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const placed = yield* Effect.flatMap(newOrder(call, admin), (order) => call("orders", "place", order))
+    const order = yield* call("orders", "get", { id: placed.id }).pipe(
+      Effect.filterOrFail((o) => o.status !== "PENDING"),
+      Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 300 })
+    )
+    if (order.status !== "CONFIRMED") return yield* Effect.die(new Error(`order ${order.id} ended ${order.status}`))
+    return { id: order.id as string }
+  })
+
+const owned: Record<string, Record<string, Owned>> = {
+  orders: {
+    place: { others: null, payload: newOrder },
+    cancel: { others: "OrderNotFound", payload: confirmedOrder }
+  }
+}
+
 const unguarded: Record<string, Record<string, string>> = {
   catalog: { get: "reads", list: "reads" },
   inventory: { get: "reads" },
@@ -132,8 +174,6 @@ const unguarded: Record<string, Record<string, string>> = {
   shipping: { byOrder: "reads; the handler answers only an admin, the orders module or the shipment's customer" },
   payments: { byOrder: "reads; the handler answers only an admin, the orders module or the payment's customer" },
   orders: {
-    place: "any authenticated caller places an order of its own (refused on no one's behalf: Orders.test.ts)",
-    cancel: "the order's owner or an admin; anyone else is answered OrderNotFound (Orders.test.ts)",
     get: "reads; the owner or an admin",
     list: "reads the caller's own orders (an admin's: all)",
     payment: "reads; the owner or an admin",
@@ -148,6 +188,8 @@ const rpcsOf = (module: (typeof modules)[number]) =>
 const customer = new Caller.Caller({ kind: "user", id: "00000000-0000-4000-8000-00000000c057", role: "customer" })
 const customerKey = new Caller.Caller({ kind: "apiKey", id: "00000000-0000-4000-8000-0000000000a9", role: "customer" })
 const admin = new Caller.Caller({ kind: "user", id: "00000000-0000-4000-8000-0000000000ad", role: "admin" })
+/** The customer whose orders the owned rpcs act on (`customer` is another one). */
+const owner = new Caller.Caller({ kind: "user", id: "00000000-0000-4000-8000-0000000000b0", role: "customer" })
 
 /** The callers refused for an rpc that `allows` these modules (and admins), and the error each gets. */
 const refusedCallers = (allows: ReadonlyArray<string>) => [
@@ -157,6 +199,17 @@ const refusedCallers = (allows: ReadonlyArray<string>) => [
   { who: "a module it does not name", run: Caller.asService("stranger"), error: "Forbidden" },
   ...(allows.includes("orders") ? [] : [{ who: "the orders module", run: Caller.asService("orders"), error: "Forbidden" }])
 ] as const
+
+/** The callers refused for an rpc on its owner's account, and the error each gets. */
+const refusedOwnedCallers = (others: string | null) => [
+  { who: "no one", run: Caller.anonymous, error: "Unauthenticated" },
+  ...(others === null ? [] : [
+    { who: "another customer", run: Caller.withCaller(customer), error: others },
+    { who: "another customer's API key", run: Caller.withCaller(customerKey), error: others }
+  ]),
+  { who: "a module", run: Caller.asService("stranger"), error: others ?? "Forbidden" },
+  { who: "the orders module", run: Caller.asService("orders"), error: others ?? "Forbidden" }
+]
 
 const postgres = await Services.findPostgres()
 const skipped = postgres.ok ? undefined : Services.unavailable("PostgreSQL", postgres.reason)
@@ -172,6 +225,18 @@ describe.skipIf(skipped !== undefined)("authorization inside modules, over the w
     return client === undefined ? Effect.die(new Error(`no client for ${module}.${rpc}`)) : client(payload) as Effect.Effect<any, unknown>
   }
   const asAdmin = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Caller.withCaller(admin)(effect))
+  const asOwner = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Caller.withCaller(owner)(effect))
+
+  /** `rpc` called with `payload` on behalf of `caller` fails with `caller.error` (a typed failure, not a defect). */
+  const expectRefused = async (module: string, rpc: string, payload: unknown, caller: { who: string; run: <A, E>(e: Effect.Effect<A, E>) => Effect.Effect<A, E>; error: string }) => {
+    const exit = await Effect.runPromiseExit(caller.run(call(module, rpc, payload)))
+    const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
+    const tag = failure?._tag === "Some" ? (failure.value as { _tag?: string })._tag : Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "success"
+    expect(tag, `${module}.${rpc} on behalf of ${caller.who}`).toBe(caller.error)
+    if (caller.error === "Unauthenticated" || caller.error === "Forbidden") {
+      expect(failure?._tag === "Some" && failure.value).toBeInstanceOf(caller.error === "Unauthenticated" ? Caller.Unauthenticated : Caller.Forbidden)
+    }
+  }
 
   /** Every row of every table in the database, as text: what a refused call must leave alone. */
   const snapshot = () =>
@@ -194,6 +259,18 @@ describe.skipIf(skipped !== undefined)("authorization inside modules, over the w
         return rows
       })).pipe(Effect.provide(Reactivity.layer))
     )
+
+  /** The database once it stops changing (a saga finishing its bookkeeping): its snapshot. */
+  const quiet = async () => {
+    let last = await snapshot()
+    for (let i = 0; i < 50; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const now = await snapshot()
+      if (JSON.stringify(now) === JSON.stringify(last)) return now
+      last = now
+    }
+    throw new Error("the database kept changing for 10 s")
+  }
 
   beforeAll(async () => {
     if (!postgres.ok) return
@@ -226,11 +303,12 @@ describe.skipIf(skipped !== undefined)("authorization inside modules, over the w
   it("knows every rpc of the build as guarded or not, and why", () => {
     const unclassified = modules.flatMap((module) =>
       rpcsOf(module)
-        .filter((rpc) => guarded[module.name]?.[rpc] === undefined && unguarded[module.name]?.[rpc] === undefined)
+        .filter((rpc) => [guarded, owned, unguarded].every((table) => table[module.name]?.[rpc] === undefined))
         .map((rpc) => `${module.name}.${rpc}`)
     )
-    expect(unclassified, "classify these in main.authz.test.ts: guarded (with who may call and a payload) or unguarded (why)").toEqual([])
-    const stale = [...Object.entries(guarded), ...Object.entries(unguarded)].flatMap(([name, rpcs]) =>
+    expect(unclassified, "classify these in main.authz.test.ts: guarded (with who may call and a payload), owned or unguarded (why)")
+      .toEqual([])
+    const stale = [...Object.entries(guarded), ...Object.entries(owned), ...Object.entries(unguarded)].flatMap(([name, rpcs]) =>
       Object.keys(rpcs).filter((rpc) => !modules.some((m) => m.name === name && rpcsOf(m).includes(rpc))).map((rpc) => `${name}.${rpc}`)
     )
     expect(stale, "these are classified but not in the build").toEqual([])
@@ -243,14 +321,27 @@ describe.skipIf(skipped !== undefined)("authorization inside modules, over the w
   it.each(cases)("%s refuses every caller it does not allow, and changes nothing", async (_, module, rpc, spec) => {
     const payload = await asAdmin(spec.payload(call))
     const before = await snapshot()
-    for (const caller of refusedCallers(spec.allows)) {
-      const exit = await Effect.runPromiseExit(caller.run(call(module, rpc, payload)))
-      const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
-      const tag = failure?._tag === "Some" ? (failure.value as { _tag?: string })._tag : Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "success"
-      expect(tag, `${module}.${rpc} on behalf of ${caller.who}`).toBe(caller.error)
-      expect(failure?._tag === "Some" && failure.value).toBeInstanceOf(caller.error === "Unauthenticated" ? Caller.Unauthenticated : Caller.Forbidden)
-    }
+    for (const caller of refusedCallers(spec.allows)) await expectRefused(module, rpc, payload, caller)
     expect(await snapshot()).toEqual(before)
+  }, 60_000)
+
+  const ownedCases = modules.flatMap((module) =>
+    Object.entries(owned[module.name] ?? {}).map(([rpc, spec]) => [`${module.name}.${rpc}`, module.name, rpc, spec] as const)
+  )
+
+  it.each(ownedCases)("%s on its owner's account: refuses anyone else as the owner's rpc says, and changes nothing", async (_, module, rpc, spec) => {
+    const payload = await asOwner(spec.payload(call, Caller.withCaller(admin)))
+    const before = await quiet()
+    for (const caller of refusedOwnedCallers(spec.others)) await expectRefused(module, rpc, payload, caller)
+    expect(await snapshot()).toEqual(before)
+  }, 60_000)
+
+  it.each(ownedCases)("%s: the owner's own call changes something", async (_, module, rpc, spec) => {
+    const payload = await asOwner(spec.payload(call, Caller.withCaller(admin)))
+    const before = await quiet()
+    const exit = await Effect.runPromiseExit(Caller.withCaller(owner)(call(module, rpc, payload)))
+    expect(Exit.isSuccess(exit), `${module}.${rpc}: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""}`).toBe(true)
+    expect(await snapshot(), `${module}.${rpc} changed nothing`).not.toEqual(before)
   }, 60_000)
 
   it("lets the admin and the named modules make the same calls, and sees what they change", async () => {

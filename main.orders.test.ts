@@ -3,7 +3,8 @@
  * provider simulator as a process of its own (`tessera psp-sim`, whose ledger the tests read),
  * driven over the gateway's REST API as customers and an admin would. The same tests run in one
  * process on PostgreSQL, with orders, payments and shipping each in a process of its own, and in
- * one process on embedded PostgreSQL; every answer is checked against the OpenAPI document.
+ * one process on embedded PostgreSQL; on Deno, in one process on embedded PostgreSQL and with
+ * orders alone on Deno beside the rest on Node; every answer is checked against the OpenAPI document.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -21,7 +22,9 @@ const settings = {
   TESSERA_ADMIN_PASSWORD: ADMIN.password,
   TESSERA_PASSWORD_HASH_COST: "10",
   TESSERA_RATE_LIMIT: "100000",
-  TESSERA_TRUSTED_PROXIES: "1"
+  TESSERA_TRUSTED_PROXIES: "1",
+  // The provider outage test waits out the payment provider's open breaker once: 2 s, not 5.
+  TESSERA_PAYMENT_PROVIDER_BREAKER_OPEN_FOR: "2 seconds"
 }
 
 const gatewayFetch = OpenApiConformance.checkedFetch()
@@ -31,6 +34,8 @@ interface Deployment {
   /** The payment provider simulator's base URL. */
   readonly provider: string
   readonly servers: ReadonlyArray<Processes.Server>
+  /** Whether the process answering the gateway hosts payments (its admin view shows the provider's breaker). */
+  readonly hostsPayments: boolean
   readonly cleanup: () => Promise<void>
 }
 
@@ -57,6 +62,26 @@ const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
 
 const postgres = await Services.findPostgres()
 
+/** Every module in one process on embedded PostgreSQL, on `runtime`. */
+const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-orders-e2e-"))
+  const psp = await provider()
+  const server = Processes.spawnServer(await Processes.freePort(), {
+    ...settings,
+    DATABASE_URL: undefined,
+    TESSERA_DATA_DIR: dataDir,
+    TESSERA_PAYMENT_PROVIDER_URL: psp.url
+  }, runtime)
+  await startAll([server])
+  return {
+    gateway: server.url,
+    provider: psp.url,
+    servers: [server, psp.sim],
+    hostsPayments: true,
+    cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
 const topologies: Record<string, (() => Promise<Deployment>) | string> = {
   "one process on PostgreSQL": postgres.ok
     ? async () => {
@@ -69,7 +94,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         TESSERA_PAYMENT_PROVIDER_URL: psp.url
       })
       await startAll([server])
-      return { gateway: server.url, provider: psp.url, servers: [server, psp.sim], cleanup: db.drop }
+      return { gateway: server.url, provider: psp.url, servers: [server, psp.sim], hostsPayments: true, cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
@@ -99,27 +124,36 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         Processes.spawnServer(shipping, env("shipping"))
       ]
       await startAll(servers)
-      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], cleanup: db.drop }
+      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: false, cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
-  "one process on embedded PostgreSQL": async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-orders-e2e-"))
-    const psp = await provider()
-    const server = Processes.spawnServer(await Processes.freePort(), {
-      ...settings,
-      DATABASE_URL: undefined,
-      TESSERA_DATA_DIR: dataDir,
-      TESSERA_PAYMENT_PROVIDER_URL: psp.url
-    })
-    await startAll([server])
-    return {
-      gateway: server.url,
-      provider: psp.url,
-      servers: [server, psp.sim],
-      cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+  "one process on embedded PostgreSQL": () => embedded("node"),
+
+  "one process on embedded PostgreSQL, on Deno": () => embedded("deno"),
+
+  "orders on Deno, every other module on Node, on PostgreSQL": postgres.ok
+    ? async () => {
+      const db = await Services.createDatabase(postgres.value)
+      const [front, orders] = await Promise.all([0, 1].map(() => Processes.freePort())) as [number, number]
+      const at = (port: number) => `http://127.0.0.1:${port}`
+      const peers = ["catalog", "inventory", "payments", "shipping"].map((m) => `${m}=${at(front)}`).concat(`orders=${at(orders)}`).join(",")
+      const psp = await provider()
+      const env = (modules: string) => ({
+        ...settings,
+        DATABASE_URL: db.url,
+        TESSERA_MODULES: modules,
+        TESSERA_PEERS: peers,
+        TESSERA_PAYMENT_PROVIDER_URL: psp.url
+      })
+      const servers = [
+        Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping"), "node"),
+        Processes.spawnServer(orders, env("orders"), "deno")
+      ]
+      await startAll(servers)
+      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: true, cleanup: db.drop }
     }
-  }
+    : Services.unavailable("PostgreSQL", postgres.reason)
 }
 
 const someAddress = () => `198.51.100.${Math.floor(Math.random() * 254) + 1}`
@@ -183,8 +217,8 @@ for (const [name, start] of Object.entries(topologies)) {
     const place = (token: string, json: unknown, key: string | null = crypto.randomUUID()) =>
       api("/v1/orders", { as: token, json, headers: key === null ? {} : { "idempotency-key": key } })
 
-    const settled = async (token: string, id: string, until = (o: any) => o.status !== "PENDING") => {
-      for (let i = 0; i < 300; i++) {
+    const settled = async (token: string, id: string, until = (o: any) => o.status !== "PENDING", polls = 300) => {
+      for (let i = 0; i < polls; i++) {
         const { body } = await api(`/v1/orders/${id}`, { as: token })
         if (until(body)) return body
         await sleep(50)
@@ -325,6 +359,59 @@ for (const [name, start] of Object.entries(topologies)) {
       expect(charges).toHaveLength(1)
       expect(charges[0]).toMatchObject({ status: "succeeded", amountCents: 1980, refunded: false })
     })
+
+    it("with the payment provider failing, ends new orders CANCELLED with PAYMENT_UNAVAILABLE, stock released; once it recovers, confirms again", async () => {
+      const buyer = await customer()
+      const kettle = await product(20)
+      const behave = async (behaviour: { errorRate: number }) => {
+        const answer = await fetch(`${deployment.provider}/admin/behaviour`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(behaviour)
+        })
+        expect(answer.status).toBe(200)
+      }
+      const oneUnit = body(kettle, { items: [{ productId: kettle, quantity: 1 }] })
+      const timesToCancelled: Array<number> = []
+      await behave({ errorRate: 1 })
+      try {
+        // Enough orders one after another for the breaker to open (10 calls in its window, its
+        // charges tried up to 3 times): the last ones are refused by it, not by the provider.
+        for (let i = 0; i < 6; i++) {
+          const started = Date.now()
+          const placed = await place(buyer, oneUnit)
+          expect(placed.status).toBe(202)
+          // Answered at all within a generous bound (a minute), never left PENDING.
+          const done = await settled(buyer, placed.body.id, undefined, 1200)
+          timesToCancelled.push(Date.now() - started)
+          expect(done).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_UNAVAILABLE" })
+          expect((await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })).status).toBe(404)
+        }
+        // The process answering the gateway shows the provider's breaker when it hosts payments:
+        // open (or, on a slow machine, its open period just past, half-open until a probe).
+        const resilience = await api("/v1/admin/resilience")
+        expect(resilience.status).toBe(200)
+        const breaker = resilience.body.dependencies.find((d: any) => d.target === "payment-provider")?.breaker
+        if (deployment.hostsPayments) expect(["Open", "HalfOpen"]).toContain(breaker?.state)
+        else expect(breaker).toBeUndefined()
+        console.log(`${name}: POST /v1/orders to CANCELLED with the provider failing, ms: ${timesToCancelled.join(", ")}`)
+        expect(await stock(kettle)).toEqual({ available: 20, reserved: 0 })
+      } finally {
+        await behave({ errorRate: 0 })
+      }
+      // Recovered: within the breaker's open period (2 s) and a probe, orders confirm again, no restart.
+      let confirmed: any
+      const recovering = Date.now()
+      while (confirmed === undefined && Date.now() - recovering < 60_000) {
+        const placed = await place(buyer, oneUnit)
+        const done = await settled(buyer, placed.body.id, undefined, 1200)
+        if (done.status === "CONFIRMED") confirmed = done
+        else expect(done).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_UNAVAILABLE" })
+      }
+      console.log(`${name}: orders confirmed again ${Date.now() - recovering} ms after the provider recovered`)
+      expect(confirmed?.status).toBe("CONFIRMED")
+      expect(await stock(kettle)).toEqual({ available: 19, reserved: 0 })
+    }, 180_000)
 
     it("confirms exactly as many of 50 concurrent one-unit orders as there are units (10), the rest OUT_OF_STOCK", async () => {
       const kettle = await product(10)

@@ -175,7 +175,8 @@ export class OrdersRpcs extends RpcGroup.make(
   /**
    * Places an order for the calling customer and starts its saga; answers at once with the order
    * PENDING. Once per (customer, idempotencyKey): the same key with the same order answers the
-   * same order; with another, IdempotencyKeyReused.
+   * same order; with another, IdempotencyKeyReused. A module calling on its own account is
+   * Forbidden (it is no customer).
    */
   Rpc.make("place", {
     payload: { ...NewOrder.fields, idempotencyKey: IdempotencyKey },

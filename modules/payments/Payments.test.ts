@@ -227,6 +227,10 @@ const cases = (run: Run) => {
       expect(left(await charge(r))).toBeInstanceOf(PaymentUnavailable)
       expect(Date.now() - started).toBeLessThan(1_000)
       expect(await charges(r.paymentId)).toHaveLength(0)
+      // A charge that never reached the provider leaves no payment: its refund (a saga's
+      // compensation) is answered at once, without asking the provider that is down.
+      expect(left(await refund(r.paymentId))).toBeInstanceOf(PaymentNotFound)
+      expect(left(await byOrder(r.orderId, orders))).toBeInstanceOf(PaymentNotFound)
     } finally {
       await behave({ errorRate: 0 })
     }

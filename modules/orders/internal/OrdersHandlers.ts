@@ -1,4 +1,5 @@
 /** Implements the orders contract with its use cases and runs its sagas. */
+import type { Headers } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import * as Caller from "../../../runtime/security/Caller.ts"
 import { OrdersRpcs } from "../OrdersApi.ts"
@@ -7,11 +8,22 @@ import { OrderSagaLive } from "./OrderSaga.ts"
 import { OrdersRepo } from "./OrdersRepo.ts"
 import { StartedSagas } from "./StartedSagas.ts"
 
+/**
+ * The caller of a `place`: a customer or an admin, placing an order of its own. A module is no
+ * customer (a service gets rights by being named, never by its role): Forbidden.
+ */
+const buyer = (headers: Headers.Headers) =>
+  Effect.filterOrFail(
+    Caller.requireCaller(headers),
+    (caller) => caller.kind !== "service",
+    (caller) => new Caller.Forbidden({ reason: `module ${caller.id} may not place orders: a customer or an admin places an order` })
+  )
+
 export const OrdersHandlers = OrdersRpcs.toLayer(
   Effect.gen(function*() {
     const orders = yield* Orders
     return {
-      place: (input, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.place(caller, input)),
+      place: (input, { headers }) => Effect.flatMap(buyer(headers), (caller) => orders.place(caller, input)),
       get: ({ id }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.get(caller, id)),
       list: (query, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.list(caller, query)),
       cancel: ({ id }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => orders.cancel(caller, id)),

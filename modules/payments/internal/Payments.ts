@@ -9,7 +9,8 @@
  * same way first; only when the provider has no charge under its key is the charge sent (again
  * under the same key: if the first request is still on its way, the provider answers both alike).
  * When the provider cannot be asked, the payment stays pending and the call fails with
- * PaymentUnavailable: calling again later resolves it.
+ * PaymentUnavailable: calling again later resolves it. A first charge that surely never reached
+ * the provider (refused, unreachable, its breaker open) leaves no payment behind.
  */
 import { Effect, Option } from "effect"
 import type { CallError } from "../../../runtime/transport/CallError.ts"
@@ -62,8 +63,8 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
     const provider = yield* Provider
 
     /** Records the provider's outcome of a pending payment. */
-    const record = (paymentId: PaymentId, outcome: ChargeOutcome) =>
-      repo.resolve(paymentId, outcome._tag === "Charged" ? "charged" : "declined", outcome.chargeId)
+    const record = (row: PaymentRow, outcome: ChargeOutcome) =>
+      repo.resolve(row, outcome._tag === "Charged" ? "charged" : "declined", outcome.chargeId)
 
     /** What a resolved row answers to `charge`. */
     const answer = (row: PaymentRow): Effect.Effect<Payment, PaymentDeclined> =>
@@ -77,22 +78,28 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
      */
     const settle = (row: PaymentRow, send: Option.Option<ChargeRequest>) =>
       Effect.gen(function*() {
-        const paymentId = row.paymentId as PaymentId
         const found = yield* provider.lookup(row.providerKey)
-        if (Option.isSome(found)) return yield* record(paymentId, found.value)
+        if (Option.isSome(found)) return yield* record(row, found.value)
         if (Option.isNone(send)) return row
-        return yield* sendCharge(row, send.value)
+        return yield* sendCharge(row, send.value, false)
       })
 
-    /** Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key. */
-    const sendCharge = (row: PaymentRow, request: ChargeRequest) =>
+    /**
+     * Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key.
+     * With `fresh` (the row was recorded by this call, no charge was sent under its key before),
+     * a charge that surely never reached the provider forgets the row: refunding it is then a
+     * no-op without asking a provider that may be down (PaymentNotFound), so that a saga
+     * compensating it ends at once.
+     */
+    const sendCharge = (row: PaymentRow, request: ChargeRequest, fresh: boolean) =>
       provider.charge(row.providerKey, {
         amountCents: row.amountCents,
         currency: row.currency,
         token: request.token,
         reference: row.paymentId
       }).pipe(
-        Effect.flatMap((outcome) => record(row.paymentId as PaymentId, outcome)),
+        Effect.tapError((error) => fresh && error.kind === "NotSent" ? repo.forgetPending(row.paymentId as PaymentId) : Effect.void),
+        Effect.flatMap((outcome) => record(row, outcome)),
         Effect.catchIf(
           (error) => error.kind !== "NotSent",
           (lost) =>
@@ -100,7 +107,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
               Effect.zipRight(provider.lookup(row.providerKey)),
               Effect.flatMap(Option.match({
                 onNone: () => Effect.fail(lost),
-                onSome: (outcome) => record(row.paymentId as PaymentId, outcome)
+                onSome: (outcome) => record(row, outcome)
               }))
             )
         )
@@ -120,7 +127,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         })
       if (row.status !== "pending") return yield* answer(row)
       // A row of ours that was pending before this call may have been charged: ask first.
-      const resolved = yield* (Option.isSome(existing) ? settle(row, Option.some(request)) : sendCharge(row, request)).pipe(
+      const resolved = yield* (Option.isSome(existing) ? settle(row, Option.some(request)) : sendCharge(row, request, true)).pipe(
         Effect.catchTag("CallError", unavailable(request.paymentId))
       )
       if (resolved.status === "pending") {

@@ -61,15 +61,34 @@ export class PaymentsRepo extends Effect.Service<PaymentsRepo>()("payments/Payme
 
       /**
        * Records a pending payment's outcome (`charged` or `declined`); a payment resolved meanwhile
-       * (by a concurrent call) keeps its outcome. Answers the row as it is now.
+       * (by a concurrent call) keeps its outcome. A payment forgotten meanwhile (`forgetPending`,
+       * by a concurrent call whose charge never reached the provider) is recorded again from
+       * `row`, with the outcome. Answers the row as it is now.
        */
-      resolve: (paymentId: PaymentId, status: "charged" | "declined" | "refunded", providerChargeId: string | null) =>
+      resolve: (row: PaymentRow, status: "charged" | "declined", providerChargeId: string) =>
         sql`UPDATE payments SET status = ${status}, provider_charge_id = ${providerChargeId}, updated_at = now()
-            WHERE payment_id = ${paymentId} AND status = 'pending'`.pipe(
-          Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${paymentId}`)),
-          Effect.map(Option.getOrThrow),
+            WHERE payment_id = ${row.paymentId} AND status = 'pending'`.pipe(
+          Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${row.paymentId}`)),
+          Effect.flatMap(Option.match({
+            onSome: Effect.succeed,
+            onNone: () =>
+              sql`INSERT INTO payments (payment_id, order_id, customer_id, status, amount_cents, currency, provider_key, provider_charge_id)
+                  VALUES (${row.paymentId}, ${row.orderId}, ${row.customerId}, ${status}, ${row.amountCents}, ${row.currency},
+                          ${row.providerKey}, ${providerChargeId})
+                  ON CONFLICT (payment_id) DO NOTHING`.pipe(
+                Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${row.paymentId}`)),
+                Effect.map(Option.getOrThrow)
+              )
+          })),
           PgError.orDie
         ),
+
+      /**
+       * Forgets a pending payment whose charge surely never reached the provider: there is nothing
+       * to resolve or refund, and a later charge of the same id starts afresh.
+       */
+      forgetPending: (paymentId: PaymentId) =>
+        sql`DELETE FROM payments WHERE payment_id = ${paymentId} AND status = 'pending'`.pipe(Effect.asVoid, PgError.orDie),
 
       /** Records the refund of a charged payment. Answers the row as it is now. */
       refunded: (paymentId: PaymentId, providerRefundId: string | null) =>
