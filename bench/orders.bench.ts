@@ -32,6 +32,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CALLERS = Number(process.env.BENCH_ORDER_CALLERS ?? 16)
 /** A module's database pool (TESSERA_DATABASE_POOL's default). */
 const POOL = 10
+/** How often a customer asks whether its order has ended. */
+const POLL_MS = 20
 const CEILING_TARGET = 50
 const SPLIT_TARGET = 70
 const ADMIN = { email: "admin@tessera.test", password: "admin-password-orders-bench" } as const
@@ -123,7 +125,8 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
       TESSERA_ADMIN_PASSWORD: ADMIN.password,
       TESSERA_PASSWORD_HASH_COST: "10",
       TESSERA_RATE_LIMIT: "1000000",
-      TESSERA_TRUSTED_PROXIES: "1"
+      TESSERA_TRUSTED_PROXIES: "1",
+      ...(process.env.BENCH_EXTRA_ENV ? JSON.parse(process.env.BENCH_EXTRA_ENV) : {})
     }, "node")
   )
   try {
@@ -158,8 +161,18 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
     const ids: Array<string> = []
     const started = Date.now()
     const end = started + SECONDS * 1000
+    // Each customer waits for its order to end before placing the next (a closed loop): an open
+    // loop would only measure how long a growing backlog waits.
     await Promise.all(customers.map(async (api) => {
-      while (Date.now() < end) ids.push(await place(api))
+      while (Date.now() < end) {
+        const id = await place(api)
+        ids.push(id)
+        for (;;) {
+          const answer = await api(`/v1/orders/${id}`)
+          if (answer.status === 200 && answer.body.status !== "PENDING") break
+          await sleep(POLL_MS)
+        }
+      }
     }))
     const orders = await settle(admin, ids, 120_000)
     const after = await commits(database.url)
