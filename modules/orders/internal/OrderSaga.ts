@@ -11,6 +11,7 @@
  */
 import { Workflow } from "@effect/workflow"
 import { Cause, Chunk, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
+import type { ProductId } from "../../catalog/index.ts"
 import { InventoryClient, ReservationId } from "../../inventory/index.ts"
 import { PaymentId, PaymentsClient } from "../../payments/index.ts"
 import { ShippingClient } from "../../shipping/index.ts"
@@ -139,14 +140,20 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       yield* repo.confirm(order.id)
     })
 
-  /** Puts the order's units back on sale: the reservation is committed (if not yet), then each line restocked once. */
+  /**
+   * Puts the order's units back on sale: the reservation is committed (if not yet), then each
+   * product restocked once, by all its lines' units (one key per product: two lines of one
+   * product are one restock, never a key reused for another quantity).
+   */
   const returnStock = (order: OrderRow) =>
     Effect.gen(function*() {
       yield* commit(order)
-      for (const item of order.items) {
+      const units = new Map<ProductId, number>()
+      for (const item of order.items) units.set(item.productId, (units.get(item.productId) ?? 0) + item.quantity)
+      for (const [productId, quantity] of units) {
         yield* inventory.restock(
-          { productId: item.productId, quantity: item.quantity },
-          { headers: { [Idempotent.HEADER]: returnKeyOf(order.id, item.productId) } }
+          { productId, quantity },
+          { headers: { [Idempotent.HEADER]: returnKeyOf(order.id, productId) } }
         )
       }
     })
