@@ -130,14 +130,16 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
   const commit = (order: OrderRow) => inventory.commit({ reservationId: reservationIdOf(order.id) })
 
   /**
-   * Unless its customer asked to cancel it meanwhile: the reservation committed (the stock is
-   * sold), then the order CONFIRMED. A cancel asked for after the check is CancelOrder's to carry out.
+   * Unless its customer asked to cancel it: the order CONFIRMED (checked and set in one
+   * statement), then its reservation committed (the stock is sold). Once confirmed, a run of this
+   * step again (after a crash) only commits: it never fails with a cancel seen after a commit,
+   * whose compensation (a release of sold stock) could not succeed. A cancel asked for after the
+   * confirm is CancelOrder's to carry out.
    */
   const confirm = (order: OrderRow) =>
     Effect.gen(function*() {
-      if ((yield* load(order.id)).cancelRequested) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
+      if (!(yield* repo.confirm(order.id))) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
       yield* retryCalls(commit(order), untilDone).pipe(Effect.orDie)
-      yield* repo.confirm(order.id)
     })
 
   /**

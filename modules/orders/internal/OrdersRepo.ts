@@ -114,10 +114,19 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
     const dropCancel = (id: string) =>
       sql`UPDATE orders SET cancel_requested = false, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
 
-    /** Confirms a PENDING order (the saga has checked that its customer did not cancel it). */
+    /**
+     * Confirms a PENDING order unless its customer asked to cancel it; `true` when the order is
+     * CONFIRMED, by this call or an earlier one.
+     */
     const confirm = (id: string) =>
-      sql`UPDATE orders SET status = 'CONFIRMED', updated_at = now()
-          WHERE id = ${id} AND status = 'PENDING'`.pipe(Effect.asVoid, PgError.orDie)
+      sql<{ status: string }>`UPDATE orders SET status = 'CONFIRMED', updated_at = now()
+          WHERE id = ${id} AND status = 'PENDING' AND NOT cancel_requested RETURNING status`.pipe(
+        Effect.flatMap((updated) =>
+          updated.length === 1 ? Effect.succeed(updated) : sql<{ status: string }>`SELECT status FROM orders WHERE id = ${id}`
+        ),
+        Effect.map((rows) => rows[0]?.status === "CONFIRMED"),
+        PgError.orDie
+      )
 
     /** Ends the order CANCELLED with `reason`, unless it already is. */
     const cancel = (id: string, reason: FailureReason) =>
