@@ -9,9 +9,11 @@
  * same way first; only when the provider has no charge under its key is the charge sent (again
  * under the same key: if the first request is still on its way, the provider answers both alike).
  * When the provider cannot be asked, the payment stays pending and the call fails with
- * PaymentUnavailable: calling again later resolves it.
+ * PaymentUnavailable: calling again later resolves it. A refund of a pending payment the provider
+ * has no charge for voids it (no charge is sent for it after), but only once no charge sent
+ * before can still reach the provider: a charge request outlives the call that gave up on it.
  */
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import type { CallError } from "../../../runtime/transport/CallError.ts"
 import {
   type ChargeRequest,
@@ -84,8 +86,17 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         return yield* sendCharge(row, send.value)
       })
 
-    /** Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key. */
-    const sendCharge = (row: PaymentRow, request: ChargeRequest) =>
+    /**
+     * Sends the payment's charge (as first recorded), unless it was voided meanwhile (then the
+     * row as it is); an answer lost on the way is asked for by key.
+     */
+    const sendCharge = (pending: PaymentRow, request: ChargeRequest) =>
+      Effect.flatMap(repo.sending(pending.paymentId as PaymentId), (sending) =>
+        Option.isNone(sending)
+          ? Effect.map(repo.find(pending.paymentId as PaymentId), Option.getOrThrow)
+          : send(sending.value, request))
+
+    const send = (row: PaymentRow, request: ChargeRequest) =>
       provider.charge(row.providerKey, {
         amountCents: row.amountCents,
         currency: row.currency,
@@ -135,8 +146,12 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
       let row = found.value
       if (row.status === "pending") {
         row = yield* settle(row, Option.none()).pipe(Effect.catchTag("CallError", unavailable(paymentId)))
-        // The provider has no charge under its key: none will be made for it now.
-        if (row.status === "pending") row = yield* repo.refunded(paymentId, null)
+        // The provider has no charge under its key: voided, so that none is sent for it any more,
+        // once no charge sent before can still be on its way (twice the deadline of one send).
+        if (row.status === "pending") row = yield* repo.voidQuiet(paymentId, 2 * Duration.toSeconds(provider.chargeDeadline))
+        if (row.status === "pending") {
+          return yield* new PaymentUnavailable({ paymentId, reason: "a charge of this payment may still reach the provider; try again later" })
+        }
       }
       if (row.status !== "charged") return toPayment(row)
       const refundId = yield* provider.refund(refundKey(paymentId), row.providerChargeId!).pipe(

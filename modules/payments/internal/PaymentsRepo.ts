@@ -71,10 +71,31 @@ export class PaymentsRepo extends Effect.Service<PaymentsRepo>()("payments/Payme
           PgError.orDie
         ),
 
+      /**
+       * Marks a pending payment as being sent now (a charge may reach the provider from this
+       * moment on); `None` when it is no longer pending (resolved, or voided: sent no more).
+       */
+      sending: (paymentId: PaymentId) =>
+        one(sql`UPDATE payments SET updated_at = now() WHERE payment_id = ${paymentId} AND status = 'pending'
+                RETURNING ${sql.literal(COLUMNS)}`),
+
+      /**
+       * Voids a pending payment the provider has no charge for (status `refunded`, no charge id),
+       * only if no charge of it has been sent for `seconds`: one still on its way could land after.
+       * Answers the row as it is now (still pending when it was sent more recently).
+       */
+      voidQuiet: (paymentId: PaymentId, seconds: number) =>
+        sql`UPDATE payments SET status = 'refunded', updated_at = now()
+            WHERE payment_id = ${paymentId} AND status = 'pending' AND updated_at < now() - make_interval(secs => ${seconds})`.pipe(
+          Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${paymentId}`)),
+          Effect.map(Option.getOrThrow),
+          PgError.orDie
+        ),
+
       /** Records the refund of a charged payment. Answers the row as it is now. */
       refunded: (paymentId: PaymentId, providerRefundId: string | null) =>
         sql`UPDATE payments SET status = 'refunded', provider_refund_id = ${providerRefundId}, updated_at = now()
-            WHERE payment_id = ${paymentId} AND status IN ('pending', 'charged')`.pipe(
+            WHERE payment_id = ${paymentId} AND status = 'charged'`.pipe(
           Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${paymentId}`)),
           Effect.map(Option.getOrThrow),
           PgError.orDie
