@@ -56,6 +56,12 @@ export interface NewOrderRow {
   readonly paymentToken: string
 }
 
+/** Where a walk over stale pending orders stands: the last order seen (its creation time as PostgreSQL writes it). */
+export interface StalePosition {
+  readonly id: string
+  readonly at: string
+}
+
 export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -133,11 +139,16 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
       sql`UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, updated_at = now()
           WHERE id = ${id} AND status <> 'CANCELLED'`.pipe(Effect.asVoid, PgError.orDie)
 
-    /** Orders still PENDING placed more than `seconds` ago, oldest first: sagas that may never have started. */
-    const stalePending = (seconds: number, limit: number) =>
-      sql<{ id: string }>`SELECT id FROM orders
+    /**
+     * Up to `limit` orders still PENDING placed more than `seconds` ago, oldest first, after the
+     * position `after` (the `position` of the last one of the previous batch): sagas that may
+     * never have started.
+     */
+    const stalePending = (seconds: number, limit: number, after?: StalePosition) =>
+      sql<{ id: string; at: string }>`SELECT id, created_at::text AS at FROM orders
           WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => ${seconds})
-          ORDER BY created_at LIMIT ${limit}`.pipe(Effect.map((rows) => rows.map((r) => r.id)), PgError.orDie)
+            ${after === undefined ? sql`` : sql`AND (created_at, id) > (${after.at}::timestamptz, ${after.id}::uuid)`}
+          ORDER BY created_at, id LIMIT ${limit}`.pipe(PgError.orDie)
 
     return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel, stalePending } as const
   })
