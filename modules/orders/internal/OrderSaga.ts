@@ -10,7 +10,7 @@
  * Every call runs as the service identity "orders", never as the customer who placed the order.
  */
 import { Workflow } from "@effect/workflow"
-import { Cause, Chunk, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
+import { Array as Arr, Cause, Chunk, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
 import type { ProductId } from "../../catalog/index.ts"
 import { InventoryClient, ReservationId } from "../../inventory/index.ts"
 import { PaymentId, PaymentsClient } from "../../payments/index.ts"
@@ -76,7 +76,7 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
     retryCalls(
       inventory.reserve({
         reservationId: reservationIdOf(order.id),
-        lines: order.items.map((item) => ({ productId: item.productId, quantity: item.quantity })) as any
+        lines: Arr.map(order.items, (item) => ({ productId: item.productId, quantity: item.quantity }))
       }),
       untilDone
     ).pipe(
@@ -96,7 +96,7 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
           orderId: order.id,
           customerId: order.customerId,
           amountCents: order.totalCents,
-          currency: order.currency as any,
+          currency: order.currency,
           token: order.paymentToken
         }),
         chargeAttempts

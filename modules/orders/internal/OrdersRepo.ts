@@ -2,6 +2,7 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
+import { Currency } from "../../catalog/index.ts"
 import { ShippingAddress } from "../../shipping/index.ts"
 import { FailureReason, Order, OrderItem, type OrderId, OrderStatus } from "../OrdersApi.ts"
 import type * as Cursor from "../../../runtime/schema/Cursor.ts"
@@ -12,9 +13,9 @@ const OrderRow = Schema.Struct({
   requestHash: Schema.String,
   status: OrderStatus,
   failureReason: Schema.NullOr(FailureReason),
-  items: Schema.Array(OrderItem),
+  items: Schema.NonEmptyArray(OrderItem),
   totalCents: Schema.Union(Schema.Int, Schema.NumberFromString),
-  currency: Schema.String,
+  currency: Currency,
   shippingAddress: ShippingAddress,
   paymentToken: Schema.String,
   cancelRequested: Schema.Boolean,
@@ -38,7 +39,7 @@ export const toOrder = (row: OrderRow): Order =>
     status: row.status,
     items: row.items,
     totalCents: row.totalCents,
-    currency: row.currency as Order["currency"],
+    currency: row.currency,
     ...(row.failureReason === null ? {} : { failureReason: row.failureReason }),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt
