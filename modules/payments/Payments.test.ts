@@ -244,6 +244,11 @@ const cases = (run: Run) => {
       expect(left(await charge(r))).toBeInstanceOf(PaymentUnavailable)
       expect(Date.now() - started).toBeLessThan(1_000)
       expect(await charges(r.paymentId)).toHaveLength(0)
+      // Its refund (the saga's compensation) need not ask the provider: nothing was sent. Voided
+      // at once, breaker open or not, so the order ends now; a charge again sends nothing.
+      expect(right(await refund(r.paymentId))).toMatchObject({ status: "refunded" })
+      expect(Date.now() - started).toBeLessThan(1_000)
+      expect(right(await charge(r))).toMatchObject({ status: "refunded" })
     } finally {
       await behave({ errorRate: 0 })
     }

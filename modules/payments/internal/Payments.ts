@@ -103,6 +103,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         token: request.token,
         reference: row.paymentId
       }).pipe(
+        Effect.tapError((error) => error.kind === "NotSent" ? repo.notSent(row.paymentId as PaymentId) : Effect.void),
         Effect.flatMap((outcome) => record(row.paymentId as PaymentId, outcome)),
         Effect.catchIf(
           (error) => error.kind !== "NotSent",
@@ -144,11 +145,14 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
       const found = yield* repo.find(paymentId)
       if (Option.isNone(found)) return yield* new PaymentNotFound({ id: paymentId })
       let row = found.value
+      const quiet = 2 * Duration.toSeconds(provider.chargeDeadline)
+      // A charge that never left (the provider's breaker open, say): voided at once, unasked.
+      if (row.status === "pending" && row.sendsInDoubt === 0) row = yield* repo.voidQuiet(paymentId, quiet)
       if (row.status === "pending") {
         row = yield* settle(row, Option.none()).pipe(Effect.catchTag("CallError", unavailable(paymentId)))
         // The provider has no charge under its key: voided, so that none is sent for it any more,
         // once no charge sent before can still be on its way (twice the deadline of one send).
-        if (row.status === "pending") row = yield* repo.voidQuiet(paymentId, 2 * Duration.toSeconds(provider.chargeDeadline))
+        if (row.status === "pending") row = yield* repo.voidQuiet(paymentId, quiet)
         if (row.status === "pending") {
           return yield* new PaymentUnavailable({ paymentId, reason: "a charge of this payment may still reach the provider; try again later" })
         }
