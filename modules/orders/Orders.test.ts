@@ -114,6 +114,18 @@ TestHost.describeOnDatabases(
       expect(await stock(lamp)).toEqual({ available: 5, reserved: 0 })
     })
 
+    it("cancels a confirmed order with one product on two lines: every unit back, once", async () => {
+      const buyer = customer()
+      const lamp = await product(5)
+      const placed = await as(buyer).orders((c) =>
+        c.place(order(lamp, { items: [{ productId: lamp, quantity: 1 }, { productId: lamp, quantity: 2 }] as NewOrder["items"] })))
+      expect((await settled(buyer, placed.id)).status).toBe("CONFIRMED")
+      expect(await stock(lamp)).toEqual({ available: 2, reserved: 0 })
+      await as(buyer).orders((c) => c.cancel({ id: placed.id }))
+      expect((await settled(buyer, placed.id, (o) => o.status === "CANCELLED")).failureReason).toBe("CANCELLED_BY_CUSTOMER")
+      expect(await stock(lamp)).toEqual({ available: 5, reserved: 0 })
+    })
+
     it("cancels an order asked to be cancelled while pending, before it confirms", async () => {
       const buyer = customer()
       const lamp = await product(5)

@@ -170,6 +170,23 @@ const cases = (run: Run) => {
     expect((await sim()).ledger().chargeRequests[chargeKey(r.paymentId)]).toBe(1)
   }, 20_000)
 
+  it("voids no payment whose charge may still reach the provider: a charge landing after a refund asked too early is refunded", async () => {
+    const r = request("tok_ok")
+    // The charge reaches the provider, which makes it only 2.5 s later; payments gives up at 1 s.
+    await behave({ latencyMs: 2500 })
+    const first = charge(r)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await behave({ latencyMs: 0 })
+    // The provider has no charge under the key yet; one is on its way: not voided.
+    expect(left(await refund(r.paymentId))).toBeInstanceOf(PaymentUnavailable)
+    await first
+    for (let i = 0; i < 100 && (await charges(r.paymentId)).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    const made = await charges(r.paymentId)
+    expect(made).toHaveLength(1)
+    expect(right(await refund(r.paymentId))).toMatchObject({ status: "refunded", providerChargeId: made[0]!.id })
+    expect(await refunds(made[0]!.id)).toHaveLength(1)
+  }, 20_000)
+
   it("refunds a charged payment once; refunding again changes nothing", async () => {
     const r = request("tok_ok")
     const charged = right(await charge(r))
@@ -227,10 +244,11 @@ const cases = (run: Run) => {
       expect(left(await charge(r))).toBeInstanceOf(PaymentUnavailable)
       expect(Date.now() - started).toBeLessThan(1_000)
       expect(await charges(r.paymentId)).toHaveLength(0)
-      // A charge that never reached the provider leaves no payment: its refund (a saga's
-      // compensation) is answered at once, without asking the provider that is down.
-      expect(left(await refund(r.paymentId))).toBeInstanceOf(PaymentNotFound)
-      expect(left(await byOrder(r.orderId, orders))).toBeInstanceOf(PaymentNotFound)
+      // Its refund (the saga's compensation) need not ask the provider: nothing was sent. Voided
+      // at once, breaker open or not, so the order ends now; a charge again sends nothing.
+      expect(right(await refund(r.paymentId))).toMatchObject({ status: "refunded" })
+      expect(Date.now() - started).toBeLessThan(1_000)
+      expect(right(await charge(r))).toMatchObject({ status: "refunded" })
     } finally {
       await behave({ errorRate: 0 })
     }

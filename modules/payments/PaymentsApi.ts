@@ -110,7 +110,8 @@ export class PaymentsRpcs extends RpcGroup.make(
   /**
    * Refunds a charged payment in full; idempotent. A declined or already refunded payment is
    * answered as it is; one whose charge never reached the provider ends refunded with nothing
-   * charged, so that a late charge under its id charges nothing. For the service `orders` or an admin.
+   * charged, so that a late charge under its id charges nothing: PaymentUnavailable (try again)
+   * while a charge sent for it may still be on its way. For the service `orders` or an admin.
    */
   Rpc.make("refund", {
     payload: { paymentId: PaymentId },

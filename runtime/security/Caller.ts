@@ -1,7 +1,7 @@
 /**
  * Who a call is made for: the user or API key the gateway authenticated. The identity travels
  * with every call between modules as RPC headers, in process and across processes alike, so a
- * module can enforce ownership itself (`Caller.current(headers)` in a handler). Across processes
+ * module can enforce ownership itself (`Caller.requireCaller(headers)` in a handler). Across processes
  * these headers are trusted only because the RPC endpoint first checks the calling process's
  * service credential (see `ServiceCredential`).
  *
@@ -128,12 +128,6 @@ export const requireAdminOrService = (
         reason: services.length === 0 ? "this needs the admin role" : `this needs the admin role or module ${services.join(" or ")}`
       })
   )
-
-/** Same as `requireCaller`. */
-export const current = requireCaller
-
-/** Same as `requireAdmin`. */
-export const admin = requireAdmin
 
 /** Runs `effect` on behalf of `caller`: every module call it makes carries the caller. */
 export const withCaller = (caller: Caller) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>

@@ -10,7 +10,8 @@
  * Every call runs as the service identity "orders", never as the customer who placed the order.
  */
 import { Workflow } from "@effect/workflow"
-import { Cause, Chunk, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
+import { Array as Arr, Cause, Chunk, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
+import type { ProductId } from "../../catalog/index.ts"
 import { InventoryClient, ReservationId } from "../../inventory/index.ts"
 import { PaymentId, PaymentsClient } from "../../payments/index.ts"
 import { ShippingClient } from "../../shipping/index.ts"
@@ -75,7 +76,7 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
     retryCalls(
       inventory.reserve({
         reservationId: reservationIdOf(order.id),
-        lines: order.items.map((item) => ({ productId: item.productId, quantity: item.quantity })) as any
+        lines: Arr.map(order.items, (item) => ({ productId: item.productId, quantity: item.quantity }))
       }),
       untilDone
     ).pipe(
@@ -95,7 +96,7 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
           orderId: order.id,
           customerId: order.customerId,
           amountCents: order.totalCents,
-          currency: order.currency as any,
+          currency: order.currency,
           token: order.paymentToken
         }),
         chargeAttempts
@@ -129,24 +130,32 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
   const commit = (order: OrderRow) => inventory.commit({ reservationId: reservationIdOf(order.id) })
 
   /**
-   * Unless its customer asked to cancel it meanwhile: the reservation committed (the stock is
-   * sold), then the order CONFIRMED. A cancel asked for after the check is CancelOrder's to carry out.
+   * Unless its customer asked to cancel it: the order CONFIRMED (checked and set in one
+   * statement), then its reservation committed (the stock is sold). Once confirmed, a run of this
+   * step again (after a crash) only commits: it never fails with a cancel seen after a commit,
+   * whose compensation (a release of sold stock) could not succeed. A cancel asked for after the
+   * confirm is CancelOrder's to carry out.
    */
   const confirm = (order: OrderRow) =>
     Effect.gen(function*() {
-      if ((yield* load(order.id)).cancelRequested) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
+      if (!(yield* repo.confirm(order.id))) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
       yield* retryCalls(commit(order), untilDone).pipe(Effect.orDie)
-      yield* repo.confirm(order.id)
     })
 
-  /** Puts the order's units back on sale: the reservation is committed (if not yet), then each line restocked once. */
+  /**
+   * Puts the order's units back on sale: the reservation is committed (if not yet), then each
+   * product restocked once, by all its lines' units (one key per product: two lines of one
+   * product are one restock, never a key reused for another quantity).
+   */
   const returnStock = (order: OrderRow) =>
     Effect.gen(function*() {
       yield* commit(order)
-      for (const item of order.items) {
+      const units = new Map<ProductId, number>()
+      for (const item of order.items) units.set(item.productId, (units.get(item.productId) ?? 0) + item.quantity)
+      for (const [productId, quantity] of units) {
         yield* inventory.restock(
-          { productId: item.productId, quantity: item.quantity },
-          { headers: { [Idempotent.HEADER]: returnKeyOf(order.id, item.productId) } }
+          { productId, quantity },
+          { headers: { [Idempotent.HEADER]: returnKeyOf(order.id, productId) } }
         )
       }
     })

@@ -2,6 +2,7 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
+import { Currency } from "../../catalog/index.ts"
 import { ShippingAddress } from "../../shipping/index.ts"
 import { FailureReason, Order, OrderItem, type OrderId, OrderStatus } from "../OrdersApi.ts"
 import type * as Cursor from "../../../runtime/schema/Cursor.ts"
@@ -12,9 +13,9 @@ const OrderRow = Schema.Struct({
   requestHash: Schema.String,
   status: OrderStatus,
   failureReason: Schema.NullOr(FailureReason),
-  items: Schema.Array(OrderItem),
+  items: Schema.NonEmptyArray(OrderItem),
   totalCents: Schema.Union(Schema.Int, Schema.NumberFromString),
-  currency: Schema.String,
+  currency: Currency,
   shippingAddress: ShippingAddress,
   paymentToken: Schema.String,
   cancelRequested: Schema.Boolean,
@@ -38,7 +39,7 @@ export const toOrder = (row: OrderRow): Order =>
     status: row.status,
     items: row.items,
     totalCents: row.totalCents,
-    currency: row.currency as Order["currency"],
+    currency: row.currency,
     ...(row.failureReason === null ? {} : { failureReason: row.failureReason }),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt
@@ -54,6 +55,12 @@ export interface NewOrderRow {
   readonly currency: string
   readonly shippingAddress: ShippingAddress
   readonly paymentToken: string
+}
+
+/** Where a walk over stale pending orders stands: the last order seen (its creation time as PostgreSQL writes it). */
+export interface StalePosition {
+  readonly id: string
+  readonly at: string
 }
 
 export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo", {
@@ -114,21 +121,35 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
     const dropCancel = (id: string) =>
       sql`UPDATE orders SET cancel_requested = false, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
 
-    /** Confirms a PENDING order (the saga has checked that its customer did not cancel it). */
+    /**
+     * Confirms a PENDING order unless its customer asked to cancel it; `true` when the order is
+     * CONFIRMED, by this call or an earlier one.
+     */
     const confirm = (id: string) =>
-      sql`UPDATE orders SET status = 'CONFIRMED', updated_at = now()
-          WHERE id = ${id} AND status = 'PENDING'`.pipe(Effect.asVoid, PgError.orDie)
+      sql<{ status: string }>`UPDATE orders SET status = 'CONFIRMED', updated_at = now()
+          WHERE id = ${id} AND status = 'PENDING' AND NOT cancel_requested RETURNING status`.pipe(
+        Effect.flatMap((updated) =>
+          updated.length === 1 ? Effect.succeed(updated) : sql<{ status: string }>`SELECT status FROM orders WHERE id = ${id}`
+        ),
+        Effect.map((rows) => rows[0]?.status === "CONFIRMED"),
+        PgError.orDie
+      )
 
     /** Ends the order CANCELLED with `reason`, unless it already is. */
     const cancel = (id: string, reason: FailureReason) =>
       sql`UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, updated_at = now()
           WHERE id = ${id} AND status <> 'CANCELLED'`.pipe(Effect.asVoid, PgError.orDie)
 
-    /** Orders still PENDING placed more than `seconds` ago, oldest first: sagas that may never have started. */
-    const stalePending = (seconds: number, limit: number) =>
-      sql<{ id: string }>`SELECT id FROM orders
+    /**
+     * Up to `limit` orders still PENDING placed more than `seconds` ago, oldest first, after the
+     * position `after` (the `position` of the last one of the previous batch): sagas that may
+     * never have started.
+     */
+    const stalePending = (seconds: number, limit: number, after?: StalePosition) =>
+      sql<{ id: string; at: string }>`SELECT id, created_at::text AS at FROM orders
           WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => ${seconds})
-          ORDER BY created_at LIMIT ${limit}`.pipe(Effect.map((rows) => rows.map((r) => r.id)), PgError.orDie)
+            ${after === undefined ? sql`` : sql`AND (created_at, id) > (${after.at}::timestamptz, ${after.id}::uuid)`}
+          ORDER BY created_at, id LIMIT ${limit}`.pipe(PgError.orDie)
 
     return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel, stalePending } as const
   })

@@ -8,7 +8,7 @@
 import { Duration, Effect, Layer, Schedule } from "effect"
 import * as Setting from "../../../runtime/Setting.ts"
 import { PlaceOrder } from "./OrderSaga.ts"
-import { OrdersRepo } from "./OrdersRepo.ts"
+import { OrdersRepo, type StalePosition } from "./OrdersRepo.ts"
 
 export const resumeAfter = Setting.duration({
   name: "TESSERA_ORDERS_RESUME_AFTER",
@@ -18,16 +18,25 @@ export const resumeAfter = Setting.duration({
   exclusiveMin: true
 })
 
-/** Orders started again per sweep, at most. */
+/** Orders read per batch of a sweep; a sweep walks every stale pending order, batch by batch. */
 const BATCH = 100
 
 export const StartedSagas = Layer.scopedDiscard(Effect.gen(function*() {
   const repo = yield* OrdersRepo
   const after = yield* Effect.orDie(resumeAfter.config)
   const sweep = Effect.gen(function*() {
-    const stale = yield* repo.stalePending(Duration.toSeconds(after), BATCH)
-    for (const orderId of stale) yield* PlaceOrder.execute({ orderId }, { discard: true })
-    if (stale.length > 0) yield* Effect.logInfo("orders: made sure stale pending orders have their saga").pipe(Effect.annotateLogs({ orders: stale.length }))
+    // Past every order: those whose saga ended on a defect stay PENDING, and must not hide the
+    // newer ones behind them.
+    let position: StalePosition | undefined
+    let seen = 0
+    while (true) {
+      const stale = yield* repo.stalePending(Duration.toSeconds(after), BATCH, position)
+      for (const { id } of stale) yield* PlaceOrder.execute({ orderId: id }, { discard: true })
+      seen += stale.length
+      if (stale.length < BATCH) break
+      position = stale[stale.length - 1]!
+    }
+    if (seen > 0) yield* Effect.logInfo("orders: made sure stale pending orders have their saga").pipe(Effect.annotateLogs({ orders: seen }))
   }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("orders: the pending-orders sweep failed; it runs again", cause)))
   yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(after)).pipe(Effect.delay(after)))
 }))

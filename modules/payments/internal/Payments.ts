@@ -9,10 +9,11 @@
  * same way first; only when the provider has no charge under its key is the charge sent (again
  * under the same key: if the first request is still on its way, the provider answers both alike).
  * When the provider cannot be asked, the payment stays pending and the call fails with
- * PaymentUnavailable: calling again later resolves it. A first charge that surely never reached
- * the provider (refused, unreachable, its breaker open) leaves no payment behind.
+ * PaymentUnavailable: calling again later resolves it. A refund of a pending payment the provider
+ * has no charge for voids it (no charge is sent for it after), but only once no charge sent
+ * before can still reach the provider: a charge request outlives the call that gave up on it.
  */
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import type { CallError } from "../../../runtime/transport/CallError.ts"
 import {
   type ChargeRequest,
@@ -63,8 +64,8 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
     const provider = yield* Provider
 
     /** Records the provider's outcome of a pending payment. */
-    const record = (row: PaymentRow, outcome: ChargeOutcome) =>
-      repo.resolve(row, outcome._tag === "Charged" ? "charged" : "declined", outcome.chargeId)
+    const record = (paymentId: PaymentId, outcome: ChargeOutcome) =>
+      repo.resolve(paymentId, outcome._tag === "Charged" ? "charged" : "declined", outcome.chargeId)
 
     /** What a resolved row answers to `charge`. */
     const answer = (row: PaymentRow): Effect.Effect<Payment, PaymentDeclined> =>
@@ -78,28 +79,32 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
      */
     const settle = (row: PaymentRow, send: Option.Option<ChargeRequest>) =>
       Effect.gen(function*() {
+        const paymentId = row.paymentId as PaymentId
         const found = yield* provider.lookup(row.providerKey)
-        if (Option.isSome(found)) return yield* record(row, found.value)
+        if (Option.isSome(found)) return yield* record(paymentId, found.value)
         if (Option.isNone(send)) return row
-        return yield* sendCharge(row, send.value, false)
+        return yield* sendCharge(row, send.value)
       })
 
     /**
-     * Sends the payment's charge (as first recorded); an answer lost on the way is asked for by key.
-     * With `fresh` (the row was recorded by this call, no charge was sent under its key before),
-     * a charge that surely never reached the provider forgets the row: refunding it is then a
-     * no-op without asking a provider that may be down (PaymentNotFound), so that a saga
-     * compensating it ends at once.
+     * Sends the payment's charge (as first recorded), unless it was voided meanwhile (then the
+     * row as it is); an answer lost on the way is asked for by key.
      */
-    const sendCharge = (row: PaymentRow, request: ChargeRequest, fresh: boolean) =>
+    const sendCharge = (pending: PaymentRow, request: ChargeRequest) =>
+      Effect.flatMap(repo.sending(pending.paymentId as PaymentId), (sending) =>
+        Option.isNone(sending)
+          ? Effect.map(repo.find(pending.paymentId as PaymentId), Option.getOrThrow)
+          : send(sending.value, request))
+
+    const send = (row: PaymentRow, request: ChargeRequest) =>
       provider.charge(row.providerKey, {
         amountCents: row.amountCents,
         currency: row.currency,
         token: request.token,
         reference: row.paymentId
       }).pipe(
-        Effect.tapError((error) => fresh && error.kind === "NotSent" ? repo.forgetPending(row.paymentId as PaymentId) : Effect.void),
-        Effect.flatMap((outcome) => record(row, outcome)),
+        Effect.tapError((error) => error.kind === "NotSent" ? repo.notSent(row.paymentId as PaymentId) : Effect.void),
+        Effect.flatMap((outcome) => record(row.paymentId as PaymentId, outcome)),
         Effect.catchIf(
           (error) => error.kind !== "NotSent",
           (lost) =>
@@ -107,7 +112,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
               Effect.zipRight(provider.lookup(row.providerKey)),
               Effect.flatMap(Option.match({
                 onNone: () => Effect.fail(lost),
-                onSome: (outcome) => record(row, outcome)
+                onSome: (outcome) => record(row.paymentId as PaymentId, outcome)
               }))
             )
         )
@@ -127,7 +132,7 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
         })
       if (row.status !== "pending") return yield* answer(row)
       // A row of ours that was pending before this call may have been charged: ask first.
-      const resolved = yield* (Option.isSome(existing) ? settle(row, Option.some(request)) : sendCharge(row, request, true)).pipe(
+      const resolved = yield* (Option.isSome(existing) ? settle(row, Option.some(request)) : sendCharge(row, request)).pipe(
         Effect.catchTag("CallError", unavailable(request.paymentId))
       )
       if (resolved.status === "pending") {
@@ -140,10 +145,17 @@ export class Payments extends Effect.Service<Payments>()("payments/Payments", {
       const found = yield* repo.find(paymentId)
       if (Option.isNone(found)) return yield* new PaymentNotFound({ id: paymentId })
       let row = found.value
+      const quiet = 2 * Duration.toSeconds(provider.chargeDeadline)
+      // A charge that never left (the provider's breaker open, say): voided at once, unasked.
+      if (row.status === "pending" && row.sendsInDoubt === 0) row = yield* repo.voidQuiet(paymentId, quiet)
       if (row.status === "pending") {
         row = yield* settle(row, Option.none()).pipe(Effect.catchTag("CallError", unavailable(paymentId)))
-        // The provider has no charge under its key: none will be made for it now.
-        if (row.status === "pending") row = yield* repo.refunded(paymentId, null)
+        // The provider has no charge under its key: voided, so that none is sent for it any more,
+        // once no charge sent before can still be on its way (twice the deadline of one send).
+        if (row.status === "pending") row = yield* repo.voidQuiet(paymentId, quiet)
+        if (row.status === "pending") {
+          return yield* new PaymentUnavailable({ paymentId, reason: "a charge of this payment may still reach the provider; try again later" })
+        }
       }
       if (row.status !== "charged") return toPayment(row)
       const refundId = yield* provider.refund(refundKey(paymentId), row.providerChargeId!).pipe(

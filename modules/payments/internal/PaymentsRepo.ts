@@ -16,6 +16,8 @@ export const PaymentRow = Schema.Struct({
   providerKey: Schema.String,
   providerChargeId: Schema.NullOr(Schema.String),
   providerRefundId: Schema.NullOr(Schema.String),
+  /** Charge requests that may have reached the provider (0: none ever did). */
+  sendsInDoubt: Schema.Int,
   createdAt: Schema.DateTimeUtcFromDate,
   updatedAt: Schema.DateTimeUtcFromDate
 })
@@ -25,7 +27,7 @@ const decodeRows = Schema.decodeUnknown(Schema.Array(PaymentRow))
 
 const COLUMNS = `payment_id AS "paymentId", order_id AS "orderId", customer_id AS "customerId", status,
   amount_cents AS "amountCents", currency, provider_key AS "providerKey", provider_charge_id AS "providerChargeId",
-  provider_refund_id AS "providerRefundId", created_at AS "createdAt", updated_at AS "updatedAt"`
+  provider_refund_id AS "providerRefundId", sends_in_doubt AS "sendsInDoubt", created_at AS "createdAt", updated_at AS "updatedAt"`
 
 const first = <A>(rows: ReadonlyArray<A>): Option.Option<A> => Option.fromNullable(rows[0])
 
@@ -61,39 +63,50 @@ export class PaymentsRepo extends Effect.Service<PaymentsRepo>()("payments/Payme
 
       /**
        * Records a pending payment's outcome (`charged` or `declined`); a payment resolved meanwhile
-       * (by a concurrent call) keeps its outcome. A payment forgotten meanwhile (`forgetPending`,
-       * by a concurrent call whose charge never reached the provider) is recorded again from
-       * `row`, with the outcome. Answers the row as it is now.
+       * (by a concurrent call) keeps its outcome. Answers the row as it is now.
        */
-      resolve: (row: PaymentRow, status: "charged" | "declined", providerChargeId: string) =>
+      resolve: (paymentId: PaymentId, status: "charged" | "declined" | "refunded", providerChargeId: string | null) =>
         sql`UPDATE payments SET status = ${status}, provider_charge_id = ${providerChargeId}, updated_at = now()
-            WHERE payment_id = ${row.paymentId} AND status = 'pending'`.pipe(
-          Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${row.paymentId}`)),
-          Effect.flatMap(Option.match({
-            onSome: Effect.succeed,
-            onNone: () =>
-              sql`INSERT INTO payments (payment_id, order_id, customer_id, status, amount_cents, currency, provider_key, provider_charge_id)
-                  VALUES (${row.paymentId}, ${row.orderId}, ${row.customerId}, ${status}, ${row.amountCents}, ${row.currency},
-                          ${row.providerKey}, ${providerChargeId})
-                  ON CONFLICT (payment_id) DO NOTHING`.pipe(
-                Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${row.paymentId}`)),
-                Effect.map(Option.getOrThrow)
-              )
-          })),
+            WHERE payment_id = ${paymentId} AND status = 'pending'`.pipe(
+          Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${paymentId}`)),
+          Effect.map(Option.getOrThrow),
           PgError.orDie
         ),
 
       /**
-       * Forgets a pending payment whose charge surely never reached the provider: there is nothing
-       * to resolve or refund, and a later charge of the same id starts afresh.
+       * Marks a pending payment as being sent now (a charge may reach the provider from this
+       * moment on, one more send in doubt); `None` when it is no longer pending (resolved, or
+       * voided: sent no more).
        */
-      forgetPending: (paymentId: PaymentId) =>
-        sql`DELETE FROM payments WHERE payment_id = ${paymentId} AND status = 'pending'`.pipe(Effect.asVoid, PgError.orDie),
+      sending: (paymentId: PaymentId) =>
+        one(sql`UPDATE payments SET updated_at = now(), sends_in_doubt = sends_in_doubt + 1
+                WHERE payment_id = ${paymentId} AND status = 'pending'
+                RETURNING ${sql.literal(COLUMNS)}`),
+
+      /** A send of `sending` surely never reached the provider: one send in doubt less. */
+      notSent: (paymentId: PaymentId) =>
+        sql`UPDATE payments SET sends_in_doubt = sends_in_doubt - 1
+            WHERE payment_id = ${paymentId} AND sends_in_doubt > 0`.pipe(Effect.asVoid, PgError.orDie),
+
+      /**
+       * Voids a pending payment (status `refunded`, no charge id) whose charge surely never
+       * reached the provider (no send in doubt), or, after `seconds` with no send, one the
+       * provider has no charge for (a send still on its way could land after). Answers the row
+       * as it is now (still pending when it was sent more recently).
+       */
+      voidQuiet: (paymentId: PaymentId, seconds: number) =>
+        sql`UPDATE payments SET status = 'refunded', updated_at = now()
+            WHERE payment_id = ${paymentId} AND status = 'pending'
+              AND (sends_in_doubt = 0 OR updated_at < now() - make_interval(secs => ${seconds}))`.pipe(
+          Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${paymentId}`)),
+          Effect.map(Option.getOrThrow),
+          PgError.orDie
+        ),
 
       /** Records the refund of a charged payment. Answers the row as it is now. */
       refunded: (paymentId: PaymentId, providerRefundId: string | null) =>
         sql`UPDATE payments SET status = 'refunded', provider_refund_id = ${providerRefundId}, updated_at = now()
-            WHERE payment_id = ${paymentId} AND status IN ('pending', 'charged')`.pipe(
+            WHERE payment_id = ${paymentId} AND status = 'charged'`.pipe(
           Effect.zipRight(one(sql`SELECT ${sql.literal(COLUMNS)} FROM payments WHERE payment_id = ${paymentId}`)),
           Effect.map(Option.getOrThrow),
           PgError.orDie

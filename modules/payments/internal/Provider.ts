@@ -10,7 +10,7 @@
  * provider by the charge's idempotency key. Lookups and refunds are retried by the policy.
  */
 import { FetchHttpClient, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Context, Effect, Layer, Option, Schema } from "effect"
+import { Context, type Duration, Effect, Layer, Option, Schema } from "effect"
 import * as Policy from "../../../runtime/resilience/Policy.ts"
 import * as Retry from "../../../runtime/resilience/Retry.ts"
 import type { CallError } from "../../../runtime/transport/CallError.ts"
@@ -51,6 +51,8 @@ export interface ChargeRequest {
 export class Provider extends Context.Tag("payments/Provider")<Provider, {
   /** Where the provider is (the simulator's address when payments started one). */
   readonly url: string
+  /** How long one `charge` may keep sending its request (the policy's deadline): after that it sends nothing more. */
+  readonly chargeDeadline: Duration.Duration
   /** Sends a charge under `key` once (again only when it was surely not sent). */
   readonly charge: (key: string, request: ChargeRequest) => Effect.Effect<ChargeOutcome, CallError>
   /** The charge made under `key`, if the provider has one. */
@@ -131,7 +133,7 @@ const make = Effect.gen(function*() {
       Effect.withSpan("Provider.refund")
     )
 
-  return { url, charge, lookup, refund }
+  return { url, chargeDeadline: policy.deadline, charge, lookup, refund }
 })
 
 /** The provider, with its own HTTP client (fetch); a simulator for the layer's life when no URL is set. */

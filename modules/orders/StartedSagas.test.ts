@@ -1,0 +1,66 @@
+/**
+ * The sweep that starts the saga of an order committed with none (internal/StartedSagas.ts), on
+ * PostgreSQL, the modules orders calls faked: orders are committed behind the module's back, as
+ * a process that died between an order's commit and its saga's start leaves them.
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, ManagedRuntime, Redacted } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Caller from "../../runtime/security/Caller.ts"
+import * as Services from "../../runtime/testing/Services.ts"
+import * as TestHost from "../../runtime/testing/TestHost.ts"
+import { type OrderId, OrdersClient } from "./OrdersApi.ts"
+import { OrdersModule } from "./OrdersModule.ts"
+import * as Fakes from "./Fakes.ts"
+
+const server = await Services.findPostgres()
+const fakes = Fakes.make()
+const address = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London", postalCode: "N1 9GU", country: "GB" }
+
+/** Commits PENDING orders placed `ageSeconds` ago, with no saga, as `place` does before it starts one. */
+const commitOrders = (url: string, orders: ReadonlyArray<{ id: string; productId: string; ageSeconds: number }>) =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const sql = yield* PgClient.make({ url: Redacted.make(url), maxConnections: 1 })
+    for (const order of orders) {
+      yield* sql`INSERT INTO orders.orders (id, customer_id, idempotency_key, request_hash, status, items, total_cents, currency,
+                                            shipping_address, payment_token, created_at)
+                 VALUES (${order.id}, 'c-sweep', ${order.id}, 'x', 'PENDING',
+                         ${JSON.stringify([{ productId: order.productId, quantity: 1, unitPriceCents: 250 }])}::jsonb, 250, 'EUR',
+                         ${JSON.stringify(address)}::jsonb, 'tok_ok', now() - make_interval(secs => ${order.ageSeconds}))`
+    }
+  })).pipe(Effect.provide(Reactivity.layer)))
+
+describe.skipIf(!server.ok)("orders' sweep of pending orders with no saga, on PostgreSQL", () => {
+  let db: { readonly url: string; readonly drop: () => Promise<void> } | undefined
+  let runtime: ManagedRuntime.ManagedRuntime<any, unknown> | undefined
+
+  beforeAll(async () => {
+    db = await Services.createDatabase((server as { value: string }).value)
+    runtime = ManagedRuntime.make(
+      TestHost.layer([OrdersModule], { _tag: "Postgres", url: db.url }, fakes.stubs, { TESSERA_ORDERS_RESUME_AFTER: "1 second" })
+    )
+    await runtime.runtime()
+  }, 60_000)
+  afterAll(async () => {
+    await runtime?.dispose()
+    await db?.drop()
+  })
+
+  it("starts the saga of an order behind more than a batch of older orders that stay PENDING", async () => {
+    // 101 older orders whose saga ends on a defect (a product the fake inventory does not know):
+    // they stay PENDING for an operator, and are more than one batch of the sweep.
+    const stuck = Array.from({ length: 101 }, () => ({ id: crypto.randomUUID(), productId: crypto.randomUUID(), ageSeconds: 3600 }))
+    const lamp = fakes.product(5)
+    const orphan = { id: crypto.randomUUID(), productId: lamp, ageSeconds: 60 }
+    await commitOrders(db!.url, [...stuck, orphan])
+    const admin = new Caller.Caller({ kind: "user", id: "admin-1", role: "admin" })
+    let status = "PENDING"
+    for (let i = 0; i < 150 && status === "PENDING"; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      status = (await runtime!.runPromise(Caller.withCaller(admin)(Effect.flatMap(OrdersClient, (c) => c.get({ id: orphan.id as OrderId }))))).status
+    }
+    expect(status).toBe("CONFIRMED")
+    expect(fakes.levelsOf(lamp)).toEqual({ available: 4, reserved: 0 })
+  }, 60_000)
+})
