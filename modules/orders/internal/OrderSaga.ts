@@ -130,16 +130,18 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
   const commit = (order: OrderRow) => inventory.commit({ reservationId: reservationIdOf(order.id) })
 
   /**
-   * Unless its customer asked to cancel it: the order CONFIRMED (checked and set in one
-   * statement), then its reservation committed (the stock is sold). Once confirmed, a run of this
-   * step again (after a crash) only commits: it never fails with a cancel seen after a commit,
-   * whose compensation (a release of sold stock) could not succeed. A cancel asked for after the
-   * confirm is CancelOrder's to carry out.
+   * Unless its customer asked to cancel it: the decision to confirm (checked and recorded in one
+   * statement), then the reservation committed (the stock is sold), then the order CONFIRMED, so
+   * that an order seen CONFIRMED has its stock sold. Once decided, a run of this step again
+   * (after a crash) only commits and confirms: it never fails with a cancel seen after the
+   * decision, whose compensation (a release of sold stock) could not succeed. A cancel asked for
+   * after the decision is CancelOrder's to carry out, once the order shows CONFIRMED.
    */
   const confirm = (order: OrderRow) =>
     Effect.gen(function*() {
-      if (!(yield* repo.confirm(order.id))) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
+      if (!(yield* repo.decideConfirm(order.id))) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
       yield* retryCalls(commit(order), untilDone).pipe(Effect.orDie)
+      yield* repo.confirm(order.id)
     })
 
   /**

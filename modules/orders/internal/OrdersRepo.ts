@@ -122,16 +122,26 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
       sql`UPDATE orders SET cancel_requested = false, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid, PgError.orDie)
 
     /**
-     * Confirms a PENDING order unless its customer asked to cancel it; `true` when the order is
-     * CONFIRMED, by this call or an earlier one.
+     * Decides to confirm a PENDING order unless its customer asked to cancel it (checked and set
+     * in one statement); `true` when it is decided, by this call or an earlier one (a cancel
+     * asked for since no longer counts), or the order is CONFIRMED already.
      */
-    const confirm = (id: string) =>
-      sql<{ status: string }>`UPDATE orders SET status = 'CONFIRMED', updated_at = now()
-          WHERE id = ${id} AND status = 'PENDING' AND NOT cancel_requested RETURNING status`.pipe(
+    const decideConfirm = (id: string) =>
+      sql<{ confirming: boolean; status: string }>`UPDATE orders SET confirming = true, updated_at = now()
+          WHERE id = ${id} AND status = 'PENDING' AND NOT cancel_requested RETURNING confirming, status`.pipe(
         Effect.flatMap((updated) =>
-          updated.length === 1 ? Effect.succeed(updated) : sql<{ status: string }>`SELECT status FROM orders WHERE id = ${id}`
+          updated.length === 1
+            ? Effect.succeed(updated)
+            : sql<{ confirming: boolean; status: string }>`SELECT confirming, status FROM orders WHERE id = ${id}`
         ),
-        Effect.map((rows) => rows[0]?.status === "CONFIRMED"),
+        Effect.map((rows) => rows[0] !== undefined && (rows[0].status === "CONFIRMED" || (rows[0].status === "PENDING" && rows[0].confirming))),
+        PgError.orDie
+      )
+
+    /** A decided order CONFIRMED, its stock committed. */
+    const confirm = (id: string) =>
+      sql`UPDATE orders SET status = 'CONFIRMED', updated_at = now() WHERE id = ${id} AND status = 'PENDING' AND confirming`.pipe(
+        Effect.asVoid,
         PgError.orDie
       )
 
@@ -151,6 +161,6 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
             ${after === undefined ? sql`` : sql`AND (created_at, id) > (${after.at}::timestamptz, ${after.id}::uuid)`}
           ORDER BY created_at, id LIMIT ${limit}`.pipe(PgError.orDie)
 
-    return { insert, byKey, byId, list, requestCancel, dropCancel, confirm, cancel, stalePending } as const
+    return { insert, byKey, byId, list, requestCancel, dropCancel, decideConfirm, confirm, cancel, stalePending } as const
   })
 }) {}
