@@ -36,7 +36,7 @@ import {
   SqlMessageStorage,
   SqlRunnerStorage
 } from "@effect/cluster"
-import { SqlClient } from "@effect/sql"
+import type { SqlClient } from "@effect/sql"
 import type { WorkflowEngine } from "@effect/workflow"
 import { Cause, Effect, ExecutionStrategy, Exit, Layer, Option, Schedule, Scope } from "effect"
 import { randomUUID } from "node:crypto"
@@ -84,21 +84,8 @@ export const shardingConfig = (options: { readonly embedded: boolean }) => Effec
   } satisfies ShardingConfig.ShardingConfig["Type"]
 })
 
-/** `start` while this process holds the module's engine-start lock (held only for the start). */
-const startedAlone = <A, E, R>(module: string, start: Effect.Effect<A, E, R>) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) => {
-    const key = `tessera:saga-engine:${module}`
-    return Effect.flatMap(Scope.make(), (lockScope) =>
-      Effect.gen(function*() {
-        const conn = yield* Effect.orDie(Scope.extend(sql.reserve, lockScope))
-        yield* Effect.orDie(conn.executeUnprepared("SELECT pg_advisory_lock(hashtext($1))", [key], undefined))
-        yield* Scope.addFinalizer(lockScope, Effect.ignore(conn.executeUnprepared("SELECT pg_advisory_unlock(hashtext($1))", [key], undefined)))
-        return yield* start
-      }).pipe(Effect.onExit((exit) => Scope.close(lockScope, exit))))
-  })
-
 /** How many times a start whose storage could not be made ready is tried again. */
-const STARTS = 5
+const STARTS = 8
 
 /**
  * A `WorkflowEngine` over the module's own `SqlClient`, for as long as the layer's scope lives.
@@ -138,10 +125,7 @@ export const layer = (
       }),
       Effect.unsandbox
     )
-    // On PostgreSQL, instances of the module start their engines one at a time (a session-level
-    // advisory lock, held while the storage makes its tables), as they migrate: started at the
-    // same moment on a new database, they would race to create the same tables.
-    const context = options.embedded ? yield* started : yield* startedAlone(module, started)
+    const context = yield* started
     yield* Effect.logDebug(`${module}: workflow engine started`)
     return context
   }))
