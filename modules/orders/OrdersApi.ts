@@ -113,11 +113,7 @@ export class OrderPage extends Schema.Class<OrderPage>("orders/OrderPage")({
 }) {}
 
 /** A query of the order sagas (admin): by state, newest first, keyset paging by `cursor`. */
-export const SagaQuery = Schema.Struct({
-  state: Schema.optionalWith(Text.oneOf(Saga.State), { exact: true }),
-  limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
-  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
-})
+export const SagaQuery = Saga.SagaQuery
 export type SagaQuery = typeof SagaQuery.Type
 
 export { SagaCursorInvalid, SagaPage, SagaStep, SagaView } from "../../runtime/saga/Saga.ts"

@@ -50,11 +50,7 @@ const OrderSearch = Schema.Struct({
   cursor: Schema.optionalWith(Cursor, { exact: true })
 }).annotations(allErrors)
 
-const SagaSearch = Schema.Struct({
-  state: Schema.optionalWith(Text.oneOf(Saga.State), { exact: true }),
-  limit: Schema.optionalWith(Limit, { exact: true }),
-  cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
-}).annotations(allErrors)
+const SagaSearch = Saga.SagaUrlParams.annotations(allErrors)
 
 const orderPath = HttpApiSchema.param("id", OrderId)
 

@@ -391,7 +391,7 @@ export class SagaCursorInvalid extends Schema.TaggedError<SagaCursorInvalid>()(
 
 /** A query of `list` as an rpc's payload: `limit` 1-100 (the caller's default when absent). */
 export const SagaQuery = Schema.Struct({
-  state: Schema.optionalWith(State, { exact: true }),
+  state: Schema.optionalWith(Text.oneOf(State), { exact: true }),
   limit: Schema.optionalWith(Integer.between(1, 100), { exact: true }),
   cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
 })
@@ -399,8 +399,8 @@ export type SagaQuery = typeof SagaQuery.Type
 
 /** The same query as a route's URL parameters (`?state=stuck&limit=20&cursor=...`). */
 export const SagaUrlParams = Schema.Struct({
-  state: Schema.optionalWith(State, { exact: true }),
-  limit: Schema.optionalWith(Integer.fromText(1, 100), { exact: true }),
+  state: Schema.optionalWith(Text.oneOf(State), { exact: true }),
+  limit: Schema.optionalWith(Integer.pageSize, { exact: true }),
   cursor: Schema.optionalWith(Text.line({ maxLength: 40 }), { exact: true })
 })
 
