@@ -131,7 +131,7 @@ export class OrderNotFound extends Schema.TaggedError<OrderNotFound>()(
 
 /**
  * An item of a new order cannot be ordered: `field` names it (`items.1.productId`), `reason`
- * says why (an unknown product, or a currency other than the other items').
+ * says why (an unknown product, a currency other than the other items', a product on an earlier line).
  */
 export class OrderItemRefused extends Schema.TaggedError<OrderItemRefused>()(
   "OrderItemRefused",

@@ -57,6 +57,17 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
     /** Prices the items from the catalog: every product known, all in one currency. */
     const price = (items: NewOrder["items"]) =>
       Effect.gen(function*() {
+        // One line per product: a second line of it would be its own reservation and return line.
+        const seen = new Set<string>()
+        for (const [index, item] of items.entries()) {
+          if (seen.has(item.productId)) {
+            return yield* new OrderItemRefused({
+              field: `items.${index}.productId`,
+              reason: "this product is in an earlier line already: give each product one line with its whole quantity"
+            })
+          }
+          seen.add(item.productId)
+        }
         const products = yield* Effect.forEach(
           items,
           (item, index) =>
