@@ -105,9 +105,19 @@ const deploy = async (layout: Record<string, string>, victims: ReadonlyArray<str
   const servers = new Map<string, Processes.Server>()
   const start = (name: string) => servers.set(name, Processes.spawnServer(ports.get(name)!, envOf(name)))
   for (const name of Object.keys(layout)) start(name)
-  await Promise.all([...servers.values()].map((server) => Processes.waitReady(server)))
-  // The simulator has no health routes: it is up once it answers.
-  await persist(() => fetch(`${sim.url}/admin/behaviour`).then(async (r) => ({ status: r.status, body: await r.text() })))
+  const stop = async () => {
+    await Promise.all([...servers.values(), sim].map((server) => server.stop()))
+    await database.drop()
+  }
+  try {
+    await Promise.all([...servers.values()].map((server) => Processes.waitReady(server)))
+    // The simulator has no health routes: it is up once it answers.
+    await persist(() => fetch(`${sim.url}/admin/behaviour`).then(async (r) => ({ status: r.status, body: await r.text() })))
+  } catch (error) {
+    // A deployment that never came up leaves nothing running behind it.
+    await stop()
+    throw error
+  }
   const front = Object.keys(layout).find((name) => layout[name] === "all" || layout[name]!.split(",").includes("gateway"))!
   return {
     gateway: () => servers.get(front)!.url,
@@ -122,10 +132,7 @@ const deploy = async (layout: Record<string, string>, victims: ReadonlyArray<str
       start(name)
       await Processes.waitReady(servers.get(name)!)
     },
-    stop: async () => {
-      await Promise.all([...servers.values(), sim].map((server) => server.stop()))
-      await database.drop()
-    }
+    stop
   }
 }
 
