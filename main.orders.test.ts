@@ -51,14 +51,6 @@ const provider = async () => {
   throw new Error(`psp-sim did not start: ${sim.output()}`)
 }
 
-const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
-  try {
-    await Promise.all(servers.map((s) => Processes.waitReady(s)))
-  } catch (error) {
-    await Promise.all(servers.map((s) => s.stop()))
-    throw error
-  }
-}
 
 const postgres = await Services.findPostgres()
 
@@ -72,7 +64,7 @@ const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
     TESSERA_DATA_DIR: dataDir,
     TESSERA_PAYMENT_PROVIDER_URL: psp.url
   }, runtime)
-  await startAll([server])
+  await Processes.waitAllReady([server])
   return {
     gateway: server.url,
     provider: psp.url,
@@ -93,7 +85,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         TESSERA_MODULES: "all",
         TESSERA_PAYMENT_PROVIDER_URL: psp.url
       })
-      await startAll([server])
+      await Processes.waitAllReady([server])
       return { gateway: server.url, provider: psp.url, servers: [server, psp.sim], hostsPayments: true, cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
@@ -123,7 +115,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         Processes.spawnServer(payments, env("payments")),
         Processes.spawnServer(shipping, env("shipping"))
       ]
-      await startAll(servers)
+      await Processes.waitAllReady(servers)
       return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: false, cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
@@ -150,7 +142,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping"), "node"),
         Processes.spawnServer(orders, env("orders"), "deno")
       ]
-      await startAll(servers)
+      await Processes.waitAllReady(servers)
       return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: true, cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason)

@@ -110,19 +110,11 @@ const restartable = (
     },
     start: async () => {
       servers[index] = Processes.spawnServer(port, env, runtime)
-      await startAll([servers[index]!])
+      await Processes.waitAllReady([servers[index]!])
     }
   }
 }
 
-const startAll = async (servers: ReadonlyArray<Processes.Server>) => {
-  try {
-    await Promise.all(servers.map((s) => Processes.waitReady(s)))
-  } catch (error) {
-    await Promise.all(servers.map((s) => s.stop()))
-    throw error
-  }
-}
 
 const postgres = await Services.findPostgres()
 
@@ -145,7 +137,7 @@ const twoProcesses = async (inventoryRuntime: Processes.Runtime): Promise<Deploy
     TESSERA_MODULES: "inventory",
     TESSERA_PEERS: `catalog=http://127.0.0.1:${front}`
   }, inventoryRuntime)
-  await startAll(servers)
+  await Processes.waitAllReady(servers)
   return {
     gateway: servers[0].url,
     catalog: servers[0].url,
@@ -163,7 +155,7 @@ const twoProcesses = async (inventoryRuntime: Processes.Runtime): Promise<Deploy
 const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-e2e-"))
   const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir }, runtime)
-  await startAll([server])
+  await Processes.waitAllReady([server])
   return {
     gateway: server.url,
     catalog: server.url,
@@ -178,7 +170,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     ? async () => {
       const db = await Services.createDatabase(postgres.value)
       const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: db.url, TESSERA_MODULES: "all" })
-      await startAll([server])
+      await Processes.waitAllReady([server])
       return { gateway: server.url, catalog: server.url, inventory: server.url, servers: [server], cleanup: db.drop }
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
@@ -207,7 +199,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
       const catalog = restartable(servers, 1, catalogPort, env("catalog"))
       const inventory = restartable(servers, 2, inventoryPort, env("inventory"))
       const identity = restartable(servers, 3, identityPort, env("identity"))
-      await startAll(servers)
+      await Processes.waitAllReady(servers)
       return {
         gateway: servers[0].url,
         catalog: servers[1]!.url,

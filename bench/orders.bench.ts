@@ -130,7 +130,7 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
     }, "node")
   )
   try {
-    await Promise.all(servers.map((server) => Processes.waitReady(server)))
+    await Processes.waitAllReady(servers)
     const front = Object.keys(layout).findIndex((name) => layout[name] === "all" || layout[name]!.split(",").includes("gateway"))
     const gateway = servers[front]!.url
     const admin = client(gateway, await login(gateway, ADMIN))
@@ -158,7 +158,8 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
     await settle(admin, warm, 60_000)
 
     const before = await commits(database.url)
-    const ids: Array<string> = []
+    /** Every order placed, as it ended. */
+    const orders: Array<any> = []
     const started = Date.now()
     const end = started + SECONDS * 1000
     // Each customer waits for its order to end before placing the next (a closed loop): an open
@@ -166,17 +167,18 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
     await Promise.all(customers.map(async (api) => {
       while (Date.now() < end) {
         const id = await place(api)
-        ids.push(id)
         for (;;) {
           const answer = await api(`/v1/orders/${id}`)
-          if (answer.status === 200 && answer.body.status !== "PENDING") break
+          if (answer.status === 200 && answer.body.status !== "PENDING") {
+            orders.push(answer.body)
+            break
+          }
           await sleep(POLL_MS)
         }
       }
     }))
-    const orders = await settle(admin, ids, 120_000)
     const after = await commits(database.url)
-    if (process.env.BENCH_ORDER_TABLES) await tableWrites(database.url, ids.length)
+    if (process.env.BENCH_ORDER_TABLES) await tableWrites(database.url, orders.length)
     const confirmed = orders.filter((o) => o.status === "CONFIRMED")
     if (confirmed.length < orders.length) {
       console.error(`  ${orders.length - confirmed.length} of ${orders.length} orders did not confirm: ${[...new Set(orders.map((o) => o.failureReason))].join(", ")}`)
@@ -196,7 +198,7 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
   }
 }
 
-/** Every order of `ids` once it has ended (polled after the load, not during it). */
+/** Every order of `ids` once it has ended (the warm-up's). */
 const settle = async (admin: Api, ids: ReadonlyArray<string>, ms: number) => {
   const deadline = Date.now() + ms
   const done = new Map<string, any>()

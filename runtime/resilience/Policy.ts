@@ -277,10 +277,11 @@ export const protect = (dependency: Dependency) => {
   const deadlineMs = Duration.toMillis(policy.deadline)
   const hooks = { onRetry: retried, onFailure, deadlineMs }
   const retrying = policy.retry.maxAttempts > 1
-  /** The three guards one inside the other, each with its own handler: any call, any state. */
+  /** One attempt through the breaker and the bulkhead, each with its own handler. */
+  const guarded = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => breaker.run(info, bulkhead.run(info, call))
+  /** The three guards one inside the other: any call, any state. */
   const layered = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Retry.run(policy.retry, info, guarded(info, call), hooks)
-  const guarded = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => breaker.run(info, bulkhead.run(info, call))
   // Nearly every call finds the breaker closed and a free place in the bulkhead. Such a call's
   // first attempt runs with one handler of its exit for all three guards: it gives back the
   // bulkhead's place, lets the breaker judge it, and on a failure hands over to the retry (or

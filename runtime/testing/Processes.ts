@@ -139,3 +139,13 @@ export const waitReady = async (server: Server, timeoutMs = 90_000) => {
   }
   throw new Error(`server on ${server.port} not ready after ${timeoutMs} ms:\n${server.output()}`)
 }
+
+/** Waits until every one of `servers` is ready; if one never is, stops them all and fails with its reason. */
+export const waitAllReady = async (servers: ReadonlyArray<Server>) => {
+  try {
+    await Promise.all(servers.map((server) => waitReady(server)))
+  } catch (error) {
+    await Promise.all(servers.map((server) => server.stop()))
+    throw error
+  }
+}
