@@ -7,6 +7,7 @@
 import { Rpc, type RpcClient, RpcGroup } from "@effect/rpc"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Schema, Scope } from "effect"
+import type * as Balancer from "../resilience/Balancer.ts"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.ts"
 import * as Policy from "../resilience/Policy.ts"
 import * as Lane from "../testing/Lane.ts"
@@ -35,7 +36,7 @@ describe("a module located by a DNS name", () => {
   /** What the fake name resolves to; a string is an error it fails with. */
   let answer: ReadonlyArray<string> | string = ["127.0.0.1"]
   let resolutions = 0
-  let pool: Effect.Effect.Success<ReturnType<typeof RemotePool.make>>
+  let pool: { readonly balancer: Balancer.Balancer; readonly refresh: Effect.Effect<void> }
   let client: RpcClient.RpcClient<RpcGroup.Rpcs<typeof WhoRpcs>, CallError>
 
   beforeAll(async () => {
@@ -44,7 +45,7 @@ describe("a module located by a DNS name", () => {
     two = await Lane.serve("who", WhoRpcs, instance("two"), { host: "127.0.0.2", port })
     const registry = new Policy.Registry()
     const dependency = registry.dependency("who", Policy.defaults)
-    pool = await Effect.runPromise(
+    const made = await Effect.runPromise(
       RemotePool.make("who", WhoRpcs, { _tag: "Dns", host: "who.test", port, path: "" }, {
         secret: Lane.secret,
         caller: "tests",
@@ -60,7 +61,8 @@ describe("a module located by a DNS name", () => {
         interceptors: [...Client.standard, Policy.protectInstances(dependency)]
       }).pipe(Scope.extend(scope))
     )
-    client = pool.client as typeof client
+    pool = made
+    client = made.client
   })
   afterAll(async () => {
     await Effect.runPromise(Scope.close(scope, Exit.void))
