@@ -38,6 +38,7 @@ if (skipped !== undefined) {
     let front: Processes.Server
     let catalogs: ReadonlyArray<Processes.Server>
     let drop: () => Promise<void>
+    let databaseUrl: string
     let admin: Awaited<ReturnType<typeof SplitDeployment.adminClient>>
     let productId: string
 
@@ -45,6 +46,7 @@ if (skipped !== undefined) {
       if (!postgres.ok) return
       const database = await Services.createDatabase(postgres.value)
       drop = database.drop
+      databaseUrl = database.url
       const [frontPort, a, b] = [await Processes.freePort(), await Processes.freePort(), await Processes.freePort()]
       catalogs = [a, b].map((port) =>
         Processes.spawnServer(port, { ...common, DATABASE_URL: database.url, TESSERA_MODULES: "catalog" })
@@ -130,12 +132,38 @@ if (skipped !== undefined) {
       }
 
       const view = await instances()
+      // The killed instance's window counts the attempts it failed: the calls cut in flight, each retried on the other.
+      console.log(`attempts cut by the kill (retried): ${view.find((i) => i.url === catalogs[0]!.url)?.breaker.failures}`)
       expect(view.find((i) => i.url === catalogs[0]!.url)).toMatchObject({ connected: false, outstanding: 0 })
       expect(view.find((i) => i.url === catalogs[1]!.url)).toMatchObject({ connected: true })
       const health = await fetch(`${front.url}/health/ready`)
       expect(health.status).toBe(200)
       const catalog = ((await health.json()) as { modules: ReadonlyArray<Record<string, any>> }).modules.find((m) => m.name === "catalog")!
       expect(catalog).toMatchObject({ ready: true, detail: "1 of 2 instances answer" })
+    })
+
+    it("locates the catalog by a DNS name: each address it resolves to is an instance", async () => {
+      const left = catalogs[1]!
+      const inventory = Processes.spawnServer(await Processes.freePort(), {
+        ...common,
+        // A second inventory instance, on the same database as the first (in the front process).
+        DATABASE_URL: databaseUrl,
+        TESSERA_MODULES: "inventory",
+        TESSERA_PEERS: `catalog=dns://localhost:${left.port}`,
+        TESSERA_DNS_REFRESH: "1 second"
+      })
+      try {
+        await Processes.waitReady(inventory)
+        const health = await fetch(`${inventory.url}/health/ready`)
+        expect(health.status).toBe(200)
+        const catalog = ((await health.json()) as { modules: ReadonlyArray<Record<string, any>> }).modules.find((m) => m.name === "catalog")!
+        expect(catalog).toMatchObject({ ready: true, location: `dns://localhost:${left.port}` })
+        // localhost: 127.0.0.1, and ::1 where the system resolves it too (the catalog listens on both).
+        expect(catalog.instances.map((i: { url: string }) => i.url)).toContain(`http://127.0.0.1:${left.port}`)
+        expect(catalog.instances.every((i: { ready: boolean }) => i.ready)).toBe(true)
+      } finally {
+        await inventory.stop()
+      }
     })
   })
 }

@@ -46,8 +46,8 @@ export const make = <Rpcs extends Rpc.Any>(
     let watch: Discovery.Watch | undefined
     const kick = () => watch?.kick()
 
-    /** Dials `url` and adds it to the balancer; its connection lives in a scope of its own. */
-    const join = (url: string, awaitOpen: boolean) =>
+    /** Dials `url`; its connection lives in a scope of its own. */
+    const dial = (url: string, awaitOpen: boolean) =>
       Effect.gen(function*() {
         const own = yield* Scope.fork(scope, ExecutionStrategy.sequential)
         const lane = yield* Scope.extend(
@@ -55,8 +55,7 @@ export const make = <Rpcs extends Rpc.Any>(
           own
         )
         const member: Balancer.Member = { url, transport: lane.transport, connected: lane.connected }
-        balancer.add(member)
-        members.set(url, { scope: own, member })
+        return { scope: own, member }
       })
     const members = new Map<string, { readonly scope: Scope.CloseableScope; readonly member: Balancer.Member }>()
 
@@ -75,7 +74,13 @@ export const make = <Rpcs extends Rpc.Any>(
         // One still draining serves again, on the connection it has.
         for (const url of urls) if (members.has(url) && !balancer.has(url)) balancer.add(members.get(url)!.member)
         const added = urls.filter((url) => !members.has(url))
-        return Effect.forEach(added, (url) => join(url, awaitOpen), { concurrency: "unbounded", discard: true })
+        // Dialled in parallel, added in the order given (health and the admin view list them so).
+        return Effect.map(Effect.forEach(added, (url) => dial(url, awaitOpen), { concurrency: "unbounded" }), (dialled) => {
+          for (const joined of dialled) {
+            balancer.add(joined.member)
+            members.set(joined.member.url, joined)
+          }
+        })
       })
 
     if (peer._tag === "Urls") {
