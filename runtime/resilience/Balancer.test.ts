@@ -4,12 +4,14 @@
  * does, retries elsewhere, closed connections avoided, and instances removed only once idle.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Rpc } from "@effect/rpc"
-import { Deferred, Duration, Effect, Either, Exit, Fiber, TestClock } from "effect"
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { Deferred, Duration, Effect, Either, Exit, Fiber, Schema, TestClock } from "effect"
 import { CallError } from "../transport/CallError.ts"
-import type * as Client from "../transport/Client.ts"
+import * as Client from "../transport/Client.ts"
+import { Idempotent } from "../transport/Idempotent.ts"
 import * as Balancer from "./Balancer.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
+import * as Policy from "./Policy.ts"
 
 const breakerOptions: CircuitBreaker.Options = {
   windowSize: 10,
@@ -192,5 +194,26 @@ describe("Balancer", () => {
       expect(error).toMatchObject({ kind: "NotSent", reason: "Unreachable" })
       expect((error as CallError).message).toContain("no instance of inventory is known (dns://inventory:8080 did not resolve: ENOTFOUND)")
       expect(asked).toBe(2)
+    }))
+
+  it.live("under the module's policy: an idempotent call cut on one instance is retried on the other, another call is not", () =>
+    Effect.gen(function*() {
+      class Rpcs extends RpcGroup.make(
+        Rpc.make("get", { success: Schema.String }).annotate(Idempotent, true),
+        Rpc.make("put", { success: Schema.String })
+      ) {}
+      const { answers, balancer, got } = fixture(["http://a", "http://b"])
+      const dependency = new Policy.Registry().dependency("inventory", Policy.defaults)
+      const client = Client.make("inventory", Rpcs, balancer.transport(() => Either.right), [
+        ...Client.standard,
+        Policy.protectInstances(dependency)
+      ])
+      answers["http://a"] = "fail"
+      // a is chosen first (chosen longest ago), fails, and the retry goes to b.
+      expect(yield* client.get()).toBe("http://b")
+      expect(got).toEqual({ "http://a": 1, "http://b": 1 })
+      // Next a call that may not be repeated: a's failure is its answer.
+      expect(yield* Effect.flip(client.put())).toBe(lost)
+      expect(got).toEqual({ "http://a": 2, "http://b": 1 })
     }))
 })

@@ -1,6 +1,7 @@
 /**
  * The remote transport to a module hosted by a peer: one WebSocket to `ws://peer/rpc/<module>`
- * speaking the lane's protocol (Wire.ts), shared by every call this process makes to the module.
+ * speaking the lane's protocol (Wire.ts), shared by every call this process makes to the module
+ * (to that instance of it: a module with several has one lane each, RemotePool.ts).
  * Clients are built by Client.ts over it, with the same interceptors and errors as in process:
  * calling code cannot tell the two apart.
  *
