@@ -6,7 +6,8 @@
  *   engine over its own database: saga/Engine.ts), and its RPC endpoint at `/rpc/<module>`;
  * - one client per module this process needs, built by transport/Client.ts: in process for
  *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
- *   behind the module's own Tag);
+ *   or `RemotePool` for a module with several instances or located by a DNS name, behind the
+ *   module's own Tag);
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server, which listens before any of this is built and
  *   answers 503 until it is (Startup.ts).
