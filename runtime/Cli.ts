@@ -12,7 +12,7 @@
  */
 import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Layer } from "effect"
+import { Cause, Console, Effect, Layer, Option } from "effect"
 import * as Database from "./db/Database.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Environment from "./Environment.ts"
@@ -30,8 +30,8 @@ export const describe = (modules: ReadonlyArray<Module.Any>, topology: Topology.
   for (const m of modules) {
     const location = topology.locations.get(m.name)
     const where = location === undefined
-      ? (topology.peers.get(m.name) ?? "not needed here")
-      : location._tag === "Local" ? "here" : location.url
+      ? Option.match(Option.fromNullable(topology.peers.get(m.name)), { onNone: () => "not needed here", onSome: Topology.show })
+      : location._tag === "Local" ? "here" : Topology.show(location.peer)
     const calls = m.calls.length > 0 ? `  (calls ${m.calls.map((c) => c.module).join(", ")})` : ""
     lines.push(`${m.name.padEnd(width)}${where}${calls}`)
   }

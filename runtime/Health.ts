@@ -7,8 +7,10 @@
  *
  * `GET /health/live`: the process answers and none of its hosted modules' connection pools is
  * wedged. `GET /health/ready`: 200 only when every hosted module
- * has its migrations applied and every peer this process calls answers, with this process's RPC
- * connection to it open; the body lists each module with `local` or the URL it is reached at.
+ * has its migrations applied and every peer this process calls answers (for a module with several
+ * instances, one of them), with this process's RPC connection to it open; the body lists each
+ * module with `local` or where it is reached (`TESSERA_PEERS`'s location), and each instance of
+ * a remote one.
  *
  * Liveness and the database: a process should be restarted when restarting it helps, and only
  * then. A pool is wedged when every one of its connections has stayed held, none handed out or
@@ -26,7 +28,7 @@ import { SqlClient } from "@effect/sql"
 import { Duration, Effect } from "effect"
 import type { Hosted } from "./Host.ts"
 import * as Migrations from "./db/Migrations.ts"
-import type { Location } from "./Topology.ts"
+import { type Location, show } from "./Topology.ts"
 import * as Settings from "./Settings.ts"
 
 export interface ModuleHealth {
@@ -34,6 +36,8 @@ export interface ModuleHealth {
   readonly location: string
   readonly ready: boolean
   readonly detail: string
+  /** A module in another process: each of its instances (one, or several: Topology.ts). */
+  readonly instances?: ReadonlyArray<{ readonly url: string; readonly ready: boolean; readonly detail: string }>
 }
 
 const CHECK_TIMEOUT = Duration.seconds(2)
@@ -77,8 +81,8 @@ export const routes = (options: {
     readonly stall: Effect.Effect<Duration.Duration, never, any>
   }>
   readonly locations: ReadonlyMap<string, Location>
-  /** Whether this process's RPC connection to a remote module is open. */
-  readonly connected: (name: string) => boolean
+  /** The instances of a remote module now, and whether this process's RPC connection to each is open. */
+  readonly instances: (name: string) => ReadonlyArray<{ readonly url: string; readonly connected: boolean }>
 }) =>
   HttpApiBuilder.Router.use((router) =>
     Effect.gen(function*() {
@@ -97,16 +101,29 @@ export const routes = (options: {
         return yield* HttpServerResponse.json({ status: "not live", modules: wedged }, { status: 503 })
       }).pipe(Effect.provide(context))
       const ready = Effect.gen(function*() {
-        const checks = [...options.locations].map(([name, location]) => {
-          const status = location._tag === "Remote"
-            ? Effect.map(peerStatus(location.url), (s) =>
-              s.ready && !options.connected(name) ? { ready: false, detail: "answers; RPC connection not open yet" } : s)
-            : (options.hosted.find((h) => h.name === name)?.status ?? Effect.succeed({ ready: false, detail: "not hosted" }))
-          return Effect.map(status, (s): ModuleHealth => ({
-            name,
-            location: location._tag === "Local" ? "local" : location.url,
-            ...s
-          }))
+        const checks = [...options.locations].map(([name, location]): Effect.Effect<ModuleHealth, never, any> => {
+          if (location._tag === "Local") {
+            const status = options.hosted.find((h) => h.name === name)?.status ?? Effect.succeed({ ready: false, detail: "not hosted" })
+            return Effect.map(status, (s) => ({ name, location: "local", ...s }))
+          }
+          const instances = options.instances(name)
+          return Effect.map(
+            Effect.forEach(instances, ({ connected, url }) =>
+              Effect.map(peerStatus(url), (s) => ({
+                url,
+                ...(s.ready && !connected ? { ready: false, detail: "answers; RPC connection not open yet" } : s)
+              })), { concurrency: "unbounded" }),
+            (checked) => {
+              const up = checked.filter((i) => i.ready).length
+              // One instance that answers is enough to serve: the balancer sends the calls to it.
+              const detail = checked.length === 0
+                ? "no instance known"
+                : checked.length === 1
+                ? checked[0]!.detail
+                : `${up} of ${checked.length} instances answer`
+              return { name, location: show(location.peer), ready: up > 0, detail, instances: checked }
+            }
+          )
         })
         const modules = yield* Effect.all(checks, { concurrency: "unbounded" })
         const ok = modules.every((m) => m.ready)

@@ -6,7 +6,8 @@
  *   engine over its own database: saga/Engine.ts), and its RPC endpoint at `/rpc/<module>`;
  * - one client per module this process needs, built by transport/Client.ts: in process for
  *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
- *   behind the module's own Tag);
+ *   or `RemotePool` for a module with several instances or located by a DNS name, behind the
+ *   module's own Tag);
  * - the gateway's REST API when `gateway` is hosted;
  * - health endpoints, all on one HTTP server, which listens before any of this is built and
  *   answers 503 until it is (Startup.ts).
@@ -31,10 +32,12 @@ import * as ServiceCredential from "./security/ServiceCredential.ts"
 import * as ServerLimits from "./ServerLimits.ts"
 import * as Settings from "./Settings.ts"
 import * as Startup from "./Startup.ts"
-import { GATEWAY, type ModuleNode, type Topology } from "./Topology.ts"
+import { GATEWAY, type ModuleNode, show, type Topology } from "./Topology.ts"
 import * as Client from "./transport/Client.ts"
 import * as LocalClient from "./transport/LocalClient.ts"
 import * as RemoteClient from "./transport/RemoteClient.ts"
+import * as RemotePool from "./transport/RemotePool.ts"
+import type * as Discovery from "./transport/Discovery.ts"
 import * as RpcEndpoint from "./transport/RpcEndpoint.ts"
 import * as Wire from "./transport/Wire.ts"
 
@@ -90,6 +93,10 @@ export const make = (
      * outermost first. Default: `Client.standard` and the dependency's policy (resilience/Policy.ts).
      */
     readonly remoteInterceptors?: (module: string) => ReadonlyArray<Client.Interceptor>
+    /** How often a module located by a DNS name is resolved again (`TESSERA_DNS_REFRESH`). */
+    readonly dnsRefresh?: Duration.Duration
+    /** How DNS names are resolved (tests give their own; default: the system's). */
+    readonly resolver?: Discovery.Resolver
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -98,8 +105,10 @@ export const make = (
   const caller = [...(topology.gateway ? [GATEWAY] : []), ...topology.hosted].join(",")
   const byName = new Map(modules.map((m) => [m.name, m] as const))
   const hostedLayers = new Map<string, AnyLayer>()
-  /** Whether the RPC socket to each remote module is open now (readiness needs it). */
+  /** Whether the RPC socket to each remote module with one instance is open now (readiness needs it). */
   const connected = new Map<string, boolean>()
+  /** The instances of each remote module with several (or a DNS name), and whether each is connected. */
+  const pools = new Map<string, () => ReadonlyArray<{ readonly url: string; readonly connected: boolean }>>()
   const clientLayers = new Map<string, AnyLayer>()
   /** Each dependency's policy, breaker and bulkhead: one per target in this process. */
   const dependencies = options?.dependencies ?? new Policy.Registry()
@@ -122,23 +131,41 @@ export const make = (
         })
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
-      ? Layer.die(new Error(`calling ${name} at ${location.url} needs TESSERA_SERVICE_SECRET`))
+      ? Layer.die(new Error(`calling ${name} at ${show(location.peer)} needs TESSERA_SERVICE_SECRET`))
       : Layer.scoped(
         module.client,
         Effect.gen(function*() {
           // Remote: the whole policy, one breaker and bulkhead per target (resilience/Policy.ts).
           const policy = yield* Effect.orDie(Policy.fromConfig(name, module.resilience))
           const dependency = dependencies.dependency(name, policy)
-          return yield* RemoteClient.make(name, module.client.group, location.url, {
+          const peer = location.peer
+          const common = {
             secret,
             caller,
             tracing,
             maxFrameBytes: options?.maxFrameBytes,
             heartbeatInterval: options?.heartbeatInterval,
-            heartbeatTimeout: options?.heartbeatTimeout,
-            onConnection: (open) => connected.set(name, open),
-            interceptors: options?.remoteInterceptors?.(name) ?? [...Client.standard, ...Policy.interceptors(dependency)]
+            heartbeatTimeout: options?.heartbeatTimeout
+          }
+          if (peer._tag === "Urls" && peer.urls.length === 1) {
+            // One instance: one connection, the target's breaker (the fast path of Policy.protect).
+            return yield* RemoteClient.make(name, module.client.group, peer.urls[0], {
+              ...common,
+              onConnection: (open) => connected.set(name, open),
+              interceptors: options?.remoteInterceptors?.(name) ?? [...Client.standard, ...Policy.interceptors(dependency)]
+            })
+          }
+          // Several, or a DNS name: a connection and a breaker per instance (resilience/Balancer.ts).
+          const pool = yield* RemotePool.make(name, module.client.group, peer, {
+            ...common,
+            breaker: (url) => dependencies.instanceBreaker(name, url, policy),
+            resolver: options?.resolver,
+            refresh: options?.dnsRefresh,
+            interceptors: options?.remoteInterceptors?.(name) ?? [...Client.standard, Policy.protectInstances(dependency)]
           })
+          dependencies.instances(name, pool.balancer)
+          pools.set(name, pool.balancer.members)
+          return pool.client
         })
       )
     clientLayers.set(name, layer)
@@ -221,7 +248,14 @@ export const make = (
       stall: Effect.flatMap(hostedTag(name), Health.moduleStall)
     })),
     locations: topology.locations,
-    connected: (name) => connected.get(name) === true
+    instances: (name) => {
+      const pool = pools.get(name)
+      if (pool !== undefined) return pool()
+      const location = topology.locations.get(name)
+      return location?._tag === "Remote" && location.peer._tag === "Urls"
+        ? [{ url: location.peer.urls[0], connected: connected.get(name) === true }]
+        : []
+    }
   }).pipe(Layer.provide(mergeAll(hosted)))
 
   /** Every client this process has, local or remote. */
@@ -242,6 +276,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
       const maxFrameBytes = yield* Wire.maxFrameBytesFromConfig
       const heartbeatInterval = yield* Settings.rpcHeartbeatInterval.config
       const heartbeatTimeout = yield* Settings.rpcHeartbeatTimeout.config
+      const dnsRefresh = yield* Settings.dnsRefresh.config
       const embedded = yield* needsEmbedded(modules, topology)
       const secret = Option.getOrUndefined(yield* ServiceCredential.secretFromConfig)
       const whole = topology.gateway && modules.every((m) => topology.hosted.includes(m.name))
@@ -253,7 +288,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
-      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout })
+      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout, dnsRefresh })
       const server = ServerLimits.createServer(limits)
       const phases = Startup.make({
         starting: `opening ${topology.hosted.join(", ") || "its clients"}`,

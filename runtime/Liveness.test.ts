@@ -16,7 +16,7 @@ const liveness = async (stalls: Record<string, Duration.Duration>) => {
       stall: Effect.succeed(stall)
     })),
     locations: new Map(),
-    connected: () => true
+    instances: () => []
   })
   const { dispose, handler } = HttpApiBuilder.toWebHandler(
     Layer.mergeAll(HttpApiBuilder.api(HttpApi.make("test")), health, HttpServer.layerContext).pipe(

@@ -177,6 +177,16 @@ export const rpcHeartbeatTimeout = Setting.duration({
   exclusiveMin: true
 })
 
+export const DEFAULT_DNS_REFRESH = "5 seconds"
+
+export const dnsRefresh = Setting.duration({
+  name: "TESSERA_DNS_REFRESH",
+  description: "how often a module located by a DNS name (TESSERA_PEERS name=dns://host:port) is resolved again",
+  default: DEFAULT_DNS_REFRESH,
+  min: Duration.seconds(1),
+  exclusiveMin: false
+})
+
 /** A heartbeat must come more often than its silence is given up on. */
 export const heartbeatWithinTimeout = {
   holds: (interval: Duration.Duration, timeout: Duration.Duration) => Duration.lessThan(interval, timeout),
@@ -473,6 +483,7 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     rpcMaxFrameBytes,
     rpcHeartbeatInterval,
     rpcHeartbeatTimeout,
+    dnsRefresh,
     ...resilience.map((family) => family.global),
     ...modules.flatMap((m) => resilience.map((family) => family.forTarget(m.name))),
     ...modules.flatMap((m) => m.settings ?? []),

@@ -4,6 +4,12 @@
  * `TESSERA_MODULES` (comma list, default `all`) names what runs here; `gateway` is one of the
  * names. `TESSERA_PEERS` (`inventory=http://10.0.0.7:8080,catalog=...`) says where the rest run.
  * A process whose modules need a module that is neither hosted nor located refuses to start.
+ *
+ * A module may run as several instances: its location names them all, separated by `|`
+ * (`inventory=http://a:8080|http://b:8080`), or a DNS name whose every address is one instance,
+ * resolved again as it changes (`inventory=dns://inventory-headless.shop.svc:8080`: a Kubernetes
+ * headless Service). A module named twice is refused, naming it: merging the two would hide a
+ * typo or two files that disagree.
  */
 import { Data, Effect, Either, Option } from "effect"
 import * as Setting from "./Setting.ts"
@@ -17,9 +23,22 @@ export interface ModuleNode {
   readonly exposesHttp: boolean
 }
 
+/**
+ * Where a module in another process runs: a fixed list of instances (one URL each, one or more),
+ * or a DNS name whose every A/AAAA record is an instance reached at `port` (over http), resolved
+ * again as it changes (transport/Discovery.ts).
+ */
+export type Peer =
+  | { readonly _tag: "Urls"; readonly urls: readonly [string, ...Array<string>] }
+  | { readonly _tag: "Dns"; readonly host: string; readonly port: number; readonly path: string }
+
 export type Location =
   | { readonly _tag: "Local" }
-  | { readonly _tag: "Remote"; readonly url: string }
+  | { readonly _tag: "Remote"; readonly peer: Peer }
+
+/** A peer as written in `TESSERA_PEERS` (normalised): what `topology` and health show. */
+export const show = (peer: Peer): string =>
+  peer._tag === "Urls" ? peer.urls.join("|") : `dns://${peer.host}:${peer.port}${peer.path}`
 
 export interface Topology {
   /** Modules hosted by this process, in declaration order. */
@@ -28,38 +47,74 @@ export interface Topology {
   readonly gateway: boolean
   /** Where every module this process needs runs: hosted ones are `Local`. */
   readonly locations: ReadonlyMap<string, Location>
-  /** Every peer URL given, needed or not (`topology` prints them). */
-  readonly peers: ReadonlyMap<string, string>
+  /** Every peer given, needed or not (`topology` prints them). */
+  readonly peers: ReadonlyMap<string, Peer>
 }
 
 export class TopologyError extends Data.TaggedError("TopologyError")<{ readonly message: string }> {}
 
-/** Parses `TESSERA_PEERS`: `name=url` pairs, comma separated. */
-export const parsePeers = (raw: string): Either.Either<ReadonlyMap<string, string>, TopologyError> => {
-  const peers = new Map<string, string>()
+/**
+ * Parses `TESSERA_PEERS`: `name=location` pairs, comma separated, where a location is one URL,
+ * several separated by `|`, or `dns://host:port`. A module named twice is refused.
+ */
+export const parsePeers = (raw: string): Either.Either<ReadonlyMap<string, Peer>, TopologyError> => {
+  const peers = new Map<string, Peer>()
   for (const entry of raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0)) {
     const eq = entry.indexOf("=")
     const name = eq > 0 ? entry.slice(0, eq).trim() : ""
-    const url = eq > 0 ? entry.slice(eq + 1).trim().replace(/\/+$/, "") : ""
-    if (name === "" || !isHttpUrl(url)) {
+    const peer = name === "" ? undefined : parseLocation(entry.slice(eq + 1))
+    if (peer === undefined) {
       return Either.left(
         new TopologyError({
-          message: `TESSERA_PEERS entry "${entry}" is not of the form name=http://host:port`
+          message: `TESSERA_PEERS entry "${entry}" is not of the form name=http://host:port (several separated by |, or name=dns://host:port)`
         })
       )
     }
-    peers.set(name, url)
+    if (peers.has(name)) {
+      return Either.left(
+        new TopologyError({
+          message: `TESSERA_PEERS names ${name} twice: give all its instances in one entry, separated by | (${name}=http://a:8080|http://b:8080)`
+        })
+      )
+    }
+    if (peer._tag === "Urls" && new Set(peer.urls).size < peer.urls.length) {
+      const twice = peer.urls.find((url, i) => peer.urls.indexOf(url) !== i)
+      return Either.left(new TopologyError({ message: `TESSERA_PEERS names the instance ${twice} of ${name} twice` }))
+    }
+    peers.set(name, peer)
   }
   return Either.right(peers)
 }
 
-const isHttpUrl = (s: string): boolean => {
-  try {
-    const url = new URL(s)
-    return url.protocol === "http:" || url.protocol === "https:"
-  } catch {
-    return false
+/** One location: URLs separated by `|`, or `dns://host:port[/path]`; `undefined` if malformed. */
+const parseLocation = (raw: string): Peer | undefined => {
+  const parts = raw.split("|").map((s) => s.trim())
+  if (parts.length === 1 && parts[0]!.startsWith("dns://")) {
+    const url = parseUrl(parts[0]!.replace(/^dns:/, "http:"))
+    if (url === undefined || url.hostname === "" || url.search !== "" || url.hash !== "" || url.username !== "") return undefined
+    return {
+      _tag: "Dns",
+      host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: url.port === "" ? 80 : Number(url.port),
+      path: url.pathname.replace(/\/+$/, "")
+    }
   }
+  const urls = parts.map((part) => part.replace(/\/+$/, ""))
+  if (!urls.every(isHttpUrl)) return undefined
+  return { _tag: "Urls", urls: urls as unknown as readonly [string, ...Array<string>] }
+}
+
+const parseUrl = (s: string): URL | undefined => {
+  try {
+    return new URL(s)
+  } catch {
+    return undefined
+  }
+}
+
+const isHttpUrl = (s: string): boolean => {
+  const url = parseUrl(s)
+  return url !== undefined && (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== ""
 }
 
 /**
@@ -105,9 +160,9 @@ export const resolve = (
       if (hosted.includes(name)) {
         locations.set(name, { _tag: "Local" })
       } else {
-        const url = peers.get(name)
-        if (url === undefined) missing.push(`${neededBy} needs ${name}`)
-        else locations.set(name, { _tag: "Remote", url })
+        const peer = peers.get(name)
+        if (peer === undefined) missing.push(`${neededBy} needs ${name}`)
+        else locations.set(name, { _tag: "Remote", peer })
       }
     }
     for (const name of hosted) {
@@ -150,8 +205,21 @@ export const peers = (known: ReadonlyArray<string>) =>
   Setting.optional({
     name: "TESSERA_PEERS",
     description: "where the other modules run",
-    expected: `name=http://host:port pairs separated by commas, naming modules among ${known.join(", ")}`,
-    kind: { _tag: "Custom", invalid: ["inventory", "inventory=ftp://10.0.0.7", "nonsense=http://10.0.0.7:8080", "inventory=http://"] },
+    expected: `name=http://host:port pairs separated by commas (several instances of one module separated by |, or name=dns://host:port), naming modules among ${
+      known.join(", ")
+    }, each once`,
+    kind: {
+      _tag: "Custom",
+      invalid: [
+        "inventory",
+        "inventory=ftp://10.0.0.7",
+        "nonsense=http://10.0.0.7:8080",
+        "inventory=http://",
+        "inventory=http://a:8080,inventory=http://b:8080",
+        "inventory=http://a:8080|",
+        "inventory=dns://"
+      ]
+    },
     parse: (raw) =>
       Either.flatMap(Either.mapLeft(parsePeers(raw), (e) => e.message), (found) => {
         const unknown = [...found.keys()].filter((name) => !known.includes(name))

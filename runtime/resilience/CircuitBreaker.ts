@@ -96,6 +96,14 @@ export interface CircuitBreaker {
    */
   readonly judgeClosed: (admitted: number, module: string, exit: Exit.Exit<unknown, unknown>, start: number, end: number) => Effect.Effect<void> | undefined
   readonly snapshot: Effect.Effect<Snapshot>
+  /**
+   * Whether a call made at `now` (Clock millis) would be let through, without changing anything:
+   * closed, open for long enough to let a probe through, or half-open with room for a probe.
+   * A balancer (Balancer.ts) skips an instance whose breaker would refuse.
+   */
+  readonly admits: (now: number) => boolean
+  /** While it refuses: milliseconds from `now` until it may let a call through. */
+  readonly retryAfterMs: (now: number) => number
 }
 
 /**
@@ -349,5 +357,12 @@ export const make = (
     return Effect.as(announce(out), shot)
   })
 
-  return { key, options, run, closed, judgeClosed, snapshot }
+  const admits = (now: number) =>
+    state === "Closed" ||
+    (state === "Open" ? now >= openedAt + openForMs : probes + probeSucceeded < options.halfOpenProbes)
+
+  const retryAfterMs = (now: number) =>
+    state === "Open" ? Math.max(0, openedAt + openForMs - now) : state === "HalfOpen" ? Math.max(0, lastProbeAt + probeTimeoutMs - now) : 0
+
+  return { key, options, run, closed, judgeClosed, snapshot, admits, retryAfterMs }
 }

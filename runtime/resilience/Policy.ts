@@ -31,6 +31,7 @@ import * as Client from "../transport/Client.ts"
 import type { Interceptor } from "../transport/Client.ts"
 import * as Deadline from "../transport/Deadline.ts"
 import * as Idempotent from "../transport/Idempotent.ts"
+import type * as Balancer from "./Balancer.ts"
 import * as Bulkhead from "./Bulkhead.ts"
 import type { Call } from "./Call.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
@@ -157,11 +158,11 @@ const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Record<
 
 const STATE_VALUE: Record<CircuitBreaker.State, number> = { Closed: 0, HalfOpen: 1, Open: 2 }
 
-/** Metrics and a log line for each breaker transition. */
-const observeTransition = (target: string) => (t: CircuitBreaker.Transition) =>
+/** Metrics and a log line for each breaker transition (of one instance of the target, if given). */
+const observeTransition = (target: string, instance?: string) => (t: CircuitBreaker.Transition) =>
   Effect.all([
-    Metric.set(tagged(breakerState, { target }), STATE_VALUE[t.to]),
-    Metric.increment(tagged(breakerTransitions, { target, from: t.from, to: t.to })),
+    Metric.set(tagged(breakerState, instance === undefined ? { target } : { target, instance }), STATE_VALUE[t.to]),
+    Metric.increment(tagged(breakerTransitions, instance === undefined ? { target, from: t.from, to: t.to } : { target, instance, from: t.from, to: t.to })),
     (t.to === "Open" ? Effect.logWarning : Effect.logInfo)(`circuit breaker of ${t.key}: ${t.from} → ${t.to} (${t.reason})`).pipe(
       Effect.annotateLogs({ target, breaker: t.key, from: t.from, to: t.to })
     )
@@ -183,10 +184,12 @@ export interface Dependency {
 export interface DependencyView {
   readonly target: string
   readonly location: Location
-  /** None for a module in this process: nothing to break. */
+  /** None for a module in this process (nothing to break), or one with several instances (a breaker each). */
   readonly breaker: CircuitBreaker.Snapshot | undefined
   readonly bulkhead: Bulkhead.Snapshot | undefined
   readonly policy: Policy
+  /** The instances of a module that runs as several (Balancer.ts), each with its breaker. */
+  readonly instances: ReadonlyArray<Balancer.InstanceView> | undefined
 }
 
 /**
@@ -196,6 +199,7 @@ export interface DependencyView {
 export class Registry {
   private readonly byTarget = new Map<string, Dependency>()
   private readonly locals = new Map<string, Policy>()
+  private readonly balancers = new Map<string, Balancer.Balancer>()
 
   constructor(private readonly onTransition?: (t: CircuitBreaker.Transition) => Effect.Effect<void>) {}
 
@@ -219,6 +223,23 @@ export class Registry {
     return dependency
   }
 
+  /**
+   * The breaker of the instance `url` of the dependency `target`, with `policy`'s options: its
+   * changes are metrics and log lines labelled with the instance too.
+   */
+  instanceBreaker(target: string, url: string, policy: Policy): CircuitBreaker.CircuitBreaker {
+    const observe = observeTransition(target, url)
+    const listener = this.onTransition
+    const breaker = CircuitBreaker.make(`${target} at ${url}`, policy.breaker, listener ? (t) => Effect.zipRight(observe(t), listener(t)) : observe)
+    tagged(breakerState, { target, instance: url }).unsafeUpdate(STATE_VALUE.Closed, [])
+    return breaker
+  }
+
+  /** Records the balancer of `target`, a module with several instances (the view lists them). */
+  instances(target: string, balancer: Balancer.Balancer): void {
+    this.balancers.set(target, balancer)
+  }
+
   /** Records a module served in this process (shown with its policy, without breaker or bulkhead). */
   local(target: string, policy: Policy): void {
     this.locals.set(target, policy)
@@ -231,17 +252,25 @@ export class Registry {
       location: "local",
       breaker: undefined,
       bulkhead: undefined,
-      policy
+      policy,
+      instances: undefined
     }))
+    const balancers = this.balancers
     return Effect.map(
-      Effect.forEach([...this.byTarget.values()], (d) =>
-        Effect.map(Effect.all([d.breaker.snapshot, d.bulkhead.snapshot]), ([breaker, bulkhead]): DependencyView => ({
-          target: d.target,
-          location: d.location,
-          breaker,
-          bulkhead,
-          policy: d.policy
-        }))),
+      Effect.forEach([...this.byTarget.values()], (d) => {
+        const balancer = balancers.get(d.target)
+        return Effect.map(
+          Effect.all([d.breaker.snapshot, d.bulkhead.snapshot, balancer === undefined ? Effect.succeed(undefined) : balancer.views]),
+          ([breaker, bulkhead, instances]): DependencyView => ({
+            target: d.target,
+            location: d.location,
+            breaker: balancer === undefined ? breaker : undefined,
+            bulkhead,
+            policy: d.policy,
+            instances
+          })
+        )
+      }),
       (remote) => [...remote, ...locals]
     )
   }
@@ -319,6 +348,30 @@ export const protect = (dependency: Dependency) => {
         )
       )
     })
+  return Object.assign(protected_, { attemptTimeoutMs: attemptTimeoutMs(policy) })
+}
+
+/**
+ * The policy for a module with several instances (Balancer.ts): deadline, retry, bulkhead and
+ * attempt timeout as `protect`, and no breaker of the target's: the balancer runs each attempt
+ * through the breaker of the instance it chose, skips instances whose breaker is open, and sends
+ * a retry to another instance when it can.
+ */
+export const protectInstances = (dependency: Dependency) => {
+  const { bulkhead, policy, target } = dependency
+  const retried = Metric.increment(tagged(retries, { target }))
+  const refused = countRefusal(target)
+  const attemptTimedOut = Metric.increment(tagged(timeouts, { target, scope: "attempt" }))
+  const deadlinePassed = Metric.increment(tagged(timeouts, { target, scope: "deadline" }))
+  const onFailure = (error: unknown) =>
+    CallErrors.is(error) && error.module === target
+      ? error.kind === "TimedOut"
+        ? Effect.flatMap(Deadline.remaining, (left) => (left > 0 ? attemptTimedOut : deadlinePassed))
+        : refused(error)
+      : Effect.void
+  const hooks = { onRetry: retried, onFailure, deadlineMs: Duration.toMillis(policy.deadline) }
+  const protected_ = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
+    Retry.run<A, E | CallError, R>(policy.retry, info, bulkhead.run(info, call), hooks)
   return Object.assign(protected_, { attemptTimeoutMs: attemptTimeoutMs(policy) })
 }
 

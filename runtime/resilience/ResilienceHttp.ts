@@ -7,6 +7,7 @@
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Duration, Effect, Schema } from "effect"
 import * as Auth from "../gateway/Auth.ts"
+import type * as CircuitBreaker from "./CircuitBreaker.ts"
 import * as Policy from "./Policy.ts"
 
 /** The dependencies of this process (Host.ts provides them). */
@@ -48,13 +49,26 @@ const PolicyView = Schema.Struct({
   bulkhead: Schema.Struct({ maxConcurrent: Schema.Int, maxQueue: Schema.Int })
 }).annotations({ identifier: "resilience.Policy" })
 
+const InstanceView = Schema.Struct({
+  url: Schema.String,
+  connected: Schema.Boolean.annotations({ description: "whether this process's connection to it is open" }),
+  outstanding: Schema.Int.annotations({ description: "calls from this process in flight to it" }),
+  draining: Schema.Boolean.annotations({ description: "gone from its DNS name: no new calls, closed once these end" }),
+  breaker: BreakerView
+}).annotations({ identifier: "resilience.Instance" })
+
 /** One dependency as this process sees it. */
 export const DependencyView = Schema.Struct({
   target: Schema.String.annotations({ description: "the module (or outside system) called" }),
   location: Schema.Literal("remote", "http", "local"),
-  breaker: Schema.NullOr(BreakerView).annotations({ description: "null for a module in this process" }),
+  breaker: Schema.NullOr(BreakerView).annotations({
+    description: "null for a module in this process, or one with several instances (a breaker each, under instances)"
+  }),
   bulkhead: Schema.NullOr(BulkheadView).annotations({ description: "null for a module in this process" }),
-  policy: PolicyView
+  policy: PolicyView,
+  instances: Schema.optionalWith(Schema.Array(InstanceView), { exact: true }).annotations({
+    description: "a module with several instances, or located by a DNS name: each instance, with its breaker"
+  })
 }).annotations({ identifier: "resilience.Dependency" })
 
 export const ResilienceView = Schema.Struct({ dependencies: Schema.Array(DependencyView) }).annotations({
@@ -75,6 +89,15 @@ export class ResilienceHttp extends HttpApiGroup.make("resilience")
 {}
 
 const ms = Duration.toMillis
+
+const breakerView = (b: CircuitBreaker.Snapshot): typeof BreakerView.Type => ({
+  state: b.state,
+  calls: b.calls,
+  failures: b.failures,
+  slow: b.slow,
+  probes: b.probes,
+  ...(b.retryAfterMs === undefined ? {} : { retryAfterMs: b.retryAfterMs })
+})
 
 const policyView = (p: Policy.Policy): typeof PolicyView.Type => ({
   timeoutMs: ms(p.timeout),
@@ -105,20 +128,20 @@ export const view = (registry: Policy.Registry) =>
     dependencies: views.map((v) => ({
       target: v.target,
       location: v.location,
-      breaker: v.breaker === undefined
-        ? null
-        : {
-          state: v.breaker.state,
-          calls: v.breaker.calls,
-          failures: v.breaker.failures,
-          slow: v.breaker.slow,
-          probes: v.breaker.probes,
-          ...(v.breaker.retryAfterMs === undefined ? {} : { retryAfterMs: v.breaker.retryAfterMs })
-        },
+      breaker: v.breaker === undefined ? null : breakerView(v.breaker),
       bulkhead: v.bulkhead === undefined
         ? null
         : { inFlight: v.bulkhead.inFlight, queued: v.bulkhead.queued, maxConcurrent: v.bulkhead.maxConcurrent, maxQueue: v.bulkhead.maxQueue },
-      policy: policyView(v.policy)
+      policy: policyView(v.policy),
+      ...(v.instances === undefined ? {} : {
+        instances: v.instances.map((i) => ({
+          url: i.url,
+          connected: i.connected,
+          outstanding: i.outstanding,
+          draining: i.draining,
+          breaker: breakerView(i.breaker)
+        }))
+      })
     }))
   }))
 

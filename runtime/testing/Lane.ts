@@ -26,19 +26,26 @@ export const serve = async <Rpcs extends Rpc.Any>(
   module: string,
   group: RpcGroup.RpcGroup<Rpcs>,
   handlers: Layer.Layer<Rpc.ToHandler<Rpcs>>,
-  options: { readonly heartbeatTimeout?: Duration.DurationInput; readonly maxInFlight?: number } = {}
+  options: {
+    readonly heartbeatTimeout?: Duration.DurationInput
+    readonly maxInFlight?: number
+    /** Where to listen (default 127.0.0.1, any free port): two instances may share a port on two loopback addresses. */
+    readonly host?: string
+    readonly port?: number
+  } = {}
 ): Promise<Served> => {
+  const { host = "127.0.0.1", port = 0, ...endpoint } = options
   const scope = await Effect.runPromise(Scope.make())
   const layer = HttpApiBuilder.serve().pipe(
     Layer.provide(
-      Layer.unwrapScoped(Effect.map(Layer.build(handlers), (context) => RpcEndpoint.layer(module, group, context, { secret, ...options })))
+      Layer.unwrapScoped(Effect.map(Layer.build(handlers), (context) => RpcEndpoint.layer(module, group, context, { secret, ...endpoint })))
     ),
     Layer.provide(HttpApiBuilder.api(HttpApi.make("lane-test"))),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host }))
   )
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
   const address = Context.get(context, HttpServer.HttpServer).address as HttpServer.TcpAddress
-  return { url: `http://127.0.0.1:${address.port}`, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+  return { url: `http://${host}:${address.port}`, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
 /** The in-process client of `module` over `handlers` (built in `scope`). */

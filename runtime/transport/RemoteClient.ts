@@ -1,6 +1,7 @@
 /**
  * The remote transport to a module hosted by a peer: one WebSocket to `ws://peer/rpc/<module>`
- * speaking the lane's protocol (Wire.ts), shared by every call this process makes to the module.
+ * speaking the lane's protocol (Wire.ts), shared by every call this process makes to the module
+ * (to that instance of it: a module with several has one lane each, RemotePool.ts).
  * Clients are built by Client.ts over it, with the same interceptors and errors as in process:
  * calling code cannot tell the two apart.
  *
@@ -57,6 +58,13 @@ export interface Options {
   readonly tracing?: boolean
   /** Told each time the connection to the peer opens (`true`) or closes (`false`). */
   readonly onConnection?: (open: boolean) => void
+  /**
+   * Told each time the peer is found unreachable, refusing or not serving (a dial failed, or an
+   * open connection closed): discovery resolves a DNS name again then (Discovery.ts).
+   */
+  readonly onDown?: () => void
+  /** Wait (at most 3 s) for the connection's first open before the client is made (default true). */
+  readonly awaitOpen?: boolean
   /** How long a credential lives (seconds; default five minutes, the most a module accepts). */
   readonly credentialSeconds?: number
   /** The largest message the peer may send, and this client send (`TESSERA_RPC_MAX_FRAME_BYTES`). */
@@ -93,6 +101,7 @@ const connect = (
     readonly onClose: () => void
     /** The peer answered without opening the connection: it refused it, or is not serving yet. */
     readonly onRefused: () => void
+    readonly onDown: () => void
     readonly log: (level: "warn" | "error", message: string) => void
   }
 ) => {
@@ -115,6 +124,7 @@ const connect = (
     down = { reason, message }
     if (logged !== message) hooks.log(level, message)
     logged = message
+    hooks.onDown()
   }
 
   /**
@@ -252,6 +262,7 @@ const connect = (
           pending.clear()
           for (const onReply of lost) onReply(undefined)
           hooks.onClose()
+          hooks.onDown()
         }
         redial()
       })
@@ -292,10 +303,46 @@ const connect = (
 }
 
 /**
+ * How the payload of each rpc of `group` is checked and encoded for the lane, by tag: the same
+ * for every instance of a module (a call is prepared once, whichever instance carries it).
+ */
+export const preparers = (group: RpcGroup.RpcGroup<any>): ((info: { readonly tag: string; readonly name: string }) => Client.Carrier["prepare"]) => {
+  const codecs = Wire.codecs(group)
+  return ({ name, tag }) => {
+    const codec = codecs.get(tag)!
+    // As RpcClient does, a payload given as fields is built (and checked) by its Schema.Class.
+    const makePayload = (codec.rpc.payloadSchema as { make?: (input: unknown) => unknown }).make
+    return (input) => {
+      let payload: Either.Either<unknown, ParseResult.ParseError>
+      try {
+        payload = codec.encodePayload(makePayload ? makePayload(input) : input)
+      } catch (error) {
+        return Either.left(
+          new Error(`${name} payload does not match its contract: ${error instanceof Error ? error.message : String(error)}`)
+        )
+      }
+      return Either.isRight(payload)
+        ? payload
+        : Either.left(new Error(`${name} payload does not match its contract: ${Wire.formatted(payload.left)}`))
+    }
+  }
+}
+
+/** The transport to one instance of a module, and whether its connection is open now. */
+export interface Lane {
+  readonly transport: Client.Transport
+  readonly connected: () => boolean
+}
+
+/**
  * The transport to `module` at `peer`: its connection is opened now (waiting, bounded, for the
  * first open) and closed with the scope.
  */
 export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: string, options: Options) =>
+  Effect.map(lane(module, group, peer, options), (lane) => lane.transport)
+
+/** `transport`, with the state of its connection (RemotePool.ts keeps one per instance). */
+export const lane = (module: string, group: RpcGroup.RpcGroup<any>, peer: string, options: Options) =>
   Effect.gen(function*() {
     const url = endpoint(peer, module)
     const maxFrameBytes = options.maxFrameBytes ?? Wire.DEFAULT_MAX_FRAME_BYTES
@@ -315,6 +362,7 @@ export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: s
           },
           onClose: () => options.onConnection?.(false),
           onRefused: () => Deferred.unsafeDone(opened, Exit.void),
+          onDown: () => options.onDown?.(),
           log: (level, message) => runFork(level === "warn" ? Effect.logWarning(message) : Effect.logError(message))
         })
       ),
@@ -323,17 +371,18 @@ export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: s
     // Wait (bounded) for the first open, so that a process whose peers are up answers its first
     // requests; until the peer is up, calls fail fast. A refusal is an answer: no use waiting; so
     // is a peer's "starting" (503): the two may be waiting for each other.
-    yield* Deferred.await(opened).pipe(
-      Effect.timeout(OPEN_TIMEOUT_MS),
-      Effect.catchAll(() => Effect.logWarning(`${module} at ${peer} is not reachable yet; calls fail until it is`))
-    )
+    if (options.awaitOpen !== false) {
+      yield* Deferred.await(opened).pipe(
+        Effect.timeout(OPEN_TIMEOUT_MS),
+        Effect.catchAll(() => Effect.logWarning(`${module} at ${peer} is not reachable yet; calls fail until it is`))
+      )
+    }
 
     const codecs = Wire.codecs(group)
+    const prepare = preparers(group)
     const carrier: Client.Transport = {
       rpc: ({ name, tag }) => {
         const codec = codecs.get(tag)!
-        // As RpcClient does, a payload given as fields is built (and checked) by its Schema.Class.
-        const makePayload = (codec.rpc.payloadSchema as { make?: (input: unknown) => unknown }).make
         const tooLarge = () =>
           Exit.die(new Error(`${name} payload is larger than the lane carries (${maxFrameBytes} bytes, TESSERA_RPC_MAX_FRAME_BYTES)`))
         const notSent = (reason: CallError["reason"], message: string) =>
@@ -382,19 +431,7 @@ export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: s
         }
 
         return {
-          prepare: (input) => {
-            let payload: Either.Either<unknown, ParseResult.ParseError>
-            try {
-              payload = codec.encodePayload(makePayload ? makePayload(input) : input)
-            } catch (error) {
-              return Either.left(
-                new Error(`${name} payload does not match its contract: ${error instanceof Error ? error.message : String(error)}`)
-              )
-            }
-            return Either.isRight(payload)
-              ? payload
-              : Either.left(new Error(`${name} payload does not match its contract: ${Wire.formatted(payload.left)}`))
-          },
+          prepare: prepare({ name, tag }),
           attempt: (payload, headers, discard, parent, attemptMs) =>
             Effect.withFiberRuntime<unknown, unknown>((fiber) => {
               const down = link.unavailable()
@@ -430,7 +467,8 @@ export const transport = (module: string, group: RpcGroup.RpcGroup<any>, peer: s
         }
       }
     }
-    return carrier
+    const lane: Lane = { transport: carrier, connected: () => link.unavailable() === undefined }
+    return lane
   })
 
 /** The client of `module` at `peer`: Client.make over its transport. */
