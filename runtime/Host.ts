@@ -3,7 +3,10 @@
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls (and, for a module that declares workflows, their
- *   engine over its own database: saga/Engine.ts), and its RPC endpoint at `/rpc/<module>`;
+ *   engine over its own database: saga/Engine.ts; for one that publishes events, its outbox:
+ *   messaging/Outbox.ts), and its RPC endpoint at `/rpc/<module>`;
+ * - the relays and consumers of the hosted modules' events (messaging/Messaging.ts), started
+ *   once every hosted module is up;
  * - one client per module this process needs, built by transport/Client.ts: in process for
  *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
  *   behind the module's own Tag);
@@ -23,6 +26,9 @@ import * as Docs from "./gateway/Docs.ts"
 import * as Edge from "./gateway/Edge.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
+import * as Messaging from "./messaging/Messaging.ts"
+import * as MessagingMigrations from "./messaging/MessagingMigrations.ts"
+import * as Outbox from "./messaging/Outbox.ts"
 import * as Policy from "./resilience/Policy.ts"
 import * as ResilienceHttp from "./resilience/ResilienceHttp.ts"
 import * as SagaMigrations from "./saga/SagaMigrations.ts"
@@ -44,6 +50,8 @@ export interface Hosted {
   /** `undefined` for a module that keeps no data. */
   readonly database: Database.ModuleDatabase | undefined
   readonly handlers: Context.Context<never>
+  /** Its outbox, when it publishes events. */
+  readonly outbox: Outbox.Publisher | undefined
 }
 
 const hostedTag = (name: string) => Context.GenericTag<Hosted>(`tessera/Hosted/${name}`)
@@ -56,8 +64,10 @@ const mergeAll = (layers: ReadonlyArray<AnyLayer>): AnyLayer =>
   layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [AnyLayer, ...Array<AnyLayer>]))
 
 /** The runtime's own tables a module's schema holds, for the runtime services it declares. */
-export const runtimeTables = (module: Module.Any): ReadonlyArray<Migrations.RuntimeSource> =>
-  module.workflows.length > 0 ? [SagaMigrations.source] : []
+export const runtimeTables = (module: Module.Any): ReadonlyArray<Migrations.RuntimeSource> => [
+  ...(module.workflows.length > 0 ? [SagaMigrations.source] : []),
+  ...(Messaging.usesEvents(module) ? [MessagingMigrations.source] : [])
+]
 
 /** What the topology needs to know of each module. */
 export const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<ModuleNode> =>
@@ -103,6 +113,10 @@ export const make = (
   const clientLayers = new Map<string, AnyLayer>()
   /** Each dependency's policy, breaker and bulkhead: one per target in this process. */
   const dependencies = options?.dependencies ?? new Policy.Registry()
+  /** Wake-ups of the relays and consumers of events: an outbox wakes its relay after a commit. */
+  const signals = new Messaging.Signals()
+  /** This process, to the lease of an outbox's relay. */
+  const instance = crypto.randomUUID()
 
   /** The client of `name` as this process reaches it. Cached: one per process. */
   const clientLayer = (name: string, path: ReadonlyArray<string>): AnyLayer => {
@@ -164,6 +178,10 @@ export const make = (
         // outbound HTTP under the same policies (Policy.httpClientFor).
         const provided = Context.add(clients, Policy.Dependencies, dependencies)
         const withSql = database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided
+        const outbox = database && module.publishes.length > 0
+          ? Outbox.make(name, database.sql, module.publishes, signals.relay(name).wake)
+          : undefined
+        const withOutbox = outbox ? Context.add(withSql, Outbox.Outbox, outbox) : withSql
         // A module that declares workflows gets their engine over its own database (saga/Engine.ts),
         // loaded only by a process that hosts one. Built before the handlers, it stops after them.
         const engine = sagas && database
@@ -174,9 +192,9 @@ export const make = (
           )
           : Context.empty()
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(Context.merge(withSql, engine))
+          Effect.provide(Context.merge(withOutbox, engine))
         )
-        return { module, database, handlers: handlers as Context.Context<never> }
+        return { module, database, handlers: handlers as Context.Context<never>, outbox }
       })
     ).pipe(Layer.provide(mergeAll(calls)))
     hostedLayers.set(name, layer)
@@ -184,6 +202,21 @@ export const make = (
   }
 
   const hosted = topology.hosted.map((name) => hostedLayer(name, []))
+
+  /** The hosted modules' relays and consumers of events, started once all of them are up. */
+  const refused = Messaging.problems(modules, topology.hosted)
+  const messaging: AnyLayer = refused.length > 0
+    ? Layer.fail(new Error(refused.join("; ")))
+    : Layer.scopedDiscard(Effect.gen(function*() {
+      const found = yield* Effect.forEach(topology.hosted, (name) => hostedTag(name))
+      const withEvents = found.filter((h) => h.database !== undefined && Messaging.usesEvents(h.module))
+      if (withEvents.length === 0) return
+      yield* Effect.orDie(Messaging.start(
+        withEvents.map((h) => ({ module: h.module, sql: h.database!.sql, outbox: h.outbox })),
+        signals,
+        instance
+      ))
+    })).pipe(Layer.provide(mergeAll(hosted)))
 
   // Without the shared secret no peer could present a credential: serve no endpoint at all.
   const endpoints = secret === undefined ? [] : topology.hosted.map((name) => {
@@ -227,7 +260,7 @@ export const make = (
   /** Every client this process has, local or remote. */
   const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
 
-  return { api, apiLayer, authenticator, clients, dependencies, endpoints, health, hosted }
+  return { api, apiLayer, authenticator, clients, dependencies, endpoints, health, hosted, messaging }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */
@@ -253,6 +286,8 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
+      const refused = Messaging.problems(modules, topology.hosted)
+      if (refused.length > 0) return yield* Effect.fail(new Error(refused.join("; ")))
       const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout })
       const server = ServerLimits.createServer(limits)
       const phases = Startup.make({
@@ -272,7 +307,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
 
       return HttpApiBuilder.serve((app) => HttpMiddleware.logger(Edge.securityHeaders(app))).pipe(
         Layer.provide(docs),
-        Layer.provide(mergeAll([host.health, ...host.endpoints])),
+        Layer.provide(mergeAll([host.health, ...host.endpoints, host.messaging])),
         Layer.provide(HttpApiBuilder.middleware(Edge.middleware(edge, Edge.routesOf(host.api))).pipe(Layer.provide(host.authenticator))),
         Layer.provide(host.apiLayer),
         Layer.provide(phases.handOver),

@@ -134,6 +134,37 @@ export const sagaStuckAfter = Setting.integer({
   min: 1
 })
 
+export const eventsMaxDeliveries = Setting.integer({
+  name: "TESSERA_EVENTS_MAX_DELIVERIES",
+  description: "failed deliveries of an event to one subscriber after which it is dead-lettered with its error",
+  default: "5",
+  min: 1
+})
+
+export const eventsRetryBackoff = Setting.duration({
+  name: "TESSERA_EVENTS_RETRY_BACKOFF",
+  description: "first wait before a failed delivery of an event is tried again; each next wait doubles, up to a minute",
+  default: "1 second",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const eventsPollInterval = Setting.duration({
+  name: "TESSERA_EVENTS_POLL_INTERVAL",
+  description: "how often outboxes and event queues are read for work this process was not woken for",
+  default: "1 second",
+  min: Duration.millis(10),
+  exclusiveMin: false
+})
+
+export const eventsRetention = Setting.duration({
+  name: "TESSERA_EVENTS_RETENTION",
+  description: "how long published outbox rows and inbox records are kept (a message delivered again later is applied again)",
+  default: "7 days",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
 export const rpcTracing = Setting.boolean({
   name: "TESSERA_RPC_TRACING",
   description: "a span for every call between modules",
@@ -468,6 +499,10 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     sagaLockExpiration,
     sagaRetryBackoff,
     sagaStuckAfter,
+    eventsMaxDeliveries,
+    eventsRetryBackoff,
+    eventsPollInterval,
+    eventsRetention,
     rpcTracing,
     serviceSecret,
     rpcMaxFrameBytes,

@@ -14,6 +14,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { Config, Effect, Option, Redacted } from "effect"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import * as Settings from "../Settings.ts"
+import * as AfterCommit from "./AfterCommit.ts"
 import * as Gate from "./Gate.ts"
 import * as Migrations from "./Migrations.ts"
 import * as ModuleSql from "./ModuleSql.ts"
@@ -51,6 +52,7 @@ const embeddedMigrations = Effect.unsafeMakeSemaphore(1)
 
 /**
  * Opens, bootstraps and migrates one module's database; the client lives as long as the scope.
+ * Its transactions run what was registered with `AfterCommit.register` once they commit.
  * `runtime`: the runtime's own tables this module asks for (`Migrations.RuntimeSource`), each
  * migrated after the module's own migrations, into its own ledger.
  */
@@ -63,7 +65,7 @@ export const open = (module: string, options?: { readonly runtime?: ReadonlyArra
 
     if (Option.isNone(url)) {
       const admin = yield* EmbeddedPostgres
-      const sql = yield* ModuleSql.embedded(admin, module)
+      const sql = AfterCommit.install(yield* ModuleSql.embedded(admin, module))
       const ran = yield* embeddedMigrations.withPermits(1)(
         Effect.gen(function*() {
           const found = yield* embeddedState(admin, module)
@@ -122,7 +124,7 @@ export const open = (module: string, options?: { readonly runtime?: ReadonlyArra
       connectTimeout: acquireTimeout
     })
     const gate = yield* Gate.make(pool, { label: module, connections, acquireTimeout, statementTimeout: Option.some(statementTimeout) })
-    const sql = yield* ModuleSql.guarded(gate, module)
+    const sql = AfterCommit.install(yield* ModuleSql.guarded(gate, module))
     return { module, sql, location: describe(url.value), latest, gate } satisfies ModuleDatabase
   }).pipe(Effect.provide(Reactivity.layer), Effect.annotateLogs("module", module))
 

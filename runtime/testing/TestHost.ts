@@ -64,7 +64,7 @@ export const layer = (
         { onLeft: Effect.die, onRight: Effect.succeed }
       )
       const host = Host.make(modules, topology, { clients: new Map(stubs.map((s) => [s.module, s.layer])) })
-      return host.clients.pipe(
+      return Layer.merge(host.clients, host.messaging).pipe(
         Layer.provide(database._tag === "Embedded" ? EmbeddedPostgres.layer : Layer.empty)
       ) as Layer.Layer<any, unknown>
     })

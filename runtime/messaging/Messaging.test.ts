@@ -1,0 +1,202 @@
+/**
+ * Events between modules on the in-process dispatcher, on PostgreSQL and on embedded PGlite,
+ * through two toy modules hosted as any module is (runtime/testing/MessagingToy.ts): published in
+ * the publishing transaction or not at all, applied once under duplicated delivery, a failing
+ * handler retried then dead-lettered with its error without holding up the others, each
+ * aggregate's events in order, and old rows purged.
+ */
+import { WorkflowEngine } from "@effect/workflow"
+import { Cause, Effect, Exit } from "effect"
+import { describe, expect, it } from "vitest"
+import * as Module from "../Module.ts"
+import * as Toy from "../testing/MessagingToy.ts"
+import * as TestHost from "../testing/TestHost.ts"
+import * as Event from "./Event.ts"
+import * as Messaging from "./Messaging.ts"
+
+const unique = (label: string) => `${label}-${Math.random().toString(36).slice(2, 10)}`
+
+const pub = Toy.PubClient
+const sub = Toy.SubClient
+
+const waitFor = <A, R>(effect: Effect.Effect<A | undefined, unknown, R>, what: string, timeoutMs = 20_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const value = yield* effect
+      if (value !== undefined) return value
+      yield* Effect.sleep("20 millis")
+    }
+    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
+  })
+
+const appliedOf = (aggregate: string) =>
+  Effect.map(Effect.flatMap(sub, (c) => c.applied()), (rows) => rows.filter((r) => r.aggregate === aggregate))
+
+const happen = (aggregate: string, n: number, failTimes = 0) =>
+  Effect.flatMap(pub, (c) => c.happen({ aggregate, n, failTimes, rollback: false }))
+
+// Checked by the compiler: what a module's handlers and event handlers may require.
+export const undeclared = () => [
+  Module.make({
+    client: Toy.PubClient,
+    // @ts-expect-error the handlers need an Outbox, which only declared `publishes` bring
+    handlers: Toy.ToyPubModule.handlers
+  }),
+  Module.make({
+    client: Toy.SubClient,
+    handlers: Toy.ToySubModule.handlers,
+    subscribes: [
+      // @ts-expect-error an event handler gets the module's SqlClient (and Outbox), nothing else
+      Event.on(Toy.ToyHappened, () => Effect.asVoid(WorkflowEngine.WorkflowEngine))
+    ]
+  }),
+  Module.make({
+    client: Toy.SubClient,
+    handlers: Toy.ToySubModule.handlers,
+    // @ts-expect-error a module publishes only events declared under its own name
+    publishes: [Toy.ToyHappened]
+  })
+]
+
+describe("where events can be delivered", () => {
+  const modules = [Toy.ToyPubModule, Toy.ToySubModule]
+  it("accepts a process hosting both ends of every subscription, or neither", () => {
+    expect(Messaging.problems(modules, ["toypub", "toysub"])).toEqual([])
+    expect(Messaging.problems(modules, [])).toEqual([])
+  })
+  it("refuses a process hosting one end of a subscription only, naming both modules", () => {
+    for (const hosted of [["toypub"], ["toysub"]]) {
+      const [problem] = Messaging.problems(modules, hosted)
+      expect(problem).toMatch(/toysub subscribes to toypub's ToyHappened/)
+      expect(problem).toMatch(/within a process only/)
+    }
+  })
+  it("refuses a subscription to an event no module of the build publishes", () => {
+    expect(Messaging.problems([Toy.ToySubModule], ["toysub"])).toEqual([
+      "toysub subscribes to toypub's ToyHappened, but this build has no module toypub"
+    ])
+  })
+  it("refuses a module declaring one event twice", () => {
+    expect(() => Module.make({ client: Toy.PubClient, handlers: Toy.ToyPubModule.handlers, publishes: [Toy.ToyHappened, Toy.ToyHappened] }))
+      .toThrow(/declares ToyHappened twice/)
+  })
+})
+
+TestHost.describeOnDatabases(
+  "events between modules in process",
+  (database) =>
+    TestHost.layer([Toy.ToyPubModule, Toy.ToySubModule], database, [], {
+      TESSERA_EVENTS_RETRY_BACKOFF: "200 millis",
+      TESSERA_EVENTS_MAX_DELIVERIES: "3",
+      TESSERA_EVENTS_POLL_INTERVAL: "3 seconds"
+    }),
+  (run) => {
+    it("delivers an event published in a committed transaction to the subscriber, once, soon after the commit", async () => {
+      const aggregate = unique("ok")
+      const started = Date.now()
+      await run(happen(aggregate, 1))
+      const [applied] = await run(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event"))
+      // Woken by the commit, not found by polling (every 3 s here).
+      expect(Date.now() - started).toBeLessThan(1_500)
+      expect(applied).toMatchObject({ aggregate, n: 1, attempt: 1 })
+      const outbox = await run(Effect.flatMap(pub, (c) => c.outbox()))
+      const row = outbox.find((r) => r.aggregate === aggregate)!
+      expect(row).toMatchObject({ event: "ToyHappened", id: applied!.messageId })
+      expect(await run(waitFor(Effect.map(Effect.flatMap(pub, (c) => c.outbox()), (rows) =>
+        rows.find((r) => r.id === row.id && r.published)), "the row marked published"))).toBeDefined()
+      expect(await run(Effect.flatMap(sub, (c) => c.inbox()))).toContain(applied!.messageId)
+      expect(await run(Effect.flatMap(sub, (c) => c.queued()))).toBe(0)
+    })
+
+    it("publishes nothing when the publishing transaction rolls back, and refuses to publish outside a transaction", async () => {
+      const aggregate = unique("rolled-back")
+      const before = await run(Effect.flatMap(pub, (c) => c.things()))
+      const exit = await run(Effect.exit(Effect.flatMap(pub, (c) => c.happen({ aggregate, n: 1, failTimes: 0, rollback: true }))))
+      expect(exit).toEqual(Exit.fail(new Toy.ToyRolledBack()))
+      const outside = await run(Effect.exit(Effect.flatMap(pub, (c) => c.happenOutside({ aggregate, n: 2, failTimes: 0 }))))
+      expect(Exit.isFailure(outside) && Cause.pretty(outside.cause)).toMatch(/published ToyHappened outside a transaction/)
+      // A later event of another aggregate arrives: the two above would have come first.
+      const later = unique("later")
+      await run(happen(later, 1))
+      await run(waitFor(Effect.map(appliedOf(later), (rows) => (rows.length > 0 ? rows : undefined)), "the later event"))
+      expect(await run(appliedOf(aggregate))).toEqual([])
+      expect((await run(Effect.flatMap(pub, (c) => c.outbox()))).filter((r) => r.aggregate === aggregate)).toEqual([])
+      // The happening itself rolled back with its event; the one outside a transaction was never written.
+      expect(await run(Effect.flatMap(pub, (c) => c.things()))).toBe(before + 1)
+    })
+
+    it("applies a message once when the relay hands it again (as after dying between publishing and marking)", async () => {
+      const aggregate = unique("again")
+      await run(happen(aggregate, 1))
+      await run(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event"))
+      const inboxBefore = (await run(Effect.flatMap(sub, (c) => c.inbox()))).length
+      await run(Effect.flatMap(pub, (c) => c.forgetPublished()))
+      // Every outbox row goes to the broker again, and the queue again...
+      await run(waitFor(Effect.map(Effect.flatMap(pub, (c) => c.outbox()), (rows) => rows.every((r) => r.published) ? true : undefined), "the rows relayed again"))
+      await run(waitFor(Effect.map(Effect.flatMap(sub, (c) => c.queued()), (n) => (n === 0 ? true : undefined)), "the queue drained"))
+      // ...and changes nothing: each applied once, the inbox as it was.
+      expect(await run(appliedOf(aggregate))).toHaveLength(1)
+      const all = await run(Effect.flatMap(sub, (c) => c.applied()))
+      expect(new Set(all.map((a) => a.messageId)).size).toBe(all.length)
+      expect(await run(Effect.flatMap(sub, (c) => c.inbox()))).toHaveLength(inboxBefore)
+    })
+
+    it("retries a failing handler, dead-letters the message after TESSERA_EVENTS_MAX_DELIVERIES failures with its error, and holds up no other aggregate", async () => {
+      const poisoned = unique("poison")
+      const other = unique("other")
+      await run(happen(poisoned, 1, 99))
+      await run(happen(poisoned, 2))
+      await run(happen(other, 1))
+      await run(happen(other, 2))
+      const dead = await run(waitFor(
+        Effect.map(Effect.flatMap(sub, (c) => c.deadLetters()), (rows) => rows.find((r) => r.aggregate === poisoned)),
+        "the dead letter"
+      ))
+      expect(dead).toMatchObject({ event: "ToyHappened", attempts: 3, payload: { aggregate: poisoned, n: 1, failTimes: 99 } })
+      expect(dead.error).toContain(`toy handler fails ${poisoned}#1 (attempt 3)`)
+      // The poisoned aggregate's next event goes once the poison is out of its way.
+      const after = await run(waitFor(Effect.map(appliedOf(poisoned), (rows) => (rows.length > 0 ? rows : undefined)), "the next event"))
+      expect(after.map((a) => a.n)).toEqual([2])
+      // The other aggregate was applied while the poison was failing, before it was dead-lettered.
+      const all = await run(Effect.flatMap(sub, (c) => c.applied()))
+      const otherDone = all.findIndex((a) => a.aggregate === other && a.n === 2)
+      const poisonedNext = all.findIndex((a) => a.aggregate === poisoned)
+      expect(otherDone).toBeGreaterThanOrEqual(0)
+      expect(otherDone).toBeLessThan(poisonedNext)
+      expect((await run(Effect.flatMap(sub, (c) => c.deadLetters()))).filter((d) => d.aggregate === other)).toEqual([])
+    })
+
+    it("applies each aggregate's events in the order they were published, a retried one holding up the rest of its aggregate", async () => {
+      const a = unique("a")
+      const b = unique("b")
+      // a#1 fails twice (then succeeds on its third and last delivery); b's events do not wait for it.
+      for (const [aggregate, n, failTimes] of [[a, 1, 2], [b, 1, 0], [a, 2, 0], [b, 2, 0], [a, 3, 1], [b, 3, 0], [a, 4, 0]] as const) {
+        await run(happen(aggregate, n, failTimes))
+      }
+      const done = await run(waitFor(Effect.map(Effect.flatMap(sub, (c) => c.applied()), (rows) =>
+        rows.filter((r) => r.aggregate === a).length === 4 ? rows : undefined), "every event of a"))
+      expect(done.filter((r) => r.aggregate === a).map((r) => [r.n, r.attempt])).toEqual([[1, 3], [2, 1], [3, 2], [4, 1]])
+      expect(done.filter((r) => r.aggregate === b).map((r) => r.n)).toEqual([1, 2, 3])
+      const bDone = done.findIndex((r) => r.aggregate === b && r.n === 3)
+      const aFirst = done.findIndex((r) => r.aggregate === a)
+      expect(bDone).toBeLessThan(aFirst)
+    })
+
+    it("purges published outbox rows and inbox records older than the retention, and nothing younger", async () => {
+      const aggregate = unique("purge")
+      await run(happen(aggregate, 1))
+      await run(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event"))
+      await run(waitFor(Effect.map(Effect.flatMap(pub, (c) => c.outbox()), (rows) => rows.every((r) => r.published) ? true : undefined), "every row published"))
+      await run(Effect.flatMap(pub, (c) => c.purge({ retentionMs: 60_000 })))
+      await run(Effect.flatMap(sub, (c) => c.purge({ retentionMs: 60_000 })))
+      expect((await run(Effect.flatMap(pub, (c) => c.outbox()))).length).toBeGreaterThan(0)
+      expect((await run(Effect.flatMap(sub, (c) => c.inbox()))).length).toBeGreaterThan(0)
+      await run(Effect.sleep("20 millis"))
+      await run(Effect.flatMap(pub, (c) => c.purge({ retentionMs: 1 })))
+      await run(Effect.flatMap(sub, (c) => c.purge({ retentionMs: 1 })))
+      expect(await run(Effect.flatMap(pub, (c) => c.outbox()))).toEqual([])
+      expect(await run(Effect.flatMap(sub, (c) => c.inbox()))).toEqual([])
+    })
+  }
+)

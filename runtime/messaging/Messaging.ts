@@ -1,0 +1,138 @@
+/**
+ * Events in a process (ARCHITECTURE.md, "Messages"): for each hosted module that publishes, its
+ * relay (Relay.ts) over the in-process broker (InProcessBroker.ts); for each hosted module that
+ * subscribes, its consumer; for each, the purge of what its retention no longer needs. Host.ts
+ * starts them once every hosted module is up, and stops them before any.
+ *
+ * The in-process broker reaches only subscribers in this process: a subscription whose
+ * publisher runs here and whose subscriber does not (or the reverse) is refused at start
+ * (`problems`), since its events would never arrive. Events between processes need a message
+ * broker, which is a later step (Broker.ts is the seam).
+ */
+import { SqlClient } from "@effect/sql"
+import { Context, Duration, Effect, Queue, Schedule } from "effect"
+import type { Module } from "../Module.ts"
+import * as Settings from "../Settings.ts"
+import * as Event from "./Event.ts"
+import * as InProcessBroker from "./InProcessBroker.ts"
+import { Outbox, type Publisher } from "./Outbox.ts"
+import * as Relay from "./Relay.ts"
+
+/** Whether `module` publishes or subscribes to events (and so has the messaging tables). */
+export const usesEvents = (module: Module.Any) => module.publishes.length > 0 || module.subscribes.length > 0
+
+/**
+ * What keeps this build's subscriptions from working in a process hosting `hosted`: an event a
+ * module subscribes to that no module of the build declares, and a subscription with one end in
+ * this process and the other elsewhere.
+ */
+export const problems = (modules: ReadonlyArray<Module.Any>, hosted: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const byName = new Map(modules.map((m) => [m.name, m] as const))
+  const found: Array<string> = []
+  for (const subscriber of modules) {
+    for (const { event } of subscriber.subscribes) {
+      const publisher = byName.get(event.publisher)
+      if (publisher === undefined) {
+        found.push(`${subscriber.name} subscribes to ${event.publisher}'s ${event.name}, but this build has no module ${event.publisher}`)
+      } else if (!publisher.publishes.some((e) => e.name === event.name)) {
+        found.push(`${subscriber.name} subscribes to ${event.publisher}'s ${event.name}, which ${event.publisher} does not declare it publishes`)
+      } else if (hosted.includes(subscriber.name) !== hosted.includes(publisher.name)) {
+        const [here, there] = hosted.includes(subscriber.name) ? [subscriber.name, publisher.name] : [publisher.name, subscriber.name]
+        found.push(
+          `${subscriber.name} subscribes to ${publisher.name}'s ${event.name}, and ${here} runs in this process but ${there} does not: ` +
+            `this build delivers events within a process only (no message broker), so host ${publisher.name} and ${subscriber.name} together`
+        )
+      }
+    }
+  }
+  return found
+}
+
+/** A wake-up signal: `wake` never waits; `wait` returns at the next wake-up (or one already given) or after `atMost`. */
+export interface Signal {
+  readonly wake: () => void
+  readonly wait: (atMost: Duration.Duration) => Effect.Effect<void>
+}
+
+export const signal = (): Signal => {
+  const queue = Effect.runSync(Queue.sliding<void>(1))
+  return {
+    wake: () => void queue.unsafeOffer(undefined),
+    wait: (atMost) => Effect.asVoid(Effect.raceFirst(Queue.take(queue), Effect.sleep(atMost)))
+  }
+}
+
+/** The signals of this process's relays and consumers, by module; made before any module starts. */
+export class Signals {
+  private readonly relays = new Map<string, Signal>()
+  private readonly consumers = new Map<string, Signal>()
+  relay(module: string): Signal {
+    let found = this.relays.get(module)
+    if (found === undefined) this.relays.set(module, found = signal())
+    return found
+  }
+  consumer(module: string): Signal {
+    let found = this.consumers.get(module)
+    if (found === undefined) this.consumers.set(module, found = signal())
+    return found
+  }
+}
+
+/** A hosted module as messaging needs it. */
+export interface HostedModule {
+  readonly module: Module.Any
+  readonly sql: SqlClient.SqlClient
+  /** Its outbox, when it publishes. */
+  readonly outbox: Publisher | undefined
+}
+
+/** Deletes what `module`'s retention no longer needs: published outbox rows, inbox records. */
+export const purge = (sql: SqlClient.SqlClient, retention: Duration.Duration) =>
+  Effect.gen(function*() {
+    const ms = Duration.toMillis(retention)
+    yield* sql`DELETE FROM outbox WHERE published_at < clock_timestamp() - ${ms} * interval '1 millisecond'`
+    yield* sql`DELETE FROM inbox WHERE applied_at < clock_timestamp() - ${ms} * interval '1 millisecond'`
+  })
+
+/** How often the purge runs: every ten minutes, or at the retention when shorter. */
+const PURGE_EVERY = Duration.minutes(10)
+
+/**
+ * Starts the relays, consumers and purges of `hosted` in the current scope (each a fiber of its
+ * own, interrupted when the scope closes). `instance` names this process to the relay lease.
+ */
+export const start = (hosted: ReadonlyArray<HostedModule>, signals: Signals, instance: string) =>
+  Effect.gen(function*() {
+    const maxDeliveries = yield* Settings.eventsMaxDeliveries.config
+    const retryBackoff = yield* Settings.eventsRetryBackoff.config
+    const pollInterval = yield* Settings.eventsPollInterval.config
+    const retention = yield* Settings.eventsRetention.config
+
+    const subscribers = hosted.filter((h) => h.module.subscribes.length > 0).map((h): InProcessBroker.Subscriber => ({
+      module: h.module.name,
+      sql: h.sql,
+      subscriptions: new Map(h.module.subscribes.map((s) => [Event.keyOf(s.event), s] as const)),
+      context: h.outbox === undefined
+        ? Context.make(SqlClient.SqlClient, h.sql)
+        : Context.make(SqlClient.SqlClient, h.sql).pipe(Context.add(Outbox, h.outbox)),
+      wake: signals.consumer(h.module.name).wake
+    }))
+    const broker = InProcessBroker.make(subscribers)
+
+    for (const h of hosted.filter((h) => h.module.publishes.length > 0)) {
+      const { wait } = signals.relay(h.module.name)
+      yield* Effect.forkScoped(Relay.run({ module: h.module.name, sql: h.sql, broker, instance, wait: wait(pollInterval) }))
+    }
+    for (const subscriber of subscribers) {
+      const { wait } = signals.consumer(subscriber.module)
+      yield* Effect.forkScoped(InProcessBroker.consume(subscriber, { maxDeliveries, retryBackoff, pollInterval, wait }))
+    }
+    for (const h of hosted.filter((h) => usesEvents(h.module))) {
+      yield* Effect.forkScoped(
+        purge(h.sql, retention).pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning(`${h.module.name}: purging old events failed`, cause)),
+          Effect.repeat(Schedule.spaced(Duration.min(PURGE_EVERY, retention)))
+        )
+      )
+    }
+  })
