@@ -6,10 +6,11 @@
  * aggregate's events in order, and old rows purged.
  */
 import { WorkflowEngine } from "@effect/workflow"
-import { Cause, Effect, Exit } from "effect"
-import { describe, expect, it } from "vitest"
+import { Cause, Effect, Exit, ManagedRuntime } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Module from "../Module.ts"
 import * as Toy from "../testing/MessagingToy.ts"
+import * as Services from "../testing/Services.ts"
 import * as TestHost from "../testing/TestHost.ts"
 import * as Event from "./Event.ts"
 import * as Messaging from "./Messaging.ts"
@@ -200,3 +201,50 @@ TestHost.describeOnDatabases(
     })
   }
 )
+
+const server = await Services.findPostgres()
+
+describe.skipIf(!server.ok)("events between two instances of both modules on one PostgreSQL database", () => {
+  const config = { TESSERA_EVENTS_RETRY_BACKOFF: "50 millis", TESSERA_EVENTS_POLL_INTERVAL: "200 millis" }
+  let database: { readonly url: string; readonly drop: () => Promise<void> } | undefined
+  const instances: Array<ManagedRuntime.ManagedRuntime<any, unknown>> = []
+  beforeAll(async () => {
+    database = await Services.createDatabase((server as { readonly value: string }).value)
+    for (let i = 0; i < 2; i++) {
+      const instance = ManagedRuntime.make(TestHost.layer([Toy.ToyPubModule, Toy.ToySubModule], { _tag: "Postgres", url: database.url }, [], config))
+      await instance.runtime()
+      instances.push(instance)
+    }
+  }, 60_000)
+  afterAll(async () => {
+    for (const instance of instances) await instance.dispose()
+    await database?.drop()
+  })
+
+  it("applies every event once and each aggregate's in order, whichever instance published it, with both relaying and consuming", async () => {
+    const aggregates = ["w", "x", "y", "z"].map(unique)
+    const published: Array<Promise<void>> = []
+    for (let n = 1; n <= 8; n++) {
+      for (const [i, aggregate] of aggregates.entries()) {
+        // Each instance publishes half; an aggregate's events one after another, the aggregates at once.
+        const instance = instances[(n + i) % 2]!
+        published.push(instance.runPromise(Effect.flatMap(pub, (c) => c.happen({ aggregate, n, failTimes: n % 3 === 0 ? 1 : 0, delayMs: 5, rollback: false }))))
+      }
+      await Promise.all(published.splice(0))
+    }
+    const applied = await instances[0]!.runPromise(waitFor(
+      Effect.map(Effect.flatMap(sub, (c) => c.applied()), (rows) => (rows.length >= 32 ? rows : undefined)),
+      "every event applied",
+      60_000
+    ))
+    expect(applied).toHaveLength(32)
+    expect(new Set(applied.map((a) => a.messageId)).size).toBe(32)
+    for (const aggregate of aggregates) {
+      expect(applied.filter((a) => a.aggregate === aggregate).map((a) => a.n)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    }
+    expect(applied.filter((a) => a.n % 3 === 0).every((a) => a.attempt === 2)).toBe(true)
+    await instances[1]!.runPromise(Effect.sleep("300 millis"))
+    expect(await instances[1]!.runPromise(Effect.flatMap(sub, (c) => c.applied()))).toHaveLength(32)
+    expect(await instances[1]!.runPromise(Effect.flatMap(sub, (c) => c.deadLetters()))).toEqual([])
+  }, 90_000)
+})

@@ -19,12 +19,14 @@ export const ToyHappened = Event.make({
     aggregate: Schema.String,
     n: Schema.Number,
     /** The subscriber's handler fails this many deliveries of it. */
-    failTimes: Schema.Number
+    failTimes: Schema.Number,
+    /** How long the subscriber's handler takes (an optional field, added as a publisher may). */
+    delayMs: Schema.optional(Schema.Number)
   }),
   aggregate: (event) => event.aggregate
 })
 
-const Happening = { aggregate: Schema.String, n: Schema.Number, failTimes: Schema.Number }
+const Happening = { aggregate: Schema.String, n: Schema.Number, failTimes: Schema.Number, delayMs: Schema.optional(Schema.Number) }
 
 export class ToyRolledBack extends Schema.TaggedError<ToyRolledBack>()("ToyRolledBack", {}) {}
 
@@ -85,9 +87,9 @@ const table = (statement: string) =>
 const pubHandlers = PubRpcs.toLayer(Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const outbox = yield* Outbox.Outbox
-  const happen = (payload: { readonly aggregate: string; readonly n: number; readonly failTimes: number }) =>
+  const happen = (payload: typeof ToyHappened.payload.Type) =>
     Effect.zipRight(
-      outbox.publish(ToyHappened, { aggregate: payload.aggregate, n: payload.n, failTimes: payload.failTimes }),
+      outbox.publish(ToyHappened, payload),
       sql`INSERT INTO toy_things (aggregate, n) VALUES (${payload.aggregate}, ${payload.n})`.pipe(Effect.orDie)
     )
   return {
@@ -135,6 +137,7 @@ export const onToyHappened = Event.on(ToyHappened, (event, delivery) =>
     if (delivery.attempt <= event.failTimes) {
       return yield* Effect.fail(new Error(`toy handler fails ${event.aggregate}#${event.n} (attempt ${delivery.attempt})`))
     }
+    if (event.delayMs !== undefined) yield* Effect.sleep(event.delayMs)
     const sql = yield* SqlClient.SqlClient
     yield* sql`INSERT INTO toy_applied (message_id, aggregate, n, attempt)
       VALUES (${delivery.messageId}, ${event.aggregate}, ${event.n}, ${delivery.attempt})`
