@@ -75,6 +75,21 @@ export const findPostgres = (): Promise<Found<string>> =>
     return { ok: false, reason: "no PostgreSQL: DATABASE_URL unset, nothing on 127.0.0.1:5432, no Docker engine" }
   })())
 
+let rabbit: Promise<Found<string>> | undefined
+
+/** The URL of a RabbitMQ broker: `AMQP_URL`, else the local default. */
+export const findRabbit = (): Promise<Found<string>> =>
+  (rabbit ??= (async (): Promise<Found<string>> => {
+    const fromEnv = process.env.AMQP_URL
+    const url = new URL(fromEnv ?? "amqp://guest:guest@127.0.0.1:5672")
+    const open = await portOpen(url.hostname, Number(url.port || 5672))
+    if (open) return { ok: true, value: url.toString() }
+    return {
+      ok: false,
+      reason: fromEnv ? `AMQP_URL is set but ${url.host} does not answer` : "no RabbitMQ: AMQP_URL unset, nothing on 127.0.0.1:5672, no Docker engine"
+    }
+  })())
+
 /**
  * A new, empty database on the server (dropped by the returned function), so suites never see
  * each other's rows.
