@@ -57,11 +57,21 @@ const dockerContainer = async (): Promise<string | undefined> => {
   return container.getConnectionUri()
 }
 
+/**
+ * Looks for `service` with `find`; under REQUIRE_SERVICES=1 a service not found fails the suite
+ * that asked (whether it then skips or not), so that CI never passes on skipped suites.
+ */
+const demand = async (service: string, find: () => Promise<Found<string>>): Promise<Found<string>> => {
+  const found = await find()
+  if (!found.ok) unavailable(service, found.reason)
+  return found
+}
+
 let postgres: Promise<Found<string>> | undefined
 
 /** An admin URL of a PostgreSQL server that may create databases and roles. */
 export const findPostgres = (): Promise<Found<string>> =>
-  (postgres ??= (async (): Promise<Found<string>> => {
+  (postgres ??= demand("PostgreSQL", async (): Promise<Found<string>> => {
     const fromEnv = process.env.DATABASE_URL
     if (fromEnv) {
       return (await canQuery(fromEnv))
@@ -73,13 +83,13 @@ export const findPostgres = (): Promise<Found<string>> =>
     const container = await dockerContainer()
     if (container) return { ok: true, value: container }
     return { ok: false, reason: "no PostgreSQL: DATABASE_URL unset, nothing on 127.0.0.1:5432, no Docker engine" }
-  })())
+  }))
 
 let rabbit: Promise<Found<string>> | undefined
 
 /** The URL of a RabbitMQ broker: `AMQP_URL`, else the local default. */
 export const findRabbit = (): Promise<Found<string>> =>
-  (rabbit ??= (async (): Promise<Found<string>> => {
+  (rabbit ??= demand("RabbitMQ", async (): Promise<Found<string>> => {
     const fromEnv = process.env.AMQP_URL
     const url = new URL(fromEnv ?? "amqp://guest:guest@127.0.0.1:5672")
     const open = await portOpen(url.hostname, Number(url.port || 5672))
@@ -88,7 +98,7 @@ export const findRabbit = (): Promise<Found<string>> =>
       ok: false,
       reason: fromEnv ? `AMQP_URL is set but ${url.host} does not answer` : "no RabbitMQ: AMQP_URL unset, nothing on 127.0.0.1:5672, no Docker engine"
     }
-  })())
+  }))
 
 /**
  * A new, empty database on the server (dropped by the returned function), so suites never see
