@@ -5,7 +5,7 @@
  * databases; a RabbitMQ broker (a topic exchange, a queue per subscribing module, publisher
  * confirms) is the other this seam is shaped for.
  */
-import type { Effect } from "effect"
+import { Data, type Effect } from "effect"
 
 /** One event as it travels: what the publisher's outbox row holds. */
 export interface Message {
@@ -21,6 +21,9 @@ export interface Message {
   readonly publishedAt: Date
 }
 
+/** The broker could not take or confirm a message (unreachable, closed, refused). */
+export class BrokerUnavailable extends Data.TaggedError("BrokerUnavailable")<{ readonly reason: string }> {}
+
 export interface Broker {
   /**
    * Takes a batch of one publisher's messages, in outbox order, and succeeds only once each is
@@ -28,5 +31,5 @@ export interface Broker {
    * published only then. It may have taken some of them when it fails: the relay hands them
    * again, and the subscribers' inboxes drop what they already applied.
    */
-  readonly publish: (messages: ReadonlyArray<Message>) => Effect.Effect<void>
+  readonly publish: (messages: ReadonlyArray<Message>) => Effect.Effect<void, BrokerUnavailable>
 }

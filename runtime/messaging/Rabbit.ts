@@ -20,7 +20,8 @@
  * Quorum queues because they count deliveries and enforce a delivery limit; on a single node
  * they replicate nothing, but behave the same.
  */
-import { Data, Duration, Effect, Redacted, Runtime, Schedule, Scope } from "effect"
+import { Duration, Effect, Redacted, Runtime, Schedule, type Scope } from "effect"
+import { BrokerUnavailable } from "./Broker.ts"
 import { type AsyncMessage, Connection, ConsumerStatus } from "rabbitmq-client"
 
 /** The exchange every event is published to. */
@@ -35,8 +36,7 @@ export const DEAD_LETTER_EXCHANGE = "tessera.dead"
  */
 export const BROKER_DELIVERY_LIMIT = 50
 
-/** The broker could not take or confirm a message (unreachable, closed, refused). */
-export class BrokerUnavailable extends Data.TaggedError("BrokerUnavailable")<{ readonly reason: string }> {}
+export { BrokerUnavailable }
 
 export interface Outgoing {
   readonly routingKey: string
