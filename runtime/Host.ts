@@ -17,7 +17,7 @@
 import { HttpApiBuilder, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Layer, Option } from "effect"
+import { Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
 import * as Database from "./db/Database.ts"
 import type * as Migrations from "./db/Migrations.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
@@ -100,6 +100,8 @@ export const make = (
      * outermost first. Default: `Client.standard` and the dependency's policy (resilience/Policy.ts).
      */
     readonly remoteInterceptors?: (module: string) => ReadonlyArray<Client.Interceptor>
+    /** RabbitMQ (`AMQP_URL`): events between processes. None: events within this process only. */
+    readonly amqpUrl?: Option.Option<Redacted.Redacted<string>>
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -115,6 +117,9 @@ export const make = (
   const dependencies = options?.dependencies ?? new Policy.Registry()
   /** Wake-ups of the relays and consumers of events: an outbox wakes its relay after a commit. */
   const signals = new Messaging.Signals()
+  /** RabbitMQ's status once messaging has started (AMQP_URL), for readiness. */
+  const brokerLink = new Messaging.BrokerLink()
+  const amqpUrl = options?.amqpUrl ?? Option.none()
   /** This process, to the lease of an outbox's relay. */
   const instance = crypto.randomUUID()
 
@@ -204,7 +209,7 @@ export const make = (
   const hosted = topology.hosted.map((name) => hostedLayer(name, []))
 
   /** The hosted modules' relays and consumers of events, started once all of them are up. */
-  const refused = Messaging.problems(modules, topology.hosted)
+  const refused = Messaging.problems(modules, topology.hosted, { broker: Option.isSome(amqpUrl) })
   const messaging: AnyLayer = refused.length > 0
     ? Layer.fail(new Error(refused.join("; ")))
     : Layer.scopedDiscard(Effect.gen(function*() {
@@ -214,7 +219,8 @@ export const make = (
       yield* Effect.orDie(Messaging.start(
         withEvents.map((h) => ({ module: h.module, sql: h.database!.sql, outbox: h.outbox })),
         signals,
-        instance
+        instance,
+        { amqpUrl, link: brokerLink }
       ))
     })).pipe(Layer.provide(mergeAll(hosted)))
 
@@ -250,7 +256,11 @@ export const make = (
   const health = Health.routes({
     hosted: topology.hosted.map((name) => ({
       name,
-      status: Effect.flatMap(hostedTag(name), Health.moduleStatus),
+      status: Effect.flatMap(hostedTag(name), (h) =>
+        Messaging.usesEvents(h.module)
+          ? Effect.zipWith(Health.moduleStatus(h), brokerLink.status, (own, broker) =>
+            broker.ready || !own.ready ? own : { ready: false, detail: broker.reason ?? "RabbitMQ unreachable" })
+          : Health.moduleStatus(h)),
       stall: Effect.flatMap(hostedTag(name), Health.moduleStall)
     })),
     locations: topology.locations,
@@ -286,9 +296,10 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
-      const refused = Messaging.problems(modules, topology.hosted)
+      const amqpUrl = yield* Settings.amqpUrl.config
+      const refused = Messaging.problems(modules, topology.hosted, { broker: Option.isSome(amqpUrl) })
       if (refused.length > 0) return yield* Effect.fail(new Error(refused.join("; ")))
-      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout })
+      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout, amqpUrl })
       const server = ServerLimits.createServer(limits)
       const phases = Startup.make({
         starting: `opening ${topology.hosted.join(", ") || "its clients"}`,

@@ -70,7 +70,7 @@ describe("where events can be delivered", () => {
     for (const hosted of [["toypub"], ["toysub"]]) {
       const [problem] = Messaging.problems(modules, hosted)
       expect(problem).toMatch(/toysub subscribes to toypub's ToyHappened/)
-      expect(problem).toMatch(/within a process only/)
+      expect(problem).toMatch(/set AMQP_URL/)
     }
   })
   it("refuses a subscription to an event no module of the build publishes", () => {

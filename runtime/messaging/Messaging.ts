@@ -4,18 +4,21 @@
  * subscribes, its consumer; for each, the purge of what its retention no longer needs. Host.ts
  * starts them once every hosted module is up, and stops them before any.
  *
- * The in-process broker reaches only subscribers in this process: a subscription whose
- * publisher runs here and whose subscriber does not (or the reverse) is refused at start
- * (`problems`), since its events would never arrive. Events between processes need a message
- * broker, which is a later step (Broker.ts is the seam).
+ * With `AMQP_URL` set, the relays publish to RabbitMQ and each hosted subscriber consumes its
+ * queues there (RabbitBroker.ts), wherever the publisher runs. Without it, the in-process broker
+ * reaches only subscribers in this process: a subscription whose publisher runs here and whose
+ * subscriber does not (or the reverse) is refused at start (`problems`), since its events would
+ * never arrive.
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Queue, Schedule } from "effect"
+import { Context, Duration, Effect, Option, Queue, type Redacted, Schedule } from "effect"
 import type { Module } from "../Module.ts"
 import * as Settings from "../Settings.ts"
 import * as Event from "./Event.ts"
 import * as InProcessBroker from "./InProcessBroker.ts"
 import { Outbox, type Publisher } from "./Outbox.ts"
+import * as Rabbit from "./Rabbit.ts"
+import * as RabbitBroker from "./RabbitBroker.ts"
 import * as Relay from "./Relay.ts"
 
 /** Whether `module` publishes or subscribes to events (and so has the messaging tables). */
@@ -26,7 +29,14 @@ export const usesEvents = (module: Module.Any) => module.publishes.length > 0 ||
  * module subscribes to that no module of the build declares, and a subscription with one end in
  * this process and the other elsewhere.
  */
-export const problems = (modules: ReadonlyArray<Module.Any>, hosted: ReadonlyArray<string>): ReadonlyArray<string> => {
+export const problems = (
+  modules: ReadonlyArray<Module.Any>,
+  hosted: ReadonlyArray<string>,
+  options: {
+    /** Whether a message broker (RabbitMQ) carries events between processes. */
+    readonly broker?: boolean
+  } = {}
+): ReadonlyArray<string> => {
   const byName = new Map(modules.map((m) => [m.name, m] as const))
   const found: Array<string> = []
   for (const subscriber of modules) {
@@ -36,11 +46,11 @@ export const problems = (modules: ReadonlyArray<Module.Any>, hosted: ReadonlyArr
         found.push(`${subscriber.name} subscribes to ${event.publisher}'s ${event.name}, but this build has no module ${event.publisher}`)
       } else if (!publisher.publishes.some((e) => e.name === event.name)) {
         found.push(`${subscriber.name} subscribes to ${event.publisher}'s ${event.name}, which ${event.publisher} does not declare it publishes`)
-      } else if (hosted.includes(subscriber.name) !== hosted.includes(publisher.name)) {
+      } else if (options.broker !== true && hosted.includes(subscriber.name) !== hosted.includes(publisher.name)) {
         const [here, there] = hosted.includes(subscriber.name) ? [subscriber.name, publisher.name] : [publisher.name, subscriber.name]
         found.push(
           `${subscriber.name} subscribes to ${publisher.name}'s ${event.name}, and ${here} runs in this process but ${there} does not: ` +
-            `this build delivers events within a process only (no message broker), so host ${publisher.name} and ${subscriber.name} together`
+            `without a message broker events go only within a process: set AMQP_URL, or host ${publisher.name} and ${subscriber.name} together`
         )
       }
     }
@@ -78,6 +88,17 @@ export class Signals {
   }
 }
 
+/**
+ * The message broker of this process once messaging has started, for its readiness: a process
+ * hosting a module that publishes or subscribes is not ready while RabbitMQ is out of reach.
+ */
+export class BrokerLink {
+  status: Effect.Effect<Rabbit.Status> = Effect.succeed({ ready: true })
+}
+
+/** Messages a subscriber's RabbitMQ queue hands over at once (to be written into its own queue table). */
+const RABBIT_CONCURRENCY = 16
+
 /** A hosted module as messaging needs it. */
 export interface HostedModule {
   readonly module: Module.Any
@@ -101,7 +122,16 @@ const PURGE_EVERY = Duration.minutes(10)
  * Starts the relays, consumers and purges of `hosted` in the current scope (each a fiber of its
  * own, interrupted when the scope closes). `instance` names this process to the relay lease.
  */
-export const start = (hosted: ReadonlyArray<HostedModule>, signals: Signals, instance: string) =>
+export const start = (
+  hosted: ReadonlyArray<HostedModule>,
+  signals: Signals,
+  instance: string,
+  options: {
+    /** RabbitMQ (`AMQP_URL`), if events go between processes. */
+    readonly amqpUrl: Option.Option<Redacted.Redacted<string>>
+    readonly link: BrokerLink
+  }
+) =>
   Effect.gen(function*() {
     const maxDeliveries = yield* Settings.eventsMaxDeliveries.config
     const retryBackoff = yield* Settings.eventsRetryBackoff.config
@@ -117,13 +147,18 @@ export const start = (hosted: ReadonlyArray<HostedModule>, signals: Signals, ins
         : Context.make(SqlClient.SqlClient, h.sql).pipe(Context.add(Outbox, h.outbox)),
       wake: signals.consumer(h.module.name).wake
     }))
-    const broker = InProcessBroker.make(subscribers)
+    const rabbit = Option.isSome(options.amqpUrl)
+      ? yield* Rabbit.make(options.amqpUrl.value, { connectionName: `tessera ${hosted.map((h) => h.module.name).join(",")}` })
+      : undefined
+    if (rabbit !== undefined) options.link.status = rabbit.status
+    const broker = rabbit === undefined ? InProcessBroker.make(subscribers) : RabbitBroker.make(rabbit)
 
     for (const h of hosted.filter((h) => h.module.publishes.length > 0)) {
       const { wait } = signals.relay(h.module.name)
       yield* Effect.forkScoped(Relay.run({ module: h.module.name, sql: h.sql, broker, instance, wait: wait(pollInterval) }))
     }
     for (const subscriber of subscribers) {
+      if (rabbit !== undefined) yield* RabbitBroker.consume(rabbit, subscriber, { concurrency: RABBIT_CONCURRENCY })
       const { wait } = signals.consumer(subscriber.module)
       yield* Effect.forkScoped(InProcessBroker.consume(subscriber, { maxDeliveries, retryBackoff, pollInterval, wait }))
     }
