@@ -96,8 +96,8 @@ export class BrokerLink {
   status: Effect.Effect<Rabbit.Status> = Effect.succeed({ ready: true })
 }
 
-/** Messages a subscriber's RabbitMQ queue hands over at once (to be written into its own queue table). */
-const RABBIT_CONCURRENCY = 16
+/** Messages a subscriber's RabbitMQ queue sends ahead (each written into its own queue table in turn). */
+const RABBIT_PREFETCH = 32
 
 /** A hosted module as messaging needs it. */
 export interface HostedModule {
@@ -158,7 +158,7 @@ export const start = (
       yield* Effect.forkScoped(Relay.run({ module: h.module.name, sql: h.sql, broker, instance, wait: wait(pollInterval) }))
     }
     for (const subscriber of subscribers) {
-      if (rabbit !== undefined) yield* RabbitBroker.consume(rabbit, subscriber, { concurrency: RABBIT_CONCURRENCY })
+      if (rabbit !== undefined) yield* RabbitBroker.consume(rabbit, subscriber, { prefetch: RABBIT_PREFETCH })
       const { wait } = signals.consumer(subscriber.module)
       yield* Effect.forkScoped(InProcessBroker.consume(subscriber, { maxDeliveries, retryBackoff, pollInterval, wait }))
     }

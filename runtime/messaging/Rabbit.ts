@@ -60,8 +60,10 @@ export interface Subscription {
   /** The queue's name, e.g. `notifications.orders.OrderConfirmed`. */
   readonly queue: string
   readonly routingKeys: ReadonlyArray<string>
-  /** Messages handled at once (and the prefetch). */
+  /** Messages handled at once: 1 handles them in the queue's order. */
   readonly concurrency: number
+  /** Messages the broker sends ahead of their handling (at least `concurrency`). */
+  readonly prefetch?: number
   /** The wait before a failed message returns to the queue, by how many times it was delivered. */
   readonly backoff?: (deliveryCount: number) => Duration.DurationInput
 }
@@ -190,7 +192,7 @@ export const make = (url: Redacted.Redacted<string>, options: { readonly connect
           return connection.createConsumer({
             queue: subscription.queue,
             queueOptions: { durable: true, arguments: queueArguments(subscription.queue) },
-            qos: { prefetchCount: subscription.concurrency },
+            qos: { prefetchCount: Math.max(subscription.concurrency, subscription.prefetch ?? 0) },
             concurrency: subscription.concurrency,
             requeue: true,
             exchanges,

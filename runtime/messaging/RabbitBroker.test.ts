@@ -70,7 +70,7 @@ describe.skipIf(!ready)("RabbitMQ broker", () => {
         wake: () => void wakes++
       }
       const connection = yield* Rabbit.make(Redacted.make((rabbit as { value: string }).value), { connectionName: "tessera-test" })
-      yield* RabbitBroker.consume(connection, subscriber, { concurrency: 4 })
+      yield* RabbitBroker.consume(connection, subscriber, { prefetch: 8 })
       expect((yield* Rabbit.awaitReady(connection, "10 seconds")).ready).toBe(true)
       yield* Effect.sleep("300 millis") // the queue is declared once the consumer's channel is up
       const broker = RabbitBroker.make(connection)

@@ -56,7 +56,7 @@ export const make = (rabbit: Rabbit.Rabbit): Broker => ({
 export const consume = (
   rabbit: Rabbit.Rabbit,
   subscriber: InProcessBroker.Subscriber,
-  options: { readonly concurrency: number }
+  options: { readonly prefetch: number }
 ): Effect.Effect<void, never, Scope.Scope> => {
   const enqueue = InProcessBroker.make([subscriber])
   return Effect.forEach(subscriber.subscriptions.values(), (subscription) => {
@@ -65,7 +65,10 @@ export const consume = (
       {
         queue: queueOf(subscriber.module, publisher, name),
         routingKeys: [routingKeyOf(publisher, name)],
-        concurrency: options.concurrency
+        // One at a time, in the queue's order: the subscriber's queue table gets an aggregate's
+        // messages in the order they were published.
+        concurrency: 1,
+        prefetch: options.prefetch
       },
       (incoming) =>
         decodeBody(incoming.body).pipe(
