@@ -212,7 +212,7 @@ export const make = (
       const withEvents = found.filter((h) => h.database !== undefined && Messaging.usesEvents(h.module))
       if (withEvents.length === 0) return
       yield* Effect.orDie(Messaging.start(
-        withEvents.map((h) => ({ module: h.module, sql: h.database!.sql, outbox: h.outbox })),
+        withEvents.map((h) => ({ module: h.module, sql: h.database!.sql, outbox: h.outbox, embedded: h.database!.location === "embedded" })),
         signals,
         instance
       ))

@@ -7,6 +7,9 @@
  */
 import { WorkflowEngine } from "@effect/workflow"
 import { Cause, Effect, Exit, ManagedRuntime } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Module from "../Module.ts"
 import * as Toy from "../testing/MessagingToy.ts"
@@ -184,6 +187,19 @@ TestHost.describeOnDatabases(
       expect(bDone).toBeLessThan(aFirst)
     })
 
+    it("relays nothing while another instance holds the relay lease, and takes over once it has expired", async () => {
+      const aggregate = unique("leased")
+      await run(Effect.flatMap(pub, (c) => c.leaseTo({ holder: "another-instance", forMs: 60_000 })))
+      await run(happen(aggregate, 1))
+      await run(Effect.sleep("500 millis"))
+      expect(await run(appliedOf(aggregate))).toEqual([])
+      expect((await run(Effect.flatMap(pub, (c) => c.outbox()))).find((r) => r.aggregate === aggregate)).toMatchObject({ published: false })
+      await run(Effect.flatMap(pub, (c) => c.leaseTo({ holder: "another-instance", forMs: -1 })))
+      // Found at the next poll (every 3 s here): nothing wakes a relay for a lease that expired.
+      const applied = await run(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event"))
+      expect(applied.map((a) => a.n)).toEqual([1])
+    })
+
     it("purges published outbox rows and inbox records older than the retention, and nothing younger", async () => {
       const aggregate = unique("purge")
       await run(happen(aggregate, 1))
@@ -247,4 +263,35 @@ describe.skipIf(!server.ok)("events between two instances of both modules on one
     expect(await instances[1]!.runPromise(Effect.flatMap(sub, (c) => c.applied()))).toHaveLength(32)
     expect(await instances[1]!.runPromise(Effect.flatMap(sub, (c) => c.deadLetters()))).toEqual([])
   }, 90_000)
+})
+
+describe("the relay on an embedded database after a process that held its lease died", () => {
+  it("takes the lease over at start: a database one process owns has no other relay", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-relay-"))
+    const host = () =>
+      ManagedRuntime.make(TestHost.layer([Toy.ToyPubModule, Toy.ToySubModule], { _tag: "Embedded", dataDir }, [], {
+        TESSERA_EVENTS_POLL_INTERVAL: "1 minute"
+      }))
+    try {
+      const first = host()
+      // As a process that died holding it would leave it.
+      await first.runPromise(Effect.flatMap(pub, (c) => c.leaseTo({ holder: "a-dead-process", forMs: 60_000 })))
+      await first.dispose()
+      const second = host()
+      try {
+        const aggregate = unique("restarted")
+        await second.runPromise(happen(aggregate, 1))
+        const applied = await second.runPromise(waitFor(
+          Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)),
+          "the event",
+          5_000
+        ))
+        expect(applied.map((a) => a.n)).toEqual([1])
+      } finally {
+        await second.dispose()
+      }
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })

@@ -84,6 +84,11 @@ export interface HostedModule {
   readonly sql: SqlClient.SqlClient
   /** Its outbox, when it publishes. */
   readonly outbox: Publisher | undefined
+  /**
+   * Whether it is on the embedded database, which one process owns: a relay lease found there
+   * is a dead process's, and is taken over at once.
+   */
+  readonly embedded: boolean
 }
 
 /** Deletes what `module`'s retention no longer needs: published outbox rows, inbox records. */
@@ -121,6 +126,7 @@ export const start = (hosted: ReadonlyArray<HostedModule>, signals: Signals, ins
 
     for (const h of hosted.filter((h) => h.module.publishes.length > 0)) {
       const { wait } = signals.relay(h.module.name)
+      if (h.embedded) yield* Relay.release(h.sql)
       yield* Effect.forkScoped(Relay.run({ module: h.module.name, sql: h.sql, broker, instance, wait: wait(pollInterval) }))
     }
     for (const subscriber of subscribers) {

@@ -38,9 +38,13 @@ const lease = (sql: SqlClient.SqlClient, instance: string) =>
     (rows) => rows.length > 0
   )
 
-/** Gives the lease up, so that another instance takes over at once. */
-export const release = (sql: SqlClient.SqlClient, instance: string) =>
-  Effect.ignore(sql`UPDATE outbox_relay SET holder = NULL, expires_at = '-infinity' WHERE holder = ${instance}`)
+/** Gives the lease up (`instance`'s, or whoever's), so that another instance takes over at once. */
+export const release = (sql: SqlClient.SqlClient, instance?: string) =>
+  Effect.ignore(
+    instance === undefined
+      ? sql`UPDATE outbox_relay SET holder = NULL, expires_at = '-infinity'`
+      : sql`UPDATE outbox_relay SET holder = NULL, expires_at = '-infinity' WHERE holder = ${instance}`
+  )
 
 /**
  * One turn: hands the next batch to the broker and marks it published. The number of rows
