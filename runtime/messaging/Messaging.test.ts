@@ -6,12 +6,14 @@
  * aggregate's events in order, and old rows purged.
  */
 import { WorkflowEngine } from "@effect/workflow"
-import { Cause, Effect, Exit, ManagedRuntime } from "effect"
+import { Cause, Effect, Either, Exit, Layer, ManagedRuntime } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Host from "../Host.ts"
 import * as Module from "../Module.ts"
+import * as Topology from "../Topology.ts"
 import * as Toy from "../testing/MessagingToy.ts"
 import * as Services from "../testing/Services.ts"
 import * as TestHost from "../testing/TestHost.ts"
@@ -75,6 +77,13 @@ describe("where events can be delivered", () => {
       expect(problem).toMatch(/toysub subscribes to toypub's ToyHappened/)
       expect(problem).toMatch(/within a process only/)
     }
+  })
+  it("does not start the events of a process hosting the subscriber without its publisher", async () => {
+    const topology = Either.getOrThrow(Topology.resolve(Host.nodes(modules), { hosted: "toysub", peers: "" }))
+    const exit = await Effect.runPromiseExit(Layer.launch(Host.make(modules, topology).messaging) as Effect.Effect<never, unknown>)
+    expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(
+      /toysub subscribes to toypub's ToyHappened, and toysub runs in this process but toypub does not/
+    )
   })
   it("refuses a subscription to an event no module of the build publishes", () => {
     expect(Messaging.problems([Toy.ToySubModule], ["toysub"])).toEqual([
