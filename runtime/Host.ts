@@ -184,7 +184,7 @@ export const make = (
         const provided = Context.add(clients, Policy.Dependencies, dependencies)
         const withSql = database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided
         const outbox = database && module.publishes.length > 0
-          ? Outbox.make(name, database.sql, module.publishes, signals.relay(name).wake)
+          ? Outbox.make(name, database.sql, module.publishes, signals.relay(name).wake, { notify: database.listen !== undefined })
           : undefined
         const withOutbox = outbox ? Context.add(withSql, Outbox.Outbox, outbox) : withSql
         // A module that declares workflows gets their engine over its own database (saga/Engine.ts),
@@ -217,7 +217,13 @@ export const make = (
       const withEvents = found.filter((h) => h.database !== undefined && Messaging.usesEvents(h.module))
       if (withEvents.length === 0) return
       yield* Effect.orDie(Messaging.start(
-        withEvents.map((h) => ({ module: h.module, sql: h.database!.sql, outbox: h.outbox })),
+        withEvents.map((h) => ({
+          module: h.module,
+          sql: h.database!.sql,
+          outbox: h.outbox,
+          embedded: h.database!.location === "embedded",
+          listen: h.database!.listen
+        })),
         signals,
         instance,
         { amqpUrl, link: brokerLink }

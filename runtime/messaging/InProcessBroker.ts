@@ -32,7 +32,12 @@ export interface Subscriber {
   readonly context: Context.Context<never>
   /** Wakes its consumer. */
   readonly wake: () => void
+  /** Whether its database delivers notifications (PostgreSQL): then a queued message also notifies `channelOf` it. */
+  readonly notify: boolean
 }
+
+/** The channel on which a subscriber's database tells its consumers that its queue has new messages. */
+export const channelOf = (module: string) => `tessera_events_${module}`
 
 export const make = (subscribers: ReadonlyArray<Subscriber>): Broker => ({
   publish: (messages) =>
@@ -49,10 +54,13 @@ export const make = (subscribers: ReadonlyArray<Subscriber>): Broker => ({
         payload: JSON.stringify(m.payload),
         published_at: m.publishedAt
       }))
-      return sql`INSERT INTO event_deliveries ${sql.insert(rows)} ON CONFLICT (message_id) DO NOTHING`.pipe(
-        PgError.orDie,
-        Effect.zipRight(Effect.sync(subscriber.wake))
-      )
+      const queued = sql`INSERT INTO event_deliveries ${sql.insert(rows)} ON CONFLICT (message_id) DO NOTHING`
+      return (subscriber.notify
+        ? sql.withTransaction(Effect.zipRight(queued, sql`SELECT pg_notify(${channelOf(subscriber.module)}, 'queued')`))
+        : queued).pipe(
+          PgError.orDie,
+          Effect.zipRight(Effect.sync(subscriber.wake))
+        )
     }, { discard: true })
 })
 

@@ -6,9 +6,14 @@
  * aggregate's events in order, and old rows purged.
  */
 import { WorkflowEngine } from "@effect/workflow"
-import { Cause, Effect, Exit, ManagedRuntime } from "effect"
+import { Cause, Effect, Either, Exit, Layer, ManagedRuntime } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Host from "../Host.ts"
 import * as Module from "../Module.ts"
+import * as Topology from "../Topology.ts"
 import * as Toy from "../testing/MessagingToy.ts"
 import * as Services from "../testing/Services.ts"
 import * as TestHost from "../testing/TestHost.ts"
@@ -72,6 +77,13 @@ describe("where events can be delivered", () => {
       expect(problem).toMatch(/toysub subscribes to toypub's ToyHappened/)
       expect(problem).toMatch(/set AMQP_URL/)
     }
+  })
+  it("does not start the events of a process hosting the subscriber without its publisher", async () => {
+    const topology = Either.getOrThrow(Topology.resolve(Host.nodes(modules), { hosted: "toysub", peers: "" }))
+    const exit = await Effect.runPromiseExit(Layer.launch(Host.make(modules, topology).messaging) as Effect.Effect<never, unknown>)
+    expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(
+      /toysub subscribes to toypub's ToyHappened, and toysub runs in this process but toypub does not/
+    )
   })
   it("refuses a subscription to an event no module of the build publishes", () => {
     expect(Messaging.problems([Toy.ToySubModule], ["toysub"])).toEqual([
@@ -184,6 +196,19 @@ TestHost.describeOnDatabases(
       expect(bDone).toBeLessThan(aFirst)
     })
 
+    it("relays nothing while another instance holds the relay lease, and takes over once it has expired", async () => {
+      const aggregate = unique("leased")
+      await run(Effect.flatMap(pub, (c) => c.leaseTo({ holder: "another-instance", forMs: 60_000 })))
+      await run(happen(aggregate, 1))
+      await run(Effect.sleep("500 millis"))
+      expect(await run(appliedOf(aggregate))).toEqual([])
+      expect((await run(Effect.flatMap(pub, (c) => c.outbox()))).find((r) => r.aggregate === aggregate)).toMatchObject({ published: false })
+      await run(Effect.flatMap(pub, (c) => c.leaseTo({ holder: "another-instance", forMs: -1 })))
+      // Found at the next poll (every 3 s here): nothing wakes a relay for a lease that expired.
+      const applied = await run(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event"))
+      expect(applied.map((a) => a.n)).toEqual([1])
+    })
+
     it("purges published outbox rows and inbox records older than the retention, and nothing younger", async () => {
       const aggregate = unique("purge")
       await run(happen(aggregate, 1))
@@ -205,7 +230,8 @@ TestHost.describeOnDatabases(
 const server = await Services.findPostgres()
 
 describe.skipIf(!server.ok)("events between two instances of both modules on one PostgreSQL database", () => {
-  const config = { TESSERA_EVENTS_RETRY_BACKOFF: "50 millis", TESSERA_EVENTS_POLL_INTERVAL: "200 millis" }
+  // No polling to speak of: an instance learns of the other's events by LISTEN/NOTIFY alone.
+  const config = { TESSERA_EVENTS_RETRY_BACKOFF: "50 millis", TESSERA_EVENTS_POLL_INTERVAL: "1 minute" }
   let database: { readonly url: string; readonly drop: () => Promise<void> } | undefined
   const instances: Array<ManagedRuntime.ManagedRuntime<any, unknown>> = []
   beforeAll(async () => {
@@ -221,7 +247,7 @@ describe.skipIf(!server.ok)("events between two instances of both modules on one
     await database?.drop()
   })
 
-  it("applies every event once and each aggregate's in order, whichever instance published it, with both relaying and consuming", async () => {
+  it("applies every event once and each aggregate's in order, whichever instance published it, woken by notifications", async () => {
     const aggregates = ["w", "x", "y", "z"].map(unique)
     const published: Array<Promise<void>> = []
     for (let n = 1; n <= 8; n++) {
@@ -235,7 +261,7 @@ describe.skipIf(!server.ok)("events between two instances of both modules on one
     const applied = await instances[0]!.runPromise(waitFor(
       Effect.map(Effect.flatMap(sub, (c) => c.applied()), (rows) => (rows.length >= 32 ? rows : undefined)),
       "every event applied",
-      60_000
+      20_000
     ))
     expect(applied).toHaveLength(32)
     expect(new Set(applied.map((a) => a.messageId)).size).toBe(32)
@@ -246,5 +272,46 @@ describe.skipIf(!server.ok)("events between two instances of both modules on one
     await instances[1]!.runPromise(Effect.sleep("300 millis"))
     expect(await instances[1]!.runPromise(Effect.flatMap(sub, (c) => c.applied()))).toHaveLength(32)
     expect(await instances[1]!.runPromise(Effect.flatMap(sub, (c) => c.deadLetters()))).toEqual([])
+
+    // One event published by each instance alone: one of them does not hold the relay lease, and
+    // the holder learns of its event from the notification only.
+    for (const instance of instances) {
+      const aggregate = unique("alone")
+      await instance.runPromise(happen(aggregate, 1))
+      const started = Date.now()
+      await instance.runPromise(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event", 5_000))
+      expect(Date.now() - started).toBeLessThan(2_000)
+    }
   }, 90_000)
+})
+
+describe("the relay on an embedded database after a process that held its lease died", () => {
+  it("takes the lease over at start: a database one process owns has no other relay", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-relay-"))
+    const host = () =>
+      ManagedRuntime.make(TestHost.layer([Toy.ToyPubModule, Toy.ToySubModule], { _tag: "Embedded", dataDir }, [], {
+        TESSERA_EVENTS_POLL_INTERVAL: "1 minute"
+      }))
+    try {
+      const first = host()
+      // As a process that died holding it would leave it.
+      await first.runPromise(Effect.flatMap(pub, (c) => c.leaseTo({ holder: "a-dead-process", forMs: 60_000 })))
+      await first.dispose()
+      const second = host()
+      try {
+        const aggregate = unique("restarted")
+        await second.runPromise(happen(aggregate, 1))
+        const applied = await second.runPromise(waitFor(
+          Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)),
+          "the event",
+          5_000
+        ))
+        expect(applied.map((a) => a.n)).toEqual([1])
+      } finally {
+        await second.dispose()
+      }
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })

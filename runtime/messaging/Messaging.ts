@@ -10,13 +10,13 @@
  * subscriber does not (or the reverse) is refused at start (`problems`), since its events would
  * never arrive.
  */
-import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Option, Queue, type Redacted, Schedule } from "effect"
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Context, Duration, Effect, Option, Queue, type Redacted, Schedule, Stream } from "effect"
 import type { Module } from "../Module.ts"
 import * as Settings from "../Settings.ts"
 import * as Event from "./Event.ts"
 import * as InProcessBroker from "./InProcessBroker.ts"
-import { Outbox, type Publisher } from "./Outbox.ts"
+import { channelOf, Outbox, type Publisher } from "./Outbox.ts"
 import * as Rabbit from "./Rabbit.ts"
 import * as RabbitBroker from "./RabbitBroker.ts"
 import * as Relay from "./Relay.ts"
@@ -105,7 +105,33 @@ export interface HostedModule {
   readonly sql: SqlClient.SqlClient
   /** Its outbox, when it publishes. */
   readonly outbox: Publisher | undefined
+  /**
+   * Whether it is on the embedded database, which one process owns: a relay lease found there
+   * is a dead process's, and is taken over at once.
+   */
+  readonly embedded: boolean
+  /** Notifications of its database (PostgreSQL), or `undefined` (embedded: this process's wake-ups suffice). */
+  readonly listen: ((channel: string) => Stream.Stream<string, SqlError.SqlError>) | undefined
 }
+
+/**
+ * Wakes `signal` at every notification of `channel` for as long as the scope lives; a listen that
+ * fails (its connection lost) is logged and opened again after `pause` (polling goes on meanwhile).
+ */
+const wakeOnNotify = (
+  listen: (channel: string) => Stream.Stream<string, SqlError.SqlError>,
+  channel: string,
+  signal: Signal,
+  pause: Duration.Duration
+) =>
+  Effect.forkScoped(
+    listen(channel).pipe(
+      Stream.runForEach(() => Effect.sync(signal.wake)),
+      Effect.catchAllCause((cause) => Effect.logWarning(`listening on ${channel} failed; listening again`, cause)),
+      Effect.zipRight(Effect.sleep(pause)),
+      Effect.forever
+    )
+  )
 
 /** Deletes what `module`'s retention no longer needs: published outbox rows, inbox records. */
 export const purge = (sql: SqlClient.SqlClient, retention: Duration.Duration) =>
@@ -145,7 +171,8 @@ export const start = (
       context: h.outbox === undefined
         ? Context.make(SqlClient.SqlClient, h.sql)
         : Context.make(SqlClient.SqlClient, h.sql).pipe(Context.add(Outbox, h.outbox)),
-      wake: signals.consumer(h.module.name).wake
+      wake: signals.consumer(h.module.name).wake,
+      notify: h.listen !== undefined
     }))
     const rabbit = Option.isSome(options.amqpUrl)
       ? yield* Rabbit.make(options.amqpUrl.value, { connectionName: `tessera ${hosted.map((h) => h.module.name).join(",")}` })
@@ -155,11 +182,15 @@ export const start = (
 
     for (const h of hosted.filter((h) => h.module.publishes.length > 0)) {
       const { wait } = signals.relay(h.module.name)
+      if (h.embedded) yield* Relay.release(h.sql)
+      if (h.listen) yield* wakeOnNotify(h.listen, channelOf(h.module.name), signals.relay(h.module.name), pollInterval)
       yield* Effect.forkScoped(Relay.run({ module: h.module.name, sql: h.sql, broker, instance, wait: wait(pollInterval) }))
     }
     for (const subscriber of subscribers) {
       if (rabbit !== undefined) yield* RabbitBroker.consume(rabbit, subscriber, { prefetch: RABBIT_PREFETCH })
       const { wait } = signals.consumer(subscriber.module)
+      const listen = hosted.find((h) => h.module.name === subscriber.module)?.listen
+      if (listen) yield* wakeOnNotify(listen, InProcessBroker.channelOf(subscriber.module), signals.consumer(subscriber.module), pollInterval)
       yield* Effect.forkScoped(InProcessBroker.consume(subscriber, { maxDeliveries, retryBackoff, pollInterval, wait }))
     }
     for (const h of hosted.filter((h) => usesEvents(h.module))) {

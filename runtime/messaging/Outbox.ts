@@ -24,13 +24,22 @@ export class Outbox extends Context.Tag("tessera/messaging/Outbox")<Outbox, Publ
 export const publish = <A, I>(event: Event.Event<string, string, A, I>, payload: A): Effect.Effect<void, never, Outbox> =>
   Effect.flatMap(Outbox, (outbox) => outbox.publish(event, payload))
 
-/** The outbox of `module` over its own client; `wake` runs after each publishing transaction commits. */
+/** The channel on which a module's database tells its relays that its outbox has new rows. */
+export const channelOf = (module: string) => `tessera_outbox_${module}`
+
+/**
+ * The outbox of `module` over its own client; `wake` runs after each publishing transaction
+ * commits. With `notify` (PostgreSQL), the transaction also notifies `channelOf(module)`, which
+ * PostgreSQL delivers at its commit to the relays of every instance.
+ */
 export const make = (
   module: string,
   sql: SqlClient.SqlClient,
   events: ReadonlyArray<Event.Event.Any>,
-  wake: () => void
+  wake: () => void,
+  options: { readonly notify: boolean }
 ): Publisher => {
+  const channel = channelOf(module)
   const declared = new Set(events)
   const afterCommit = Effect.sync(wake)
   return {
@@ -47,6 +56,7 @@ export const make = (
         }
         yield* sql`INSERT INTO outbox (id, event, aggregate, payload)
           VALUES (${crypto.randomUUID()}, ${event.name}, ${event.aggregate(payload)}, ${JSON.stringify(encoded)}::jsonb)`.pipe(PgError.orDie)
+        if (options.notify) yield* sql`SELECT pg_notify(${channel}, 'published')`.pipe(PgError.orDie)
       }).pipe(Effect.withSpan("Outbox.publish", { attributes: { "tessera.module": module, "tessera.event": event.name } }))
   }
 }

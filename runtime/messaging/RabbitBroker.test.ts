@@ -67,7 +67,8 @@ describe.skipIf(!ready)("RabbitMQ broker", () => {
         sql,
         subscriptions: new Map([[Event.keyOf(Happened), Event.on(Happened, () => Effect.void)]]),
         context: Context.make(SqlClient.SqlClient, sql) as Context.Context<never>,
-        wake: () => void wakes++
+        wake: () => void wakes++,
+        notify: true
       }
       const connection = yield* Rabbit.make(Redacted.make((rabbit as { value: string }).value), { connectionName: "tessera-test" })
       yield* RabbitBroker.consume(connection, subscriber, { prefetch: 8 })

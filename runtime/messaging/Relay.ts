@@ -3,7 +3,7 @@
  * in `seq` order, a batch at a time, and marks them published once the broker has them.
  *
  * One instance of the module relays at a time: the holder of the lease in `outbox_relay`
- * (renewed at every turn, given up at shutdown; another instance takes it over once it has
+ * (renewed once half of it has run, given up at shutdown; another instance takes it over once it has
  * expired, `LEASE` after its holder stopped). That is what keeps the order of each aggregate's
  * events with several instances. An instance frozen past its lease may hand a batch again after
  * another has: duplicates, which the subscribers' inboxes drop.
@@ -30,17 +30,33 @@ interface Row {
   readonly createdAt: Date
 }
 
-/** Takes or renews the lease; whether this instance holds it now. */
-const lease = (sql: SqlClient.SqlClient, instance: string) =>
-  Effect.map(
-    sql`UPDATE outbox_relay SET holder = ${instance}, expires_at = clock_timestamp() + ${Duration.toMillis(LEASE)} * interval '1 millisecond'
-        WHERE holder = ${instance} OR expires_at < clock_timestamp() RETURNING holder`,
-    (rows) => rows.length > 0
+/**
+ * Takes the lease when it is free or expired, renews it when this instance holds it and half of it
+ * has run (so an idle relay writes every `LEASE / 2`, not at every turn); whether this instance
+ * holds it now.
+ */
+const lease = (sql: SqlClient.SqlClient, instance: string) => {
+  const ms = Duration.toMillis(LEASE)
+  return Effect.map(
+    sql<{ readonly held: boolean }>`
+      WITH taken AS (
+        UPDATE outbox_relay SET holder = ${instance}, expires_at = clock_timestamp() + ${ms} * interval '1 millisecond'
+        WHERE expires_at < clock_timestamp()
+           OR (holder = ${instance} AND expires_at < clock_timestamp() + ${ms / 2} * interval '1 millisecond')
+        RETURNING holder)
+      SELECT EXISTS (SELECT 1 FROM taken) OR (holder = ${instance} AND expires_at > clock_timestamp()) AS held
+      FROM outbox_relay`,
+    (rows) => rows[0]?.held === true
   )
+}
 
-/** Gives the lease up, so that another instance takes over at once. */
-export const release = (sql: SqlClient.SqlClient, instance: string) =>
-  Effect.ignore(sql`UPDATE outbox_relay SET holder = NULL, expires_at = '-infinity' WHERE holder = ${instance}`)
+/** Gives the lease up (`instance`'s, or whoever's), so that another instance takes over at once. */
+export const release = (sql: SqlClient.SqlClient, instance?: string) =>
+  Effect.ignore(
+    instance === undefined
+      ? sql`UPDATE outbox_relay SET holder = NULL, expires_at = '-infinity'`
+      : sql`UPDATE outbox_relay SET holder = NULL, expires_at = '-infinity' WHERE holder = ${instance}`
+  )
 
 /**
  * One turn: hands the next batch to the broker and marks it published. The number of rows

@@ -47,7 +47,9 @@ export class PubRpcs extends RpcGroup.make(
   Rpc.make("outbox", { success: Schema.Array(OutboxRow) }),
   /** Marks every outbox row unpublished: as if the relay died after the broker had them. */
   Rpc.make("forgetPublished"),
-  Rpc.make("purge", { payload: { retentionMs: Schema.Number } })
+  Rpc.make("purge", { payload: { retentionMs: Schema.Number } }),
+  /** Hands the relay lease to `holder` for `forMs` (negative: expired), as another instance holding it. */
+  Rpc.make("leaseTo", { payload: { holder: Schema.String, forMs: Schema.Number } })
 ) {}
 
 export class PubClient extends Module.ModuleClient("toypub", PubRpcs)<PubClient>() {}
@@ -105,7 +107,11 @@ const pubHandlers = PubRpcs.toLayer(Effect.gen(function*() {
         Effect.orDie
       ),
     forgetPublished: () => Effect.orDie(Effect.asVoid(sql`UPDATE outbox SET published_at = NULL`)),
-    purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs)))
+    purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs))),
+    leaseTo: ({ forMs, holder }) =>
+      Effect.orDie(Effect.asVoid(
+        sql`UPDATE outbox_relay SET holder = ${holder}, expires_at = clock_timestamp() + ${forMs} * interval '1 millisecond'`
+      ))
   }
 })).pipe(Layer.provideMerge(table("CREATE TABLE IF NOT EXISTS toy_things (aggregate text NOT NULL, n integer NOT NULL)")))
 
