@@ -23,6 +23,8 @@ describe("tessera config", () => {
       if (setting.display === "url") {
         env[setting.name] = setting.kind._tag === "PostgresUrl"
           ? `postgres://admin:${marker}@db.example:5432/shop`
+          : setting.name === "AMQP_URL"
+          ? `amqp://admin:${marker}@broker.example:5672`
           : `https://admin:${marker}@psp.example/`
       }
     }
@@ -40,6 +42,7 @@ describe("tessera config", () => {
     expect(lines.get("TESSERA_CATALOG_DATABASE_URL")?.[0]).toBe("environment")
     expect(lines.get("TESSERA_ADMIN_EMAIL")).toEqual(["unset"])
     expect(lines.get("TESSERA_PAYMENT_PROVIDER_URL")).toEqual(["environment", "https://admin:<redacted>@psp.example/"])
+    expect(lines.get("AMQP_URL")).toEqual(["environment", "amqp://admin:<redacted>@broker.example:5672"])
   }, 60_000)
 
   it("refuses, naming every bad value at once: one fatal line, exit 1", async () => {

@@ -1,15 +1,21 @@
 import { defineConfig } from "vitest/config"
 
+const exclude = ["node_modules/**", ".tessera/**", "dist/**"]
+
 export default defineConfig({
   test: {
-    include: ["**/*.test.ts"],
-    exclude: ["node_modules/**", ".tessera/**", "dist/**"],
     globalSetup: ["runtime/testing/release.globalSetup.ts"],
     testTimeout: 30_000,
     hookTimeout: 180_000,
     // Two cores: end-to-end suites start servers of their own.
     pool: "forks",
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    sequence: { hooks: "stack" }
+    sequence: { hooks: "stack" },
+    projects: [
+      { extends: true, test: { name: "tests", include: ["**/*.test.ts"], exclude: [...exclude, "**/*.outage.test.ts"] } },
+      // Suites that stop a shared service (RabbitMQ) run after every other suite, alone, so that
+      // no other suite meets the outage they cause.
+      { extends: true, test: { name: "outages", include: ["**/*.outage.test.ts"], exclude, sequence: { groupOrder: 1 } } }
+    ]
   }
 })

@@ -3,7 +3,10 @@
  *
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls (and, for a module that declares workflows, their
- *   engine over its own database: saga/Engine.ts), and its RPC endpoint at `/rpc/<module>`;
+ *   engine over its own database: saga/Engine.ts; for one that publishes events, its outbox:
+ *   messaging/Outbox.ts), and its RPC endpoint at `/rpc/<module>`;
+ * - the relays and consumers of the hosted modules' events (messaging/Messaging.ts), started
+ *   once every hosted module is up;
  * - one client per module this process needs, built by transport/Client.ts: in process for
  *   hosted modules, over the network for the others (`LocalClient` / `RemoteClient` transports,
  *   or `RemotePool` for a module with several instances or located by a DNS name, behind the
@@ -15,7 +18,7 @@
 import { HttpApiBuilder, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Layer, Option } from "effect"
+import { Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
 import * as Database from "./db/Database.ts"
 import type * as Migrations from "./db/Migrations.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
@@ -24,6 +27,9 @@ import * as Docs from "./gateway/Docs.ts"
 import * as Edge from "./gateway/Edge.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
+import * as Messaging from "./messaging/Messaging.ts"
+import * as MessagingMigrations from "./messaging/MessagingMigrations.ts"
+import * as Outbox from "./messaging/Outbox.ts"
 import * as Policy from "./resilience/Policy.ts"
 import * as ResilienceHttp from "./resilience/ResilienceHttp.ts"
 import * as SagaMigrations from "./saga/SagaMigrations.ts"
@@ -47,6 +53,8 @@ export interface Hosted {
   /** `undefined` for a module that keeps no data. */
   readonly database: Database.ModuleDatabase | undefined
   readonly handlers: Context.Context<never>
+  /** Its outbox, when it publishes events. */
+  readonly outbox: Outbox.Publisher | undefined
 }
 
 const hostedTag = (name: string) => Context.GenericTag<Hosted>(`tessera/Hosted/${name}`)
@@ -59,8 +67,10 @@ const mergeAll = (layers: ReadonlyArray<AnyLayer>): AnyLayer =>
   layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [AnyLayer, ...Array<AnyLayer>]))
 
 /** The runtime's own tables a module's schema holds, for the runtime services it declares. */
-export const runtimeTables = (module: Module.Any): ReadonlyArray<Migrations.RuntimeSource> =>
-  module.workflows.length > 0 ? [SagaMigrations.source] : []
+export const runtimeTables = (module: Module.Any): ReadonlyArray<Migrations.RuntimeSource> => [
+  ...(module.workflows.length > 0 ? [SagaMigrations.source] : []),
+  ...(Messaging.usesEvents(module) ? [MessagingMigrations.source] : [])
+]
 
 /** What the topology needs to know of each module. */
 export const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<ModuleNode> =>
@@ -97,6 +107,8 @@ export const make = (
     readonly dnsRefresh?: Duration.Duration
     /** How DNS names are resolved (tests give their own; default: the system's). */
     readonly resolver?: Discovery.Resolver
+    /** RabbitMQ (`AMQP_URL`): events between processes. None: events within this process only. */
+    readonly amqpUrl?: Option.Option<Redacted.Redacted<string>>
   }
 ) => {
   const tracing = options?.tracing ?? true
@@ -112,6 +124,13 @@ export const make = (
   const clientLayers = new Map<string, AnyLayer>()
   /** Each dependency's policy, breaker and bulkhead: one per target in this process. */
   const dependencies = options?.dependencies ?? new Policy.Registry()
+  /** Wake-ups of the relays and consumers of events: an outbox wakes its relay after a commit. */
+  const signals = new Messaging.Signals()
+  /** RabbitMQ's status once messaging has started (AMQP_URL), for readiness. */
+  const brokerLink = new Messaging.BrokerLink()
+  const amqpUrl = options?.amqpUrl ?? Option.none()
+  /** This process, to the lease of an outbox's relay. */
+  const instance = crypto.randomUUID()
 
   /** The client of `name` as this process reaches it. Cached: one per process. */
   const clientLayer = (name: string, path: ReadonlyArray<string>): AnyLayer => {
@@ -191,6 +210,10 @@ export const make = (
         // outbound HTTP under the same policies (Policy.httpClientFor).
         const provided = Context.add(clients, Policy.Dependencies, dependencies)
         const withSql = database ? Context.add(provided, SqlClient.SqlClient, database.sql) : provided
+        const outbox = database && module.publishes.length > 0
+          ? Outbox.make(name, database.sql, module.publishes, signals.relay(name).wake, { notify: database.listen !== undefined })
+          : undefined
+        const withOutbox = outbox ? Context.add(withSql, Outbox.Outbox, outbox) : withSql
         // A module that declares workflows gets their engine over its own database (saga/Engine.ts),
         // loaded only by a process that hosts one. Built before the handlers, it stops after them.
         const engine = sagas && database
@@ -201,9 +224,9 @@ export const make = (
           )
           : Context.empty()
         const handlers = yield* Layer.build(module.handlers).pipe(
-          Effect.provide(Context.merge(withSql, engine))
+          Effect.provide(Context.merge(withOutbox, engine))
         )
-        return { module, database, handlers: handlers as Context.Context<never> }
+        return { module, database, handlers: handlers as Context.Context<never>, outbox }
       })
     ).pipe(Layer.provide(mergeAll(calls)))
     hostedLayers.set(name, layer)
@@ -211,6 +234,28 @@ export const make = (
   }
 
   const hosted = topology.hosted.map((name) => hostedLayer(name, []))
+
+  /** The hosted modules' relays and consumers of events, started once all of them are up. */
+  const refused = Messaging.problems(modules, topology.hosted, { broker: Option.isSome(amqpUrl) })
+  const messaging: AnyLayer = refused.length > 0
+    ? Layer.fail(new Error(refused.join("; ")))
+    : Layer.scopedDiscard(Effect.gen(function*() {
+      const found = yield* Effect.forEach(topology.hosted, (name) => hostedTag(name))
+      const withEvents = found.filter((h) => h.database !== undefined && Messaging.usesEvents(h.module))
+      if (withEvents.length === 0) return
+      yield* Effect.orDie(Messaging.start(
+        withEvents.map((h) => ({
+          module: h.module,
+          sql: h.database!.sql,
+          outbox: h.outbox,
+          embedded: h.database!.location === "embedded",
+          listen: h.database!.listen
+        })),
+        signals,
+        instance,
+        { amqpUrl, link: brokerLink }
+      ))
+    })).pipe(Layer.provide(mergeAll(hosted)))
 
   // Without the shared secret no peer could present a credential: serve no endpoint at all.
   const endpoints = secret === undefined ? [] : topology.hosted.map((name) => {
@@ -244,7 +289,11 @@ export const make = (
   const health = Health.routes({
     hosted: topology.hosted.map((name) => ({
       name,
-      status: Effect.flatMap(hostedTag(name), Health.moduleStatus),
+      status: Effect.flatMap(hostedTag(name), (h) =>
+        Messaging.usesEvents(h.module)
+          ? Effect.zipWith(Health.moduleStatus(h), brokerLink.status, (own, broker) =>
+            broker.ready || !own.ready ? own : { ready: false, detail: broker.reason ?? "RabbitMQ unreachable" })
+          : Health.moduleStatus(h)),
       stall: Effect.flatMap(hostedTag(name), Health.moduleStall)
     })),
     locations: topology.locations,
@@ -261,7 +310,7 @@ export const make = (
   /** Every client this process has, local or remote. */
   const clients = mergeAll([...topology.locations.keys()].map((name) => clientLayer(name, [])))
 
-  return { api, apiLayer, authenticator, clients, dependencies, endpoints, health, hosted }
+  return { api, apiLayer, authenticator, clients, dependencies, endpoints, health, hosted, messaging }
 }
 
 /** The HTTP server of this process, serving everything `make` assembled. */
@@ -288,7 +337,19 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
           )
         )
       }
-      const host = make(modules, topology, { tracing, secret, grace, maxFrameBytes, heartbeatInterval, heartbeatTimeout, dnsRefresh })
+      const amqpUrl = yield* Settings.amqpUrl.config
+      const refused = Messaging.problems(modules, topology.hosted, { broker: Option.isSome(amqpUrl) })
+      if (refused.length > 0) return yield* Effect.fail(new Error(refused.join("; ")))
+      const host = make(modules, topology, {
+        tracing,
+        secret,
+        grace,
+        maxFrameBytes,
+        heartbeatInterval,
+        heartbeatTimeout,
+        dnsRefresh,
+        amqpUrl
+      })
       const server = ServerLimits.createServer(limits)
       const phases = Startup.make({
         starting: `opening ${topology.hosted.join(", ") || "its clients"}`,
@@ -307,7 +368,7 @@ export const serve = (modules: ReadonlyArray<Module.Any>, topology: Topology) =>
 
       return HttpApiBuilder.serve((app) => HttpMiddleware.logger(Edge.securityHeaders(app))).pipe(
         Layer.provide(docs),
-        Layer.provide(mergeAll([host.health, ...host.endpoints])),
+        Layer.provide(mergeAll([host.health, ...host.endpoints, host.messaging])),
         Layer.provide(HttpApiBuilder.middleware(Edge.middleware(edge, Edge.routesOf(host.api))).pipe(Layer.provide(host.authenticator))),
         Layer.provide(host.apiLayer),
         Layer.provide(phases.handOver),

@@ -9,6 +9,8 @@ import type { SqlClient } from "@effect/sql"
 import type { Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, type Layer } from "effect"
 import type { Authenticator } from "./gateway/Auth.ts"
+import type * as Event from "./messaging/Event.ts"
+import type { Outbox } from "./messaging/Outbox.ts"
 import type * as Policy from "./resilience/Policy.ts"
 import type { Setting } from "./Setting.ts"
 import type { CallError } from "./transport/CallError.ts"
@@ -53,24 +55,39 @@ export interface ModuleHttp {
 }
 
 /**
- * What the runtime provides to a module's handler layer for the workflows it declares: a
- * `WorkflowEngine` (@effect/workflow) when it declares any, nothing otherwise. A module that
- * declares none and still asks for an engine does not type-check.
+ * What the runtime provides to a module's handler layer for the runtime services it declares: a
+ * `WorkflowEngine` (@effect/workflow) when it declares `workflows`, an `Outbox`
+ * (messaging/Outbox.ts) when it declares events it `publishes`, nothing otherwise. A module that
+ * asks for a service it does not declare does not type-check.
  */
-export type RuntimeServices<Workflows extends ReadonlyArray<Workflow.Any>> = Workflows extends readonly [] ? never
-  : WorkflowEngine.WorkflowEngine
+export type RuntimeServices<
+  Workflows extends ReadonlyArray<Workflow.Any>,
+  Publishes extends ReadonlyArray<Event.Event.Any> = readonly []
+> =
+  | (Workflows extends readonly [] ? never : WorkflowEngine.WorkflowEngine)
+  | (Publishes extends readonly [] ? never : Outbox)
 
 /** Everything a module's handler layer may require. */
 export type HandlerRequirements<
   Calls extends ReadonlyArray<ModuleClient.Any>,
-  Workflows extends ReadonlyArray<Workflow.Any>
-> = SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]> | RuntimeServices<Workflows>
+  Workflows extends ReadonlyArray<Workflow.Any>,
+  Publishes extends ReadonlyArray<Event.Event.Any> = readonly []
+> = SqlClient.SqlClient | Context.Tag.Identifier<Calls[number]> | RuntimeServices<Workflows, Publishes>
+
+/**
+ * Everything a module's event handler may require: its own client and, when it publishes, its
+ * outbox. It runs inside a transaction, where calls to other modules are refused.
+ */
+export type SubscriberRequirements<Publishes extends ReadonlyArray<Event.Event.Any>> =
+  | SqlClient.SqlClient
+  | (Publishes extends readonly [] ? never : Outbox)
 
 export interface Module<
   Name extends string = string,
   Rpcs extends Rpc.Any = any,
   Calls extends ReadonlyArray<ModuleClient.Any> = ReadonlyArray<ModuleClient.Any>,
-  Workflows extends ReadonlyArray<Workflow.Any> = ReadonlyArray<Workflow.Any>
+  Workflows extends ReadonlyArray<Workflow.Any> = ReadonlyArray<Workflow.Any>,
+  Publishes extends ReadonlyArray<Event.Event.Any> = ReadonlyArray<Event.Event.Any>
 > {
   readonly name: Name
   readonly client: ModuleClient<any, Name, Rpcs>
@@ -78,7 +95,7 @@ export interface Module<
    * Implements the contract; may use its own SQL client, the clients of `calls` and, when it
    * declares `workflows`, a `WorkflowEngine` (and registers them: `Workflow.toLayer`).
    */
-  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, Workflows>>
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, Workflows, Publishes>>
   readonly calls: Calls
   /**
    * The durable workflows (sagas, runtime/saga/Saga.ts) this module runs. For a module that
@@ -89,6 +106,18 @@ export interface Module<
    * `Workflow.toLayer`); a declared workflow that is not registered never runs.
    */
   readonly workflows: Workflows
+  /**
+   * The events it publishes (messaging/Event.ts, from its `<Name>Events.ts`), each inside the
+   * transaction that makes the change (`Outbox.publish`). The runtime migrates the messaging
+   * tables into its schema and relays its outbox (messaging/Messaging.ts).
+   */
+  readonly publishes: Publishes
+  /**
+   * What it does with other modules' events (`Event.on(event, handler)`, the event imported from
+   * the publisher's index.ts): each handler runs in a transaction of the module's own client
+   * that also records the message in its inbox.
+   */
+  readonly subscribes: ReadonlyArray<Event.Subscription.Any>
   readonly http?: ModuleHttp
   /** `false` for a module that keeps no data: it gets no schema, role or SQL client. */
   readonly database: boolean
@@ -102,40 +131,57 @@ export interface Module<
 }
 
 export declare namespace Module {
-  export type Any = Module<string, any, ReadonlyArray<ModuleClient.Any>, ReadonlyArray<Workflow.Any>>
+  export type Any = Module<string, any, ReadonlyArray<ModuleClient.Any>, ReadonlyArray<Workflow.Any>, ReadonlyArray<Event.Event.Any>>
 }
 
 /**
  * Declares a module. The handler layer may require only a `SqlClient` (bound to the module's own
- * schema by the runtime), the clients of the modules listed in `calls` and, if it lists
- * `workflows`, a `WorkflowEngine`: anything else is a type error here, so an undeclared
+ * schema by the runtime), the clients of the modules listed in `calls`, a `WorkflowEngine` if it
+ * lists `workflows` and an `Outbox` if it lists events it `publishes`; its event handlers only
+ * the `SqlClient` and that `Outbox`: anything else is a type error here, so an undeclared
  * dependency cannot slip through.
  */
 export const make = <
   const Name extends string,
   Rpcs extends Rpc.Any,
   const Calls extends ReadonlyArray<ModuleClient.Any> = readonly [],
-  const Workflows extends ReadonlyArray<Workflow.Any> = readonly []
+  const Workflows extends ReadonlyArray<Workflow.Any> = readonly [],
+  const Publishes extends ReadonlyArray<Event.Event<Name, string, any, any>> = readonly []
 >(declaration: {
   readonly client: ModuleClient<any, Name, Rpcs>
-  // NoInfer: what the handlers require must not decide which workflows are declared.
-  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, NoInfer<Workflows>>>
+  // NoInfer: what the handlers require must not decide which workflows or events are declared.
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, HandlerRequirements<Calls, NoInfer<Workflows>, NoInfer<Publishes>>>
   readonly calls?: Calls
   readonly workflows?: Workflows
+  readonly publishes?: Publishes
+  readonly subscribes?: ReadonlyArray<Event.Subscription<Event.Event.Any, SubscriberRequirements<NoInfer<Publishes>>>>
   readonly http?: ModuleHttp
   readonly database?: boolean
   readonly settings?: ReadonlyArray<Setting.Any>
   readonly resilience?: Policy.Defaults
-}): Module<Name, Rpcs, Calls, Workflows> => {
+}): Module<Name, Rpcs, Calls, Workflows, Publishes> => {
+  const name = declaration.client.module
   if ((declaration.workflows?.length ?? 0) > 0 && declaration.database === false) {
-    throw new Error(`module ${declaration.client.module} declares workflows, whose state lives in its database: it cannot be database: false`)
+    throw new Error(`module ${name} declares workflows, whose state lives in its database: it cannot be database: false`)
   }
+  const events = (declaration.publishes?.length ?? 0) + (declaration.subscribes?.length ?? 0)
+  if (events > 0 && declaration.database === false) {
+    throw new Error(`module ${name} publishes or subscribes to events, whose outbox and inbox live in its database: it cannot be database: false`)
+  }
+  const published = (declaration.publishes ?? []).map((e) => e.name)
+  const twice = published.find((event, i) => published.indexOf(event) !== i)
+  if (twice !== undefined) throw new Error(`module ${name} declares ${twice} twice`)
+  const subscribed = (declaration.subscribes ?? []).map((s) => `${s.event.publisher}'s ${s.event.name}`)
+  const again = subscribed.find((key, i) => subscribed.indexOf(key) !== i)
+  if (again !== undefined) throw new Error(`module ${name} subscribes to ${again} twice: one handler per event`)
   return {
     name: declaration.client.module,
     client: declaration.client,
     handlers: declaration.handlers,
     calls: declaration.calls ?? ([] as unknown as Calls),
     workflows: declaration.workflows ?? ([] as unknown as Workflows),
+    publishes: declaration.publishes ?? ([] as unknown as Publishes),
+    subscribes: declaration.subscribes ?? [],
     database: declaration.database ?? true,
     settings: declaration.settings ?? [],
     ...(declaration.http ? { http: declaration.http } : {}),

@@ -64,7 +64,7 @@ export class InvalidConfiguration extends Data.TaggedError("InvalidConfiguration
 }
 
 /** A parse: the value, or a detail to add to "expected ..., got ..." (empty: nothing to add). */
-type Parse<A> = (raw: string) => Either.Either<A, string>
+export type Parse<A> = (raw: string) => Either.Either<A, string>
 
 const refuse = (detail = "") => Either.left(detail)
 

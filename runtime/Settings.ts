@@ -6,7 +6,7 @@
  * ... are built from these); README's "Configure it" table documents them, and a test keeps the
  * two in step.
  */
-import { Config, Duration, Either, LogLevel, Option } from "effect"
+import { Config, Duration, Either, LogLevel, Option, Redacted } from "effect"
 import * as Setting from "./Setting.ts"
 import * as Topology from "./Topology.ts"
 
@@ -132,6 +132,56 @@ export const sagaStuckAfter = Setting.integer({
   description: "failed attempts of one compensation, or of a step that retries until it succeeds, after which its saga shows as stuck (it keeps retrying)",
   default: "5",
   min: 1
+})
+
+/** An AMQP URL: `amqp:` or `amqps:`, with a host. */
+const parseAmqpUrl: Setting.Parse<Redacted.Redacted<string>> = (raw) => {
+  const text = raw.trim()
+  if (!URL.canParse(text)) return Either.left("not a URL")
+  const url = new URL(text)
+  if (url.protocol !== "amqp:" && url.protocol !== "amqps:") return Either.left(`scheme ${url.protocol}`)
+  if (url.hostname === "") return Either.left("no host")
+  return Either.right(Redacted.make(text))
+}
+
+export const amqpUrl = Setting.optional({
+  name: "AMQP_URL",
+  description: "RabbitMQ, for events between processes; unset: events go only between modules of one process",
+  expected: "an AMQP URL such as amqp://user:password@host:5672",
+  kind: { _tag: "Custom", invalid: ["not a url", "http://127.0.0.1:5672", "amqp://"] },
+  display: "url",
+  parse: parseAmqpUrl
+})
+
+export const eventsMaxDeliveries = Setting.integer({
+  name: "TESSERA_EVENTS_MAX_DELIVERIES",
+  description: "failed deliveries of an event to one subscriber after which it is dead-lettered with its error",
+  default: "5",
+  min: 1
+})
+
+export const eventsRetryBackoff = Setting.duration({
+  name: "TESSERA_EVENTS_RETRY_BACKOFF",
+  description: "first wait before a failed delivery of an event is tried again; each next wait doubles, up to a minute",
+  default: "1 second",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
+export const eventsPollInterval = Setting.duration({
+  name: "TESSERA_EVENTS_POLL_INTERVAL",
+  description: "how often outboxes and event queues are read for work this process was not woken for",
+  default: "1 second",
+  min: Duration.millis(10),
+  exclusiveMin: false
+})
+
+export const eventsRetention = Setting.duration({
+  name: "TESSERA_EVENTS_RETENTION",
+  description: "how long published outbox rows and inbox records are kept (a message delivered again later is applied again)",
+  default: "7 days",
+  min: Duration.zero,
+  exclusiveMin: true
 })
 
 export const rpcTracing = Setting.boolean({
@@ -478,6 +528,11 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     sagaLockExpiration,
     sagaRetryBackoff,
     sagaStuckAfter,
+    amqpUrl,
+    eventsMaxDeliveries,
+    eventsRetryBackoff,
+    eventsPollInterval,
+    eventsRetention,
     rpcTracing,
     serviceSecret,
     rpcMaxFrameBytes,

@@ -8,12 +8,13 @@
  * The URL is the admin connection: it creates the module's schema and role. The module itself
  * then logs in as `tessera_<module>` with the same password, and applies its migrations.
  */
-import { SqlClient } from "@effect/sql"
+import { SqlClient, type SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import { Config, Effect, Option, Redacted } from "effect"
+import { Config, Effect, Option, Redacted, type Stream } from "effect"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import * as Settings from "../Settings.ts"
+import * as AfterCommit from "./AfterCommit.ts"
 import * as Gate from "./Gate.ts"
 import * as Migrations from "./Migrations.ts"
 import * as ModuleSql from "./ModuleSql.ts"
@@ -27,6 +28,11 @@ export interface ModuleDatabase {
   readonly latest: number
   /** What every statement of `sql` passes (the embedded database's is shared by its modules). */
   readonly gate: Gate.Gate
+  /**
+   * On PostgreSQL, the notifications of `channel` (`LISTEN`, on a connection of its own beside the
+   * pool, opened at the first listen); `undefined` on the embedded database.
+   */
+  readonly listen: ((channel: string) => Stream.Stream<string, SqlError.SqlError>) | undefined
 }
 
 /** The admin URL for a module's data, if it is not on the embedded database. */
@@ -51,6 +57,7 @@ const embeddedMigrations = Effect.unsafeMakeSemaphore(1)
 
 /**
  * Opens, bootstraps and migrates one module's database; the client lives as long as the scope.
+ * Its transactions run what was registered with `AfterCommit.register` once they commit.
  * `runtime`: the runtime's own tables this module asks for (`Migrations.RuntimeSource`), each
  * migrated after the module's own migrations, into its own ledger.
  */
@@ -63,7 +70,7 @@ export const open = (module: string, options?: { readonly runtime?: ReadonlyArra
 
     if (Option.isNone(url)) {
       const admin = yield* EmbeddedPostgres
-      const sql = yield* ModuleSql.embedded(admin, module)
+      const sql = AfterCommit.install(yield* ModuleSql.embedded(admin, module))
       const ran = yield* embeddedMigrations.withPermits(1)(
         Effect.gen(function*() {
           const found = yield* embeddedState(admin, module)
@@ -82,7 +89,7 @@ export const open = (module: string, options?: { readonly runtime?: ReadonlyArra
         )
         yield* logMigrations(`${module} (runtime ${source.name})`, applied)
       }
-      return { module, sql, location: "embedded", latest, gate: admin.gate } satisfies ModuleDatabase
+      return { module, sql, location: "embedded", latest, gate: admin.gate, listen: undefined } satisfies ModuleDatabase
     }
 
     yield* Effect.scoped(
@@ -122,8 +129,8 @@ export const open = (module: string, options?: { readonly runtime?: ReadonlyArra
       connectTimeout: acquireTimeout
     })
     const gate = yield* Gate.make(pool, { label: module, connections, acquireTimeout, statementTimeout: Option.some(statementTimeout) })
-    const sql = yield* ModuleSql.guarded(gate, module)
-    return { module, sql, location: describe(url.value), latest, gate } satisfies ModuleDatabase
+    const sql = AfterCommit.install(yield* ModuleSql.guarded(gate, module))
+    return { module, sql, location: describe(url.value), latest, gate, listen: pool.listen } satisfies ModuleDatabase
   }).pipe(Effect.provide(Reactivity.layer), Effect.annotateLogs("module", module))
 
 /**

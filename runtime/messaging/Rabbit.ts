@@ -20,7 +20,8 @@
  * Quorum queues because they count deliveries and enforce a delivery limit; on a single node
  * they replicate nothing, but behave the same.
  */
-import { Data, Duration, Effect, Redacted, Runtime, Schedule, Scope } from "effect"
+import { Duration, Effect, Redacted, Runtime, Schedule, type Scope } from "effect"
+import { BrokerUnavailable } from "./Broker.ts"
 import { type AsyncMessage, Connection, ConsumerStatus } from "rabbitmq-client"
 
 /** The exchange every event is published to. */
@@ -35,8 +36,7 @@ export const DEAD_LETTER_EXCHANGE = "tessera.dead"
  */
 export const BROKER_DELIVERY_LIMIT = 50
 
-/** The broker could not take or confirm a message (unreachable, closed, refused). */
-export class BrokerUnavailable extends Data.TaggedError("BrokerUnavailable")<{ readonly reason: string }> {}
+export { BrokerUnavailable }
 
 export interface Outgoing {
   readonly routingKey: string
@@ -60,8 +60,10 @@ export interface Subscription {
   /** The queue's name, e.g. `notifications.orders.OrderConfirmed`. */
   readonly queue: string
   readonly routingKeys: ReadonlyArray<string>
-  /** Messages handled at once (and the prefetch). */
+  /** Messages handled at once: 1 handles them in the queue's order. */
   readonly concurrency: number
+  /** Messages the broker sends ahead of their handling (at least `concurrency`). */
+  readonly prefetch?: number
   /** The wait before a failed message returns to the queue, by how many times it was delivered. */
   readonly backoff?: (deliveryCount: number) => Duration.DurationInput
 }
@@ -190,7 +192,7 @@ export const make = (url: Redacted.Redacted<string>, options: { readonly connect
           return connection.createConsumer({
             queue: subscription.queue,
             queueOptions: { durable: true, arguments: queueArguments(subscription.queue) },
-            qos: { prefetchCount: subscription.concurrency },
+            qos: { prefetchCount: Math.max(subscription.concurrency, subscription.prefetch ?? 0) },
             concurrency: subscription.concurrency,
             requeue: true,
             exchanges,

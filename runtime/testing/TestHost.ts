@@ -9,6 +9,7 @@ import { EmbeddedPostgres } from "../db/EmbeddedPostgres.ts"
 import * as Host from "../Host.ts"
 import * as Caller from "../security/Caller.ts"
 import type { Module, ModuleClient } from "../Module.ts"
+import * as Settings from "../Settings.ts"
 import * as Topology from "../Topology.ts"
 import * as Services from "./Services.ts"
 
@@ -63,8 +64,11 @@ export const layer = (
         }),
         { onLeft: Effect.die, onRight: Effect.succeed }
       )
-      const host = Host.make(modules, topology, { clients: new Map(stubs.map((s) => [s.module, s.layer])) })
-      return host.clients.pipe(
+      const host = Host.make(modules, topology, {
+        clients: new Map(stubs.map((s) => [s.module, s.layer])),
+        amqpUrl: yield* Effect.orDie(Settings.amqpUrl.config)
+      })
+      return Layer.merge(host.clients, host.messaging).pipe(
         Layer.provide(database._tag === "Embedded" ? EmbeddedPostgres.layer : Layer.empty)
       ) as Layer.Layer<any, unknown>
     })

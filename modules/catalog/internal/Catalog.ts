@@ -1,5 +1,9 @@
 /** The catalog's use cases. */
+import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
+import * as Outbox from "../../../runtime/messaging/Outbox.ts"
+import * as PgError from "../../../runtime/db/PgError.ts"
+import { ProductCreated } from "../CatalogEvents.ts"
 import { CursorInvalid, type NewProduct, Product, ProductId, ProductNotFound, ProductPage, type ProductQuery } from "../CatalogApi.ts"
 import * as Text from "../../../runtime/schema/Text.ts"
 import * as Cursor from "../../../runtime/schema/Cursor.ts"
@@ -10,6 +14,8 @@ export const DEFAULT_PAGE_SIZE = 20
 export class Catalog extends Effect.Service<Catalog>()("catalog/Catalog", {
   effect: Effect.gen(function*() {
     const repo = yield* ProductsRepo
+    const sql = yield* SqlClient.SqlClient
+    const outbox = yield* Outbox.Outbox
 
     const create = Effect.fn("Catalog.create")(function*(input: NewProduct) {
       const product = new Product({
@@ -21,7 +27,17 @@ export class Catalog extends Effect.Service<Catalog>()("catalog/Catalog", {
         currency: input.currency,
         createdAt: yield* DateTime.now
       })
-      yield* repo.insert(product)
+      // The product and its ProductCreated commit together, or neither does.
+      yield* sql.withTransaction(Effect.zipRight(
+        repo.insert(product),
+        outbox.publish(ProductCreated, {
+          productId: product.id,
+          sku: product.sku,
+          name: product.name,
+          priceCents: product.priceCents,
+          currency: product.currency
+        })
+      )).pipe(Effect.catchTag("SqlError", PgError.die))
       return product
     })
 

@@ -1,0 +1,35 @@
+/**
+ * What carries messages from a publisher's outbox to its subscribers: the seam between the relay
+ * (Relay.ts), which reads outboxes, and whatever delivers. Today one implementation,
+ * `InProcessBroker.ts`, which delivers to subscribers hosted in the same process over their own
+ * databases; a RabbitMQ broker (a topic exchange, a queue per subscribing module, publisher
+ * confirms) is the other this seam is shaped for.
+ */
+import { Data, type Effect } from "effect"
+
+/** One event as it travels: what the publisher's outbox row holds. */
+export interface Message {
+  /** Its id (a UUID), the same in every delivery to every subscriber: the inbox's key. */
+  readonly id: string
+  readonly publisher: string
+  readonly event: string
+  readonly aggregate: string
+  /** Its place in the publisher's outbox (a bigint, as text): orders the events of one aggregate. */
+  readonly seq: string
+  /** The payload as its event's Schema encodes it. */
+  readonly payload: unknown
+  readonly publishedAt: Date
+}
+
+/** The broker could not take or confirm a message (unreachable, closed, refused). */
+export class BrokerUnavailable extends Data.TaggedError("BrokerUnavailable")<{ readonly reason: string }> {}
+
+export interface Broker {
+  /**
+   * Takes a batch of one publisher's messages, in outbox order, and succeeds only once each is
+   * durable for every subscriber of its event (a publisher confirm): the relay marks them
+   * published only then. It may have taken some of them when it fails: the relay hands them
+   * again, and the subscribers' inboxes drop what they already applied.
+   */
+  readonly publish: (messages: ReadonlyArray<Message>) => Effect.Effect<void, BrokerUnavailable>
+}

@@ -1,0 +1,73 @@
+/**
+ * A subscriber's side of a delivery, whatever carried it: `apply` runs the handler and records the
+ * message's id in the module's `inbox` in one transaction of the module's own client, so a message
+ * delivered again (the relay handing a batch twice, a broker redelivering) finds its id there and
+ * changes nothing. `deadLetter` keeps a message that failed too often, with its error, in
+ * `dead_letters`.
+ */
+import type { SqlClient } from "@effect/sql"
+import { Cause, type Context, Effect, Schema } from "effect"
+import type { Message } from "./Broker.ts"
+import type * as Event from "./Event.ts"
+
+/** The longest error text kept with a failed delivery. */
+const ERROR_LIMIT = 4000
+
+/** A failure's text as a delivery keeps it. */
+export const describe = (cause: Cause.Cause<unknown>) => {
+  const text = Cause.pretty(cause)
+  return text.length > ERROR_LIMIT ? `${text.slice(0, ERROR_LIMIT)}…` : text
+}
+
+/**
+ * Applies `message` with `subscription`'s handler (which gets `context`: the module's own client,
+ * its outbox) inside a transaction (a savepoint, when called inside one) that also writes its
+ * inbox row: `applied`, or `duplicate` when the inbox already had it (the handler does not run).
+ * Whatever the handler or the decoding of the payload fails with, nothing of it stays.
+ */
+export const apply = (
+  sql: SqlClient.SqlClient,
+  subscription: Event.Subscription.Any,
+  message: Message,
+  attempt: number,
+  context: Context.Context<never>
+): Effect.Effect<"applied" | "duplicate", unknown> =>
+  sql.withTransaction(Effect.gen(function*() {
+    const fresh = yield* sql`
+      INSERT INTO inbox (message_id, publisher, event) VALUES (${message.id}, ${message.publisher}, ${message.event})
+      ON CONFLICT (message_id) DO NOTHING RETURNING message_id`
+    if (fresh.length === 0) return "duplicate" as const
+    const payload = yield* Schema.decodeUnknown(subscription.event.payload)(message.payload)
+    // What a handler may require is checked by Module.make; `context` holds it.
+    const handled = subscription.handle(payload, { messageId: message.id, publishedAt: message.publishedAt, attempt })
+    yield* Effect.provide(handled as Effect.Effect<void, unknown, never>, context)
+    return "applied" as const
+  })).pipe(
+    Effect.withSpan(`${message.event}.handle`, {
+      attributes: { "tessera.event": message.event, "tessera.publisher": message.publisher, "tessera.message": message.id }
+    })
+  )
+
+/** Keeps `message` in `dead_letters` with the error of its last delivery. */
+export const deadLetter = (sql: SqlClient.SqlClient, message: Message, attempts: number, error: string) =>
+  sql`INSERT INTO dead_letters (message_id, publisher, event, aggregate, payload, published_at, attempts, error)
+      VALUES (${message.id}, ${message.publisher}, ${message.event}, ${message.aggregate},
+              ${JSON.stringify(message.payload)}::jsonb, ${message.publishedAt}, ${attempts}, ${error})`
+
+/** A dead-lettered message as an operator sees it. */
+export interface DeadLetter {
+  readonly messageId: string
+  readonly publisher: string
+  readonly event: string
+  readonly aggregate: string
+  readonly payload: unknown
+  readonly attempts: number
+  readonly error: string
+  readonly deadAt: Date
+}
+
+/** The module's dead letters, oldest first. */
+export const deadLetters = (sql: SqlClient.SqlClient) =>
+  sql<DeadLetter>`
+    SELECT message_id AS "messageId", publisher, event, aggregate, payload, attempts, error, dead_at AS "deadAt"
+    FROM dead_letters ORDER BY seq`

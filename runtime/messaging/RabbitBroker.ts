@@ -1,0 +1,83 @@
+/**
+ * The broker between processes (`AMQP_URL` set): the relay of a publishing module hands its
+ * outbox rows to RabbitMQ (Rabbit.ts: one topic exchange, routing key `<publisher>.<event>`,
+ * publisher confirms), and each subscribing module consumes one durable queue per event it
+ * subscribes to (`<subscriber>.<publisher>.<event>`), wherever each of them runs.
+ *
+ * A message taken from a queue is not applied there: it is written into the subscriber's own
+ * queue table (`event_deliveries`, as the in-process broker does, InProcessBroker.ts) and only
+ * then acknowledged; the subscriber's consumer applies it from there with its inbox record, in
+ * order per aggregate, retried with backoff and dead-lettered with its error after
+ * `TESSERA_EVENTS_MAX_DELIVERIES` (visible and replayable through the admin routes). So both
+ * brokers give one set of guarantees, and the broker's own redelivery and delivery limit only
+ * cover the step from queue to table: a message whose write keeps failing (the subscriber's
+ * database down) returns to its queue after a backoff, and after Rabbit.BROKER_DELIVERY_LIMIT
+ * deliveries lands in the queue's `.dead` queue, where an operator finds it.
+ */
+import { Effect, Schema, type Scope } from "effect"
+import type { Broker, Message } from "./Broker.ts"
+import * as Event from "./Event.ts"
+import * as InProcessBroker from "./InProcessBroker.ts"
+import type * as Rabbit from "./Rabbit.ts"
+
+/** The routing key of `publisher`'s `event`. */
+export const routingKeyOf = (publisher: string, event: string) => `${publisher}.${event}`
+
+/** The queue `subscriber` consumes `publisher`'s `event` from. */
+export const queueOf = (subscriber: string, publisher: string, event: string) => `${subscriber}.${publisher}.${event}`
+
+/** A message's body on the wire: the outbox row. */
+const Body = Schema.Struct({
+  id: Schema.String,
+  publisher: Schema.String,
+  event: Schema.String,
+  aggregate: Schema.String,
+  seq: Schema.String,
+  payload: Schema.Unknown,
+  publishedAt: Schema.DateFromString
+})
+const encodeBody = Schema.encodeSync(Body)
+const decodeBody = Schema.decodeUnknown(Body)
+
+/** Publishes through `rabbit`: a batch succeeds once the broker confirmed every message. */
+export const make = (rabbit: Rabbit.Rabbit): Broker => ({
+  publish: (messages: ReadonlyArray<Message>) =>
+    rabbit.publish(messages.map((message) => ({
+      routingKey: routingKeyOf(message.publisher, message.event),
+      messageId: message.id,
+      body: encodeBody(message)
+    })))
+})
+
+/**
+ * Consumes, for the life of the scope, every queue of `subscriber`'s subscriptions: each message
+ * written into its `event_deliveries` (its consumer woken), then acknowledged.
+ */
+export const consume = (
+  rabbit: Rabbit.Rabbit,
+  subscriber: InProcessBroker.Subscriber,
+  options: { readonly prefetch: number }
+): Effect.Effect<void, never, Scope.Scope> => {
+  const enqueue = InProcessBroker.make([subscriber])
+  return Effect.forEach(subscriber.subscriptions.values(), (subscription) => {
+    const { publisher, name } = subscription.event
+    return rabbit.consume(
+      {
+        queue: queueOf(subscriber.module, publisher, name),
+        routingKeys: [routingKeyOf(publisher, name)],
+        // One at a time, in the queue's order: the subscriber's queue table gets an aggregate's
+        // messages in the order they were published.
+        concurrency: 1,
+        prefetch: options.prefetch
+      },
+      (incoming) =>
+        decodeBody(incoming.body).pipe(
+          Effect.filterOrDieMessage(
+            (message) => Event.keyOf({ publisher: message.publisher, name: message.event }) === Event.keyOf(subscription.event),
+            `a message on ${queueOf(subscriber.module, publisher, name)} is not ${publisher}'s ${name}`
+          ),
+          Effect.flatMap((message) => enqueue.publish([message]))
+        )
+    )
+  }, { discard: true })
+}

@@ -1,0 +1,156 @@
+/**
+ * Two modules for the messaging layer's own tests: `toypub` publishes `ToyHappened` (one row of
+ * its own and the event, in one transaction), `toysub` subscribes to it and records each event it
+ * applies. A payload's `failTimes` makes the subscriber's handler fail its first deliveries of it.
+ */
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { SqlClient } from "@effect/sql"
+import { Duration, Effect, Layer, Schema } from "effect"
+import * as Module from "../Module.ts"
+import * as Event from "../messaging/Event.ts"
+import * as Inbox from "../messaging/Inbox.ts"
+import * as Messaging from "../messaging/Messaging.ts"
+import * as Outbox from "../messaging/Outbox.ts"
+
+export const ToyHappened = Event.make({
+  publisher: "toypub",
+  name: "ToyHappened",
+  payload: Schema.Struct({
+    aggregate: Schema.String,
+    n: Schema.Number,
+    /** The subscriber's handler fails this many deliveries of it. */
+    failTimes: Schema.Number,
+    /** How long the subscriber's handler takes (an optional field, added as a publisher may). */
+    delayMs: Schema.optional(Schema.Number)
+  }),
+  aggregate: (event) => event.aggregate
+})
+
+const Happening = { aggregate: Schema.String, n: Schema.Number, failTimes: Schema.Number, delayMs: Schema.optional(Schema.Number) }
+
+export class ToyRolledBack extends Schema.TaggedError<ToyRolledBack>()("ToyRolledBack", {}) {}
+
+export class OutboxRow extends Schema.Class<OutboxRow>("toy/OutboxRow")({
+  id: Schema.String,
+  event: Schema.String,
+  aggregate: Schema.String,
+  published: Schema.Boolean
+}) {}
+
+export class PubRpcs extends RpcGroup.make(
+  /** Records a happening and publishes it, in one transaction; with `rollback` the transaction then fails. */
+  Rpc.make("happen", { payload: { ...Happening, rollback: Schema.Boolean }, error: ToyRolledBack }),
+  /** Publishes outside any transaction (refused). */
+  Rpc.make("happenOutside", { payload: Happening }),
+  /** The toy's own rows (how many happenings committed). */
+  Rpc.make("things", { success: Schema.Number }),
+  Rpc.make("outbox", { success: Schema.Array(OutboxRow) }),
+  /** Marks every outbox row unpublished: as if the relay died after the broker had them. */
+  Rpc.make("forgetPublished"),
+  Rpc.make("purge", { payload: { retentionMs: Schema.Number } }),
+  /** Hands the relay lease to `holder` for `forMs` (negative: expired), as another instance holding it. */
+  Rpc.make("leaseTo", { payload: { holder: Schema.String, forMs: Schema.Number } })
+) {}
+
+export class PubClient extends Module.ModuleClient("toypub", PubRpcs)<PubClient>() {}
+
+export class Applied extends Schema.Class<Applied>("toy/Applied")({
+  messageId: Schema.String,
+  aggregate: Schema.String,
+  n: Schema.Number,
+  attempt: Schema.Number
+}) {}
+
+export class DeadLetter extends Schema.Class<DeadLetter>("toy/DeadLetter")({
+  messageId: Schema.String,
+  event: Schema.String,
+  aggregate: Schema.String,
+  payload: Schema.Unknown,
+  attempts: Schema.Number,
+  error: Schema.String
+}) {}
+
+export class SubRpcs extends RpcGroup.make(
+  /** Every event applied, in the order applied. */
+  Rpc.make("applied", { success: Schema.Array(Applied) }),
+  Rpc.make("deadLetters", { success: Schema.Array(DeadLetter) }),
+  /** Message ids in the inbox. */
+  Rpc.make("inbox", { success: Schema.Array(Schema.String) }),
+  /** Messages still queued for it. */
+  Rpc.make("queued", { success: Schema.Number }),
+  Rpc.make("purge", { payload: { retentionMs: Schema.Number } })
+) {}
+
+export class SubClient extends Module.ModuleClient("toysub", SubRpcs)<SubClient>() {}
+
+const table = (statement: string) =>
+  Layer.effectDiscard(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(Effect.orDie))
+
+const pubHandlers = PubRpcs.toLayer(Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const outbox = yield* Outbox.Outbox
+  const happen = (payload: typeof ToyHappened.payload.Type) =>
+    Effect.zipRight(
+      outbox.publish(ToyHappened, payload),
+      sql`INSERT INTO toy_things (aggregate, n) VALUES (${payload.aggregate}, ${payload.n})`.pipe(Effect.orDie)
+    )
+  return {
+    happen: ({ rollback, ...payload }) =>
+      sql.withTransaction(Effect.zipRight(happen(payload), rollback ? Effect.fail(new ToyRolledBack()) : Effect.void)).pipe(
+        Effect.catchTag("SqlError", Effect.die)
+      ),
+    happenOutside: (payload) => happen(payload),
+    things: () => Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM toy_things`, ([row]) => row!.n).pipe(Effect.orDie),
+    outbox: () =>
+      sql<OutboxRow>`SELECT id, event, aggregate, published_at IS NOT NULL AS published FROM outbox ORDER BY seq`.pipe(
+        Effect.map((rows) => rows.map((r) => new OutboxRow(r))),
+        Effect.orDie
+      ),
+    forgetPublished: () => Effect.orDie(Effect.asVoid(sql`UPDATE outbox SET published_at = NULL`)),
+    purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs))),
+    leaseTo: ({ forMs, holder }) =>
+      Effect.orDie(Effect.asVoid(
+        sql`UPDATE outbox_relay SET holder = ${holder}, expires_at = clock_timestamp() + ${forMs} * interval '1 millisecond'`
+      ))
+  }
+})).pipe(Layer.provideMerge(table("CREATE TABLE IF NOT EXISTS toy_things (aggregate text NOT NULL, n integer NOT NULL)")))
+
+export const ToyPubModule = Module.make({
+  client: PubClient,
+  handlers: pubHandlers,
+  publishes: [ToyHappened]
+})
+
+const subHandlers = SubRpcs.toLayer(Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return {
+    applied: () =>
+      sql<Applied>`SELECT message_id AS "messageId", aggregate, n, attempt FROM toy_applied ORDER BY seq`.pipe(
+        Effect.map((rows) => rows.map((r) => new Applied(r))),
+        Effect.orDie
+      ),
+    deadLetters: () => Effect.map(Inbox.deadLetters(sql), (rows) => rows.map((r) => new DeadLetter(r))).pipe(Effect.orDie),
+    inbox: () => Effect.map(sql<{ id: string }>`SELECT message_id AS id FROM inbox`, (rows) => rows.map((r) => r.id)).pipe(Effect.orDie),
+    queued: () => Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM event_deliveries`, ([row]) => row!.n).pipe(Effect.orDie),
+    purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs)))
+  }
+})).pipe(Layer.provideMerge(table(`CREATE TABLE IF NOT EXISTS toy_applied (
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id uuid NOT NULL, aggregate text NOT NULL, n integer NOT NULL, attempt integer NOT NULL)`)))
+
+/** Records each event; fails a delivery while its attempt is at most the payload's `failTimes`. */
+export const onToyHappened = Event.on(ToyHappened, (event, delivery) =>
+  Effect.gen(function*() {
+    if (delivery.attempt <= event.failTimes) {
+      return yield* Effect.fail(new Error(`toy handler fails ${event.aggregate}#${event.n} (attempt ${delivery.attempt})`))
+    }
+    if (event.delayMs !== undefined) yield* Effect.sleep(event.delayMs)
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`INSERT INTO toy_applied (message_id, aggregate, n, attempt)
+      VALUES (${delivery.messageId}, ${event.aggregate}, ${event.n}, ${delivery.attempt})`
+  }))
+
+export const ToySubModule = Module.make({
+  client: SubClient,
+  handlers: subHandlers,
+  subscribes: [onToyHappened]
+})
