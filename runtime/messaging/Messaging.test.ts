@@ -158,10 +158,13 @@ TestHost.describeOnDatabases(
     it("retries a failing handler, dead-letters the message after TESSERA_EVENTS_MAX_DELIVERIES failures with its error, and holds up no other aggregate", async () => {
       const poisoned = unique("poison")
       const other = unique("other")
-      await run(happen(poisoned, 1, 99))
-      await run(happen(poisoned, 2))
-      await run(happen(other, 1))
-      await run(happen(other, 2))
+      // In one transaction, so that the other aggregate's events are queued behind the poison at once.
+      await run(Effect.flatMap(pub, (c) => c.happenAll({ items: [
+        { aggregate: poisoned, n: 1, failTimes: 99 },
+        { aggregate: poisoned, n: 2, failTimes: 0 },
+        { aggregate: other, n: 1, failTimes: 0 },
+        { aggregate: other, n: 2, failTimes: 0 }
+      ] })))
       const dead = await run(waitFor(
         Effect.map(Effect.flatMap(sub, (c) => c.deadLetters()), (rows) => rows.find((r) => r.aggregate === poisoned)),
         "the dead letter"
@@ -184,9 +187,9 @@ TestHost.describeOnDatabases(
       const a = unique("a")
       const b = unique("b")
       // a#1 fails twice (then succeeds on its third and last delivery); b's events do not wait for it.
-      for (const [aggregate, n, failTimes] of [[a, 1, 2], [b, 1, 0], [a, 2, 0], [b, 2, 0], [a, 3, 1], [b, 3, 0], [a, 4, 0]] as const) {
-        await run(happen(aggregate, n, failTimes))
-      }
+      const items = ([[a, 1, 2], [b, 1, 0], [a, 2, 0], [b, 2, 0], [a, 3, 1], [b, 3, 0], [a, 4, 0]] as const)
+        .map(([aggregate, n, failTimes]) => ({ aggregate, n, failTimes }))
+      await run(Effect.flatMap(pub, (c) => c.happenAll({ items })))
       const done = await run(waitFor(Effect.map(Effect.flatMap(sub, (c) => c.applied()), (rows) =>
         rows.filter((r) => r.aggregate === a).length === 4 ? rows : undefined), "every event of a"))
       expect(done.filter((r) => r.aggregate === a).map((r) => [r.n, r.attempt])).toEqual([[1, 3], [2, 1], [3, 2], [4, 1]])

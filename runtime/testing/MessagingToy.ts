@@ -40,6 +40,8 @@ export class OutboxRow extends Schema.Class<OutboxRow>("toy/OutboxRow")({
 export class PubRpcs extends RpcGroup.make(
   /** Records a happening and publishes it, in one transaction; with `rollback` the transaction then fails. */
   Rpc.make("happen", { payload: { ...Happening, rollback: Schema.Boolean }, error: ToyRolledBack }),
+  /** Records and publishes several happenings, in order, in one transaction. */
+  Rpc.make("happenAll", { payload: { items: Schema.Array(Schema.Struct(Happening)) } }),
   /** Publishes outside any transaction (refused). */
   Rpc.make("happenOutside", { payload: Happening }),
   /** The toy's own rows (how many happenings committed). */
@@ -99,6 +101,7 @@ const pubHandlers = PubRpcs.toLayer(Effect.gen(function*() {
       sql.withTransaction(Effect.zipRight(happen(payload), rollback ? Effect.fail(new ToyRolledBack()) : Effect.void)).pipe(
         Effect.catchTag("SqlError", Effect.die)
       ),
+    happenAll: ({ items }) => sql.withTransaction(Effect.forEach(items, happen, { discard: true })).pipe(Effect.orDie),
     happenOutside: (payload) => happen(payload),
     things: () => Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM toy_things`, ([row]) => row!.n).pipe(Effect.orDie),
     outbox: () =>
