@@ -21,7 +21,11 @@
 import { type HttpApp, type HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Scope } from "effect"
 import type * as http from "node:http"
+import * as Garbage from "./Garbage.ts"
 import * as Problem from "./gateway/Problem.ts"
+
+/** How long after ready the garbage of starting is collected: the first answers go out before the pause. */
+const COLLECT_AFTER = Duration.millis(500)
 
 type Phase =
   | { readonly _tag: "Starting"; readonly detail: string }
@@ -145,6 +149,8 @@ export const make = (options: {
             yield* Effect.addFinalizer(() => stop)
             phase = { _tag: "Serving", app: provided, wrapped }
             yield* Effect.logInfo(`ready on port ${real.address._tag === "TcpAddress" ? real.address.port : real.address.path}`)
+            // What starting left behind is collected once, in the background (Garbage.ts says why).
+            yield* Effect.forkDaemon(Effect.delay(Garbage.collect, COLLECT_AFTER))
           })
       }))
   )
