@@ -15,29 +15,14 @@ import * as Host from "../Host.ts"
 import * as Module from "../Module.ts"
 import * as Topology from "../Topology.ts"
 import * as Toy from "../testing/MessagingToy.ts"
+import { appliedOf, unique, waitFor } from "../testing/MessagingToy.ts"
 import * as Services from "../testing/Services.ts"
 import * as TestHost from "../testing/TestHost.ts"
 import * as Event from "./Event.ts"
 import * as Messaging from "./Messaging.ts"
 
-const unique = (label: string) => `${label}-${Math.random().toString(36).slice(2, 10)}`
-
 const pub = Toy.PubClient
 const sub = Toy.SubClient
-
-const waitFor = <A, R>(effect: Effect.Effect<A | undefined, unknown, R>, what: string, timeoutMs = 20_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      const value = yield* effect
-      if (value !== undefined) return value
-      yield* Effect.sleep("20 millis")
-    }
-    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
-  })
-
-const appliedOf = (aggregate: string) =>
-  Effect.map(Effect.flatMap(sub, (c) => c.applied()), (rows) => rows.filter((r) => r.aggregate === aggregate))
 
 const happen = (aggregate: string, n: number, failTimes = 0) =>
   Effect.flatMap(pub, (c) => c.happen({ aggregate, n, failTimes, rollback: false }))

@@ -9,6 +9,7 @@ import { Effect } from "effect"
 import { Connection } from "rabbitmq-client"
 import { afterAll, describe, expect, it } from "vitest"
 import * as Toy from "../testing/MessagingToy.ts"
+import { appliedOf, unique, waitFor } from "../testing/MessagingToy.ts"
 import * as Services from "../testing/Services.ts"
 import * as TestHost from "../testing/TestHost.ts"
 import * as Messaging from "./Messaging.ts"
@@ -17,22 +18,6 @@ import * as RabbitBroker from "./RabbitBroker.ts"
 
 const rabbit = await Services.findRabbit()
 const queue = RabbitBroker.queueOf("toysub", "toypub", "ToyHappened")
-
-const unique = (label: string) => `${label}-${Math.random().toString(36).slice(2, 10)}`
-
-const waitFor = <A, R>(effect: Effect.Effect<A | undefined, unknown, R>, what: string, timeoutMs = 20_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      const value = yield* effect
-      if (value !== undefined) return value
-      yield* Effect.sleep("20 millis")
-    }
-    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
-  })
-
-const appliedOf = (aggregate: string) =>
-  Effect.map(Effect.flatMap(Toy.SubClient, (c) => c.applied()), (rows) => rows.filter((r) => r.aggregate === aggregate))
 
 afterAll(async () => {
   if (!rabbit.ok) return

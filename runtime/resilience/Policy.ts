@@ -291,8 +291,8 @@ const countRefusal = (target: string) => (error: unknown) =>
  * deadline is set only when a retry needs it (Retry.run). Setting either on the fiber would
  * copy the fiber's FiberRefs twice per call, most of what the policy cost on the bench.
  */
-export const protect = (dependency: Dependency) => {
-  const { breaker, bulkhead, policy, target } = dependency
+/** What the retry loop reports to the metrics of `target`: retries, refusals, timeouts by scope. */
+const retryHooks = (target: string, policy: Policy) => {
   const retried = Metric.increment(tagged(retries, { target }))
   const refused = countRefusal(target)
   const attemptTimedOut = Metric.increment(tagged(timeouts, { target, scope: "attempt" }))
@@ -303,8 +303,12 @@ export const protect = (dependency: Dependency) => {
         ? Effect.flatMap(Deadline.remaining, (left) => (left > 0 ? attemptTimedOut : deadlinePassed))
         : refused(error)
       : Effect.void
-  const deadlineMs = Duration.toMillis(policy.deadline)
-  const hooks = { onRetry: retried, onFailure, deadlineMs }
+  return { hooks: { onRetry: retried, onFailure, deadlineMs: Duration.toMillis(policy.deadline) } }
+}
+
+export const protect = (dependency: Dependency) => {
+  const { breaker, bulkhead, policy, target } = dependency
+  const { hooks } = retryHooks(target, policy)
   const retrying = policy.retry.maxAttempts > 1
   /** One attempt through the breaker and the bulkhead, each with its own handler. */
   const guarded = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>) => breaker.run(info, bulkhead.run(info, call))
@@ -341,7 +345,7 @@ export const protect = (dependency: Dependency) => {
                 ? Effect.failCause(cause)
                 : retrying && info.idempotent
                 ? restore(Retry.afterFailure(policy.retry, info, guarded(info, call), hooks, failed.value as E | CallError, start, callerDeadline))
-                : Effect.zipRight(onFailure(failed.value), Effect.failCause(cause))
+                : Effect.zipRight(hooks.onFailure(failed.value), Effect.failCause(cause))
               return announced === undefined ? next : Effect.zipRight(announced, next)
             }
           )
@@ -359,17 +363,7 @@ export const protect = (dependency: Dependency) => {
  */
 export const protectInstances = (dependency: Dependency) => {
   const { bulkhead, policy, target } = dependency
-  const retried = Metric.increment(tagged(retries, { target }))
-  const refused = countRefusal(target)
-  const attemptTimedOut = Metric.increment(tagged(timeouts, { target, scope: "attempt" }))
-  const deadlinePassed = Metric.increment(tagged(timeouts, { target, scope: "deadline" }))
-  const onFailure = (error: unknown) =>
-    CallErrors.is(error) && error.module === target
-      ? error.kind === "TimedOut"
-        ? Effect.flatMap(Deadline.remaining, (left) => (left > 0 ? attemptTimedOut : deadlinePassed))
-        : refused(error)
-      : Effect.void
-  const hooks = { onRetry: retried, onFailure, deadlineMs: Duration.toMillis(policy.deadline) }
+  const { hooks } = retryHooks(target, policy)
   const protected_ = <A, E, R>(info: Call, call: Effect.Effect<A, E, R>): Effect.Effect<A, E | CallError, R> =>
     Retry.run<A, E | CallError, R>(policy.retry, info, bulkhead.run(info, call), hooks)
   return Object.assign(protected_, { attemptTimeoutMs: attemptTimeoutMs(policy) })

@@ -157,3 +157,24 @@ export const ToySubModule = Module.make({
   handlers: subHandlers,
   subscribes: [onToyHappened]
 })
+
+// What the messaging suites share.
+
+/** A name no other test run uses. */
+export const unique = (label: string) => `${label}-${Math.random().toString(36).slice(2, 10)}`
+
+/** `effect`'s first value that is not undefined, polled every 20 ms; dies naming `what` after `timeoutMs`. */
+export const waitFor = <A, R>(effect: Effect.Effect<A | undefined, unknown, R>, what: string, timeoutMs = 20_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const value = yield* effect
+      if (value !== undefined) return value
+      yield* Effect.sleep("20 millis")
+    }
+    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
+  })
+
+/** The toy events the subscriber applied for `aggregate`, in the order applied. */
+export const appliedOf = (aggregate: string) =>
+  Effect.map(Effect.flatMap(SubClient, (c) => c.applied()), (rows) => rows.filter((r) => r.aggregate === aggregate))
