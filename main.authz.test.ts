@@ -124,9 +124,19 @@ const guarded: Record<string, Record<string, Guarded>> = {
       allows: ["orders"],
       payload: (call) => Effect.map(call("shipping", "create", newShipment()), (shipment) => ({ orderId: shipment.orderId }))
     },
+    release: {
+      allows: ["orders"],
+      payload: (call) => Effect.map(call("shipping", "create", newShipment()), (shipment) => ({ orderId: shipment.orderId }))
+    },
     markShipped: {
       allows: [],
-      payload: (call) => Effect.map(call("shipping", "create", newShipment()), (shipment) => ({ orderId: shipment.orderId }))
+      // Released (its order confirmed): only a released shipment ships.
+      payload: (call) =>
+        Effect.gen(function*() {
+          const shipment = yield* call("shipping", "create", newShipment())
+          yield* call("shipping", "release", { orderId: shipment.orderId })
+          return { orderId: shipment.orderId as string }
+        })
     }
   }
 }

@@ -242,7 +242,8 @@ for (const [name, start] of Object.entries(topologies)) {
       expect(payment).toMatchObject({ status: 200, body: { status: "charged", amountCents: 2500, currency: "EUR" } })
       const shipment = await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })
       expect(shipment.status).toBe(200)
-      expect(shipment.body.status).toBe("created")
+      // Released when the order was confirmed: free to ship.
+      expect(shipment.body.status).toBe("ready")
       expect(shipment.body.trackingNumber).toEqual(expect.any(String))
     })
 

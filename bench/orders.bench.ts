@@ -22,6 +22,7 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Redacted } from "effect"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as Build from "../runtime/release/Build.ts"
 import * as Processes from "../runtime/testing/Processes.ts"
@@ -32,14 +33,24 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CALLERS = Number(process.env.BENCH_ORDER_CALLERS ?? 16)
 /** A module's database pool (TESSERA_DATABASE_POOL's default). */
 const POOL = 10
-/** How often a customer asks whether its order has ended. */
-const POLL_MS = 20
+/** How often a customer asks whether its order has ended (BENCH_ORDER_POLL_MS). */
+const POLL_MS = Number(process.env.BENCH_ORDER_POLL_MS ?? 20)
 const CEILING_TARGET = 50
 const SPLIT_TARGET = 70
 const ADMIN = { email: "admin@tessera.test", password: "admin-password-orders-bench" } as const
 const SECRET = "orders-bench-service-secret-orders-bench"
 const ADDRESS = { name: "Bench Buyer", line1: "1 Bench Road", city: "Porto", postalCode: "4000-001", country: "PT" }
 
+/** CPU seconds (user + system) process `pid` has spent so far (Linux /proc; 0 elsewhere). */
+const cpuSeconds = (pid: number) => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100 // USER_HZ
+  } catch {
+    return 0
+  }
+}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 const percentile = (xs: ReadonlyArray<number>, p: number) => {
@@ -104,6 +115,8 @@ interface Run {
   readonly p50: number
   readonly p99: number
   readonly transactionsPerOrder: number
+  /** CPU milliseconds per confirmed order: the servers' and this process's (the customers'). */
+  readonly cpuPerOrder: { readonly servers: number; readonly customers: number }
 }
 
 /** Starts `layout` (process → modules) on a new database, places orders for SECONDS, stops. */
@@ -158,6 +171,8 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
     await settle(admin, warm, 60_000)
 
     const before = await commits(database.url)
+    const serversCpu = () => servers.reduce((sum, server) => sum + cpuSeconds(server.process.pid!), 0)
+    const cpuBefore = { servers: serversCpu(), customers: process.cpuUsage() }
     /** Every order placed, as it ended. */
     const orders: Array<any> = []
     const started = Date.now()
@@ -178,6 +193,7 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
       }
     }))
     const after = await commits(database.url)
+    const cpuAfter = { servers: serversCpu(), customers: process.cpuUsage(cpuBefore.customers) }
     if (process.env.BENCH_ORDER_TABLES) await tableWrites(database.url, orders.length)
     const confirmed = orders.filter((o) => o.status === "CONFIRMED")
     if (confirmed.length < orders.length) {
@@ -190,7 +206,11 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
       perSecond: confirmed.length / ((lastConfirmed - started) / 1000),
       p50: percentile(latencies, 50),
       p99: percentile(latencies, 99),
-      transactionsPerOrder: (after - before) / Math.max(1, confirmed.length)
+      transactionsPerOrder: (after - before) / Math.max(1, confirmed.length),
+      cpuPerOrder: {
+        servers: (1000 * (cpuAfter.servers - cpuBefore.servers)) / Math.max(1, confirmed.length),
+        customers: (cpuAfter.customers.user + cpuAfter.customers.system) / 1000 / Math.max(1, confirmed.length)
+      }
     }
   } finally {
     await Promise.all(servers.map((server) => server.stop()))
@@ -278,7 +298,8 @@ const main = async () => {
     results[name] = { ...run, ceiling: top }
     console.error(
       `  ${fmt(run.confirmed)} confirmed, ${fmt(run.perSecond, 1)} orders/s, p50 ${fmt(run.p50)} ms, p99 ${fmt(run.p99)} ms, ` +
-        `${fmt(run.transactionsPerOrder, 1)} transactions per order; ceiling ${fmt(top, 1)} orders/s`
+        `${fmt(run.transactionsPerOrder, 1)} transactions per order; ceiling ${fmt(top, 1)} orders/s; ` +
+        `CPU per order: servers ${fmt(run.cpuPerOrder.servers, 1)} ms, customers ${fmt(run.cpuPerOrder.customers, 1)} ms`
     )
   }
   const one = results["one process"]!

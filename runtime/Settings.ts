@@ -121,7 +121,7 @@ export const sagaLockExpiration = Setting.duration({
 
 export const sagaRetryBackoff = Setting.duration({
   name: "TESSERA_SAGA_RETRY_BACKOFF",
-  description: "first wait before a saga's compensation (or a step that asks for retries) is tried again; each next wait doubles, up to a minute",
+  description: "first wait before a saga's compensation (or a step that asks for retries, or one that died) is tried again; each next wait doubles, up to a minute",
   default: "200 millis",
   min: Duration.zero,
   exclusiveMin: true
@@ -129,7 +129,7 @@ export const sagaRetryBackoff = Setting.duration({
 
 export const sagaStuckAfter = Setting.integer({
   name: "TESSERA_SAGA_STUCK_AFTER",
-  description: "failed attempts of one compensation after which its saga shows as stuck (it keeps retrying)",
+  description: "failed attempts of one compensation, or of a step that retries until it succeeds, after which its saga shows as stuck (it keeps retrying)",
   default: "5",
   min: 1
 })

@@ -16,6 +16,12 @@
  *
  * jose's `createRemoteJWKSet` does the same caching but fetches from a URL; this fetches through
  * the module client so that it works in every topology and carries the service credential.
+ *
+ * A token verified once is not verified again while the key set it was verified against is the
+ * one held, its expiry has not come and `KEYS_TTL` has not run out since that set was fetched:
+ * a client sends one token with every request of a session, and an EdDSA verification costs
+ * about a tenth of a millisecond of CPU. That is no longer than the keys themselves are trusted
+ * unfetched, and a new key set (a rotation, a key withdrawn) ends every entry at once.
  */
 import { Clock, Deferred, Duration, Effect, Exit, FiberId, Layer, Redacted, Schema } from "effect"
 import * as jose from "jose"
@@ -26,6 +32,8 @@ import { KeyGeneration } from "./internal/KeyGeneration.ts"
 
 /** How long a fetched key set is used before it is fetched again. */
 const KEYS_TTL = Duration.minutes(5)
+/** Verified tokens remembered at most; the oldest is forgotten first. */
+const VERIFIED_MAX = 10_000
 /** The least time between the beginnings of two fetches caused by tokens with unknown key ids. */
 export const REFETCH_INTERVAL = Duration.seconds(1)
 
@@ -73,6 +81,11 @@ export const IdentityAuthenticator = Layer.scoped(
     /** The fetch that began last; the next one begins after it is done. */
     let latest: Fetch | undefined
     let latestStart = Number.NEGATIVE_INFINITY
+    /**
+     * Tokens verified, with the caller each names, until when, and the key set that verified it.
+     * A Map in insertion order: Effect's Cache knows no validity tied to another value (the set).
+     */
+    const verified = new Map<string, { readonly caller: Caller; readonly until: number; readonly keys: KeySet }>()
 
     const fetchKeys = (at: number, generation: number) =>
       Effect.map(Gateway.orUnavailable(identity.jwks()), (jwks): KeySet => ({
@@ -143,15 +156,21 @@ export const IdentityAuthenticator = Layer.scoped(
 
     const verifyToken = (token: string) =>
       Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const known = verified.get(token)
+        if (known !== undefined) {
+          if (known.keys === keys && now < known.until) return known.caller
+          verified.delete(token)
+        }
         const header = yield* Effect.try({
           try: () => jose.decodeProtectedHeader(token),
           catch: () => refused("the access token is malformed")
         })
         if (header.alg !== "EdDSA") return yield* Effect.fail(refused("the access token's algorithm is not accepted (EdDSA only)"))
-        const { set } = yield* keysFor(header.kid)
+        const held = yield* keysFor(header.kid)
         const { payload } = yield* Effect.tryPromise({
           try: () =>
-            jose.jwtVerify(token, set, {
+            jose.jwtVerify(token, held.set, {
               algorithms: ["EdDSA"],
               issuer: TOKEN_ISSUER,
               audience: TOKEN_AUDIENCE,
@@ -161,7 +180,14 @@ export const IdentityAuthenticator = Layer.scoped(
         })
         const claims = decodeClaims(payload)
         if (claims._tag === "Left") return yield* Effect.fail(refused("the access token's claims are not valid"))
-        return new Caller({ kind: "user", id: claims.right.sub, role: claims.right.role })
+        const caller = new Caller({ kind: "user", id: claims.right.sub, role: claims.right.role })
+        if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value!)
+        verified.set(token, {
+          caller,
+          until: Math.min((payload.exp ?? 0) * 1000, held.at + Duration.toMillis(KEYS_TTL)),
+          keys: held
+        })
+        return caller
       }).pipe(Effect.withSpan("identity.verifyAccessToken"))
 
     const apiKey = (key: Redacted.Redacted<string>) => Gateway.orUnavailable(identity.authenticateApiKey({ key }))

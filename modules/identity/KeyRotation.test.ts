@@ -5,6 +5,8 @@
  *   key it has not seen is verified after one refetch, even right after another fetch; a flood
  *   of unknown key ids costs one fetch at a time, at most one per REFETCH_INTERVAL; in the
  *   process that rotated, the refetch begins at once;
+ *   a token verified before is verified again (and refused) once a new key set without its key
+ *   is held;
  * - end to end, in one process and split across two: rotate, log in, and the new token works
  *   at once, twice in a row.
  */
@@ -145,6 +147,25 @@ describe("the gateway's key cache", () => {
     const { millis, result } = await timed(async () => authenticate(await fourth.sign("ana")))
     expect(Either.isRight(result)).toBe(true)
     expect(millis).toBeLessThan(INTERVAL_MS / 2)
+  })
+
+  it("verifies a token again once a new key set is held: a withdrawn key's token, verified before, is refused", async () => {
+    const withdrawn = await signingKey()
+    published.unshift(withdrawn.publicJwk)
+    KeyGeneration.advance()
+    const token = await withdrawn.sign("cara")
+    expect(Either.isRight(await authenticate(token))).toBe(true)
+    // Verified once: asked again, it is the same caller, with no fetch.
+    const before = fetches.count
+    expect(await authenticate(token)).toMatchObject({ _tag: "Right", right: { id: "cara" } })
+    expect(fetches.count).toBe(before)
+    // The key is withdrawn and another published; a token of the new key brings the new set in.
+    published.splice(published.indexOf(withdrawn.publicJwk), 1)
+    const next = await signingKey()
+    published.unshift(next.publicJwk)
+    KeyGeneration.advance()
+    expect(Either.isRight(await authenticate(await next.sign("dan")))).toBe(true)
+    expect(await authenticate(token)).toMatchObject({ _tag: "Left" })
   })
 })
 

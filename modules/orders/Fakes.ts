@@ -1,9 +1,11 @@
 /**
  * For orders' tests: the modules orders calls, stubbed by small in-memory fakes that honour their
  * contracts (catalog's products and prices; inventory's all-or-nothing, idempotent reservations;
- * a charge once per paymentId; a shipment once per order) and record who called them. Tokens
- * decide a charge, as the provider's test tokens do: `tok_ok` is charged, `tok_decline`
- * declined, `tok_unavailable` answers PaymentUnavailable.
+ * a charge once per paymentId; a shipment once per order, on hold until released) and record
+ * who called them. Tokens decide a charge, as the provider's test tokens do: `tok_ok` is charged,
+ * `tok_decline` declined, `tok_unavailable` answers PaymentUnavailable; a refund of a payment in
+ * `unrefundable` answers PaymentUnavailable. `breakShippingFor` makes
+ * shipping answer a customer's shipments with what no saga expects (Forbidden).
  */
 import { RpcClient } from "@effect/rpc"
 import { DateTime, Effect, FiberRef, Option } from "effect"
@@ -21,7 +23,7 @@ import {
   StockInsufficient
 } from "../inventory/index.ts"
 import { Payment, PaymentDeclined, PaymentNotFound, PaymentsClient, PaymentUnavailable } from "../payments/index.ts"
-import { Shipment, ShipmentAlreadyShipped, ShipmentNotFound, ShippingClient } from "../shipping/index.ts"
+import { Shipment, ShipmentAlreadyShipped, ShipmentCancelled, ShipmentNotFound, ShippingClient } from "../shipping/index.ts"
 
 export interface Call {
   readonly rpc: string
@@ -36,6 +38,10 @@ export const make = () => {
   const restockKeys = new Map<string, string>()
   const payments = new Map<string, Payment>()
   const shipments = new Map<string, Shipment>()
+  /** Payments whose refunds fail (PaymentUnavailable) while listed here. */
+  const unrefundable = new Set<string>()
+  /** Customers whose shipments shipping refuses to create, as it never should (Forbidden). */
+  const brokenShipping = new Set<string>()
   const calls: Array<Call> = []
 
   const record = (rpc: string, payload: unknown) =>
@@ -182,12 +188,15 @@ export const make = () => {
     refund: (input) =>
       Effect.zipRight(
         record("payments.refund", input),
-        Effect.sync(() => {
+        Effect.suspend((): Effect.Effect<Payment | undefined, PaymentUnavailable> => {
+          if (unrefundable.has(input.paymentId)) {
+            return Effect.fail(new PaymentUnavailable({ paymentId: input.paymentId, reason: "the provider refuses refunds for now" }))
+          }
           const prior = payments.get(input.paymentId)
-          if (!prior || prior.status !== "charged") return prior
+          if (!prior || prior.status !== "charged") return Effect.succeed(prior)
           const refunded = payment(prior, "refunded")
           payments.set(input.paymentId, refunded)
-          return refunded
+          return Effect.succeed(refunded)
         })
       ),
     byOrder: (input) =>
@@ -204,20 +213,34 @@ export const make = () => {
     create: (input) =>
       Effect.zipRight(
         record("shipping.create", input),
-        Effect.sync(() => {
+        Effect.suspend((): Effect.Effect<Shipment, Caller.Forbidden> => {
+          if (brokenShipping.has(input.customerId)) return Effect.fail(new Caller.Forbidden({ reason: "shipping is broken for this customer" }))
           const prior = shipments.get(input.orderId)
-          if (prior) return prior
+          if (prior) return Effect.succeed(prior)
           const now = DateTime.unsafeNow()
           const made = new Shipment({
             orderId: input.orderId,
             customerId: input.customerId,
             trackingNumber: `TRK-${input.orderId.slice(0, 8)}`,
-            status: "created",
+            status: "on_hold",
             createdAt: now,
             updatedAt: now
           })
           shipments.set(input.orderId, made)
-          return made
+          return Effect.succeed(made)
+        })
+      ),
+    release: (input) =>
+      Effect.zipRight(
+        record("shipping.release", input),
+        Effect.suspend((): Effect.Effect<Shipment, ShipmentNotFound | ShipmentCancelled> => {
+          const prior = shipments.get(input.orderId)
+          if (!prior) return Effect.fail(new ShipmentNotFound({ orderId: input.orderId }))
+          if (prior.status === "cancelled") return Effect.fail(new ShipmentCancelled({ orderId: input.orderId }))
+          if (prior.status !== "on_hold") return Effect.succeed(prior)
+          const ready = new Shipment({ ...prior, status: "ready", updatedAt: DateTime.unsafeNow() })
+          shipments.set(input.orderId, ready)
+          return Effect.succeed(ready)
         })
       ),
     cancel: (input) =>
@@ -242,14 +265,18 @@ export const make = () => {
       )
   })
 
-  /** Marks an order's shipment as shipped (as a carrier would). */
+  /** Marks an order's released shipment as shipped (as a carrier would); one not ready cannot ship. */
   const ship = (orderId: string) => {
     const prior = shipments.get(orderId)!
+    if (prior.status !== "ready") throw new Error(`the shipment of order ${orderId} is ${prior.status}, not ready`)
     shipments.set(orderId, new Shipment({ ...prior, status: "shipped" }))
   }
+
+  /** Shipping answers `customerId`'s shipments with Forbidden from now on: a defect for the saga. */
+  const breakShippingFor = (customerId: string) => brokenShipping.add(customerId)
 
   /** A product's units: available and reserved. */
   const levelsOf = (productId: string) => ({ ...levels(productId) })
 
-  return { product, levelsOf, payments, shipments, calls, stubs: [catalogStub, inventoryStub, paymentsStub, shippingStub], ship }
+  return { product, levelsOf, payments, shipments, calls, stubs: [catalogStub, inventoryStub, paymentsStub, shippingStub], ship, breakShippingFor, unrefundable }
 }

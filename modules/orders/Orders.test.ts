@@ -4,12 +4,14 @@
  * the order saga, idempotent placing, and who may see what. main.orders.test.ts runs the same
  * flow with the real modules over REST.
  */
+import { HttpApi, OpenApi } from "@effect/platform"
 import { Effect, Either, Option } from "effect"
 import { expect, it } from "vitest"
 import * as Caller from "../../runtime/security/Caller.ts"
 import * as TestHost from "../../runtime/testing/TestHost.ts"
 import type { ProductId } from "../catalog/index.ts"
 import { IdempotencyKeyReused, type NewOrder, type Order, OrderItemRefused, OrderNotCancellable, OrderNotFound, OrdersClient } from "./OrdersApi.ts"
+import { OrdersHttp } from "./OrdersHttp.ts"
 import { OrdersModule } from "./OrdersModule.ts"
 import * as Fakes from "./Fakes.ts"
 
@@ -20,7 +22,8 @@ const address = { name: "Ada Lovelace", line1: "1 Analytical St", city: "London"
 
 TestHost.describeOnDatabases(
   "orders",
-  (database) => TestHost.layer([OrdersModule], database, fakes.stubs),
+  (database) =>
+    TestHost.layer([OrdersModule], database, fakes.stubs, { TESSERA_SAGA_RETRY_BACKOFF: "20 millis", TESSERA_SAGA_STUCK_AFTER: "3" }),
   (run) => {
     const as = (caller: Caller.Caller) => ({
       orders: <A, E>(f: (c: OrdersClient["Type"]) => Effect.Effect<A, E>) => run(Caller.withCaller(caller)(Effect.flatMap(OrdersClient, f))),
@@ -62,10 +65,11 @@ TestHost.describeOnDatabases(
       expect(await stock(lamp)).toEqual({ available: 3, reserved: 0 })
       const payment = await as(buyer).orders((c) => c.payment({ id: placed.id }))
       expect(payment).toMatchObject({ status: "charged", amountCents: 500, paymentId: `order-${placed.id}` })
-      expect(await as(buyer).orders((c) => c.shipment({ id: placed.id }))).toMatchObject({ status: "created" })
+      // Created on hold, released by the confirmation.
+      expect(await as(buyer).orders((c) => c.shipment({ id: placed.id }))).toMatchObject({ status: "ready" })
       const ofOrder = (payload: any) => payload.orderId === placed.id || payload.reservationId === `order-${placed.id}`
       const sagaCalls = fakes.calls.filter((c) => !c.rpc.endsWith("byOrder") && ofOrder(c.payload))
-      expect(sagaCalls.map((c) => c.rpc)).toEqual(["inventory.reserve", "payments.charge", "shipping.create", "inventory.commit"])
+      expect(sagaCalls.map((c) => c.rpc)).toEqual(["inventory.reserve", "payments.charge", "shipping.create", "inventory.commit", "shipping.release"])
       expect(sagaCalls[0]!.payload).toMatchObject({ reservationId: `order-${placed.id}`, lines: [{ productId: lamp, quantity: 2 }] })
       for (const call of sagaCalls) expect(call.caller).toEqual(Option.some(Caller.service("orders")))
     })
@@ -86,6 +90,37 @@ TestHost.describeOnDatabases(
       const placed = await as(buyer).orders((c) => c.place(order(lamp, { paymentToken: "tok_unavailable" })))
       expect(await settled(buyer, placed.id)).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_UNAVAILABLE" })
       expect(await stock(lamp)).toEqual({ available: 5, reserved: 0 })
+    })
+
+    it("ends an order whose saga died on what it does not expect CANCELLED with ORDER_FAILED: refunded, stock released, the defect shown", async () => {
+      const buyer = customer()
+      fakes.breakShippingFor(buyer.id)
+      const lamp = await product(5)
+      const placed = await as(buyer).orders((c) => c.place(order(lamp)))
+      const done = await settled(buyer, placed.id)
+      expect(done).toMatchObject({ status: "CANCELLED", failureReason: "ORDER_FAILED" })
+      expect(await stock(lamp)).toEqual({ available: 5, reserved: 0 })
+      expect(fakes.payments.get(`order-${placed.id}`)?.status).toBe("refunded")
+      // Tried again a few times (a defect may pass) before the saga gave up.
+      const creates = fakes.calls.filter((c) => c.rpc === "shipping.create" && (c.payload as { orderId: string }).orderId === placed.id)
+      expect(creates.length).toBeGreaterThan(1)
+      const page = await as(admin).orders((c) => c.listSagas({ state: "compensated", limit: 100 }))
+      const saga = page.items.find((s) => s.subject === placed.id && s.workflow === "orders/PlaceOrder")!
+      expect(saga.error).toContain("Forbidden")
+      expect(saga.steps.map((s) => `${s.phase} ${s.step} ${s.status}`)).toEqual([
+        "action reserve-stock succeeded",
+        "action charge succeeded",
+        "action create-shipment failed",
+        "compensation charge succeeded",
+        "compensation reserve-stock succeeded"
+      ])
+      expect(saga.steps[2]!.attempts).toBe(creates.length)
+    })
+
+    it("documents ORDER_FAILED and the shipment's statuses in the OpenAPI document", () => {
+      const document = JSON.stringify(OpenApi.fromApi(HttpApi.make("orders").add(OrdersHttp)))
+      expect(document).toContain(`"ORDER_FAILED"`)
+      for (const status of ["on_hold", "ready", "shipped", "cancelled"]) expect(document).toContain(`"${status}"`)
     })
 
     it("cancels an order of more than the stock with OUT_OF_STOCK, charging nothing", async () => {
@@ -114,6 +149,45 @@ TestHost.describeOnDatabases(
       expect(await stock(lamp)).toEqual({ available: 5, reserved: 0 })
     })
 
+    it("shows a cancel that cannot finish as stuck, with the failing step's error, and ends it once it can", async () => {
+      const buyer = customer()
+      const lamp = await product(5)
+      const placed = await as(buyer).orders((c) => c.place(order(lamp)))
+      await settled(buyer, placed.id)
+      const paymentId = `order-${placed.id}`
+      fakes.unrefundable.add(paymentId)
+      const cancelSaga = async () =>
+        (await as(admin).orders((c) => c.listSagas({ limit: 100 }))).items.find((s) =>
+          s.subject === placed.id && s.workflow === "orders/CancelOrder"
+        )
+      try {
+        await as(buyer).orders((c) => c.cancel({ id: placed.id }))
+        let stuck = await cancelSaga()
+        for (let i = 0; i < 200 && stuck?.state !== "stuck"; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 25))
+          stuck = await cancelSaga()
+        }
+        expect(stuck?.state).toBe("stuck")
+        const refund = stuck!.steps.find((s) => s.step === "refund")!
+        expect(refund).toMatchObject({ phase: "action", status: "running" })
+        expect(refund.error).toContain("PaymentUnavailable")
+        expect(refund.attempts).toBeGreaterThanOrEqual(4)
+        expect((await as(buyer).orders((c) => c.get({ id: placed.id }))).status).toBe("CONFIRMED")
+      } finally {
+        fakes.unrefundable.delete(paymentId)
+      }
+      const done = await settled(buyer, placed.id, (o) => o.status === "CANCELLED")
+      expect(done.failureReason).toBe("CANCELLED_BY_CUSTOMER")
+      expect(fakes.payments.get(paymentId)?.status).toBe("refunded")
+      expect(await stock(lamp)).toEqual({ available: 5, reserved: 0 })
+      let saga = await cancelSaga()
+      for (let i = 0; i < 200 && saga?.state !== "completed"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 25))
+        saga = await cancelSaga()
+      }
+      expect(saga).toMatchObject({ state: "completed", error: null })
+    })
+
     it("refuses one product on two lines, naming the second, and reserves nothing", async () => {
       const buyer = customer()
       const lamp = await product(5)
@@ -134,6 +208,10 @@ TestHost.describeOnDatabases(
       expect(await stock(lamp)).toEqual({ available: 5, reserved: 0 })
       const payment = fakes.payments.get(`order-${placed.id}`)
       expect(payment === undefined || payment.status === "refunded").toBe(true)
+      // Its shipment, if made, was never released: it could not have left.
+      const shipment = fakes.shipments.get(placed.id)
+      expect(shipment === undefined || shipment.status === "cancelled").toBe(true)
+      expect(fakes.calls.some((c) => c.rpc === "shipping.release" && (c.payload as { orderId: string }).orderId === placed.id)).toBe(false)
     })
 
     it("refuses to cancel an order that has shipped", async () => {

@@ -22,12 +22,22 @@ export { IdempotencyKey, IdempotencyKeyReused }
 export const OrderId = Text.uuid.pipe(Schema.brand("OrderId"))
 export type OrderId = typeof OrderId.Type
 
-/** PENDING while the saga runs; it ends CONFIRMED (paid, shipped) or CANCELLED (with a reason). */
+/** PENDING while the saga runs; it ends CONFIRMED (paid, its shipment released) or CANCELLED (with a reason). */
 export const OrderStatus = Schema.Literal("PENDING", "CONFIRMED", "CANCELLED")
 export type OrderStatus = typeof OrderStatus.Type
 
-/** Why an order ended CANCELLED. */
-export const FailureReason = Schema.Literal("OUT_OF_STOCK", "PAYMENT_DECLINED", "PAYMENT_UNAVAILABLE", "CANCELLED_BY_CUSTOMER")
+/**
+ * Why an order ended CANCELLED. `ORDER_FAILED`: its saga met an error it does not expect (a
+ * module answering what it should not, a fault); what it had done was undone (stock released,
+ * payment refunded, shipment cancelled) and an admin sees the error in the saga's record.
+ */
+export const FailureReason = Schema.Literal(
+  "OUT_OF_STOCK",
+  "PAYMENT_DECLINED",
+  "PAYMENT_UNAVAILABLE",
+  "CANCELLED_BY_CUSTOMER",
+  "ORDER_FAILED"
+)
 export type FailureReason = typeof FailureReason.Type
 
 /** What a customer orders: a product and a number of units. Prices come from the catalog. */

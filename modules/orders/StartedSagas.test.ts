@@ -47,9 +47,10 @@ describe.skipIf(!server.ok)("orders' sweep of pending orders with no saga, on Po
     await db?.drop()
   })
 
-  it("starts the saga of an order behind more than a batch of older orders that stay PENDING", async () => {
-    // 101 older orders whose saga ends on a defect (a product the fake inventory does not know):
-    // they stay PENDING for an operator, and are more than one batch of the sweep.
+  it("starts the saga of an order behind more than a batch of older orders still PENDING", async () => {
+    // 101 older orders, all PENDING with no saga when the first sweep looks (later their sagas
+    // die on a product the fake inventory does not know, and end them ORDER_FAILED): more than
+    // one batch of the sweep, older than the one it must reach.
     const stuck = Array.from({ length: 101 }, () => ({ id: crypto.randomUUID(), productId: crypto.randomUUID(), ageSeconds: 3600 }))
     const lamp = fakes.product(5)
     const orphan = { id: crypto.randomUUID(), productId: lamp, ageSeconds: 60 }

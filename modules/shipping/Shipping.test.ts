@@ -3,6 +3,7 @@
  * over the wire (a server hosting shipping, called with the service credential) on one of them.
  * The same cases run on each.
  */
+import { HttpApiSchema } from "@effect/platform"
 import { Effect, Either, Exit, Layer, Redacted, Schema, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Caller from "../../runtime/security/Caller.ts"
@@ -15,6 +16,7 @@ import {
   ShipmentAlreadyShipped,
   ShipmentCancelled,
   ShipmentNotFound,
+  ShipmentOnHold,
   ShippingAddress,
   ShippingClient,
   ShippingRpcs
@@ -46,11 +48,16 @@ const cases = (run: Run) => {
     const order = newOrder()
     return { ...order, shipment: await orders((c) => c.create({ ...order, address })) }
   }
+  /** A shipment released by the orders module (its order confirmed). */
+  const released = async () => {
+    const made = await created()
+    return { ...made, shipment: await orders((c) => c.release({ orderId: made.orderId })) }
+  }
 
-  it("creates a shipment with a new tracking number, once per order", async () => {
+  it("creates a shipment on hold with a new tracking number, once per order", async () => {
     const { customerId, orderId, shipment } = await created()
     expect(shipment).toBeInstanceOf(Shipment)
-    expect(shipment).toMatchObject({ orderId, customerId, status: "created" })
+    expect(shipment).toMatchObject({ orderId, customerId, status: "on_hold" })
     expect(shipment.trackingNumber).toMatch(TrackingNumber.FORMAT)
     // Again, even with another address: the order's shipment as it is.
     const again = await orders((c) => c.create({ orderId, customerId, address: { ...address, city: "Paris", country: "FR" } }))
@@ -65,18 +72,40 @@ const cases = (run: Run) => {
     expect(new Set(all.map((s) => s.trackingNumber)).size).toBe(1)
   })
 
-  it("cancels a created shipment, and again", async () => {
+  it("cancels a shipment on hold, and again; and one released", async () => {
     const { orderId, shipment } = await created()
     const cancelled = await orders((c) => c.cancel({ orderId }))
     expect(cancelled).toMatchObject({ orderId, status: "cancelled", trackingNumber: shipment.trackingNumber })
     expect(await orders((c) => c.cancel({ orderId }))).toEqual(cancelled)
     expect(await admin((c) => c.byOrder({ orderId }))).toEqual(cancelled)
-    // A create after the cancellation does not bring it back.
+    // A create after the cancellation does not bring it back, nor does a release.
     expect((await orders((c) => c.create({ orderId, customerId: shipment.customerId, address }))).status).toBe("cancelled")
+    expect(await failure(ORDERS)((c) => c.release({ orderId }))).toBeInstanceOf(ShipmentCancelled)
+
+    const ready = await released()
+    expect((await orders((c) => c.cancel({ orderId: ready.orderId }))).status).toBe("cancelled")
+  })
+
+  it("ships only a released shipment: one on hold is refused with 409 ShipmentOnHold and stays on hold", async () => {
+    const { orderId, shipment } = await created()
+    const held = await failure(ADMIN)((c) => c.markShipped({ orderId }))
+    expect(held).toEqual(new ShipmentOnHold({ orderId }))
+    expect(held).toBeInstanceOf(ShipmentOnHold)
+    expect(HttpApiSchema.getStatusError(ShipmentOnHold)).toBe(409)
+    expect((held as ShipmentOnHold).message).toContain("on hold until the order is confirmed")
+    expect(await admin((c) => c.byOrder({ orderId }))).toEqual(shipment)
+    const ready = await orders((c) => c.release({ orderId }))
+    expect(ready).toMatchObject({ orderId, status: "ready", trackingNumber: shipment.trackingNumber })
+    // Released again (a saga's step run twice): the same answer.
+    expect(await orders((c) => c.release({ orderId }))).toEqual(ready)
+    const shipped = await admin((c) => c.markShipped({ orderId }))
+    expect(shipped.status).toBe("shipped")
+    expect((await orders((c) => c.release({ orderId }))).status).toBe("shipped")
+    expect(await failure(ORDERS)((c) => c.release({ orderId: crypto.randomUUID() }))).toBeInstanceOf(ShipmentNotFound)
   })
 
   it("refuses to cancel a shipped shipment, and to ship a cancelled one", async () => {
-    const { orderId } = await created()
+    const { orderId } = await released()
     const shipped = await admin((c) => c.markShipped({ orderId }))
     expect(shipped.status).toBe("shipped")
     expect(await admin((c) => c.markShipped({ orderId }))).toEqual(shipped)
@@ -90,7 +119,7 @@ const cases = (run: Run) => {
   })
 
   it("settles a race of cancel and markShipped one way, consistently", async () => {
-    const { orderId } = await created()
+    const { orderId } = await released()
     const [cancel, ship] = await Promise.all([
       as(ORDERS)((c) => Effect.either(c.cancel({ orderId }))),
       as(ADMIN)((c) => Effect.either(c.markShipped({ orderId })))
@@ -131,7 +160,7 @@ const cases = (run: Run) => {
     expect(await failure(ADMIN)((c) => c.byOrder({ orderId: crypto.randomUUID() }))).toBeInstanceOf(ShipmentNotFound)
   })
 
-  it("lets only the orders module or an admin create and cancel, and only an admin mark shipped", async () => {
+  it("lets only the orders module or an admin create, release and cancel, and only an admin mark shipped", async () => {
     const order = newOrder()
     const customer = user(order.customerId)
     expect(await failure(customer)((c) => c.create({ ...order, address }))).toBeInstanceOf(Caller.Forbidden)
@@ -140,8 +169,11 @@ const cases = (run: Run) => {
     expect(await failure(ADMIN)((c) => c.byOrder(order))).toBeInstanceOf(ShipmentNotFound)
 
     const byAdmin = await admin((c) => c.create({ ...order, address }))
-    expect(byAdmin.status).toBe("created")
+    expect(byAdmin.status).toBe("on_hold")
     expect(await failure(customer)((c) => c.cancel({ orderId: order.orderId }))).toBeInstanceOf(Caller.Forbidden)
+    expect(await failure(customer)((c) => c.release({ orderId: order.orderId }))).toBeInstanceOf(Caller.Forbidden)
+    expect(await failure(Caller.service("payments"))((c) => c.release({ orderId: order.orderId }))).toBeInstanceOf(Caller.Forbidden)
+    expect(await failure(undefined)((c) => c.release({ orderId: order.orderId }))).toBeInstanceOf(Caller.Unauthenticated)
     expect(await failure(ORDERS)((c) => c.markShipped({ orderId: order.orderId }))).toBeInstanceOf(Caller.Forbidden)
     expect(await failure(customer)((c) => c.markShipped({ orderId: order.orderId }))).toBeInstanceOf(Caller.Forbidden)
     expect(await admin((c) => c.byOrder({ orderId: order.orderId }))).toEqual(byAdmin)

@@ -1,7 +1,8 @@
 /**
- * The shipping contract: the shipment of an order, with its tracking number, created once the
- * order is paid and cancelled when the order is (the order saga's step and compensation).
- * Every call names the order; `create` and `cancel` may be repeated harmlessly.
+ * The shipping contract: the shipment of an order, with its tracking number, created on hold
+ * once the order is paid, released when the order is confirmed, and cancelled when the order is
+ * (the order saga's steps and compensation). Only a released shipment can ship. Every call names
+ * the order; each may be repeated harmlessly.
  */
 import { HttpApiSchema } from "@effect/platform"
 import { Rpc, RpcGroup } from "@effect/rpc"
@@ -47,8 +48,11 @@ export const ShippingAddress = Schema.Struct({
 })
 export type ShippingAddress = typeof ShippingAddress.Type
 
-/** `created` until it is shipped or cancelled; both are final. */
-export const ShipmentStatus = Schema.Literal("created", "shipped", "cancelled")
+/**
+ * `on_hold` from its creation until its order is confirmed (`release`), then `ready` to ship;
+ * `shipped` (only from `ready`) and `cancelled` (from either) are final.
+ */
+export const ShipmentStatus = Schema.Literal("on_hold", "ready", "shipped", "cancelled")
 export type ShipmentStatus = typeof ShipmentStatus.Type
 
 /** An order's shipment. `trackingNumber` is unique across shipments: `TS` and 16 letters or digits. */
@@ -94,11 +98,22 @@ export class ShipmentCancelled extends Schema.TaggedError<ShipmentCancelled>()(
   }
 }
 
+/** The shipment is on hold until its order is confirmed: it cannot ship yet. */
+export class ShipmentOnHold extends Schema.TaggedError<ShipmentOnHold>()(
+  "ShipmentOnHold",
+  { orderId: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {
+  override get message() {
+    return `the shipment of order ${this.orderId} is on hold until the order is confirmed, and cannot ship yet`
+  }
+}
+
 export class ShippingRpcs extends RpcGroup.make(
   /**
-   * The orders module or an admin: creates the order's shipment with a new tracking number.
-   * Idempotent by `orderId`: the same order again answers its shipment as it is (first call's
-   * customer and address; `cancelled` if it was cancelled, even before it was created).
+   * The orders module or an admin: creates the order's shipment, on hold, with a new tracking
+   * number. Idempotent by `orderId`: the same order again answers its shipment as it is (first
+   * call's customer and address; `cancelled` if it was cancelled, even before it was created).
    */
   Rpc.make("create", {
     payload: { orderId: Reference, customerId: Reference, address: ShippingAddress },
@@ -115,11 +130,24 @@ export class ShippingRpcs extends RpcGroup.make(
     success: Shipment,
     error: Schema.Union(ShipmentAlreadyShipped, ShipmentNotFound, Unauthenticated, Forbidden)
   }).annotate(Idempotent, true),
-  /** Admin: records that the shipment has left (the warehouse's word). Idempotent. */
-  Rpc.make("markShipped", {
+  /**
+   * The orders module or an admin: releases the order's shipment once the order is confirmed
+   * (`on_hold` becomes `ready`). Idempotent: a released or shipped one answers as it is; a
+   * cancelled one is ShipmentCancelled.
+   */
+  Rpc.make("release", {
     payload: { orderId: Reference },
     success: Shipment,
     error: Schema.Union(ShipmentNotFound, ShipmentCancelled, Unauthenticated, Forbidden)
+  }).annotate(Idempotent, true),
+  /**
+   * Admin: records that the shipment has left (the warehouse's word). Only a released one:
+   * one on hold is ShipmentOnHold. Idempotent.
+   */
+  Rpc.make("markShipped", {
+    payload: { orderId: Reference },
+    success: Shipment,
+    error: Schema.Union(ShipmentNotFound, ShipmentCancelled, ShipmentOnHold, Unauthenticated, Forbidden)
   }).annotate(Idempotent, true),
   /**
    * The order's shipment, for an admin, the orders module, or the customer it is for; anyone

@@ -13,6 +13,6 @@ describe("idempotent rpcs", () => {
     expect(marked("catalog")).toEqual(["get", "list"])
     expect(marked("inventory")).toEqual(["commit", "get", "release", "reserve"])
     expect(marked("identity")).toEqual(["authenticateApiKey", "getUser", "jwks", "listApiKeys", "me", "revokeApiKey"])
-    expect(marked("shipping")).toEqual(["byOrder", "cancel", "create", "markShipped"])
+    expect(marked("shipping")).toEqual(["byOrder", "cancel", "create", "markShipped", "release"])
   })
 })

@@ -2,7 +2,9 @@
  * The saga layer on the real engine (ClusterWorkflowEngine over the module's own database), on
  * PostgreSQL and on embedded PGlite, through a toy module hosted as any module is
  * (runtime/testing/SagaToy.ts): success, compensation in reverse, deterministic keys, a
- * compensation retried until it succeeds (stuck meanwhile), and the admin list.
+ * compensation retried until it succeeds (stuck meanwhile), a defect tried again a few times
+ * then compensated, a forward step retried until it succeeds (stuck meanwhile), and the admin
+ * list.
  */
 import { Effect, Either, Exit, Schema } from "effect"
 import * as fs from "node:fs"
@@ -154,6 +156,74 @@ TestHost.describeOnDatabases(
         "the saga to end compensated"
       ))
       expect(done.steps.find((s) => s.phase === "compensation")).toMatchObject({ status: "succeeded", error: null })
+    })
+
+    it("tries a step that died again, and compensates once it has died DEFECT_RETRIES more times, keeping the defect", async () => {
+      const once = order(unique("die-once"), "two:die-once")
+      const keys = await run(Effect.flatMap(toy, (c) => c.run(once)))
+      expect(keys).toHaveLength(3)
+      const onceSaga = await run(sagaOf(once.id))
+      expect(onceSaga).toMatchObject({ state: "completed", error: null })
+      expect(onceSaga!.steps.find((s) => s.step === "two")).toMatchObject({ status: "succeeded", attempts: 2, error: null })
+
+      const payload = order(unique("die"), "two:die")
+      const exit = await run(Effect.exit(Effect.flatMap(toy, (c) => c.run(payload))))
+      expect(Exit.isFailure(exit)).toBe(true)
+      const runs = await run(Effect.flatMap(toy, (c) => c.runs({ id: payload.id })))
+      expect(runs.map((r) => `${r.step} ${r.phase}`)).toEqual([
+        "one action",
+        ...Array.from({ length: 1 + Saga.DEFECT_RETRIES }, () => "two action"),
+        "one compensation",
+        // What the module records of a saga that died: it sees the defect.
+        "saga end"
+      ])
+      expect(runs.at(-1)!.key).toBe("failed-at-defect")
+      const saga = await run(sagaOf(payload.id))
+      expect(saga).toMatchObject({ state: "compensated" })
+      expect(saga!.error).toContain("step two died")
+      expect(saga!.steps.map((s) => [s.step, s.phase, s.status, s.attempts])).toEqual([
+        ["one", "action", "succeeded", 1],
+        ["two", "action", "failed", 1 + Saga.DEFECT_RETRIES],
+        ["one", "compensation", "succeeded", 1]
+      ])
+      expect(saga!.steps[1]!.error).toContain("step two died")
+    })
+
+    it("retries a step that must finish until it succeeds: stuck with its last error meanwhile, then running, then completed", async () => {
+      const id = unique("until")
+      fs.writeFileSync(holdFile, `${id}:fail-retrying\n${id}:after\n`)
+      try {
+        await run(Effect.flatMap(toy, (c) => c.startUntil({ id })))
+        const stuck = await run(waitFor(
+          Effect.map(Effect.flatMap(toy, (c) => c.list({ state: "stuck", limit: 100 })), (page) => page.items.find((s) => s.subject === id)),
+          "the saga to show as stuck"
+        ))
+        expect(stuck.workflow).toBe("ToyUntil")
+        expect(stuck.error).toBeNull()
+        const retrying = stuck.steps.find((s) => s.step === "retrying")!
+        expect(retrying).toMatchObject({ phase: "action", status: "running" })
+        expect(retrying.error).toMatch(/^ToyFailed/)
+        // TESSERA_SAGA_STUCK_AFTER (2) failed tries, and the one under way.
+        expect(retrying.attempts).toBeGreaterThanOrEqual(3)
+
+        // It gets through: the saga runs on (held in the next step).
+        fs.writeFileSync(holdFile, `${id}:after\n`)
+        const moved = await run(waitFor(
+          Effect.map(sagaOf(id), (saga) => saga?.steps.some((s) => s.step === "after") ? saga : undefined),
+          "the saga to move on to its next step"
+        ))
+        expect(moved.state).toBe("running")
+        expect(moved.steps.find((s) => s.step === "retrying")).toMatchObject({ status: "succeeded", error: null })
+      } finally {
+        fs.rmSync(holdFile, { force: true })
+      }
+      const done = await run(waitFor(
+        Effect.map(sagaOf(id), (saga) => (saga?.state === "completed" ? saga : undefined)),
+        "the saga to complete"
+      ))
+      expect(done.steps.map((s) => [s.step, s.status])).toEqual([["retrying", "succeeded"], ["after", "succeeded"]])
+      const runs = await run(Effect.flatMap(toy, (c) => c.runs({ id })))
+      expect(runs.filter((r) => r.step === "retrying").length).toBe(done.steps[0]!.attempts)
     })
 
     it("lists sagas newest first, by state, a page at a time", async () => {

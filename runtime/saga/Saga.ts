@@ -41,8 +41,9 @@ import * as Settings from "../Settings.ts"
  * A saga's state:
  * - `running`: its actions are running (or it waits to be resumed);
  * - `compensating`: a step failed and compensations are running;
- * - `stuck`: a compensation has failed `TESSERA_SAGA_STUCK_AFTER` times and is still retrying
- *   (an operator should look); it becomes `compensating` again when that compensation succeeds;
+ * - `stuck`: a compensation, or an action that retries until it succeeds (`untilSucceeds`), has
+ *   failed `TESSERA_SAGA_STUCK_AFTER` times and is still retrying (an operator should look); it
+ *   becomes `compensating` (`running`) again when that compensation (action) succeeds;
  * - `completed`: every step succeeded;
  * - `compensated`: a step failed and every compensation of the steps before it has run.
  */
@@ -107,6 +108,11 @@ const stepEnded = (
   sql`UPDATE saga_steps SET status = ${status}, error = ${error}, finished_at = clock_timestamp()
       WHERE execution_id = ${executionId} AND step = ${step} AND phase = ${phase}`
 
+/** A failed try of an action or compensation: its attempts and last error on its row. */
+const stepFailed = (sql: SqlClient.SqlClient, executionId: string, step: string, phase: Phase, cause: Cause.Cause<unknown>) =>
+  sql`UPDATE saga_steps SET attempts = attempts + 1, error = ${describe(cause)}
+      WHERE execution_id = ${executionId} AND step = ${step} AND phase = ${phase}`
+
 /** Records, as a workflow-scope finalizer, how the saga ended; it runs after every compensation. */
 const recordEnd = (sql: SqlClient.SqlClient, executionId: string) => (exit: Exit.Exit<unknown, unknown>) =>
   Exit.isSuccess(exit)
@@ -148,13 +154,29 @@ export const run = <A, E, R>(
 /**
  * Runs `f` with the saga's failure once every compensation has run: for what the owning module
  * records of a failed saga (an order cancelled, with its reason, from the typed error in
- * `cause`). Call it at the start of the saga's body, before any step: finalizers run in reverse
- * order, so it then runs after the compensations of every step. At least once, as a step.
+ * `cause`, or a defect). Call it at the start of the saga's body, before any step: finalizers
+ * run in reverse order, so it then runs after the compensations of every step. At least once,
+ * as a step; a defect of `f` (its database unreachable) is retried with the compensations'
+ * backoff until it succeeds, so that what the module records is never left out. `cause` is
+ * only interruption when the saga was cut short (a shutdown) and will resume: `f` should
+ * record nothing then.
  */
 export const afterCompensations = <R>(
   f: (cause: Cause.Cause<unknown>) => Effect.Effect<void, never, R>
 ): Effect.Effect<void, never, R | WorkflowInstance> =>
-  Workflow.addFinalizer((exit) => (Exit.isFailure(exit) ? f(exit.cause) : Effect.void))
+  Workflow.addFinalizer((exit) =>
+    Exit.isFailure(exit)
+      ? Effect.flatMap(Effect.orDie(backoff), (schedule) =>
+        f(exit.cause).pipe(
+          Effect.sandbox,
+          Effect.tapError((cause) =>
+            Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning("saga: recording its end failed; tried again", cause)
+          ),
+          Effect.retry({ schedule, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+          Effect.unsandbox
+        ))
+      : Effect.void
+  )
 
 /**
  * Registers `workflow`'s implementation as a saga (`run`): the layer goes into the handler layer
@@ -194,6 +216,22 @@ const backoff = Effect.map(Settings.sagaRetryBackoff.config, (first) =>
     Schedule.jittered
   ))
 
+/**
+ * How often a defect of an action (an error its step does not declare: an rpc answering what the
+ * step does not expect, a database statement that failed) is tried again, with the saga's
+ * backoff, before it fails the saga. Some defects pass (a connection dropped mid-statement
+ * becomes a defect at the service edge), and every action may run again anyway (it honours its
+ * key), so a few quick retries cost nothing; most are bugs or contract breaks that will fail
+ * again, and retrying those for ever would leave the saga, and what it is about (an order),
+ * unfinished with nothing shown. So: a few, then the saga fails and compensates, and its record
+ * keeps the defect for an operator.
+ */
+export const DEFECT_RETRIES = 3
+
+/** Whether `cause` is defects only (no typed failure, no interruption). */
+const isDefectOnly = (cause: Cause.Cause<unknown>) =>
+  Cause.isDie(cause) && Option.isNone(Cause.failureOption(cause)) && !Cause.isInterrupted(cause)
+
 export interface StepOptions<
   Success extends Schema.Schema.Any,
   Error extends Schema.Schema.All,
@@ -207,7 +245,11 @@ export interface StepOptions<
    * this schema is stored as a defect: the saga still fails and compensates.
    */
   readonly error?: Error
-  /** The step's work. Runs at least once: it must honour `key` (`keyOf(executionId, step)`). */
+  /**
+   * The step's work. Runs at least once: it must honour `key` (`keyOf(executionId, step)`). A
+   * defect is tried again `DEFECT_RETRIES` times before it fails the saga; a typed error fails
+   * it at once (unless `retry` says otherwise).
+   */
   readonly action: (key: string) => Effect.Effect<Success["Type"], Error["Type"], R>
   /**
    * Undoes the action, given its key and its result (`None` when the action failed and
@@ -234,12 +276,42 @@ export interface StepOptions<
 }
 
 /**
+ * A step that must finish: its action is tried again after every failure (a typed error or a
+ * defect), with the saga's backoff (`TESSERA_SAGA_RETRY_BACKOFF`, doubling, at most a minute
+ * apart), until it succeeds; it never fails the saga. After `TESSERA_SAGA_STUCK_AFTER` failed
+ * tries the saga shows as `stuck`, the step `running` with its last error, and `running` again
+ * once the action succeeds. For a saga that has no way back (undoing an order forward: each
+ * step must happen), as compensations have none.
+ */
+export interface UntilSucceedsOptions<Success extends Schema.Schema.Any, R, R2> {
+  readonly untilSucceeds: true
+  /** The action's result, stored by the engine (replays read it back): default `Schema.Void`. */
+  readonly success?: Success
+  /** The step's work. Runs at least once, and again after each failure: it must honour `key`. */
+  readonly action: (key: string) => Effect.Effect<Success["Type"], unknown, R>
+  /** As `StepOptions.compensate`: undoes the action if a later step fails the saga. */
+  readonly compensate?: (key: string, value: Option.Option<Success["Type"]>) => Effect.Effect<unknown, unknown, R2>
+}
+
+/** What a step needs besides its action's and compensation's own requirements. */
+type StepContext<R> =
+  | Exclude<R, WorkflowInstance | WorkflowEngine.WorkflowEngine | Scope.Scope>
+  | SqlClient.SqlClient
+  | WorkflowEngine.WorkflowEngine
+  | WorkflowInstance
+
+/**
  * One step of the saga `run` runs: `options.action` as an Activity named `name`, its
  * compensation registered with the workflow (`Workflow.addFinalizer`, as
  * `Workflow.withCompensation` does) to run if the saga fails later. Step names are unique
- * within a saga: `[a-z][a-zA-Z0-9_-]*`, up to 63 characters.
+ * within a saga: `[a-z][a-zA-Z0-9_-]*`, up to 63 characters. With `untilSucceeds: true`, the
+ * action is retried until it succeeds (`UntilSucceedsOptions`).
  */
-export const step = <
+export function step<Success extends Schema.Schema.Any = typeof Schema.Void, R = never, R2 = never>(
+  name: string,
+  options: UntilSucceedsOptions<Success, R, R2>
+): Effect.Effect<Success["Type"], never, StepContext<R | R2> | Success["Context"]>
+export function step<
   Success extends Schema.Schema.Any = typeof Schema.Void,
   Error extends Schema.Schema.All = typeof Schema.Never,
   R = never,
@@ -247,41 +319,70 @@ export const step = <
 >(
   name: string,
   options: StepOptions<Success, Error, R, R2>
-): Effect.Effect<
-  Success["Type"],
-  Error["Type"],
-  | Exclude<R | R2, WorkflowInstance | WorkflowEngine.WorkflowEngine | Scope.Scope>
-  | Success["Context"]
-  | Error["Context"]
-  | SqlClient.SqlClient
-  | WorkflowEngine.WorkflowEngine
-  | WorkflowInstance
-> =>
-  Effect.gen(function*() {
+): Effect.Effect<Success["Type"], Error["Type"], StepContext<R | R2> | Success["Context"] | Error["Context"]>
+export function step(
+  name: string,
+  options: StepOptions<Schema.Schema.Any, Schema.Schema.All, unknown, unknown> | UntilSucceedsOptions<Schema.Schema.Any, unknown, unknown>
+): Effect.Effect<unknown, unknown, any> {
+  return Effect.gen(function*() {
     if (!STEP_NAME.test(name)) return yield* Effect.dieMessage(`saga step name ${JSON.stringify(name)} is not [a-z][a-zA-Z0-9_-]{0,62}`)
     const instance = yield* WorkflowInstance
     const sql = yield* SqlClient.SqlClient
     const executionId = instance.executionId
     const key = keyOf(executionId, name)
     const schedule = yield* Effect.orDie(backoff)
+    const stuckAfter = yield* Effect.orDie(Settings.sagaStuckAfter.config)
     // A step outside `run` records its saga itself.
     const started = (yield* InSaga)
       ? stepStarted(sql, executionId, name, "action")
       : Effect.zipRight(ensureSaga(sql, executionId, instance.workflow.name, null), stepStarted(sql, executionId, name, "action"))
 
-    const attempt = options.retry === undefined
-      ? options.action(key)
-      : options.action(key).pipe(
+    const untilSucceeds = "untilSucceeds" in options && options.untilSucceeds === true
+    const once = "retry" in options && options.retry !== undefined
+      ? options.action(key).pipe(
         Effect.retry({
           schedule,
           times: options.retry.times,
           ...(options.retry.while ? { while: options.retry.while } : {})
         })
       )
+      : options.action(key)
+
+    // Each failed try that is tried again counts on the step's row (attempts, last error).
+    const attempt = Effect.suspend(() => {
+      let failures = 0
+      const failedTry = (cause: Cause.Cause<unknown>) => {
+        failures++
+        return recorded(Effect.zipRight(
+          stepFailed(sql, executionId, name, "action", cause),
+          untilSucceeds && failures >= stuckAfter ? setState(sql, executionId, "stuck", ["running"]) : Effect.void
+        ))
+      }
+      return untilSucceeds
+        ? once.pipe(
+          Effect.sandbox,
+          Effect.tapError((cause) => Cause.isInterruptedOnly(cause) ? Effect.void : failedTry(cause)),
+          Effect.retry({ schedule, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+          // What is left is an interruption (shutdown): the action runs again on resume.
+          Effect.unsandbox,
+          Effect.orDie,
+          Effect.tap(() => recorded(setState(sql, executionId, "running", ["stuck"])))
+        )
+        : once.pipe(
+          Effect.sandbox,
+          Effect.tapError((cause) =>
+            isDefectOnly(cause) && failures < DEFECT_RETRIES
+              ? Effect.zipRight(Effect.logWarning(`saga: step ${name} died; tried again`, cause), failedTry(cause))
+              : Effect.void
+          ),
+          Effect.retry({ schedule, times: DEFECT_RETRIES, while: isDefectOnly }),
+          Effect.unsandbox
+        )
+    })
     const action = Activity.make({
       name,
       success: options.success,
-      error: options.error,
+      error: "error" in options ? options.error : undefined,
       execute: Effect.zipRight(recorded(started), attempt).pipe(
         Effect.onExit((exit) =>
           Exit.isSuccess(exit)
@@ -296,11 +397,10 @@ export const step = <
     const compensate = options.compensate
     if (compensate === undefined) return yield* action
 
-    const compensation = (value: Option.Option<Success["Type"]>) =>
+    const compensation = (value: Option.Option<unknown>) =>
       Activity.make({
         name: `${name}:compensate`,
         execute: Effect.gen(function*() {
-          const stuckAfter = yield* Effect.orDie(Settings.sagaStuckAfter.config)
           yield* recorded(setState(sql, executionId, "compensating", ["running"]))
           let failures = 0
           yield* recorded(stepStarted(sql, executionId, name, "compensation"))
@@ -310,8 +410,7 @@ export const step = <
               if (Cause.isInterruptedOnly(cause)) return Effect.void
               failures++
               return recorded(Effect.zipRight(
-                sql`UPDATE saga_steps SET attempts = attempts + 1, error = ${describe(cause)}
-                    WHERE execution_id = ${executionId} AND step = ${name} AND phase = 'compensation'`,
+                stepFailed(sql, executionId, name, "compensation", cause),
                 failures >= stuckAfter ? setState(sql, executionId, "stuck", ["running", "compensating"]) : Effect.void
               ))
             }),
@@ -327,13 +426,14 @@ export const step = <
         })
       })
 
+    const compensateFailed = "compensateFailed" in options && options.compensateFailed === true
     // As Workflow.withCompensation, and also after a failed action when asked to.
     return yield* Effect.uninterruptibleMask((restore) =>
       restore(action).pipe(
         Effect.onExit((exit) => {
           const value = Exit.isSuccess(exit)
             ? Option.some(Option.some(exit.value))
-            : options.compensateFailed === true && !Cause.isInterruptedOnly(exit.cause)
+            : compensateFailed && !Cause.isInterruptedOnly(exit.cause)
             ? Option.some(Option.none())
             : Option.none()
           if (Option.isNone(value)) return Effect.void
@@ -342,6 +442,7 @@ export const step = <
       )
     )
   })
+}
 
 // --- the admin view ---
 
@@ -350,7 +451,11 @@ export class SagaStep extends Schema.Class<SagaStep>("saga/SagaStep")({
   step: Schema.String,
   phase: Schema.Literal("action", "compensation"),
   status: Schema.Literal("running", "succeeded", "failed"),
-  /** Runs of the action (a replay after a crash counts), or failed tries of the compensation plus one. */
+  /**
+   * Tries: runs of the action (a replay after a crash counts, and so does each try again after a
+   * defect or, for a step that retries until it succeeds, after any failure), or failed tries of
+   * the compensation plus one.
+   */
   attempts: Schema.Number,
   error: Schema.NullOr(Schema.String),
   startedAt: Schema.DateTimeUtc,

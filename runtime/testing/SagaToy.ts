@@ -2,10 +2,15 @@
  * A module for the saga layer's own tests: a saga of three steps (`one`, `two`, `three`), each
  * recording every run of its action and of its compensation in `toy_runs` (and, when `TOY_LOG`
  * names a file, as a line there, which a test reads while the process runs). A payload can make
- * a step fail (`failAt`), the first step's compensation fail a number of times
+ * a step fail (`failAt`: its name), die (`<step>:die`), or die on its first run only
+ * (`<step>:die-once`), the first step's compensation fail a number of times
  * (`flakyCompensations`); a step waits while a line of the file `TOY_HOLD` names it (a test
  * kills the process there), and the first step's compensation fails while one says
  * `compensate-one` (either for every saga, or as `<id>:<what>` for one).
+ *
+ * A second saga, `ToyUntil`, has a step `retrying` that retries until it succeeds
+ * (`Saga.step`'s `untilSucceeds`): it fails while a line of `TOY_HOLD` says `fail-retrying`;
+ * then a step `after` that waits while one says `after`.
  *
  * `SagaToyHost.ts` serves it as a process of its own.
  */
@@ -33,6 +38,12 @@ export const ToySaga = Workflow.make({
   error: ToyFailed
 })
 
+export const ToyUntil = Workflow.make({
+  name: "ToyUntil",
+  payload: { id: Schema.String },
+  idempotencyKey: (payload) => payload.id
+})
+
 export class ToyRun extends Schema.Class<ToyRun>("toy/ToyRun")({
   step: Schema.String,
   /** `end`: what the saga recorded once every compensation had run (`Saga.afterCompensations`). */
@@ -45,6 +56,8 @@ export class ToyRpcs extends RpcGroup.make(
   Rpc.make("run", { payload: Order, success: Schema.Array(Schema.String), error: ToyFailed }),
   /** Starts the saga of `id`; answers its execution id at once. */
   Rpc.make("start", { payload: Order, success: Schema.String }),
+  /** Starts the saga ToyUntil of `id`; answers its execution id at once. */
+  Rpc.make("startUntil", { payload: { id: Schema.String }, success: Schema.String }),
   Rpc.make("list", { payload: Saga.SagaQuery, success: Saga.SagaPage, error: Saga.SagaCursorInvalid }),
   /** Every run of an action or compensation of the saga of `id`, in order. */
   Rpc.make("runs", { payload: { id: Schema.String }, success: Schema.Array(ToyRun) })
@@ -104,6 +117,12 @@ const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
             yield* record(sql, order.id, step, "action", key)
             yield* hold(order.id, step)
             if (order.failAt === step) return yield* new ToyFailed({ step })
+            if (order.failAt === `${step}:die`) return yield* Effect.die(new Error(`step ${step} died`))
+            if (order.failAt === `${step}:die-once`) {
+              const [{ n }] = yield* sql<{ n: number }>`
+                SELECT count(*)::int AS n FROM toy_runs WHERE id = ${order.id} AND step = ${step} AND phase = 'action'`.pipe(Effect.orDie)
+              if (n === 1) return yield* Effect.die(new Error(`step ${step} died once`))
+            }
             return key
           }).pipe(logged(order.id, step, key)),
         compensate: (key, value) =>
@@ -121,6 +140,24 @@ const sagaLayer = Layer.unwrapEffect(Effect.gen(function*() {
     ), { subject: (order) => order.id })
 }))
 
+const untilLayer = Layer.unwrapEffect(Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return Saga.toLayer(ToyUntil, ({ id }) =>
+    Effect.gen(function*() {
+      yield* Saga.step("retrying", {
+        untilSucceeds: true,
+        action: (key) =>
+          Effect.gen(function*() {
+            yield* record(sql, id, "retrying", "action", key)
+            if (held(id, "fail-retrying")) return yield* new ToyFailed({ step: "retrying" })
+          })
+      })
+      yield* Saga.step("after", {
+        action: (key) => Effect.zipRight(record(sql, id, "after", "action", key), hold(id, "after"))
+      })
+    }), { subject: ({ id }) => id })
+}))
+
 const handlers = ToyRpcs.toLayer(Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const engine = yield* WorkflowEngine.WorkflowEngine
@@ -128,6 +165,7 @@ const handlers = ToyRpcs.toLayer(Effect.gen(function*() {
   return {
     run: (order) => withEngine(ToySaga.execute(order)),
     start: (order) => withEngine(ToySaga.execute(order, { discard: true })),
+    startUntil: (payload) => withEngine(ToyUntil.execute(payload, { discard: true })),
     list: (query) => Saga.list({ ...query, limit: query.limit ?? 20 }).pipe(Effect.provideService(SqlClient.SqlClient, sql)),
     runs: ({ id }) =>
       sql<ToyRun>`SELECT step, phase, key FROM toy_runs WHERE id = ${id} ORDER BY seq`.pipe(
@@ -136,7 +174,7 @@ const handlers = ToyRpcs.toLayer(Effect.gen(function*() {
       )
   }
 })).pipe(
-  Layer.provideMerge(sagaLayer),
+  Layer.provideMerge(Layer.merge(sagaLayer, untilLayer)),
   Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE IF NOT EXISTS toy_runs (
@@ -147,11 +185,11 @@ const handlers = ToyRpcs.toLayer(Effect.gen(function*() {
 export const SagaToyModule = Module.make({
   client: ToyClient,
   handlers,
-  workflows: [ToySaga]
+  workflows: [ToySaga, ToyUntil]
 })
 
 /** The same module under another name (its own schema): two modules running sagas side by side. */
 export const another = <const Name extends string>(name: Name) => {
   class Client extends Module.ModuleClient(name, ToyRpcs)<Client>() {}
-  return { client: Client, module: Module.make({ client: Client, handlers, workflows: [ToySaga] }) }
+  return { client: Client, module: Module.make({ client: Client, handlers, workflows: [ToySaga, ToyUntil] }) }
 }

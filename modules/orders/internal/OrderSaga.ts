@@ -2,10 +2,13 @@
  * The order saga, on the runtime's saga layer (runtime/saga/Saga.ts): each step an Activity (run
  * at least once, so each calls an idempotent rpc under a key derived from the order id) with its
  * compensation, so that a failure undoes in reverse what was done: cancel the shipment, refund,
- * release the stock. The outcome is recorded on the order once every compensation has run.
+ * release the stock. The outcome is recorded on the order once every compensation has run: the
+ * reason of a typed failure, or ORDER_FAILED for a defect, so that every order ends.
  *
- *   PlaceOrder:  reserve stock → charge → create shipment → confirm (commit the stock, order CONFIRMED)
+ *   PlaceOrder:  reserve stock → charge → create shipment (on hold) → confirm (commit the stock,
+ *                release the shipment, order CONFIRMED)
  *   CancelOrder: wait for PlaceOrder's outcome → cancel shipment → refund → return stock → CANCELLED
+ *                (each step retried until it succeeds: `stuck` in the admin view while it fails)
  *
  * Every call runs as the service identity "orders", never as the customer who placed the order.
  */
@@ -57,11 +60,17 @@ const chargeAttempts = Schedule.exponential("100 millis", 2).pipe(Schedule.inter
 const retryCalls = <A, E, R>(effect: Effect.Effect<A, E, R>, schedule: Schedule.Schedule<unknown, unknown>) =>
   Effect.retry(effect, { schedule, while: (e) => e instanceof CallError })
 
-/** The reason the saga failed for, if it failed as an OrderFailed (not by a defect). */
-const reasonOf = (cause: Cause.Cause<unknown>) =>
-  Option.map(
-    Chunk.findFirst(Cause.failures(cause), (e): e is OrderFailed => Predicate.isTagged(e, "OrderFailed")),
-    (e) => e.reason
+/**
+ * What the order records of its failed saga: the reason of an OrderFailed; ORDER_FAILED for any
+ * other failure (a defect: an rpc answering what the saga does not expect, a bug), which the saga
+ * layer has tried again a few times (Saga.DEFECT_RETRIES) before compensating, so that the order
+ * ends, cancelled with its money refunded and its stock released, and the saga's record keeps the
+ * defect for an operator; nothing for an interruption (a shutdown: the saga resumes, not ends).
+ */
+export const outcomeOf = (cause: Cause.Cause<unknown>): Option.Option<FailureReason> =>
+  Chunk.findFirst(Cause.failures(cause), (e): e is OrderFailed => Predicate.isTagged(e, "OrderFailed")).pipe(
+    Option.map((e) => e.reason),
+    Option.orElse(() => Cause.isInterruptedOnly(cause) ? Option.none() : Option.some("ORDER_FAILED" as const))
   )
 
 export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
@@ -120,7 +129,17 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       untilDone
     ).pipe(Effect.asVoid, Effect.orDie)
 
-  /** Cancels the shipment; `false` when it has already shipped (nothing to undo any more). */
+  /**
+   * Lets the order's shipment (on hold since created) ship: after the decision to confirm, so that
+   * no shipment leaves for an order that may still be cancelled by its saga.
+   */
+  const releaseShipment = (order: OrderRow) =>
+    retryCalls(shipping.release({ orderId: order.id }), untilDone).pipe(Effect.asVoid, Effect.orDie)
+
+  /**
+   * Cancels the shipment; `false` when it has already shipped (nothing to undo any more): only
+   * once released, which PlaceOrder does when it confirms, so only for CancelOrder.
+   */
   const cancelShipment = (order: OrderRow) =>
     shipping.cancel({ orderId: order.id }).pipe(
       Effect.as(true),
@@ -131,16 +150,18 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
 
   /**
    * Unless its customer asked to cancel it: the decision to confirm (checked and recorded in one
-   * statement), then the reservation committed (the stock is sold), then the order CONFIRMED, so
-   * that an order seen CONFIRMED has its stock sold. Once decided, a run of this step again
-   * (after a crash) only commits and confirms: it never fails with a cancel seen after the
-   * decision, whose compensation (a release of sold stock) could not succeed. A cancel asked for
+   * statement), then the reservation committed (the stock is sold), then the shipment released,
+   * then the order CONFIRMED, so that an order seen CONFIRMED has its stock sold and its shipment
+   * free to ship. Once decided, a run of this step again (after a crash) only commits, releases
+   * and confirms: it never fails with a cancel seen after the decision, whose compensation (a
+   * release of sold stock) could not succeed. A cancel asked for
    * after the decision is CancelOrder's to carry out, once the order shows CONFIRMED.
    */
   const confirm = (order: OrderRow) =>
     Effect.gen(function*() {
       if (!(yield* repo.decideConfirm(order.id))) return yield* new OrderFailed({ reason: "CANCELLED_BY_CUSTOMER" })
       yield* retryCalls(commit(order), untilDone).pipe(Effect.orDie)
+      yield* releaseShipment(order)
       yield* repo.confirm(order.id)
     })
 
@@ -162,17 +183,14 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       }
     })
 
-  /** A forward step that must finish: any failure is tried again, backing off to 5 s, for ever. */
-  const untilSucceeds = <A, E>(effect: Effect.Effect<A, E>) =>
-    effect.pipe(Effect.tapError((e) => Effect.logWarning("order saga: a step will be tried again", e)), Effect.retry(untilDone), Effect.orDie)
   const orderOf = ({ orderId }: { readonly orderId: string }) => orderId
 
   const placeOrder = Saga.toLayer(PlaceOrder, ({ orderId }) =>
     Effect.gen(function*() {
       // Before any step, so that it runs after every compensation: the outcome on the order.
       yield* Saga.afterCompensations((cause) =>
-        Option.match(reasonOf(cause), {
-          onNone: () => Effect.void, // a defect: the saga shows it; the order stays PENDING for an operator
+        Option.match(outcomeOf(cause), {
+          onNone: () => Effect.void,
           onSome: (reason) => repo.cancel(orderId, reason)
         })
       )
@@ -212,17 +230,20 @@ export const OrderSagaLive = Layer.unwrapEffect(Effect.gen(function*() {
       })
       if (outcome === "CANCELLED") return "cancelled" as const
       const order = yield* load(orderId)
+      // Undone forward: each step must happen, so each is retried until it succeeds (the saga
+      // shows `stuck`, with the step's last error, while one keeps failing).
       const cancelled = yield* Saga.step("cancel-shipment", {
         success: Schema.Boolean,
-        action: () => untilSucceeds(asService(cancelShipment(order)))
+        untilSucceeds: true,
+        action: () => asService(cancelShipment(order))
       })
       if (!cancelled) {
         yield* Saga.step("keep-order", { action: () => repo.dropCancel(orderId) })
         return "shipped" as const
       }
-      yield* Saga.step("refund", { action: () => untilSucceeds(asService(refund(order))) })
-      yield* Saga.step("return-stock", { action: () => untilSucceeds(asService(returnStock(order))) })
-      yield* Saga.step("record-outcome", { action: () => repo.cancel(orderId, "CANCELLED_BY_CUSTOMER") })
+      yield* Saga.step("refund", { untilSucceeds: true, action: () => asService(refund(order)) })
+      yield* Saga.step("return-stock", { untilSucceeds: true, action: () => asService(returnStock(order)) })
+      yield* Saga.step("record-outcome", { untilSucceeds: true, action: () => repo.cancel(orderId, "CANCELLED_BY_CUSTOMER") })
       return "cancelled" as const
     }), { subject: orderOf })
 

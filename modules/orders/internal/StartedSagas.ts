@@ -25,8 +25,8 @@ export const StartedSagas = Layer.scopedDiscard(Effect.gen(function*() {
   const repo = yield* OrdersRepo
   const after = yield* Effect.orDie(resumeAfter.config)
   const sweep = Effect.gen(function*() {
-    // Past every order: those whose saga ended on a defect stay PENDING, and must not hide the
-    // newer ones behind them.
+    // Past every order: older ones still PENDING (their sagas running, or stuck in a compensation
+    // an operator must see to) must not hide the newer ones behind them.
     let position: StalePosition | undefined
     let seen = 0
     while (true) {

@@ -47,7 +47,7 @@ export class ShipmentsRepo extends Effect.Service<ShipmentsRepo>()("shipping/Shi
        */
       insert: (orderId: string, customerId: string, address: ShippingAddress, trackingNumber: string) =>
         rows(sql`INSERT INTO shipments AS s (order_id, customer_id, tracking_number, status, name, line1, city, postal_code, country)
-            VALUES (${orderId}, ${customerId}, ${trackingNumber}, 'created', ${address.name}, ${address.line1},
+            VALUES (${orderId}, ${customerId}, ${trackingNumber}, 'on_hold', ${address.name}, ${address.line1},
                     ${address.city}, ${address.postalCode}, ${address.country})
             ON CONFLICT (order_id) DO UPDATE
               SET customer_id = EXCLUDED.customer_id, tracking_number = EXCLUDED.tracking_number,
@@ -64,19 +64,25 @@ export class ShipmentsRepo extends Effect.Service<ShipmentsRepo>()("shipping/Shi
       find: (orderId: string) => rows(sql`SELECT ${sql.literal(columns)} FROM shipments WHERE order_id = ${orderId}`).pipe(PgError.orDie),
 
       /**
-       * Cancels a created shipment, or records the cancellation of an order with none; `None`
-       * when the shipment was shipped or cancelled already.
+       * Cancels a shipment on hold or ready, or records the cancellation of an order with none;
+       * `None` when the shipment was shipped or cancelled already.
        */
       cancel: (orderId: string) =>
         rows(sql`INSERT INTO shipments AS s (order_id, status) VALUES (${orderId}, 'cancelled')
             ON CONFLICT (order_id) DO UPDATE SET status = 'cancelled', updated_at = now()
-              WHERE s.status = 'created'
+              WHERE s.status IN ('on_hold', 'ready')
             RETURNING ${sql.literal(columns)}`).pipe(PgError.orDie),
 
-      /** Marks a created shipment shipped; `None` when there is none in state created. */
+      /** Releases a shipment on hold (it becomes ready); `None` when there is none on hold. */
+      release: (orderId: string) =>
+        rows(sql`UPDATE shipments SET status = 'ready', updated_at = now()
+            WHERE order_id = ${orderId} AND status = 'on_hold' AND customer_id IS NOT NULL
+            RETURNING ${sql.literal(columns)}`).pipe(PgError.orDie),
+
+      /** Marks a ready shipment shipped; `None` when there is none ready. */
       ship: (orderId: string) =>
         rows(sql`UPDATE shipments SET status = 'shipped', updated_at = now()
-            WHERE order_id = ${orderId} AND status = 'created' AND customer_id IS NOT NULL
+            WHERE order_id = ${orderId} AND status = 'ready' AND customer_id IS NOT NULL
             RETURNING ${sql.literal(columns)}`).pipe(PgError.orDie)
     } as const
   })

@@ -3,11 +3,11 @@ import { SqlError } from "@effect/sql"
 import { Effect, Option } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
 import type { Caller } from "../../../runtime/security/Caller.ts"
-import { ShipmentAlreadyShipped, ShipmentCancelled, ShipmentNotFound, type ShippingAddress } from "../ShippingApi.ts"
+import { ShipmentAlreadyShipped, ShipmentCancelled, ShipmentNotFound, ShipmentOnHold, type ShippingAddress } from "../ShippingApi.ts"
 import { ShipmentsRepo, TRACKING_NUMBER_KEY } from "./ShipmentsRepo.ts"
 import * as TrackingNumber from "./TrackingNumber.ts"
 
-/** The module whose saga creates and cancels shipments, and may read them. */
+/** The module whose saga creates, releases and cancels shipments, and may read them. */
 export const ORDERS = "orders"
 
 export class Shipping extends Effect.Service<Shipping>()("shipping/Shipping", {
@@ -50,11 +50,22 @@ export class Shipping extends Effect.Service<Shipping>()("shipping/Shipping", {
       return shipment
     })
 
+    /** Releases a shipment on hold; a ready or shipped one answers as it is. */
+    const release = Effect.fn("Shipping.release")(function*(orderId: string) {
+      const released = Option.flatMap(yield* repo.release(orderId), (row) => row.shipment)
+      if (Option.isSome(released)) return released.value
+      const shipment = yield* existing(orderId)
+      if (shipment.status === "cancelled") return yield* new ShipmentCancelled({ orderId })
+      return shipment
+    })
+
+    /** Ships a ready shipment; a shipped one answers as it is, one on hold or cancelled is refused. */
     const markShipped = Effect.fn("Shipping.markShipped")(function*(orderId: string) {
       const shipped = Option.flatMap(yield* repo.ship(orderId), (row) => row.shipment)
       if (Option.isSome(shipped)) return shipped.value
       const shipment = yield* existing(orderId)
       if (shipment.status === "cancelled") return yield* new ShipmentCancelled({ orderId })
+      if (shipment.status === "on_hold") return yield* new ShipmentOnHold({ orderId })
       return shipment
     })
 
@@ -67,7 +78,7 @@ export class Shipping extends Effect.Service<Shipping>()("shipping/Shipping", {
       return shipment
     })
 
-    return { create, cancel, markShipped, byOrder } as const
+    return { create, cancel, release, markShipped, byOrder } as const
   }),
   dependencies: [ShipmentsRepo.Default]
 }) {}

@@ -11,6 +11,7 @@ export const ShippingHandlers = ShippingRpcs.toLayer(
       create: ({ address, customerId, orderId }, { headers }) =>
         Effect.zipRight(Caller.requireAdminOrService(headers, ORDERS), shipping.create(orderId, customerId, address)),
       cancel: ({ orderId }, { headers }) => Effect.zipRight(Caller.requireAdminOrService(headers, ORDERS), shipping.cancel(orderId)),
+      release: ({ orderId }, { headers }) => Effect.zipRight(Caller.requireAdminOrService(headers, ORDERS), shipping.release(orderId)),
       markShipped: ({ orderId }, { headers }) => Effect.zipRight(Caller.requireAdmin(headers), shipping.markShipped(orderId)),
       byOrder: ({ orderId }, { headers }) => Effect.flatMap(Caller.requireCaller(headers), (caller) => shipping.byOrder(caller, orderId))
     }
