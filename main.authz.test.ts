@@ -189,8 +189,17 @@ const unguarded: Record<string, Record<string, string>> = {
     payment: "reads; the owner or an admin",
     shipment: "reads; the owner or an admin",
     listSagas: "reads; admin checked in the handler (Orders.test.ts)"
+  },
+  notifications: {
+    list: "reads the caller's own notifications only; no one is Unauthenticated (Caller.requireCaller, Notifications.test.ts)"
   }
 }
+
+/** Reads of the caller's own account (the rpc answers the caller's own rows): each refuses no one, Unauthenticated. */
+const ownReads: ReadonlyArray<readonly [module: string, rpc: string, payload: unknown]> = [
+  ["orders", "list", {}],
+  ["notifications", "list", {}]
+]
 
 const rpcsOf = (module: (typeof modules)[number]) =>
   [...(module.client.group as RpcGroup.RpcGroup<Rpc.Any>).requests.keys()]
@@ -271,7 +280,7 @@ describe.skipIf(skipped !== undefined)("authorization inside modules, over the w
       })).pipe(Effect.provide(Reactivity.layer))
     )
 
-  /** The database once it stops changing (a saga finishing its bookkeeping): its snapshot. */
+  /** The database once it stops changing (a saga finishing its bookkeeping, events relayed and applied): its snapshot. */
   const quiet = async () => {
     let last = await snapshot()
     for (let i = 0; i < 50; i++) {
@@ -331,7 +340,8 @@ describe.skipIf(skipped !== undefined)("authorization inside modules, over the w
 
   it.each(cases)("%s refuses every caller it does not allow, and changes nothing", async (_, module, rpc, spec) => {
     const payload = await asAdmin(spec.payload(call))
-    const before = await snapshot()
+    // Once the events of preparing it (a product created, a shipment created...) have been relayed and applied.
+    const before = await quiet()
     for (const caller of refusedCallers(spec.allows)) await expectRefused(module, rpc, payload, caller)
     expect(await snapshot()).toEqual(before)
   }, 60_000)
@@ -354,6 +364,12 @@ describe.skipIf(skipped !== undefined)("authorization inside modules, over the w
     expect(Exit.isSuccess(exit), `${module}.${rpc}: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""}`).toBe(true)
     expect(await snapshot(), `${module}.${rpc} changed nothing`).not.toEqual(before)
   }, 60_000)
+
+  it.each(ownReads)("%s.%s, a read of the caller's own, refuses no one", async (module, rpc, payload) => {
+    await expectRefused(module, rpc, payload, { who: "no one", run: Caller.anonymous, error: "Unauthenticated" })
+    const exit = await Effect.runPromiseExit(Caller.withCaller(customer)(call(module, rpc, payload)))
+    expect(Exit.isSuccess(exit), `${module}.${rpc}: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""}`).toBe(true)
+  })
 
   it("lets the admin and the named modules make the same calls, and sees what they change", async () => {
     for (const [module, rpcs] of Object.entries(guarded)) {

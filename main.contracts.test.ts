@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest"
 import { CatalogRpcs } from "./modules/catalog/index.ts"
 import { IdentityRpcs } from "./modules/identity/index.ts"
 import { InventoryRpcs } from "./modules/inventory/index.ts"
+import { NotificationsRpcs } from "./modules/notifications/index.ts"
 import { OrdersRpcs } from "./modules/orders/index.ts"
 import { PaymentsRpcs } from "./modules/payments/index.ts"
 import { ShippingRpcs } from "./modules/shipping/index.ts"
@@ -36,7 +37,8 @@ const groups: Record<string, RpcGroup.RpcGroup<Rpc.Any>> = {
   inventory: InventoryRpcs as never,
   shipping: ShippingRpcs as never,
   payments: PaymentsRpcs as never,
-  orders: OrdersRpcs as never
+  orders: OrdersRpcs as never,
+  notifications: NotificationsRpcs as never
 }
 
 describe("every payload field of every RPC", () => {

@@ -31,8 +31,10 @@ const KILLS = 3
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const postgres = await Services.findPostgres()
+// Orders and shipping run apart from notifications, which subscribes to their events: through RabbitMQ.
+const rabbit = await Services.findRabbit()
 
-describe.skipIf(!postgres.ok)("the order saga while orders and payments are killed and restarted", () => {
+describe.skipIf(!postgres.ok || !rabbit.ok)("the order saga while orders and payments are killed and restarted", () => {
   let drop: () => Promise<void>
   let databaseUrl: string
   let gateway: string
@@ -76,7 +78,8 @@ describe.skipIf(!postgres.ok)("the order saga while orders and payments are kill
   beforeAll(async () => {
     if (!postgres.ok) return
     const db = await Services.createDatabase(postgres.value)
-    drop = db.drop
+    const broker = await Services.isolatedRabbit(rabbit.ok ? rabbit.value : "")
+    drop = () => Promise.all([db.drop(), broker.drop()]).then(() => undefined)
     databaseUrl = db.url
     const [front, ordersAt, paymentsAt, shippingAt, simAt] = await Promise.all([0, 1, 2, 3, 4].map(() => Processes.freePort())) as [
       number,
@@ -94,7 +97,8 @@ describe.skipIf(!postgres.ok)("the order saga while orders and payments are kill
       DATABASE_URL: db.url,
       TESSERA_MODULES: modules,
       TESSERA_PEERS: peers,
-      TESSERA_PAYMENT_PROVIDER_URL: providerUrl
+      TESSERA_PAYMENT_PROVIDER_URL: providerUrl,
+      AMQP_URL: broker.url
     })
     ordersPort = ordersAt
     ordersEnv = { ...env("orders"), TESSERA_ORDERS_RESUME_AFTER: "1 second" }
@@ -103,7 +107,7 @@ describe.skipIf(!postgres.ok)("the order saga while orders and payments are kill
     paymentsEnv = env("payments")
     payments = Processes.spawnServer(paymentsPort, paymentsEnv)
     servers.push(
-      Processes.spawnServer(front, env("gateway,catalog,identity,inventory")),
+      Processes.spawnServer(front, env("gateway,catalog,identity,inventory,notifications")),
       Processes.spawnServer(shippingAt, env("shipping"))
     )
     await Promise.all([...servers.slice(1), orders, payments].map((s) => Processes.waitReady(s)))
@@ -232,7 +236,7 @@ describe.skipIf(!postgres.ok)("the order saga while orders and payments are kill
  * is killed with SIGKILL in the middle of a stream of orders placed through the other and never
  * restarted; its sagas move to the survivor once their locks expire, and every order ends.
  */
-describe.skipIf(!postgres.ok)("two instances of orders, one killed for good", () => {
+describe.skipIf(!postgres.ok || !rabbit.ok)("two instances of orders, one killed for good", () => {
   let drop: () => Promise<void>
   let gateway: string
   const servers: Array<Processes.Server> = []
@@ -254,7 +258,8 @@ describe.skipIf(!postgres.ok)("two instances of orders, one killed for good", ()
   beforeAll(async () => {
     if (!postgres.ok) return
     const db = await Services.createDatabase(postgres.value)
-    drop = db.drop
+    const broker = await Services.isolatedRabbit(rabbit.ok ? rabbit.value : "")
+    drop = () => Promise.all([db.drop(), broker.drop()]).then(() => undefined)
     const [front, first, second, sim] = await Promise.all([0, 1, 2, 3].map(() => Processes.freePort())) as [number, number, number, number]
     const at = (port: number) => `http://127.0.0.1:${port}`
     servers.push(Processes.spawnCommand(["psp-sim", "--port", String(sim)], {}))
@@ -264,11 +269,12 @@ describe.skipIf(!postgres.ok)("two instances of orders, one killed for good", ()
       TESSERA_MODULES: modules,
       TESSERA_PEERS: peers,
       TESSERA_PAYMENT_PROVIDER_URL: at(sim),
+      AMQP_URL: broker.url,
       TESSERA_SAGA_LOCK_EXPIRATION: "3 seconds",
       TESSERA_SAGA_POLL_INTERVAL: "200 millis"
     })
     // The front process hosts everything but orders, which it reaches at the first instance.
-    servers.push(Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping", `orders=${at(first)}`)))
+    servers.push(Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping,notifications", `orders=${at(first)}`)))
     const backs = `catalog=${at(front)},inventory=${at(front)},payments=${at(front)},shipping=${at(front)}`
     servers.push(Processes.spawnServer(first, env("orders", backs)))
     doomed = Processes.spawnServer(second, env("orders", backs))

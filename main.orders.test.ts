@@ -5,6 +5,9 @@
  * process on PostgreSQL, with orders, payments and shipping each in a process of its own, and in
  * one process on embedded PostgreSQL; on Deno, in one process on embedded PostgreSQL and with
  * orders alone on Deno beside the rest on Node; every answer is checked against the OpenAPI document.
+ * Where orders or shipping runs apart from notifications (which subscribes to their events), the
+ * processes carry events through RabbitMQ (`AMQP_URL`, a virtual host per deployment); in one
+ * process they need none.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -53,6 +56,13 @@ const provider = async () => {
 
 
 const postgres = await Services.findPostgres()
+const rabbit = await Services.findRabbit()
+/** Why a split deployment cannot run here: no PostgreSQL, or no RabbitMQ to carry its events. */
+const splitUnavailable = !postgres.ok
+  ? Services.unavailable("PostgreSQL", postgres.reason)
+  : !rabbit.ok
+  ? Services.unavailable("RabbitMQ", rabbit.reason)
+  : undefined
 
 /** Every module in one process on embedded PostgreSQL, on `runtime`. */
 const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
@@ -90,9 +100,10 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
-  "orders, payments and shipping each in a process of its own": postgres.ok
+  "orders, payments and shipping each in a process of its own": splitUnavailable === undefined && postgres.ok && rabbit.ok
     ? async () => {
       const db = await Services.createDatabase(postgres.value)
+      const broker = await Services.isolatedRabbit(rabbit.value)
       const [front, orders, payments, shipping] = await Promise.all([0, 1, 2, 3].map(() => Processes.freePort())) as [
         number,
         number,
@@ -100,52 +111,59 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
         number
       ]
       const at = (port: number) => `http://127.0.0.1:${port}`
-      const peers = `catalog=${at(front)},inventory=${at(front)},orders=${at(orders)},payments=${at(payments)},shipping=${at(shipping)}`
+      const peers = `catalog=${at(front)},inventory=${at(front)},notifications=${at(front)},orders=${at(orders)},payments=${at(payments)},` +
+        `shipping=${at(shipping)}`
       const psp = await provider()
       const env = (modules: string) => ({
         ...settings,
         DATABASE_URL: db.url,
         TESSERA_MODULES: modules,
         TESSERA_PEERS: peers,
-        TESSERA_PAYMENT_PROVIDER_URL: psp.url
+        TESSERA_PAYMENT_PROVIDER_URL: psp.url,
+        AMQP_URL: broker.url
       })
       const servers = [
-        Processes.spawnServer(front, env("gateway,catalog,identity,inventory")),
+        Processes.spawnServer(front, env("gateway,catalog,identity,inventory,notifications")),
         Processes.spawnServer(orders, env("orders")),
         Processes.spawnServer(payments, env("payments")),
         Processes.spawnServer(shipping, env("shipping"))
       ]
       await Processes.waitAllReady(servers)
-      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: false, cleanup: db.drop }
+      const cleanup = () => Promise.all([db.drop(), broker.drop()]).then(() => undefined)
+      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: false, cleanup }
     }
-    : Services.unavailable("PostgreSQL", postgres.reason),
+    : splitUnavailable!,
 
   "one process on embedded PostgreSQL": () => embedded("node"),
 
   "one process on embedded PostgreSQL, on Deno": () => embedded("deno"),
 
-  "orders on Deno, every other module on Node, on PostgreSQL": postgres.ok
+  "orders on Deno, every other module on Node, on PostgreSQL": splitUnavailable === undefined && postgres.ok && rabbit.ok
     ? async () => {
       const db = await Services.createDatabase(postgres.value)
+      const broker = await Services.isolatedRabbit(rabbit.value)
       const [front, orders] = await Promise.all([0, 1].map(() => Processes.freePort())) as [number, number]
       const at = (port: number) => `http://127.0.0.1:${port}`
-      const peers = ["catalog", "inventory", "payments", "shipping"].map((m) => `${m}=${at(front)}`).concat(`orders=${at(orders)}`).join(",")
+      const peers = ["catalog", "inventory", "notifications", "payments", "shipping"].map((m) => `${m}=${at(front)}`)
+        .concat(`orders=${at(orders)}`).join(",")
       const psp = await provider()
       const env = (modules: string) => ({
         ...settings,
         DATABASE_URL: db.url,
         TESSERA_MODULES: modules,
         TESSERA_PEERS: peers,
-        TESSERA_PAYMENT_PROVIDER_URL: psp.url
+        TESSERA_PAYMENT_PROVIDER_URL: psp.url,
+        AMQP_URL: broker.url
       })
       const servers = [
-        Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping"), "node"),
+        Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping,notifications"), "node"),
         Processes.spawnServer(orders, env("orders"), "deno")
       ]
       await Processes.waitAllReady(servers)
-      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: true, cleanup: db.drop }
+      const cleanup = () => Promise.all([db.drop(), broker.drop()]).then(() => undefined)
+      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: true, cleanup }
     }
-    : Services.unavailable("PostgreSQL", postgres.reason)
+    : splitUnavailable!
 }
 
 const someAddress = () => `198.51.100.${Math.floor(Math.random() * 254) + 1}`
@@ -218,6 +236,17 @@ for (const [name, start] of Object.entries(topologies)) {
       throw new Error(`order ${id} did not settle`)
     }
 
+    /** The customer's notifications once there are `count` (GET /v1/me/notifications). */
+    const notified = async (token: string, count: number) => {
+      for (let i = 0; i < 300; i++) {
+        const { body, status } = await api("/v1/me/notifications", { as: token })
+        expect(status).toBe(200)
+        if (body.items.length >= count) return body.items
+        await sleep(50)
+      }
+      throw new Error(`no ${count} notifications`)
+    }
+
     beforeAll(async () => {
       deployment = await start()
       admin = await login(ADMIN)
@@ -245,6 +274,14 @@ for (const [name, start] of Object.entries(topologies)) {
       // Released when the order was confirmed: free to ship.
       expect(shipment.body.status).toBe("ready")
       expect(shipment.body.trackingNumber).toEqual(expect.any(String))
+      // Notifications heard of the shipment and the confirmation (events, wherever it runs): the buyer's, no one else's.
+      const told = await notified(buyer, 2)
+      expect(told.map((n: any) => [n.kind, n.orderId]).sort()).toEqual([
+        ["order_confirmed", placed.body.id],
+        ["shipment_created", placed.body.id]
+      ])
+      expect(told.find((n: any) => n.kind === "shipment_created").body).toContain(shipment.body.trackingNumber)
+      expect((await api("/v1/me/notifications", { as: await customer() })).body).toEqual({ items: [], nextCursor: null })
     })
 
     it("ends an order paid with tok_decline CANCELLED with PAYMENT_DECLINED, its stock released", async () => {
@@ -254,6 +291,9 @@ for (const [name, start] of Object.entries(topologies)) {
       expect(await settled(buyer, placed.body.id)).toMatchObject({ status: "CANCELLED", failureReason: "PAYMENT_DECLINED" })
       expect(await stock(kettle)).toEqual({ available: 5, reserved: 0 })
       expect((await api(`/v1/orders/${placed.body.id}/shipment`, { as: buyer })).status).toBe(404)
+      const [told] = await notified(buyer, 1)
+      expect(told).toMatchObject({ kind: "order_cancelled", orderId: placed.body.id, subject: "Your order was cancelled" })
+      expect(told.body).toContain("your payment was declined")
     })
 
     it("ends an order of more than the stock CANCELLED with OUT_OF_STOCK, nothing charged", async () => {

@@ -36,7 +36,8 @@ const goodCalls: Record<string, { readonly t: string; readonly p?: unknown }> = 
   identity: { t: "jwks" },
   shipping: { t: "byOrder", p: { orderId: "order-1" } },
   payments: { t: "byOrder", p: { orderId: "order-1" } },
-  orders: { t: "get", p: { id: UUID } }
+  orders: { t: "get", p: { id: UUID } },
+  notifications: { t: "list", p: { limit: 5 } }
 }
 
 const stub = () => Effect.die(new Error("stub handler"))

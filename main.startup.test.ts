@@ -201,7 +201,7 @@ const topologies: Record<string, Topology> = {
         {
           name: "gateway",
           port: front!,
-          env: { DATABASE_URL: db, TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping", TESSERA_PEERS: `inventory=http://127.0.0.1:${back}` },
+          env: { DATABASE_URL: db, TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping,notifications", TESSERA_PEERS: `inventory=http://127.0.0.1:${back}` },
           routes: ["/v1/products", "/.well-known/jwks.json"]
         },
         {
@@ -226,7 +226,7 @@ const topologies: Record<string, Topology> = {
         name,
         port,
         // The gateway process also hosts orders (whose routes it serves) and what orders calls besides.
-        env: { DATABASE_URL: db, TESSERA_MODULES: name === "gateway" ? "gateway,orders,payments,shipping" : name, TESSERA_PEERS: peers },
+        env: { DATABASE_URL: db, TESSERA_MODULES: name === "gateway" ? "gateway,orders,payments,shipping,notifications" : name, TESSERA_PEERS: peers },
         routes
       })
       return [

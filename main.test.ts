@@ -128,7 +128,7 @@ const twoProcesses = async (inventoryRuntime: Processes.Runtime): Promise<Deploy
   servers[0] = Processes.spawnServer(front, {
     ...settings,
     DATABASE_URL: shared.url,
-    TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping",
+    TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping,notifications",
     TESSERA_PEERS: `inventory=http://127.0.0.1:${back}`
   })
   const inventory = restartable(servers, 1, back, {
@@ -195,7 +195,7 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
       ].join(",")
       const servers: Array<Processes.Server> = []
       const env = (modules: string) => ({ DATABASE_URL: db.url, TESSERA_MODULES: modules, TESSERA_PEERS: peers })
-      servers[0] = Processes.spawnServer(front, { ...settings, ...env("gateway,orders,payments,shipping") })
+      servers[0] = Processes.spawnServer(front, { ...settings, ...env("gateway,orders,payments,shipping,notifications") })
       const catalog = restartable(servers, 1, catalogPort, env("catalog"))
       const inventory = restartable(servers, 2, inventoryPort, env("inventory"))
       const identity = restartable(servers, 3, identityPort, env("identity"))
@@ -946,7 +946,7 @@ describe("service credentials", () => {
     const server = Processes.spawnServer(await Processes.freePort(), {
       TESSERA_SERVICE_SECRET: undefined,
       TESSERA_MODULES: "gateway,identity",
-      TESSERA_PEERS: "catalog=http://127.0.0.1:9,inventory=http://127.0.0.1:9,orders=http://127.0.0.1:9"
+      TESSERA_PEERS: "catalog=http://127.0.0.1:9,inventory=http://127.0.0.1:9,orders=http://127.0.0.1:9,notifications=http://127.0.0.1:9"
     })
     expect(await server.exited).toBe(1)
     expect(server.output()).toContain("TESSERA_SERVICE_SECRET")
@@ -963,7 +963,7 @@ describe("the tessera command", () => {
   it("prints the topology", async () => {
     const command = Processes.spawnCommand(["topology"], {
       TESSERA_MODULES: "gateway,catalog",
-      TESSERA_PEERS: "inventory=http://10.0.0.7:8080,identity=http://10.0.0.8:8080,orders=http://10.0.0.9:8080"
+      TESSERA_PEERS: "inventory=http://10.0.0.7:8080,identity=http://10.0.0.8:8080,orders=http://10.0.0.9:8080,notifications=http://10.0.0.10:8080"
     })
     expect(await command.exited).toBe(0)
     expect(command.output().split("\n").map((line) => line.replace(/\s+/g, " ").trim())).toEqual(

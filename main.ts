@@ -5,12 +5,13 @@
 import { CatalogModule } from "./modules/catalog/CatalogModule.ts"
 import { IdentityModule } from "./modules/identity/IdentityModule.ts"
 import { InventoryModule } from "./modules/inventory/InventoryModule.ts"
+import { NotificationsModule } from "./modules/notifications/NotificationsModule.ts"
 import { OrdersModule } from "./modules/orders/OrdersModule.ts"
 import { PaymentsModule, PspSimCommand } from "./modules/payments/PaymentsModule.ts"
 import { ShippingModule } from "./modules/shipping/ShippingModule.ts"
 import * as Cli from "./runtime/Cli.ts"
 
-export const modules = [CatalogModule, InventoryModule, IdentityModule, PaymentsModule, ShippingModule, OrdersModule]
+export const modules = [CatalogModule, InventoryModule, IdentityModule, PaymentsModule, ShippingModule, OrdersModule, NotificationsModule]
 
 /** Commands modules add to `tessera`: `psp-sim`, the payment provider simulator. */
 export const commands = [PspSimCommand]

@@ -125,6 +125,10 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
   const ports = new Map<string, number>()
   for (const name of Object.keys(layout)) ports.set(name, await Processes.freePort())
   const split = Object.keys(layout).length > 1
+  // Split, orders and shipping publish events to notifications in another process: through RabbitMQ.
+  const rabbit = split ? await Services.findRabbit() : undefined
+  if (rabbit !== undefined && !rabbit.ok) throw new Error(`the split layout needs RabbitMQ for its events: ${rabbit.reason}`)
+  const broker = rabbit?.ok ? await Services.isolatedRabbit(rabbit.value) : undefined
   const peers = Object.entries(layout)
     .flatMap(([name, modules]) => modules.split(",").filter((m) => m !== "gateway").map((m) => `${m}=http://127.0.0.1:${ports.get(name)}`))
     .join(",")
@@ -139,6 +143,7 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
       TESSERA_PASSWORD_HASH_COST: "10",
       TESSERA_RATE_LIMIT: "1000000",
       TESSERA_TRUSTED_PROXIES: "1",
+      ...(broker === undefined ? {} : { AMQP_URL: broker.url }),
       ...(process.env.BENCH_EXTRA_ENV ? JSON.parse(process.env.BENCH_EXTRA_ENV) : {})
     }, "node")
   )
@@ -215,6 +220,7 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
   } finally {
     await Promise.all(servers.map((server) => server.stop()))
     await database.drop()
+    await broker?.drop()
   }
 }
 
@@ -288,7 +294,7 @@ const main = async () => {
   )
   const layouts = {
     "one process": { all: "all" },
-    split: { front: "gateway,identity,catalog,inventory", orders: "orders", payments: "payments", shipping: "shipping" }
+    split: { front: "gateway,identity,catalog,inventory,notifications", orders: "orders", payments: "payments", shipping: "shipping" }
   }
   const results: Record<string, Run & { ceiling: number }> = {}
   for (const [name, layout] of Object.entries(layouts)) {

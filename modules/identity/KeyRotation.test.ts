@@ -240,7 +240,7 @@ describe("a rotation, end to end", () => {
       const gateway = await TestServer.start(modules, {
         ...env,
         ...(await database()),
-        TESSERA_MODULES: "gateway,catalog,inventory,orders,payments,shipping",
+        TESSERA_MODULES: "gateway,catalog,inventory,orders,payments,shipping,notifications",
         TESSERA_PEERS: `identity=${identity.url}`
       })
       cleanups.unshift(() => gateway.close())

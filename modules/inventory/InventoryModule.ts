@@ -2,12 +2,16 @@
 import * as Module from "../../runtime/Module.ts"
 import { CatalogClient } from "../catalog/index.ts"
 import { InventoryClient } from "./InventoryApi.ts"
+import { StockLow } from "./InventoryEvents.ts"
 import { StockHttp, StockHttpLive } from "./InventoryHttp.ts"
+import { lowStock } from "./internal/Inventory.ts"
 import { InventoryHandlers } from "./internal/InventoryHandlers.ts"
 
 export const InventoryModule = Module.make({
   client: InventoryClient,
   handlers: InventoryHandlers,
   calls: [CatalogClient],
-  http: { group: StockHttp, layer: StockHttpLive }
+  publishes: [StockLow],
+  http: { group: StockHttp, layer: StockHttpLive },
+  settings: [lowStock]
 })

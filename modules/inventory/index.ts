@@ -1,2 +1,3 @@
-/** Inventory's public face: its contract. Other modules import nothing else from it. */
+/** Inventory's public face: its contract and its events. Other modules import nothing else from it. */
 export * from "./InventoryApi.ts"
+export * from "./InventoryEvents.ts"

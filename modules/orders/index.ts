@@ -1,2 +1,3 @@
-/** Orders' public face: its contract. Other modules import nothing else from it. */
+/** Orders' public face: its contract and its events. Other modules import nothing else from it. */
 export * from "./OrdersApi.ts"
+export * from "./OrdersEvents.ts"

@@ -1,2 +1,3 @@
-/** Shipping's public face: its contract. Other modules import nothing else from it. */
+/** Shipping's public face: its contract and its events. Other modules import nothing else from it. */
 export * from "./ShippingApi.ts"
+export * from "./ShippingEvents.ts"

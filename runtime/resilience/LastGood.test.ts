@@ -22,7 +22,7 @@ describe("catalog reads while catalog cannot answer", () => {
       TestServer.startOnTestDatabase(modules, {
         ...shared,
         PORT: String(gatewayPort),
-        TESSERA_MODULES: "gateway,identity,inventory,orders,payments,shipping",
+        TESSERA_MODULES: "gateway,identity,inventory,orders,payments,shipping,notifications",
         TESSERA_PEERS: `catalog=http://127.0.0.1:${catalogPort}`,
         TESSERA_ADMIN_EMAIL: ADMIN.email,
         TESSERA_ADMIN_PASSWORD: ADMIN.password

@@ -21,7 +21,7 @@ describe("GET /v1/admin/resilience", () => {
       TestServer.startOnTestDatabase(modules, {
         ...shared,
         PORT: String(gatewayPort),
-        TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping",
+        TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping,notifications",
         TESSERA_PEERS: `inventory=http://127.0.0.1:${inventoryPort}`,
         TESSERA_INVENTORY_CALL_TIMEOUT: "3 seconds",
         TESSERA_ADMIN_EMAIL: ADMIN.email,

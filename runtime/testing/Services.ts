@@ -7,6 +7,7 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
+import { execFile } from "node:child_process"
 import * as net from "node:net"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
@@ -99,6 +100,28 @@ export const findRabbit = (): Promise<Found<string>> =>
       reason: fromEnv ? `AMQP_URL is set but ${url.host} does not answer` : "no RabbitMQ: AMQP_URL unset, nothing on 127.0.0.1:5672, no Docker engine"
     }
   }))
+
+const rabbitmqctl = (...args: ReadonlyArray<string>) =>
+  new Promise<boolean>((resolve) => execFile("rabbitmqctl", [...args], { timeout: 30_000 }, (error) => resolve(error === null)))
+
+/**
+ * A RabbitMQ virtual host of its own for one deployment under test, on the broker at `url`: its
+ * URL, and `drop`. Subscription queues are named after modules (`notifications.orders.OrderConfirmed`),
+ * so two deployments on one vhost would take each other's events. Made with `rabbitmqctl` when the
+ * broker runs on this machine and the tool answers; otherwise `url` itself (deployments then share
+ * the broker's queues, which holds only while they run one at a time).
+ */
+export const isolatedRabbit = async (url: string): Promise<{ readonly url: string; readonly drop: () => Promise<void> }> => {
+  const parsed = new URL(url)
+  const local = ["127.0.0.1", "localhost", "::1", "[::1]"].includes(parsed.hostname)
+  const vhost = `tessera-test-${randomUUID().slice(0, 8)}`
+  const user = decodeURIComponent(parsed.username || "guest")
+  if (!local || !(await rabbitmqctl("add_vhost", vhost)) || !(await rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*"))) {
+    return { url, drop: async () => {} }
+  }
+  parsed.pathname = `/${encodeURIComponent(vhost)}`
+  return { url: parsed.toString(), drop: () => rabbitmqctl("delete_vhost", vhost).then(() => undefined) }
+}
 
 /**
  * A new, empty database on the server (dropped by the returned function), so suites never see

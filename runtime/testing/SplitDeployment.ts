@@ -67,7 +67,7 @@ export const start = async (options: {
   })
   const front = Processes.spawnServer(frontPort, env("front", {
     DATABASE_URL: shared.url,
-    TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping",
+    TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping,notifications",
     TESSERA_PEERS: `inventory=${proxies.inventory.url}`
   }), options.runtime)
   const inventory = Processes.spawnServer(inventoryPort, env("inventory", {

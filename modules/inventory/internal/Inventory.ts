@@ -1,6 +1,12 @@
-/** Inventory's use cases: each one a single transaction over the inventory schema. */
+/**
+ * Inventory's use cases: each one a single transaction over the inventory schema. A reservation
+ * that takes a product's available units below `TESSERA_INVENTORY_LOW_STOCK` publishes StockLow
+ * in its transaction.
+ */
 import { Effect, Either, Option } from "effect"
 import { CatalogClient, type ProductId } from "../../catalog/index.ts"
+import { Outbox } from "../../../runtime/messaging/Outbox.ts"
+import * as Setting from "../../../runtime/Setting.ts"
 import {
   IdempotencyKeyReused,
   Reservation,
@@ -13,13 +19,29 @@ import {
   StockLimitExceeded,
   MAX_UNITS
 } from "../InventoryApi.ts"
+import { StockLow } from "../InventoryEvents.ts"
 import { InventoryRepo } from "./InventoryRepo.ts"
 import * as ReservationLines from "./ReservationLines.ts"
+
+/** The available units below which a product is low on stock (StockLow). */
+export const lowStock = Setting.integer({
+  name: "TESSERA_INVENTORY_LOW_STOCK",
+  description: "a reservation that takes a product's available units below this publishes StockLow (once per crossing); 0: never",
+  default: "5",
+  min: 0,
+  max: 2_147_483_647
+})
+
+/** Whether taking `quantity` units left `available`, and so crossed below `threshold` just now. */
+export const crossedBelow = (threshold: number, available: number, quantity: number) =>
+  available < threshold && available + quantity >= threshold
 
 export class Inventory extends Effect.Service<Inventory>()("inventory/Inventory", {
   effect: Effect.gen(function*() {
     const repo = yield* InventoryRepo
     const catalog = yield* CatalogClient
+    const outbox = yield* Outbox
+    const threshold = yield* Effect.orDie(lowStock.config)
 
     /** Fails with ProductNotFound unless the catalog knows the product. */
     const requireProduct = (productId: ProductId) =>
@@ -108,7 +130,11 @@ export class Inventory extends Effect.Service<Inventory>()("inventory/Inventory"
           })
         }
         for (const line of lines) {
-          if (!(yield* repo.hold(line.productId, line.quantity))) return yield* insufficient(line)
+          const held = yield* repo.hold(line.productId, line.quantity)
+          if (Option.isNone(held)) return yield* insufficient(line)
+          if (crossedBelow(threshold, held.value, line.quantity)) {
+            yield* outbox.publish(StockLow, { productId: line.productId, available: held.value, threshold })
+          }
         }
         yield* repo.insertLines(reservationId, lines)
         return new Reservation({ reservationId, status: "held", lines })

@@ -72,11 +72,11 @@ export class InventoryRepo extends Effect.Service<InventoryRepo>()("inventory/In
         sql`SELECT product_id AS "productId", quantity, available, reserved FROM restock_keys
             WHERE idempotency_key = ${key}`.pipe(Effect.flatMap(decodeKeyed), Effect.map(first), PgError.orDie),
 
-      /** Moves units from available to reserved; `false` when too few are available. */
+      /** Moves units from available to reserved: the units then available; `None` when too few are available. */
       hold: (productId: ProductId, quantity: number) =>
-        sql`UPDATE stock SET available = available - ${quantity}, reserved = reserved + ${quantity}, updated_at = now()
+        sql<{ available: number }>`UPDATE stock SET available = available - ${quantity}, reserved = reserved + ${quantity}, updated_at = now()
             WHERE product_id = ${productId} AND available >= ${quantity}
-            RETURNING product_id`.pipe(Effect.map((rows) => rows.length === 1), PgError.orDie),
+            RETURNING available`.pipe(Effect.map((rows) => Option.map(first(rows), (row) => row.available)), PgError.orDie),
 
       /** Moves held units back to available. */
       unhold: (productId: ProductId, quantity: number) =>

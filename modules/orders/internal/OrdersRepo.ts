@@ -2,9 +2,11 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
+import { Outbox } from "../../../runtime/messaging/Outbox.ts"
 import { Currency } from "../../catalog/index.ts"
 import { ShippingAddress } from "../../shipping/index.ts"
-import { FailureReason, Order, OrderItem, type OrderId, OrderStatus } from "../OrdersApi.ts"
+import { FailureReason, Order, OrderItem, OrderId, OrderStatus } from "../OrdersApi.ts"
+import { OrderCancelled, OrderConfirmed } from "../OrdersEvents.ts"
 import type * as Cursor from "../../../runtime/schema/Cursor.ts"
 
 const OrderRow = Schema.Struct({
@@ -66,6 +68,7 @@ export interface StalePosition {
 export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const outbox = yield* Outbox
     const cols = sql.literal(columns)
     const one = (rows: ReadonlyArray<OrderRow>) => Option.fromNullable(rows[0])
 
@@ -138,17 +141,36 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
         PgError.orDie
       )
 
-    /** A decided order CONFIRMED, its stock committed. */
+    /**
+     * A decided order CONFIRMED, its stock committed, and OrderConfirmed published in the same
+     * transaction; nothing (no second event) for an order CONFIRMED already.
+     */
     const confirm = (id: string) =>
-      sql`UPDATE orders SET status = 'CONFIRMED', updated_at = now() WHERE id = ${id} AND status = 'PENDING' AND confirming`.pipe(
-        Effect.asVoid,
-        PgError.orDie
-      )
+      sql.withTransaction(Effect.gen(function*() {
+        const [row] = yield* sql<{ customerId: string; totalCents: number | string; currency: Currency }>`
+          UPDATE orders SET status = 'CONFIRMED', updated_at = now() WHERE id = ${id} AND status = 'PENDING' AND confirming
+          RETURNING customer_id AS "customerId", total_cents AS "totalCents", currency`
+        if (row === undefined) return
+        yield* outbox.publish(OrderConfirmed, {
+          orderId: OrderId.make(id),
+          customerId: row.customerId,
+          totalCents: Number(row.totalCents),
+          currency: row.currency
+        })
+      })).pipe(PgError.orDie)
 
-    /** Ends the order CANCELLED with `reason`, unless it already is. */
+    /**
+     * Ends the order CANCELLED with `reason`, and publishes OrderCancelled in the same
+     * transaction, unless it is CANCELLED already (then nothing changes and nothing is published).
+     */
     const cancel = (id: string, reason: FailureReason) =>
-      sql`UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, updated_at = now()
-          WHERE id = ${id} AND status <> 'CANCELLED'`.pipe(Effect.asVoid, PgError.orDie)
+      sql.withTransaction(Effect.gen(function*() {
+        const [row] = yield* sql<{ customerId: string }>`
+          UPDATE orders SET status = 'CANCELLED', failure_reason = ${reason}, updated_at = now()
+          WHERE id = ${id} AND status <> 'CANCELLED' RETURNING customer_id AS "customerId"`
+        if (row === undefined) return
+        yield* outbox.publish(OrderCancelled, { orderId: OrderId.make(id), customerId: row.customerId, reason })
+      })).pipe(PgError.orDie)
 
     /**
      * Up to `limit` orders still PENDING placed more than `seconds` ago, oldest first, after the

@@ -1,9 +1,14 @@
-/** Shipping's use cases: each one statement (and a read) over the shipping schema. */
-import { SqlError } from "@effect/sql"
+/**
+ * Shipping's use cases: each one statement (and a read) over the shipping schema; a create that
+ * makes a shipment publishes ShipmentCreated in the transaction of its statement.
+ */
+import { SqlClient, SqlError } from "@effect/sql"
 import { Effect, Option } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
+import { Outbox } from "../../../runtime/messaging/Outbox.ts"
 import type { Caller } from "../../../runtime/security/Caller.ts"
 import { ShipmentAlreadyShipped, ShipmentCancelled, ShipmentNotFound, ShipmentOnHold, type ShippingAddress } from "../ShippingApi.ts"
+import { ShipmentCreated } from "../ShippingEvents.ts"
 import { ShipmentsRepo, TRACKING_NUMBER_KEY } from "./ShipmentsRepo.ts"
 import * as TrackingNumber from "./TrackingNumber.ts"
 
@@ -13,6 +18,8 @@ export const ORDERS = "orders"
 export class Shipping extends Effect.Service<Shipping>()("shipping/Shipping", {
   effect: Effect.gen(function*() {
     const repo = yield* ShipmentsRepo
+    const sql = yield* SqlClient.SqlClient
+    const outbox = yield* Outbox
 
     /** The order's shipment; ShipmentNotFound when it has none (a cancellation alone is none). */
     const existing = (orderId: string) =>
@@ -23,7 +30,18 @@ export class Shipping extends Effect.Service<Shipping>()("shipping/Shipping", {
         }))
 
     const create = Effect.fn("Shipping.create")(function*(orderId: string, customerId: string, address: ShippingAddress) {
-      const inserted = yield* Effect.suspend(() => repo.insert(orderId, customerId, address, TrackingNumber.make())).pipe(
+      // Each attempt its own transaction: a repeated tracking number aborts it, and the next draws again.
+      const insertAndPublish = sql.withTransaction(Effect.gen(function*() {
+        const inserted = yield* repo.insert(orderId, customerId, address, TrackingNumber.make())
+        const created = Option.flatMap(inserted, (row) => row.status === "on_hold" ? row.shipment : Option.none())
+        // Only a live shipment made now: not the cancelled one that fills in a cancellation that came first.
+        if (Option.isSome(created)) {
+          const { trackingNumber } = created.value
+          yield* outbox.publish(ShipmentCreated, { orderId, customerId, trackingNumber })
+        }
+        return inserted
+      }))
+      const inserted = yield* insertAndPublish.pipe(
         Effect.retry({
           times: 3,
           while: (error) => error instanceof SqlError.SqlError && PgError.isUniqueViolation(error, TRACKING_NUMBER_KEY)
