@@ -7,7 +7,7 @@
  * `tessera psp-sim`, payments killed (SIGKILL) and restarted between two charges of one payment.
  */
 import { Context, Effect, Either, Exit, Layer, ManagedRuntime, Redacted, Scope } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import * as Caller from "../../runtime/security/Caller.ts"
 import * as Processes from "../../runtime/testing/Processes.ts"
 import * as Services from "../../runtime/testing/Services.ts"
@@ -87,6 +87,18 @@ const cases = (run: Run) => {
     if (Either.isLeft(result)) throw new Error(`expected a success, got ${JSON.stringify(result.left)}`)
     return result.right
   }
+
+  /**
+   * Waits until a charge goes through: a case that made the provider fail leaves its breaker
+   * open for a moment (500 ms, and longer on a loaded machine), which the next case must not meet.
+   */
+  beforeEach(async () => {
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
+      if (Either.isRight(await charge(request("tok_ok")))) return
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    throw new Error("the provider did not come back within 15 s")
+  })
 
   it("charges tok_ok once: the same payment again answers the same and charges nothing more", async () => {
     const r = request("tok_ok")
