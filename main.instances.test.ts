@@ -54,7 +54,7 @@ if (skipped !== undefined) {
       front = Processes.spawnServer(frontPort, {
         ...common,
         DATABASE_URL: database.url,
-        TESSERA_MODULES: "gateway,identity,inventory,orders,payments,shipping",
+        TESSERA_MODULES: "gateway,identity,inventory,orders,payments,shipping,notifications",
         TESSERA_PEERS: `catalog=http://127.0.0.1:${a}|http://127.0.0.1:${b}`
       })
       await Processes.waitAllReady([...catalogs, front])
