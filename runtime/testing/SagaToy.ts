@@ -17,7 +17,7 @@
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { Workflow, WorkflowEngine } from "@effect/workflow"
-import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Schedule, Schema } from "effect"
 import * as fs from "node:fs"
 import * as Module from "../Module.ts"
 import * as Saga from "../saga/Saga.ts"
@@ -177,8 +177,12 @@ const handlers = ToyRpcs.toLayer(Effect.gen(function*() {
   Layer.provideMerge(Layer.merge(sagaLayer, untilLayer)),
   Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    // Instances started together race to create it (PostgreSQL's IF NOT EXISTS is not atomic
+    // across sessions: the loser fails "already exists"); tried again, it finds the table.
     yield* sql`CREATE TABLE IF NOT EXISTS toy_runs (
-      seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL, step text NOT NULL, phase text NOT NULL, key text NOT NULL)`
+      seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL, step text NOT NULL, phase text NOT NULL, key text NOT NULL)`.pipe(
+      Effect.retry({ times: 3, schedule: Schedule.spaced("100 millis") })
+    )
   }).pipe(Effect.orDie)))
 )
 
