@@ -1,7 +1,8 @@
 /**
  * `npm run bench`, order-flow section (issue 12): orders confirmed per second and the time from
  * `POST /v1/orders` to CONFIRMED, in one process and split (orders, payments and shipping each in
- * a process of its own), each beside a ceiling measured in the same run.
+ * a process of its own, inventory as two instances the others spread their calls over), each
+ * beside a ceiling measured in the same run.
  *
  * - Orders: CALLERS customers place orders (`tok_ok`, one product of ample stock) back to back
  *   for BENCH_SECONDS against the built release on PostgreSQL, the payment provider simulator
@@ -129,9 +130,14 @@ const orderFlow = async (adminUrl: string, layout: Record<string, string>): Prom
   const rabbit = split ? await Services.findRabbit() : undefined
   if (rabbit !== undefined && !rabbit.ok) throw new Error(`the split layout needs RabbitMQ for its events: ${rabbit.reason}`)
   const broker = rabbit?.ok ? await Services.isolatedRabbit(rabbit.value) : undefined
-  const peers = Object.entries(layout)
-    .flatMap(([name, modules]) => modules.split(",").filter((m) => m !== "gateway").map((m) => `${m}=http://127.0.0.1:${ports.get(name)}`))
-    .join(",")
+  // A module hosted by several processes is one peer with several instances (`name=a|b`).
+  const instances = new Map<string, Array<string>>()
+  for (const [name, modules] of Object.entries(layout)) {
+    for (const module of modules.split(",").filter((m) => m !== "gateway")) {
+      instances.set(module, [...(instances.get(module) ?? []), `http://127.0.0.1:${ports.get(name)}`])
+    }
+  }
+  const peers = [...instances].map(([module, urls]) => `${module}=${urls.join("|")}`).join(",")
   const servers = Object.keys(layout).map((name) =>
     Processes.spawnServer(ports.get(name)!, {
       DATABASE_URL: database.url,
@@ -294,7 +300,14 @@ const main = async () => {
   )
   const layouts = {
     "one process": { all: "all" },
-    split: { front: "gateway,identity,catalog,inventory,notifications", orders: "orders", payments: "payments", shipping: "shipping" }
+    split: {
+      front: "gateway,identity,catalog,notifications",
+      "inventory-1": "inventory",
+      "inventory-2": "inventory",
+      orders: "orders",
+      payments: "payments",
+      shipping: "shipping"
+    }
   }
   const results: Record<string, Run & { ceiling: number }> = {}
   for (const [name, layout] of Object.entries(layouts)) {
