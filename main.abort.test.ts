@@ -6,7 +6,9 @@
  * in the middle of such a storm. On PostgreSQL, a statement held past its timeout is answered
  * 503 with Retry-After, and the next one is served.
  */
+import { Buffer } from "node:buffer"
 import * as http from "node:http"
+import * as net from "node:net"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Processes from "./runtime/testing/Processes.ts"
@@ -187,6 +189,28 @@ for (const { acquire, name } of databases) {
       expect((await fetch(`${server.url}/health/ready`)).status).toBe(200)
       expect((await fetch(`${server.url}/health/live`)).status).toBe(200)
     }, 90_000)
+
+    it("survives peers that reset their RPC connection before its upgrade is accepted", async () => {
+      // Node takes its 'error' listener off an upgrading socket; a reset before the endpoint
+      // accepts the upgrade (a peer whose handshake timed out) once stopped the process.
+      await Promise.all(Array.from({ length: 60 }, (_, i) =>
+        new Promise<void>((resolve) => {
+          const socket = net.connect(server.port, "127.0.0.1", () => {
+            socket.write(
+              `GET /rpc/catalog HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${Buffer.from(`reset-${i}-key!!`).toString("base64")}\r\n` +
+                `Sec-WebSocket-Protocol: tessera-rpc.1\r\nx-tessera-service: not-a-credential\r\n\r\n`
+            )
+            setTimeout(() => socket.resetAndDestroy(), i % 3)
+          })
+          socket.on("error", () => {})
+          socket.on("close", () => resolve())
+        })
+      ))
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      expect(server.process.exitCode, server.output()).toBe(null)
+      expect((await fetch(`${server.url}/health/live`)).status).toBe(200)
+    }, 30_000)
 
     if (name === "PostgreSQL") {
       it("answers a statement held past its timeout 503 with Retry-After, and serves the next", async () => {

@@ -99,6 +99,8 @@ const discardUnread = (request: http.IncomingMessage, socket: net.Socket) => {
   request.resume()
 }
 
+const ignore = () => {}
+
 /** A `node:http` server with `settings` applied; `options` as `http.createServer` takes them. */
 export const createServer = (settings: Settings, options: http.ServerOptions = {}): http.Server => {
   const server = http.createServer({
@@ -110,6 +112,13 @@ export const createServer = (settings: Settings, options: http.ServerOptions = {
   })
   server.keepAliveTimeout = Duration.toMillis(settings.keepAliveTimeout)
   if (settings.maxConnections > 0) server.maxConnections = settings.maxConnections
+
+  // Node takes its own 'error' listener off a socket when it emits 'upgrade', and the WebSocket
+  // server puts one on only once the handler accepts the upgrade (after the credential check).
+  // A peer that resets the connection in between (its handshake timed out while this process
+  // was starting, say) would then raise an unhandled 'error' and stop the process. A socket's
+  // error closes it anyway (its 'close' interrupts the request's fiber): nothing to do here.
+  server.on("connection", (socket: net.Socket) => socket.on("error", ignore))
 
   if (settings.maxConnectionsPerAddress > 0) {
     const open = new Map<string, number>()

@@ -19,7 +19,7 @@
  */
 import type { SqlClient, SqlConnection, SqlError } from "@effect/sql"
 import { RpcClientError } from "@effect/rpc"
-import { Clock, Config, Duration, Effect, Option, type Scope } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Option, Schedule, type Scope } from "effect"
 import * as PgError from "./PgError.ts"
 import * as Settings from "../Settings.ts"
 
@@ -56,6 +56,21 @@ export interface Gate {
  */
 export const unavailable = (label: string, detail: string) =>
   new RpcClientError.RpcClientError({ reason: "Unknown", message: `${label}: the database ${detail}` })
+
+/**
+ * Runs `effect` again while it dies of `unavailable` (a database busy for a moment, as the
+ * embedded one is at start while every module migrates), waiting longer each time, for at most
+ * `within`: for work a process does once at start, which would otherwise stop it.
+ */
+export const retryWhileUnavailable = <A, E, R>(effect: Effect.Effect<A, E, R>, within: Duration.DurationInput = "1 minute") =>
+  effect.pipe(
+    Effect.sandbox,
+    Effect.retry({
+      schedule: Schedule.exponential("200 millis").pipe(Schedule.either(Schedule.spaced("2 seconds")), Schedule.upTo(within)),
+      while: (cause) => Option.exists(Cause.dieOption(cause), (defect) => defect instanceof RpcClientError.RpcClientError)
+    }),
+    Effect.unsandbox
+  )
 
 /**
  * `TESSERA_DB_ACQUIRE_TIMEOUT` (default 15 seconds): how long a statement waits for a connection;

@@ -5,6 +5,7 @@
  * administrator if there is none.
  */
 import { Effect, Layer } from "effect"
+import * as Gate from "../../../runtime/db/Gate.ts"
 import * as Caller from "../../../runtime/security/Caller.ts"
 import { IdentityRpcs } from "../IdentityApi.ts"
 import { Identity } from "./Identity.ts"
@@ -12,7 +13,8 @@ import { Identity } from "./Identity.ts"
 export const IdentityHandlers = IdentityRpcs.toLayer(
   Effect.gen(function*() {
     const identity = yield* Identity
-    yield* identity.bootstrapAdmin()
+    // The database may be busy for a moment at start: that is waited out, not a reason to stop.
+    yield* Gate.retryWhileUnavailable(identity.bootstrapAdmin())
     return {
       register: (registration) => identity.register(registration),
       login: (credentials) => identity.login(credentials),
