@@ -42,12 +42,12 @@ import { median, promiseLoops } from "./Measure.ts"
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const ONLY = process.env.BENCH_ONLY
-if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup" && ONLY !== "resilience" && ONLY !== "orders") {
-  throw new Error(`BENCH_ONLY must be "inprocess", "remote", "startup", "resilience" or "orders", not ${JSON.stringify(ONLY)}`)
+if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup" && ONLY !== "resilience" && ONLY !== "orders" && ONLY !== "events") {
+  throw new Error(`BENCH_ONLY must be "inprocess", "remote", "startup", "resilience", "orders" or "events", not ${JSON.stringify(ONLY)}`)
 }
 // The startup and resilience sections are bench/startup.bench.ts and bench/resilience.bench.ts,
 // which `npm run bench` runs after this one.
-if (ONLY === "startup" || ONLY === "resilience" || ONLY === "orders") process.exit(0)
+if (ONLY === "startup" || ONLY === "resilience" || ONLY === "orders" || ONLY === "events") process.exit(0)
 const WARMUP_SECONDS = 1
 /** In process, each round's variants take turns in slices of this many seconds (see `measure`). */
 const SLICES = Math.max(1, Math.round(SECONDS / 0.5))

@@ -27,8 +27,8 @@ import * as Services from "../runtime/testing/Services.ts"
 import { median } from "./Measure.ts"
 
 const ONLY = process.env.BENCH_ONLY
-if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup" && ONLY !== "resilience" && ONLY !== "orders") {
-  throw new Error(`BENCH_ONLY must be "inprocess", "remote", "startup", "resilience" or "orders", not ${JSON.stringify(ONLY)}`)
+if (ONLY !== undefined && ONLY !== "inprocess" && ONLY !== "remote" && ONLY !== "startup" && ONLY !== "resilience" && ONLY !== "orders" && ONLY !== "events") {
+  throw new Error(`BENCH_ONLY must be "inprocess", "remote", "startup", "resilience", "orders" or "events", not ${JSON.stringify(ONLY)}`)
 }
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 /** Seconds a process is left alone after it is ready, before its memory is read. */
@@ -238,7 +238,7 @@ const table = (rows: ReadonlyArray<Row>) => {
 }
 
 const main = async () => {
-  if (ONLY === "inprocess" || ONLY === "remote" || ONLY === "resilience" || ONLY === "orders") return
+  if (ONLY === "inprocess" || ONLY === "remote" || ONLY === "resilience" || ONLY === "orders" || ONLY === "events") return
   const began = Date.now()
   const load = () => os.loadavg()[0]!.toFixed(1)
   if (!Build.isFresh()) {

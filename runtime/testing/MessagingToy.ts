@@ -3,14 +3,21 @@
  * its own and the event, in one transaction), `toysub` subscribes to it and records each event it
  * applies. A payload's `failTimes` makes the subscriber's handler fail its first deliveries of it.
  */
+import * as Reactivity from "@effect/experimental/Reactivity"
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Schema } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Duration, Effect, Layer, Redacted, Schema } from "effect"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Module from "../Module.ts"
 import * as Event from "../messaging/Event.ts"
 import * as Inbox from "../messaging/Inbox.ts"
 import * as Messaging from "../messaging/Messaging.ts"
 import * as Outbox from "../messaging/Outbox.ts"
+import * as Processes from "./Processes.ts"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
 
 export const ToyHappened = Event.make({
   publisher: "toypub",
@@ -178,3 +185,20 @@ export const waitFor = <A, R>(effect: Effect.Effect<A | undefined, unknown, R>, 
 /** The toy events the subscriber applied for `aggregate`, in the order applied. */
 export const appliedOf = (aggregate: string) =>
   Effect.map(Effect.flatMap(SubClient, (c) => c.applied()), (rows) => rows.filter((r) => r.aggregate === aggregate))
+
+/** A toy process (MessagingToyHost.ts) hosting `modules` (`toypub`, `toysub`, or both) with `env`. */
+export const spawnHost = async (modules: string, env: Readonly<Record<string, string>>) => {
+  const port = await Processes.freePort()
+  return Processes.spawnProgram(
+    process.execPath,
+    ["--import", "tsx", path.join(root, "runtime/testing/MessagingToyHost.ts"), "serve"],
+    { ...env, TESSERA_MODULES: modules, PORT: String(port) },
+    { cwd: root, port }
+  )
+}
+
+/** Runs `f` with a client of the PostgreSQL database at `url` (as its admin: every module's schema). */
+export const withDatabase = <A>(url: string, f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.flatMap(PgClient.make({ url: Redacted.make(url), maxConnections: 2 }), f)).pipe(Effect.provide(Reactivity.layer))
+  )
