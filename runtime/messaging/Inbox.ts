@@ -3,7 +3,7 @@
  * message's id in the module's `inbox` in one transaction of the module's own client, so a message
  * delivered again (the relay handing a batch twice, a broker redelivering) finds its id there and
  * changes nothing. `deadLetter` keeps a message that failed too often, with its error, in
- * `dead_letters`.
+ * `dead_letters` (listed and replayed through DeadLetters.ts).
  */
 import type { SqlClient } from "@effect/sql"
 import { Cause, type Context, Effect, Schema } from "effect"
@@ -50,8 +50,8 @@ export const apply = (
 
 /** Keeps `message` in `dead_letters` with the error of its last delivery. */
 export const deadLetter = (sql: SqlClient.SqlClient, message: Message, attempts: number, error: string) =>
-  sql`INSERT INTO dead_letters (message_id, publisher, event, aggregate, payload, published_at, attempts, error)
-      VALUES (${message.id}, ${message.publisher}, ${message.event}, ${message.aggregate},
+  sql`INSERT INTO dead_letters (message_id, message_seq, publisher, event, aggregate, payload, published_at, attempts, error)
+      VALUES (${message.id}, ${message.seq}::bigint, ${message.publisher}, ${message.event}, ${message.aggregate},
               ${JSON.stringify(message.payload)}::jsonb, ${message.publishedAt}, ${attempts}, ${error})`
 
 /** A dead-lettered message as an operator sees it. */
