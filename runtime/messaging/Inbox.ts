@@ -13,9 +13,16 @@ import type * as Event from "./Event.ts"
 /** The longest error text kept with a failed delivery. */
 const ERROR_LIMIT = 4000
 
-/** A failure's text as a delivery keeps it. */
+/**
+ * A failure's text as a delivery keeps it: with, on its first line, the message of the error
+ * behind it when it has one (a SqlError's own message is generic; the server's is its cause's).
+ */
 export const describe = (cause: Cause.Cause<unknown>) => {
-  const text = Cause.pretty(cause)
+  const inner = (Cause.squash(cause) as { readonly cause?: unknown } | undefined)?.cause
+  const pretty = Cause.pretty(cause)
+  const text = inner instanceof Error && inner.message !== ""
+    ? pretty.replace(/^[^\n]*/, (first) => `${first}: ${inner.message}`)
+    : pretty
   return text.length > ERROR_LIMIT ? `${text.slice(0, ERROR_LIMIT)}…` : text
 }
 
