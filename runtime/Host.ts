@@ -4,7 +4,8 @@
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls (and, for a module that declares workflows, their
  *   engine over its own database: saga/Engine.ts; for one that publishes events, its outbox:
- *   messaging/Outbox.ts), and its RPC endpoint at `/rpc/<module>`;
+ *   messaging/Outbox.ts), and its RPC endpoint at `/rpc/<module>` (for a module that subscribes
+ *   to events, with the runtime's dead-letter calls beside its own: `contractOf`);
  * - the relays and consumers of the hosted modules' events (messaging/Messaging.ts), started
  *   once every hosted module is up;
  * - one client per module this process needs, built by transport/Client.ts: in process for
