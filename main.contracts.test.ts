@@ -8,6 +8,7 @@ import type { Rpc, RpcGroup } from "@effect/rpc"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { CatalogRpcs } from "./modules/catalog/index.ts"
+import { DeadLettersRpcs } from "./runtime/messaging/DeadLetters.ts"
 import { IdentityRpcs } from "./modules/identity/index.ts"
 import { InventoryRpcs } from "./modules/inventory/index.ts"
 import { NotificationsRpcs } from "./modules/notifications/index.ts"
@@ -38,7 +39,9 @@ const groups: Record<string, RpcGroup.RpcGroup<Rpc.Any>> = {
   shipping: ShippingRpcs as never,
   payments: PaymentsRpcs as never,
   orders: OrdersRpcs as never,
-  notifications: NotificationsRpcs as never
+  notifications: NotificationsRpcs as never,
+  // The runtime's calls in every subscriber module's contract (Host.contractOf).
+  "(every subscriber)": DeadLettersRpcs as never
 }
 
 describe("every payload field of every RPC", () => {

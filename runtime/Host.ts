@@ -4,7 +4,8 @@
  * - each hosted module: its database (migrated, bound to its schema), its handlers, built with
  *   the clients of the modules it calls (and, for a module that declares workflows, their
  *   engine over its own database: saga/Engine.ts; for one that publishes events, its outbox:
- *   messaging/Outbox.ts), and its RPC endpoint at `/rpc/<module>`;
+ *   messaging/Outbox.ts), and its RPC endpoint at `/rpc/<module>` (for a module that subscribes
+ *   to events, with the runtime's dead-letter calls beside its own: `contractOf`);
  * - the relays and consumers of the hosted modules' events (messaging/Messaging.ts), started
  *   once every hosted module is up;
  * - one client per module this process needs, built by transport/Client.ts: in process for
@@ -27,6 +28,8 @@ import * as Docs from "./gateway/Docs.ts"
 import * as Edge from "./gateway/Edge.ts"
 import * as Gateway from "./gateway/Gateway.ts"
 import * as Health from "./Health.ts"
+import * as DeadLetters from "./messaging/DeadLetters.ts"
+import * as DeadLettersHttp from "./messaging/DeadLettersHttp.ts"
 import * as Messaging from "./messaging/Messaging.ts"
 import * as MessagingMigrations from "./messaging/MessagingMigrations.ts"
 import * as Outbox from "./messaging/Outbox.ts"
@@ -72,9 +75,19 @@ export const runtimeTables = (module: Module.Any): ReadonlyArray<Migrations.Runt
   ...(Messaging.usesEvents(module) ? [MessagingMigrations.source] : [])
 ]
 
-/** What the topology needs to know of each module. */
+/**
+ * What the topology needs to know of each module. A subscriber module is reached by the gateway
+ * for its dead letters (messaging/DeadLettersHttp.ts), as a module with routes is.
+ */
 export const nodes = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<ModuleNode> =>
-  modules.map((m) => ({ name: m.name, calls: m.calls.map((c) => c.module), exposesHttp: m.http !== undefined }))
+  modules.map((m) => ({ name: m.name, calls: m.calls.map((c) => c.module), exposesHttp: m.http !== undefined || m.subscribes.length > 0 }))
+
+/**
+ * The contract a module is served and called by: its own, and for a module that subscribes to
+ * events the runtime's dead-letter calls (messaging/DeadLetters.ts), handled by the runtime.
+ */
+export const contractOf = (module: Module.Any): Module.Any["client"]["group"] =>
+  module.subscribes.length > 0 ? module.client.group.merge(DeadLetters.DeadLettersRpcs) : module.client.group
 
 export const make = (
   modules: ReadonlyArray<Module.Any>,
@@ -146,7 +159,7 @@ export const make = (
           const defaults = yield* LocalClient.defaults
           // In process: no policy (Policy.ts says why); listed in the admin view all the same.
           dependencies.local(name, yield* Effect.orDie(Policy.fromConfig(name, module.resilience)))
-          return LocalClient.make(name, module.client.group, hosted.handlers as never, { tracing, defaults })
+          return LocalClient.make(name, contractOf(module), hosted.handlers as never, { tracing, defaults })
         })
       ).pipe(Layer.provide(hostedLayer(name, path)))
       : secret === undefined
@@ -168,14 +181,14 @@ export const make = (
           }
           if (peer._tag === "Urls" && peer.urls.length === 1) {
             // One instance: one connection, the target's breaker (the fast path of Policy.protect).
-            return yield* RemoteClient.make(name, module.client.group, peer.urls[0], {
+            return yield* RemoteClient.make(name, contractOf(module), peer.urls[0], {
               ...common,
               onConnection: (open) => connected.set(name, open),
               interceptors: options?.remoteInterceptors?.(name) ?? [...Client.standard, ...Policy.interceptors(dependency)]
             })
           }
           // Several, or a DNS name: a connection and a breaker per instance (resilience/Balancer.ts).
-          const pool = yield* RemotePool.make(name, module.client.group, peer, {
+          const pool = yield* RemotePool.make(name, contractOf(module), peer, {
             ...common,
             breaker: (url) => dependencies.instanceBreaker(name, url, policy),
             resolver: options?.resolver,
@@ -223,9 +236,21 @@ export const make = (
               Layer.build(Engine.layer(name, { embedded: database.location === "embedded" }).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, database.sql))))
           )
           : Context.empty()
-        const handlers = yield* Layer.build(module.handlers).pipe(
+        const own = yield* Layer.build(module.handlers).pipe(
           Effect.provide(Context.merge(withOutbox, engine))
         )
+        // A subscriber's dead letters, served beside its own calls (contractOf).
+        const handlers = database && module.subscribes.length > 0
+          ? Context.merge(
+            own,
+            yield* Layer.build(DeadLetters.layer({
+              module: name,
+              sql: database.sql,
+              wake: signals.consumer(name).wake,
+              notify: database.listen !== undefined
+            }))
+          )
+          : own
         return { module, database, handlers: handlers as Context.Context<never>, outbox }
       })
     ).pipe(Layer.provide(mergeAll(calls)))
@@ -261,7 +286,7 @@ export const make = (
   const endpoints = secret === undefined ? [] : topology.hosted.map((name) => {
     const module = byName.get(name)!
     return Layer.unwrapEffect(
-      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, module.client.group, h.handlers as never, {
+      Effect.map(hostedTag(name), (h) => RpcEndpoint.layer(name, contractOf(module), h.handlers as never, {
         secret,
         tracing,
         grace: options?.grace,
@@ -272,9 +297,14 @@ export const make = (
   })
 
   const exposed = topology.gateway ? modules.filter((m) => m.http !== undefined) : []
+  const subscribers = topology.gateway ? modules.filter((m) => m.subscribes.length > 0) : []
   const api = Gateway.api(exposed)
   const apiLayer = HttpApiBuilder.api(api).pipe(
     Layer.provide(mergeAll(exposed.map((m) => m.http!.layer.pipe(Layer.provide(clientLayer(m.name, [])))))),
+    Layer.provide(DeadLettersHttp.layer(Gateway.API_ID).pipe(Layer.provide(Layer.effect(
+      DeadLettersHttp.Subscribers,
+      Effect.forEach(subscribers, (m) => Effect.map(m.client, (client) => ({ module: m.name, client: DeadLetters.clientOf(client) })))
+    ).pipe(Layer.provide(mergeAll(subscribers.map((m) => clientLayer(m.name, [])))))))),
     Layer.provide(ResilienceHttp.layer(Gateway.API_ID).pipe(Layer.provide(Layer.succeed(ResilienceHttp.Dependencies, dependencies)))),
     Layer.provide(Auth.layer),
     Layer.orDie

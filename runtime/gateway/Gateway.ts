@@ -10,6 +10,7 @@
 import { HttpApi, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Effect, Schema } from "effect"
 import { STATUS_CODES } from "node:http"
+import { DeadLettersHttp } from "../messaging/DeadLettersHttp.ts"
 import type { Module } from "../Module.ts"
 import { ResilienceHttp } from "../resilience/ResilienceHttp.ts"
 import { CallError } from "../transport/CallError.ts"
@@ -296,6 +297,8 @@ export const api = (modules: ReadonlyArray<Module.Any>) => {
   for (const module of modules) if (module.http) composed = (composed as any).add(module.http.group)
   // The runtime's own admin view (resilience/ResilienceHttp.ts).
   composed = (composed as any).add(ResilienceHttp)
+  // The dead letters of every subscriber module (messaging/DeadLettersHttp.ts).
+  composed = (composed as any).add(DeadLettersHttp)
   for (const problem of edgeProblems) composed = (composed as any).addError(problem)
   return (composed as HttpApi.HttpApi<typeof API_ID, any, any, any>).annotateContext(
     OpenApi.annotations({

@@ -3,7 +3,7 @@
  * message's id in the module's `inbox` in one transaction of the module's own client, so a message
  * delivered again (the relay handing a batch twice, a broker redelivering) finds its id there and
  * changes nothing. `deadLetter` keeps a message that failed too often, with its error, in
- * `dead_letters`.
+ * `dead_letters` (listed and replayed through DeadLetters.ts).
  */
 import type { SqlClient } from "@effect/sql"
 import { Cause, type Context, Effect, Schema } from "effect"
@@ -13,9 +13,16 @@ import type * as Event from "./Event.ts"
 /** The longest error text kept with a failed delivery. */
 const ERROR_LIMIT = 4000
 
-/** A failure's text as a delivery keeps it. */
+/**
+ * A failure's text as a delivery keeps it: with, on its first line, the message of the error
+ * behind it when it has one (a SqlError's own message is generic; the server's is its cause's).
+ */
 export const describe = (cause: Cause.Cause<unknown>) => {
-  const text = Cause.pretty(cause)
+  const inner = (Cause.squash(cause) as { readonly cause?: unknown } | undefined)?.cause
+  const pretty = Cause.pretty(cause)
+  const text = inner instanceof Error && inner.message !== ""
+    ? pretty.replace(/^[^\n]*/, (first) => `${first}: ${inner.message}`)
+    : pretty
   return text.length > ERROR_LIMIT ? `${text.slice(0, ERROR_LIMIT)}…` : text
 }
 
@@ -50,8 +57,8 @@ export const apply = (
 
 /** Keeps `message` in `dead_letters` with the error of its last delivery. */
 export const deadLetter = (sql: SqlClient.SqlClient, message: Message, attempts: number, error: string) =>
-  sql`INSERT INTO dead_letters (message_id, publisher, event, aggregate, payload, published_at, attempts, error)
-      VALUES (${message.id}, ${message.publisher}, ${message.event}, ${message.aggregate},
+  sql`INSERT INTO dead_letters (message_id, message_seq, publisher, event, aggregate, payload, published_at, attempts, error)
+      VALUES (${message.id}, ${message.seq}::bigint, ${message.publisher}, ${message.event}, ${message.aggregate},
               ${JSON.stringify(message.payload)}::jsonb, ${message.publishedAt}, ${attempts}, ${error})`
 
 /** A dead-lettered message as an operator sees it. */

@@ -9,7 +9,9 @@
  *   (InProcessBroker.ts): one row per message still to apply, with its failed attempts.
  * - `inbox`: the id of every message the module applied, written in the transaction that applied
  *   it (Inbox.ts), so that a message delivered again changes nothing; purged after the retention.
- * - `dead_letters`: the messages that failed `TESSERA_EVENTS_MAX_DELIVERIES` times, with the error.
+ * - `dead_letters`: the messages that failed `TESSERA_EVENTS_MAX_DELIVERIES` times, with the error,
+ *   their place in the publisher's outbox (`message_seq`) and when an operator replayed them
+ *   (DeadLetters.ts).
  *
  * Append; never edit a migration that has shipped.
  */
@@ -77,6 +79,13 @@ CREATE TABLE dead_letters (
   error text NOT NULL,
   dead_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+`
+    },
+    {
+      id: 2,
+      name: "replay_dead_letters",
+      sql: `
+ALTER TABLE dead_letters ADD COLUMN message_seq bigint, ADD COLUMN replayed_at timestamptz;
 `
     }
   ]

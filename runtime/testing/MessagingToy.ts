@@ -1,7 +1,8 @@
 /**
  * Two modules for the messaging layer's own tests: `toypub` publishes `ToyHappened` (one row of
  * its own and the event, in one transaction), `toysub` subscribes to it and records each event it
- * applies. A payload's `failTimes` makes the subscriber's handler fail its first deliveries of it.
+ * applies. A payload's `failTimes` makes the subscriber's handler fail its first deliveries of it,
+ * until its aggregate is `fix`ed.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { Rpc, RpcGroup } from "@effect/rpc"
@@ -87,7 +88,9 @@ export class SubRpcs extends RpcGroup.make(
   Rpc.make("inbox", { success: Schema.Array(Schema.String) }),
   /** Messages still queued for it. */
   Rpc.make("queued", { success: Schema.Number }),
-  Rpc.make("purge", { payload: { retentionMs: Schema.Number } })
+  Rpc.make("purge", { payload: { retentionMs: Schema.Number } }),
+  /** From now on the handler applies the events of `aggregate`, whatever their `failTimes`. */
+  Rpc.make("fix", { payload: { aggregate: Schema.String } })
 ) {}
 
 export class SubClient extends Module.ModuleClient("toysub", SubRpcs)<SubClient>() {}
@@ -142,19 +145,27 @@ const subHandlers = SubRpcs.toLayer(Effect.gen(function*() {
     deadLetters: () => Effect.map(Inbox.deadLetters(sql), (rows) => rows.map((r) => new DeadLetter(r))).pipe(Effect.orDie),
     inbox: () => Effect.map(sql<{ id: string }>`SELECT message_id AS id FROM inbox`, (rows) => rows.map((r) => r.id)).pipe(Effect.orDie),
     queued: () => Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM event_deliveries`, ([row]) => row!.n).pipe(Effect.orDie),
-    purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs)))
+    purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs))),
+    fix: ({ aggregate }) => Effect.orDie(Effect.asVoid(sql`INSERT INTO toy_fixed (aggregate) VALUES (${aggregate}) ON CONFLICT DO NOTHING`))
   }
-})).pipe(Layer.provideMerge(table(`CREATE TABLE IF NOT EXISTS toy_applied (
+})).pipe(Layer.provideMerge(table("CREATE TABLE IF NOT EXISTS toy_fixed (aggregate text PRIMARY KEY)")))
+  .pipe(Layer.provideMerge(table(`CREATE TABLE IF NOT EXISTS toy_applied (
   seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id uuid NOT NULL, aggregate text NOT NULL, n integer NOT NULL, attempt integer NOT NULL)`)))
 
-/** Records each event; fails a delivery while its attempt is at most the payload's `failTimes`. */
+/**
+ * Records each event; fails a delivery while its attempt is at most the payload's `failTimes` and
+ * its aggregate is not fixed.
+ */
 export const onToyHappened = Event.on(ToyHappened, (event, delivery) =>
   Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
     if (delivery.attempt <= event.failTimes) {
-      return yield* Effect.fail(new Error(`toy handler fails ${event.aggregate}#${event.n} (attempt ${delivery.attempt})`))
+      const fixed = yield* sql`SELECT 1 FROM toy_fixed WHERE aggregate = ${event.aggregate}`
+      if (fixed.length === 0) {
+        return yield* Effect.fail(new Error(`toy handler fails ${event.aggregate}#${event.n} (attempt ${delivery.attempt})`))
+      }
     }
     if (event.delayMs !== undefined) yield* Effect.sleep(event.delayMs)
-    const sql = yield* SqlClient.SqlClient
     yield* sql`INSERT INTO toy_applied (message_id, aggregate, n, attempt)
       VALUES (${delivery.messageId}, ${event.aggregate}, ${event.n}, ${delivery.attempt})`
   }))
