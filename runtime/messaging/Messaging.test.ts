@@ -90,13 +90,11 @@ TestHost.describeOnDatabases(
       TESSERA_EVENTS_POLL_INTERVAL: "3 seconds"
     }),
   (run) => {
-    it("delivers an event published in a committed transaction to the subscriber, once, soon after the commit", async () => {
+    it("delivers an event published in a committed transaction to the subscriber, once", async () => {
       const aggregate = unique("ok")
-      const started = Date.now()
       await run(happen(aggregate, 1))
+      // That the commit wakes the relay, rather than its polling, is shown by the two-instance case below.
       const [applied] = await run(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event"))
-      // Woken by the commit, not found by polling (every 3 s here).
-      expect(Date.now() - started).toBeLessThan(1_500)
       expect(applied).toMatchObject({ aggregate, n: 1, attempt: 1 })
       const outbox = await run(Effect.flatMap(pub, (c) => c.outbox()))
       const row = outbox.find((r) => r.aggregate === aggregate)!
@@ -266,9 +264,8 @@ describe.skipIf(!server.ok)("events between two instances of both modules on one
     for (const instance of instances) {
       const aggregate = unique("alone")
       await instance.runPromise(happen(aggregate, 1))
-      const started = Date.now()
-      await instance.runPromise(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event", 5_000))
-      expect(Date.now() - started).toBeLessThan(2_000)
+      // Polling (every minute here) would not find it within 20 s.
+      await instance.runPromise(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length > 0 ? rows : undefined)), "the event"))
     }
   }, 90_000)
 })
