@@ -17,7 +17,11 @@ import { afterAll, describe, expect, it } from "vitest"
 import { parseAllDocuments, parse as parseYaml } from "yaml"
 import { modules } from "../../main.ts"
 import * as Cli from "../Cli.ts"
+import * as Host from "../Host.ts"
+import * as Setting from "../Setting.ts"
 import * as Settings from "../Settings.ts"
+import * as Topology from "../Topology.ts"
+import * as Environment from "../Environment.ts"
 import { required } from "../testing/Services.ts"
 import * as Env from "./ProcessEnvironment.ts"
 import * as Render from "./Render.ts"
@@ -412,6 +416,43 @@ describe("the environment of a process", () => {
   it("the one process of an all-in-one topology needs no peers, broker or service secret", () => {
     const all = topologies.find((t) => t.file.name === "all-in-one")!.file
     expect(Env.processEnvironment(all, facts, all.processes[0], 0, Render.composeNaming).map(([n]) => n)).toEqual(["PORT", "TESSERA_MODULES", "TESSERA_ADMIN_PASSWORD"])
+  })
+})
+
+describe("what each process is given starts it", () => {
+  const namings = (file: TopologyFile.TopologyFile) => [
+    ["compose", Render.composeNaming],
+    ["kubernetes", Render.kubernetesNaming(file)],
+    ["local", Env.localNaming(file)]
+  ] as const
+  const cases = topologies.flatMap(({ file }) =>
+    file.processes.flatMap((process) => namings(file).map(([naming, n]) => ({ file, process, naming, n, name: `${file.name} ${process.name} (${naming})` })))
+  )
+
+  it.each(cases)("$name: its topology resolves (every module it needs is located) and the settings check passes", ({ file, n, process }) => {
+    const env = Env.processEnvironment(file, facts, process, 0, n)
+    const plain = (name: string) => env.find(([k]) => k === name)?.[1]
+    const value = (name: string) => {
+      const v = plain(name)
+      return v?._tag === "Plain" ? v.value : ""
+    }
+    const resolved = Topology.resolve(Host.nodes(modules), { hosted: value("TESSERA_MODULES"), peers: value("TESSERA_PEERS") })
+    expect(Either.isRight(resolved) ? "resolved" : resolved.left.message).toBe("resolved")
+    // Secrets as the deployment would give them: URLs to the services it runs, random secrets.
+    const given = Object.fromEntries(env.map(([name, v]) =>
+      [
+        name,
+        v._tag === "Plain"
+          ? v.value
+          : name === "AMQP_URL"
+          ? "amqp://tessera:pw@rabbitmq:5672"
+          : name.endsWith("DATABASE_URL")
+          ? "postgres://tessera:pw@postgres:5432/tessera"
+          : "s".repeat(48)
+      ]
+    ))
+    const check = Setting.check(Settings.registry(modules), Settings.rules)
+    expect(Effect.runSync(Effect.either(Effect.withConfigProvider(check, Environment.configProvider(given))))).toEqual(Either.right(undefined))
   })
 })
 
