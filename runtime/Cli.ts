@@ -99,8 +99,8 @@ export const main = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray<Ex
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.void
-        // A refused configuration says all there is in its message: its stack would be noise.
-        : Cause.squash(cause) instanceof Setting.InvalidConfiguration
+        // A refused configuration (or topology file) says all there is in its message: its stack would be noise.
+        : Deploy.refusals.some((refusal) => Cause.squash(cause) instanceof refusal) || Cause.squash(cause) instanceof Setting.InvalidConfiguration
         ? Effect.logFatal(`tessera stopped: ${summary(cause)}`)
         : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
     ),

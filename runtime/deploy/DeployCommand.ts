@@ -17,9 +17,16 @@ export const read = (file: string) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const text = yield* fs.readFileString(file).pipe(
-      Effect.mapError((error) => new TopologyFile.TopologyFileInvalid({ file, message: `cannot read it: ${error.message}` }))
+      Effect.mapError((error) =>
+        new TopologyFile.TopologyFileInvalid({
+          file,
+          message: `${file}: cannot read it (${error._tag === "SystemError" && error.reason === "NotFound" ? "no such file" : error.message})`
+        })
+      )
     )
-    return yield* TopologyFile.decode(file, text)
+    return yield* TopologyFile.decode(file, text).pipe(
+      Effect.mapError((error) => new TopologyFile.TopologyFileInvalid({ file, message: `${file}: ${error.message}` }))
+    )
   })
 
 /** Writes `files` under `out`, each only if its content differs; returns the paths written. */
@@ -39,11 +46,15 @@ export const write = (out: string, files: ReadonlyArray<readonly [string, string
     return written
   })
 
+/** Failures that are the user's input, said in full by their message. */
+export const refusals = [TopologyFile.TopologyFileInvalid, Render.DeployRenderRefused] as const
+
 export const command = (modules: ReadonlyArray<Module.Any>) => {
   const render = Command.make(
     "render",
     {
-      file: Args.file({ name: "FILE", exists: "yes" }).pipe(Args.withDescription("a topology file (deploy/topologies/*.json)")),
+      // Not `exists: "yes"`: it checks with `access`, which Deno allows only with --allow-sys=uid; reading names a missing file.
+      file: Args.file({ name: "FILE" }).pipe(Args.withDescription("a topology file (deploy/topologies/*.json)")),
       out: Options.directory("out").pipe(Options.optional, Options.withDescription("where to write (default: deploy/<topology name>)")),
       image: Options.text("image").pipe(Options.withDefault(Render.DEFAULT_IMAGE), Options.withDescription("the image every process runs"))
     },

@@ -493,6 +493,8 @@ describe("tessera deploy render", () => {
       expect(result._tag).toBe("Left")
       expect(String(result._tag === "Left" ? (result.left as Error).message : ""), JSON.stringify(content)).toContain(reason)
     }
+    const missing = await cli(path.join(tmp, "no-such-topology.json"), "--out", path.join(tmp, "never"))
+    expect(missing._tag === "Left" ? (missing.left as Error).message : "").toContain("no-such-topology.json: cannot read it (no such file)")
     expect(fs.existsSync(path.join(tmp, "never"))).toBe(false)
   })
 })
