@@ -53,9 +53,10 @@ export const command = (modules: ReadonlyArray<Module.Any>) => {
   const render = Command.make(
     "render",
     {
-      // Not `exists: "yes"`: it checks with `access`, which Deno allows only with --allow-sys=uid; reading names a missing file.
-      file: Args.file({ name: "FILE" }).pipe(Args.withDescription("a topology file (deploy/topologies/*.json)")),
-      out: Options.directory("out").pipe(Options.optional, Options.withDescription("where to write (default: deploy/<topology name>)")),
+      // Plain text, not Args.file or Options.directory: those check with `access`, which Deno allows
+      // only with --allow-sys=uid; reading the file names one that is missing.
+      file: Args.text({ name: "FILE" }).pipe(Args.withDescription("a topology file (deploy/topologies/*.json)")),
+      out: Options.text("out").pipe(Options.optional, Options.withDescription("where to write (default: deploy/<topology name>)")),
       image: Options.text("image").pipe(Options.withDefault(Render.DEFAULT_IMAGE), Options.withDescription("the image every process runs"))
     },
     ({ file, image, out }) =>
