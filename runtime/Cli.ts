@@ -5,6 +5,7 @@
  *     tessera migrate    apply the hosted modules' migrations, then exit
  *     tessera topology   print which module runs where, and exit
  *     tessera config     print every setting, its value (secrets redacted) and its source
+ *     tessera deploy render FILE   write the Containerfile, compose and Kubernetes files of a topology
  *
  * Each first checks the whole configuration (Settings.ts): a bad value stops it, named. Modules
  * may add commands of their own (payments' `psp-sim`), handed over by the composition root with
@@ -14,6 +15,7 @@ import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Layer, Option } from "effect"
 import * as Database from "./db/Database.ts"
+import * as Deploy from "./deploy/DeployCommand.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Environment from "./Environment.ts"
 import * as Host from "./Host.ts"
@@ -78,7 +80,7 @@ export const command = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray
       yield* check
     })).pipe(Command.withDescription("Print every setting, its value (secrets redacted) and where it came from"))
 
-  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show, config, ...extra] as [Extra, ...Array<Extra>]))
+  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show, config, Deploy.command(modules), ...extra] as [Extra, ...Array<Extra>]))
 }
 
 /** What went wrong, in one line: the first failure's message (a startup error names its cause). */
@@ -97,8 +99,8 @@ export const main = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray<Ex
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.void
-        // A refused configuration says all there is in its message: its stack would be noise.
-        : Cause.squash(cause) instanceof Setting.InvalidConfiguration
+        // A refused configuration (or topology file) says all there is in its message: its stack would be noise.
+        : Deploy.refusals.some((refusal) => Cause.squash(cause) instanceof refusal) || Cause.squash(cause) instanceof Setting.InvalidConfiguration
         ? Effect.logFatal(`tessera stopped: ${summary(cause)}`)
         : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
     ),
