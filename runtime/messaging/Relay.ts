@@ -28,6 +28,9 @@ interface Row {
   readonly aggregate: string
   readonly payload: unknown
   readonly createdAt: Date
+  readonly aggregateSeq: number | null
+  readonly preceding: Readonly<Record<string, number>> | null
+  readonly traceparent: string | null
 }
 
 /**
@@ -72,7 +75,9 @@ export const turn = (options: {
     const { sql } = options
     if (!(yield* lease(sql, options.instance))) return 0
     const rows = yield* sql<Row>`
-      SELECT seq::text AS seq, id, event, aggregate, payload, created_at AS "createdAt" FROM outbox
+      SELECT seq::text AS seq, id, event, aggregate, payload, created_at AS "createdAt",
+             aggregate_seq::float8 AS "aggregateSeq", preceding, traceparent
+      FROM outbox
       WHERE published_at IS NULL ORDER BY seq LIMIT ${BATCH}`
     if (rows.length === 0) return 0
     const messages = rows.map((row): Message => ({
@@ -82,7 +87,10 @@ export const turn = (options: {
       aggregate: row.aggregate,
       seq: row.seq,
       payload: row.payload,
-      publishedAt: row.createdAt
+      publishedAt: row.createdAt,
+      aggregateSeq: row.aggregateSeq ?? undefined,
+      preceding: row.preceding ?? undefined,
+      traceparent: row.traceparent ?? undefined
     }))
     yield* options.broker.publish(messages)
     yield* sql`UPDATE outbox SET published_at = clock_timestamp() WHERE seq IN ${sql.in(rows.map((r) => r.seq))}`
