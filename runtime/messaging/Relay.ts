@@ -4,9 +4,10 @@
  *
  * One instance of the module relays at a time: the holder of the lease in `outbox_relay`
  * (renewed once half of it has run, given up at shutdown; another instance takes it over once it has
- * expired, `LEASE` after its holder stopped). That is what keeps the order of each aggregate's
- * events with several instances. An instance frozen past its lease may hand a batch again after
- * another has: duplicates, which the subscribers' inboxes drop.
+ * expired, `LEASE` after its holder stopped), so that instances do not hand the same rows at once.
+ * An instance frozen past its lease may hand a batch again after another has: duplicates, which
+ * the subscribers' inboxes drop, and out of order, which their order per aggregate
+ * (InProcessBroker.ts) undoes.
  *
  * It wakes when a publishing transaction of this process commits (Outbox.ts), and otherwise
  * every `TESSERA_EVENTS_POLL_INTERVAL` (events published by other instances).
