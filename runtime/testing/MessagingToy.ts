@@ -109,6 +109,8 @@ export class SubRpcs extends RpcGroup.make(
   /** Messages still queued for it. */
   Rpc.make("queued", { success: Schema.Number }),
   Rpc.make("purge", { payload: { retentionMs: Schema.Number } }),
+  /** What is queued and how far each aggregate got, for a test to show when it fails. */
+  Rpc.make("queueState", { success: Schema.Unknown }),
   /** Queues `messages` for the subscriber as a broker would, in the order given (its consumer finds them at its next poll). */
   Rpc.make("deliver", { payload: { messages: Schema.Array(HandMade) } })
 ) {}
@@ -166,6 +168,13 @@ const subHandlers = SubRpcs.toLayer(Effect.gen(function*() {
     inbox: () => Effect.map(sql<{ id: string }>`SELECT message_id AS id FROM inbox`, (rows) => rows.map((r) => r.id)).pipe(Effect.orDie),
     queued: () => Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM event_deliveries`, ([row]) => row!.n).pipe(Effect.orDie),
     purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs))),
+    queueState: () =>
+      Effect.all({
+        queued: sql`SELECT message_id, aggregate, seq::text AS seq, aggregate_seq::float8 AS aggregate_seq, after_seq::float8 AS after_seq,
+                           attempts, last_error, next_attempt_at, queued_at FROM event_deliveries ORDER BY position`,
+        aggregates: sql`SELECT aggregate, applied_seq::float8 AS applied_seq FROM event_aggregates`,
+        now: sql`SELECT clock_timestamp() AS now`
+      }).pipe(Effect.orDie),
     deliver: ({ messages }) =>
       InProcessBroker.make([{
         module: "toysub",
