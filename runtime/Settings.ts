@@ -176,6 +176,14 @@ export const eventsPollInterval = Setting.duration({
   exclusiveMin: false
 })
 
+export const eventsOrderHold = Setting.duration({
+  name: "TESSERA_EVENTS_ORDER_HOLD",
+  description: "longest an event waits for an earlier event of its aggregate that has not arrived before it is applied without it",
+  default: "10 minutes",
+  min: Duration.zero,
+  exclusiveMin: true
+})
+
 export const eventsRetention = Setting.duration({
   name: "TESSERA_EVENTS_RETENTION",
   description: "how long published outbox rows and inbox records are kept (a message delivered again later is applied again)",
@@ -532,6 +540,7 @@ export const registry = (modules: ReadonlyArray<ModuleSettings>): ReadonlyArray<
     eventsMaxDeliveries,
     eventsRetryBackoff,
     eventsPollInterval,
+    eventsOrderHold,
     eventsRetention,
     rpcTracing,
     serviceSecret,

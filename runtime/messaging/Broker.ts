@@ -19,6 +19,19 @@ export interface Message {
   /** The payload as its event's Schema encodes it. */
   readonly payload: unknown
   readonly publishedAt: Date
+  /**
+   * Its number among the events of its aggregate (1, 2, ...), taken in the publishing
+   * transaction; absent on a message published before the numbers existed.
+   */
+  readonly aggregateSeq?: number | undefined
+  /**
+   * The `aggregateSeq` of the latest earlier event of its aggregate, by event name: from it each
+   * subscriber finds the event it must have applied first (the latest among those it subscribes
+   * to), whichever events of the publisher it subscribes to.
+   */
+  readonly preceding?: Readonly<Record<string, number>> | undefined
+  /** The W3C `traceparent` of the span that published it: its handler's span continues that trace. */
+  readonly traceparent?: string | undefined
 }
 
 /** The broker could not take or confirm a message (unreachable, closed, refused). */

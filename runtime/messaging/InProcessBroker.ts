@@ -10,6 +10,16 @@
  * that fails is tried again after `TESSERA_EVENTS_RETRY_BACKOFF`, doubling up to a minute; the
  * `TESSERA_EVENTS_MAX_DELIVERIES`-th failure dead-letters it, and its aggregate's next event goes.
  *
+ * An aggregate's order holds whatever order messages arrive in (RabbitMQ may hand one back after
+ * a later one, across an outage or from two queues): a message carries its number among its
+ * aggregate's events (`aggregateSeq`) and the numbers of the latest earlier event of each name
+ * (`preceding`), from which its `after_seq` here is the latest among the events this subscriber
+ * subscribes to. It is not applied before `event_aggregates` has that number for its aggregate
+ * (the highest this subscriber applied or dead-lettered), or, for a predecessor that never comes
+ * (dead at the broker, published before this module subscribed to its event), before
+ * `TESSERA_EVENTS_ORDER_HOLD` has passed since it was queued. A message with no number (published
+ * before the numbers existed, or queued again by hand) waits for nothing.
+ *
  * The row is claimed `FOR UPDATE SKIP LOCKED` in the transaction that applies it (the handler in
  * a savepoint, so a failure is recorded in the same transaction), so instances of one module on
  * one database share the queue and never apply one message at once; the head check sees a
@@ -39,6 +49,20 @@ export interface Subscriber {
 /** The channel on which a subscriber's database tells its consumers that its queue has new messages. */
 export const channelOf = (module: string) => `tessera_events_${module}`
 
+/**
+ * The number of the event of `message`'s aggregate that `subscriber` must have applied before it:
+ * the latest of the earlier ones it subscribes to (`null`: none).
+ */
+export const afterSeq = (subscriber: Pick<Subscriber, "subscriptions">, message: Message): number | null => {
+  let after: number | null = null
+  for (const [event, seq] of Object.entries(message.preceding ?? {})) {
+    if (subscriber.subscriptions.has(Event.keyOf({ publisher: message.publisher, name: event })) && (after === null || seq > after)) {
+      after = seq
+    }
+  }
+  return after
+}
+
 export const make = (subscribers: ReadonlyArray<Subscriber>): Broker => ({
   publish: (messages) =>
     Effect.forEach(subscribers, (subscriber) => {
@@ -52,7 +76,10 @@ export const make = (subscribers: ReadonlyArray<Subscriber>): Broker => ({
         aggregate: m.aggregate,
         seq: m.seq,
         payload: JSON.stringify(m.payload),
-        published_at: m.publishedAt
+        published_at: m.publishedAt,
+        aggregate_seq: m.aggregateSeq ?? null,
+        after_seq: m.aggregateSeq === undefined ? null : afterSeq(subscriber, m),
+        traceparent: m.traceparent ?? null
       }))
       const queued = sql`INSERT INTO event_deliveries ${sql.insert(rows)} ON CONFLICT (message_id) DO NOTHING`
       return (subscriber.notify
@@ -67,11 +94,33 @@ export const make = (subscribers: ReadonlyArray<Subscriber>): Broker => ({
 export interface Settings {
   readonly maxDeliveries: number
   readonly retryBackoff: Duration.Duration
+  /** How long a message waits for its aggregate's earlier event before it goes without it. */
+  readonly orderHold: Duration.Duration
 }
 
 interface Claimed extends Message {
   readonly attempts: number
+  readonly late: boolean
 }
+
+/**
+ * Whether the queued message `d` may be applied as far as its aggregate's order goes: it waits for
+ * nothing, its predecessor was applied or dead-lettered, or it has waited `holdMs`.
+ */
+const inOrder = (sql: SqlClient.SqlClient, holdMs: number) =>
+  sql`(d.after_seq IS NULL
+       OR EXISTS (SELECT 1 FROM event_aggregates s
+                  WHERE s.publisher = d.publisher AND s.aggregate = d.aggregate AND s.applied_seq >= d.after_seq)
+       OR d.queued_at <= clock_timestamp() - ${holdMs} * interval '1 millisecond')`
+
+/** Records that `message`'s aggregate has been applied (or dead-lettered) up to its number, never lower. */
+const passed = (sql: SqlClient.SqlClient, message: Message) =>
+  message.aggregateSeq === undefined
+    ? Effect.void
+    : Effect.asVoid(sql`
+      INSERT INTO event_aggregates AS s (publisher, aggregate, applied_seq)
+      VALUES (${message.publisher}, ${message.aggregate}, ${message.aggregateSeq})
+      ON CONFLICT (publisher, aggregate) DO UPDATE SET applied_seq = GREATEST(s.applied_seq, EXCLUDED.applied_seq)`)
 
 const MAX_BACKOFF = Duration.minutes(1)
 
@@ -85,22 +134,40 @@ export const backoff = (settings: Settings, attempt: number) =>
  */
 export const consumeOne = (subscriber: Subscriber, settings: Settings) => {
   const { sql } = subscriber
+  const holdMs = Duration.toMillis(settings.orderHold)
   return sql.withTransaction(Effect.gen(function*() {
-    const [row] = yield* sql<Claimed>`
+    const [claimed] = yield* sql<Omit<Claimed, "aggregateSeq" | "traceparent"> & {
+      readonly aggregateSeq: number | null
+      readonly traceparent: string | null
+    }>`
       SELECT message_id AS id, publisher, event, aggregate, seq::text AS seq, payload,
-             published_at AS "publishedAt", attempts
+             published_at AS "publishedAt", attempts, aggregate_seq::float8 AS "aggregateSeq", traceparent,
+             COALESCE(aggregate_seq <= (SELECT applied_seq FROM event_aggregates s
+                                        WHERE s.publisher = d.publisher AND s.aggregate = d.aggregate), false) AS late
       FROM event_deliveries d
       WHERE next_attempt_at <= clock_timestamp()
         AND NOT EXISTS (SELECT 1 FROM event_deliveries e
                         WHERE e.publisher = d.publisher AND e.aggregate = d.aggregate AND e.seq < d.seq)
+        AND ${inOrder(sql, holdMs)}
       ORDER BY position LIMIT 1 FOR UPDATE SKIP LOCKED`
-    if (row === undefined) return "idle" as const
+    if (claimed === undefined) return "idle" as const
+    const row: Claimed = {
+      ...claimed,
+      aggregateSeq: claimed.aggregateSeq ?? undefined,
+      traceparent: claimed.traceparent ?? undefined
+    }
     const attempt = row.attempts + 1
     const subscription = subscriber.subscriptions.get(Event.keyOf({ publisher: row.publisher, name: row.event }))
     const exit = subscription === undefined
       ? Exit.die(new Error(`${subscriber.module} no longer subscribes to ${row.publisher}'s ${row.event}`))
       : yield* Effect.exit(Inbox.apply(sql, subscription, row, attempt, subscriber.context))
     if (Exit.isSuccess(exit)) {
+      if (row.late && exit.value === "applied") {
+        yield* Effect.logWarning(
+          `${row.publisher}'s ${row.event} ${row.id} (${row.aggregate} #${row.aggregateSeq}) applied after a later event of its aggregate`
+        )
+      }
+      yield* passed(sql, row)
       yield* sql`DELETE FROM event_deliveries WHERE message_id = ${row.id}`
       return "applied" as const
     }
@@ -108,6 +175,8 @@ export const consumeOne = (subscriber: Subscriber, settings: Settings) => {
     const error = Inbox.describe(exit.cause)
     if (attempt >= settings.maxDeliveries) {
       yield* Inbox.deadLetter(sql, row, attempt, error)
+      // Its aggregate's next events do not wait for it.
+      yield* passed(sql, row)
       yield* sql`DELETE FROM event_deliveries WHERE message_id = ${row.id}`
       yield* Effect.logWarning(`${row.publisher}'s ${row.event} ${row.id} dead-lettered after ${attempt} failed deliveries`, exit.cause)
       return "dead" as const
@@ -125,11 +194,17 @@ export const consumeOne = (subscriber: Subscriber, settings: Settings) => {
  */
 const MIN_WAIT = Duration.millis(20)
 
-/** How long until the earliest head of an aggregate is due (`undefined`: the queue is empty). */
-const nextDue = (sql: SqlClient.SqlClient) =>
+/**
+ * How long until the earliest head of an aggregate is due (`undefined`: the queue is empty); one
+ * waiting for its predecessor is due when its hold ends (the predecessor's arrival wakes the
+ * consumer anyway).
+ */
+const nextDue = (sql: SqlClient.SqlClient, holdMs: number) =>
   Effect.map(
     sql<{ readonly ms: number | null }>`
-      SELECT (EXTRACT(EPOCH FROM (min(next_attempt_at) - clock_timestamp())) * 1000)::float8 AS ms
+      SELECT (EXTRACT(EPOCH FROM (min(CASE WHEN ${inOrder(sql, holdMs)} THEN next_attempt_at
+                                           ELSE GREATEST(next_attempt_at, queued_at + ${holdMs} * interval '1 millisecond') END)
+                                  - clock_timestamp())) * 1000)::float8 AS ms
       FROM event_deliveries d
       WHERE NOT EXISTS (SELECT 1 FROM event_deliveries e
                         WHERE e.publisher = d.publisher AND e.aggregate = d.aggregate AND e.seq < d.seq)`,
@@ -160,7 +235,7 @@ export const consume = (
       )
       if (outcome === "applied" || outcome === "retry" || outcome === "dead") continue
       const due = outcome === "idle"
-        ? yield* Effect.orElseSucceed(nextDue(subscriber.sql), () => undefined)
+        ? yield* Effect.orElseSucceed(nextDue(subscriber.sql, Duration.toMillis(settings.orderHold)), () => undefined)
         : undefined
       yield* settings.wait(due === undefined ? settings.pollInterval : Duration.min(due, settings.pollInterval))
     }

@@ -5,8 +5,9 @@
  * changes nothing. `deadLetter` keeps a message that failed too often, with its error, in
  * `dead_letters` (listed and replayed through DeadLetters.ts).
  */
+import { Headers, HttpTraceContext } from "@effect/platform"
 import type { SqlClient } from "@effect/sql"
-import { Cause, type Context, Effect, Schema } from "effect"
+import { Cause, type Context, Effect, Option, Schema } from "effect"
 import type { Message } from "./Broker.ts"
 import type * as Event from "./Event.ts"
 
@@ -31,6 +32,9 @@ export const describe = (cause: Cause.Cause<unknown>) => {
  * its outbox) inside a transaction (a savepoint, when called inside one) that also writes its
  * inbox row: `applied`, or `duplicate` when the inbox already had it (the handler does not run).
  * Whatever the handler or the decoding of the payload fails with, nothing of it stays.
+ *
+ * It runs in a span `<event>.handle` (kind consumer) whose parent is the span that published the
+ * message (its `traceparent`), so one trace runs from the publishing request to the handler.
  */
 export const apply = (
   sql: SqlClient.SqlClient,
@@ -51,9 +55,17 @@ export const apply = (
     return "applied" as const
   })).pipe(
     Effect.withSpan(`${message.event}.handle`, {
-      attributes: { "tessera.event": message.event, "tessera.publisher": message.publisher, "tessera.message": message.id }
+      kind: "consumer",
+      attributes: { "tessera.event": message.event, "tessera.publisher": message.publisher, "tessera.message": message.id },
+      ...Option.match(publishingSpan(message), { onNone: () => ({}), onSome: (parent) => ({ parent }) })
     })
   )
+
+/** The span that published `message`, from its W3C `traceparent` (none when absent or malformed). */
+export const publishingSpan = (message: Pick<Message, "traceparent">) =>
+  message.traceparent === undefined
+    ? Option.none()
+    : HttpTraceContext.w3c(Headers.fromInput({ traceparent: message.traceparent }))
 
 /** Keeps `message` in `dead_letters` with the error of its last delivery. */
 export const deadLetter = (sql: SqlClient.SqlClient, message: Message, attempts: number, error: string) =>

@@ -163,6 +163,7 @@ export const start = (
     const retryBackoff = yield* Settings.eventsRetryBackoff.config
     const pollInterval = yield* Settings.eventsPollInterval.config
     const retention = yield* Settings.eventsRetention.config
+    const orderHold = yield* Settings.eventsOrderHold.config
 
     const subscribers = hosted.filter((h) => h.module.subscribes.length > 0).map((h): InProcessBroker.Subscriber => ({
       module: h.module.name,
@@ -191,7 +192,7 @@ export const start = (
       const { wait } = signals.consumer(subscriber.module)
       const listen = hosted.find((h) => h.module.name === subscriber.module)?.listen
       if (listen) yield* wakeOnNotify(listen, InProcessBroker.channelOf(subscriber.module), signals.consumer(subscriber.module), pollInterval)
-      yield* Effect.forkScoped(InProcessBroker.consume(subscriber, { maxDeliveries, retryBackoff, pollInterval, wait }))
+      yield* Effect.forkScoped(InProcessBroker.consume(subscriber, { maxDeliveries, retryBackoff, orderHold, pollInterval, wait }))
     }
     for (const h of hosted.filter((h) => usesEvents(h.module))) {
       yield* Effect.forkScoped(

@@ -11,7 +11,15 @@
  *   it (Inbox.ts), so that a message delivered again changes nothing; purged after the retention.
  * - `dead_letters`: the messages that failed `TESSERA_EVENTS_MAX_DELIVERIES` times, with the error,
  *   their place in the publisher's outbox (`message_seq`) and when an operator replayed them
- *   (DeadLetters.ts).
+ *   (DeadLetters.ts; migration 2).
+ * - (3) `outbox_aggregates`: per aggregate the module published events about, the number of its
+ *   last event and the number of the last event of each name, from which each outbox row takes
+ *   its `aggregate_seq` and `preceding` (Outbox.ts); kept for as long as the module runs, since a
+ *   number used twice would break the order. `outbox.traceparent`: the publishing span.
+ *   `event_aggregates`: per aggregate of a publisher, the highest `aggregate_seq` this subscriber
+ *   applied or dead-lettered; a queued message waits until its `after_seq` is there (or
+ *   `TESSERA_EVENTS_ORDER_HOLD` has passed since `queued_at`). Rows written before (3) have no
+ *   numbers and wait for nothing, as before.
  *
  * Append; never edit a migration that has shipped.
  */
@@ -86,6 +94,29 @@ CREATE TABLE dead_letters (
       name: "replay_dead_letters",
       sql: `
 ALTER TABLE dead_letters ADD COLUMN message_seq bigint, ADD COLUMN replayed_at timestamptz;
+`
+    },
+    {
+      id: 3,
+      name: "order_and_trace",
+      sql: `
+CREATE TABLE outbox_aggregates (
+  aggregate text PRIMARY KEY,
+  last_seq bigint NOT NULL,
+  latest jsonb NOT NULL,
+  preceding jsonb NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN aggregate_seq bigint, ADD COLUMN preceding jsonb, ADD COLUMN traceparent text;
+
+ALTER TABLE event_deliveries ADD COLUMN aggregate_seq bigint, ADD COLUMN after_seq bigint, ADD COLUMN traceparent text,
+  ADD COLUMN queued_at timestamptz NOT NULL DEFAULT clock_timestamp();
+
+CREATE TABLE event_aggregates (
+  publisher text NOT NULL,
+  aggregate text NOT NULL,
+  applied_seq bigint NOT NULL,
+  PRIMARY KEY (publisher, aggregate)
+);
 `
     }
   ]

@@ -5,11 +5,18 @@
  * the transaction has committed, the module's relay is woken (Relay.ts), which hands the row to
  * the broker.
  *
+ * The row gets the next number of its aggregate (`aggregate_seq`, from `outbox_aggregates`, whose
+ * row the transaction holds locked until it ends: two transactions publishing for one aggregate
+ * take their numbers in the order they commit), the numbers of the aggregate's latest earlier
+ * event of each name (`preceding`: how each subscriber knows which event comes before for it),
+ * and the W3C `traceparent` of its `Outbox.publish` span, a child of the publishing request's.
+ *
  * A module gets an `Outbox` in its handler layer when it declares the events it publishes
  * (`Module.make({ publishes })`); it publishes only those.
  */
+import { HttpTraceContext } from "@effect/platform"
 import type { SqlClient } from "@effect/sql"
-import { Context, Effect, Schema } from "effect"
+import { Context, Effect, Option, Schema } from "effect"
 import * as AfterCommit from "../db/AfterCommit.ts"
 import * as PgError from "../db/PgError.ts"
 import * as Event from "./Event.ts"
@@ -54,8 +61,22 @@ export const make = (
             `${module} published ${event.name} outside a transaction: publish inside the transaction that makes the change (sql.withTransaction)`
           )
         }
-        yield* sql`INSERT INTO outbox (id, event, aggregate, payload)
-          VALUES (${crypto.randomUUID()}, ${event.name}, ${event.aggregate(payload)}, ${JSON.stringify(encoded)}::jsonb)`.pipe(PgError.orDie)
+        const aggregate = event.aggregate(payload)
+        const [numbered] = yield* sql<{ readonly seq: string; readonly preceding: Readonly<Record<string, number>> }>`
+          INSERT INTO outbox_aggregates AS a (aggregate, last_seq, latest, preceding)
+          VALUES (${aggregate}, 1, jsonb_build_object(${event.name}::text, 1), '{}'::jsonb)
+          ON CONFLICT (aggregate) DO UPDATE SET
+            last_seq = a.last_seq + 1,
+            preceding = a.latest,
+            latest = a.latest || jsonb_build_object(${event.name}::text, a.last_seq + 1)
+          RETURNING last_seq::text AS seq, preceding`.pipe(PgError.orDie)
+        const traceparent = Option.match(yield* Effect.option(Effect.currentSpan), {
+          onNone: () => null,
+          onSome: (span) => HttpTraceContext.toHeaders(span).traceparent ?? null
+        })
+        yield* sql`INSERT INTO outbox (id, event, aggregate, payload, aggregate_seq, preceding, traceparent)
+          VALUES (${crypto.randomUUID()}, ${event.name}, ${aggregate}, ${JSON.stringify(encoded)}::jsonb,
+                  ${numbered!.seq}::bigint, ${JSON.stringify(numbered!.preceding)}::jsonb, ${traceparent})`.pipe(PgError.orDie)
         if (options.notify) yield* sql`SELECT pg_notify(${channel}, 'published')`.pipe(PgError.orDie)
       }).pipe(Effect.withSpan("Outbox.publish", { attributes: { "tessera.module": module, "tessera.event": event.name } }))
   }

@@ -51,8 +51,21 @@ const messageOf = (n: number, event: Event.Event.Any = Happened): Message => ({
   aggregate: "a-1",
   seq: String(n),
   payload: { aggregate: "a-1", n },
-  publishedAt: new Date()
+  publishedAt: new Date(),
+  aggregateSeq: n,
+  // Before it, the aggregate's events of another name, which this subscriber does not take.
+  preceding: n === 1 ? { Other: 1 } : { Happened: n - 1, Other: n + 100 },
+  traceparent: `00-${"ab".repeat(16)}-${String(n).padStart(16, "0")}-01`
 })
+
+interface Row {
+  readonly message_id: string
+  readonly seq: string
+  readonly payload: unknown
+  readonly aggregate_seq: number | null
+  readonly after_seq: number | null
+  readonly traceparent: string | null
+}
 
 describe.skipIf(!ready)("RabbitMQ broker", () => {
   it("brings each published message once into the subscriber's queue table, and wakes its consumer", async () => {
@@ -61,7 +74,7 @@ describe.skipIf(!ready)("RabbitMQ broker", () => {
     let wakes = 0
     const rows = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const sql = yield* PgClient.make({ url: Redacted.make(database.url), maxConnections: 4 })
-      yield* sql.unsafe(MessagingMigrations.source.migrations[0]!.sql)
+      for (const migration of MessagingMigrations.source.migrations) yield* sql.unsafe(migration.sql)
       const subscriber: InProcessBroker.Subscriber = {
         module: subscriberName,
         sql,
@@ -86,19 +99,28 @@ describe.skipIf(!ready)("RabbitMQ broker", () => {
         body: { ...messageOf(0, Other), publishedAt: new Date().toISOString() }
       }])
       const deadline = Date.now() + 20_000
-      let found: ReadonlyArray<{ message_id: string; seq: string; payload: unknown }> = []
+      let found: ReadonlyArray<Row> = []
       while (Date.now() < deadline) {
-        found = yield* sql<{ message_id: string; seq: string; payload: unknown }>`SELECT message_id, seq::text AS seq, payload FROM event_deliveries ORDER BY position`
+        found = yield* sql<Row>`SELECT message_id, seq::text AS seq, payload, aggregate_seq::int AS aggregate_seq, after_seq::int AS after_seq, traceparent
+          FROM event_deliveries ORDER BY position`
         if (found.length >= 100) break
         yield* Effect.sleep("50 millis")
       }
       yield* Effect.sleep("500 millis") // the duplicates have arrived too
-      found = yield* sql<{ message_id: string; seq: string; payload: unknown }>`SELECT message_id, seq::text AS seq, payload FROM event_deliveries ORDER BY position`
+      found = yield* sql<Row>`SELECT message_id, seq::text AS seq, payload, aggregate_seq::int AS aggregate_seq, after_seq::int AS after_seq, traceparent
+          FROM event_deliveries ORDER BY position`
       return { found, messages }
     })).pipe(Effect.provide(Reactivity.layer)))
     expect(rows.found.map((r) => r.message_id).sort()).toEqual(rows.messages.map((m) => m.id).sort())
     // Taken in with their place in the publisher's outbox, which the consumer orders them by.
     expect(rows.found.find((r) => r.seq === "5")?.payload).toEqual({ aggregate: "a-1", n: 5 })
+    // With its order and trace from the headers: after the 4th, the events it does not take aside.
+    expect(rows.found.find((r) => r.seq === "5")).toMatchObject({
+      aggregate_seq: 5,
+      after_seq: 4,
+      traceparent: `00-${"ab".repeat(16)}-${"5".padStart(16, "0")}-01`
+    })
+    expect(rows.found.find((r) => r.seq === "1")).toMatchObject({ aggregate_seq: 1, after_seq: null })
     expect(wakes).toBeGreaterThan(0)
   })
 })

@@ -13,6 +13,12 @@
  * cover the step from queue to table: a message whose write keeps failing (the subscriber's
  * database down) returns to its queue after a backoff, and after Rabbit.BROKER_DELIVERY_LIMIT
  * deliveries lands in the queue's `.dead` queue, where an operator finds it.
+ *
+ * What orders and traces a message travels in its headers: `tessera-aggregate-seq` and
+ * `tessera-preceding` (its number among its aggregate's events, and the latest earlier number of
+ * each event name, as JSON), by which the subscriber applies an aggregate's events in order
+ * whatever order its queues hand them over in; and `traceparent` (W3C), the span that published
+ * it, which its handler's span continues.
  */
 import { Effect, Schema, type Scope } from "effect"
 import type { Broker, Message } from "./Broker.ts"
@@ -39,13 +45,44 @@ const Body = Schema.Struct({
 const encodeBody = Schema.encodeSync(Body)
 const decodeBody = Schema.decodeUnknown(Body)
 
+const AGGREGATE_SEQ = "tessera-aggregate-seq"
+const PRECEDING = "tessera-preceding"
+const TRACEPARENT = "traceparent"
+
+/** A message's headers on the wire: what orders and traces it. */
+export const headersOf = (message: Message): Record<string, string> => {
+  const headers: Record<string, string> = {}
+  if (message.aggregateSeq !== undefined) headers[AGGREGATE_SEQ] = String(message.aggregateSeq)
+  if (message.preceding !== undefined) headers[PRECEDING] = JSON.stringify(message.preceding)
+  if (message.traceparent !== undefined) headers[TRACEPARENT] = message.traceparent
+  return headers
+}
+
+const Sequence = Schema.compose(Schema.NumberFromString, Schema.Int.pipe(Schema.positive()))
+const Headers = Schema.Struct({
+  [AGGREGATE_SEQ]: Schema.optional(Sequence),
+  [PRECEDING]: Schema.optional(Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Int.pipe(Schema.positive()) }))),
+  [TRACEPARENT]: Schema.optional(Schema.String)
+})
+const decodeHeaders = Schema.decodeUnknown(Headers)
+
+/** The message a delivery carries: its body (the outbox row) with what its headers add. */
+export const messageOf = (incoming: Pick<Rabbit.Incoming, "body" | "headers">) =>
+  Effect.zipWith(decodeBody(incoming.body), decodeHeaders(incoming.headers), (body, headers): Message => ({
+    ...body,
+    aggregateSeq: headers[AGGREGATE_SEQ],
+    preceding: headers[PRECEDING],
+    traceparent: headers[TRACEPARENT]
+  }))
+
 /** Publishes through `rabbit`: a batch succeeds once the broker confirmed every message. */
 export const make = (rabbit: Rabbit.Rabbit): Broker => ({
   publish: (messages: ReadonlyArray<Message>) =>
     rabbit.publish(messages.map((message) => ({
       routingKey: routingKeyOf(message.publisher, message.event),
       messageId: message.id,
-      body: encodeBody(message)
+      body: encodeBody(message),
+      headers: headersOf(message)
     })))
 })
 
@@ -71,7 +108,7 @@ export const consume = (
         prefetch: options.prefetch
       },
       (incoming) =>
-        decodeBody(incoming.body).pipe(
+        messageOf(incoming).pipe(
           Effect.filterOrDieMessage(
             (message) => Event.keyOf({ publisher: message.publisher, name: message.event }) === Event.keyOf(subscription.event),
             `a message on ${queueOf(subscriber.module, publisher, name)} is not ${publisher}'s ${name}`

@@ -4,9 +4,10 @@
  *
  * One instance of the module relays at a time: the holder of the lease in `outbox_relay`
  * (renewed once half of it has run, given up at shutdown; another instance takes it over once it has
- * expired, `LEASE` after its holder stopped). That is what keeps the order of each aggregate's
- * events with several instances. An instance frozen past its lease may hand a batch again after
- * another has: duplicates, which the subscribers' inboxes drop.
+ * expired, `LEASE` after its holder stopped), so that instances do not hand the same rows at once.
+ * An instance frozen past its lease may hand a batch again after another has: duplicates, which
+ * the subscribers' inboxes drop, and out of order, which their order per aggregate
+ * (InProcessBroker.ts) undoes.
  *
  * It wakes when a publishing transaction of this process commits (Outbox.ts), and otherwise
  * every `TESSERA_EVENTS_POLL_INTERVAL` (events published by other instances).
@@ -28,6 +29,9 @@ interface Row {
   readonly aggregate: string
   readonly payload: unknown
   readonly createdAt: Date
+  readonly aggregateSeq: number | null
+  readonly preceding: Readonly<Record<string, number>> | null
+  readonly traceparent: string | null
 }
 
 /**
@@ -72,7 +76,9 @@ export const turn = (options: {
     const { sql } = options
     if (!(yield* lease(sql, options.instance))) return 0
     const rows = yield* sql<Row>`
-      SELECT seq::text AS seq, id, event, aggregate, payload, created_at AS "createdAt" FROM outbox
+      SELECT seq::text AS seq, id, event, aggregate, payload, created_at AS "createdAt",
+             aggregate_seq::float8 AS "aggregateSeq", preceding, traceparent
+      FROM outbox
       WHERE published_at IS NULL ORDER BY seq LIMIT ${BATCH}`
     if (rows.length === 0) return 0
     const messages = rows.map((row): Message => ({
@@ -82,7 +88,10 @@ export const turn = (options: {
       aggregate: row.aggregate,
       seq: row.seq,
       payload: row.payload,
-      publishedAt: row.createdAt
+      publishedAt: row.createdAt,
+      aggregateSeq: row.aggregateSeq ?? undefined,
+      preceding: row.preceding ?? undefined,
+      traceparent: row.traceparent ?? undefined
     }))
     yield* options.broker.publish(messages)
     yield* sql`UPDATE outbox SET published_at = clock_timestamp() WHERE seq IN ${sql.in(rows.map((r) => r.seq))}`

@@ -8,12 +8,13 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { Rpc, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Module from "../Module.ts"
 import * as Event from "../messaging/Event.ts"
 import * as Inbox from "../messaging/Inbox.ts"
+import * as InProcessBroker from "../messaging/InProcessBroker.ts"
 import * as Messaging from "../messaging/Messaging.ts"
 import * as Outbox from "../messaging/Outbox.ts"
 import * as Processes from "./Processes.ts"
@@ -68,8 +69,35 @@ export class Applied extends Schema.Class<Applied>("toy/Applied")({
   messageId: Schema.String,
   aggregate: Schema.String,
   n: Schema.Number,
-  attempt: Schema.Number
+  attempt: Schema.Number,
+  /** The trace its handler ran in. */
+  traceId: Schema.NullOr(Schema.String)
 }) {}
+
+/** A toy message as a broker would hand it over, for delivering by hand (`deliver`). */
+export class HandMade extends Schema.Class<HandMade>("toy/HandMade")({
+  id: Schema.String,
+  /** Its place in the publisher's outbox. */
+  seq: Schema.Number,
+  aggregate: Schema.String,
+  n: Schema.Number,
+  failTimes: Schema.Number,
+  aggregateSeq: Schema.optional(Schema.Number),
+  preceding: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number }))
+}) {}
+
+/** `made` as a broker's message of `ToyHappened`. */
+export const messageOf = (made: HandMade) => ({
+  id: made.id,
+  publisher: ToyHappened.publisher,
+  event: ToyHappened.name,
+  aggregate: made.aggregate,
+  seq: String(made.seq),
+  payload: { aggregate: made.aggregate, n: made.n, failTimes: made.failTimes },
+  publishedAt: new Date(),
+  aggregateSeq: made.aggregateSeq,
+  preceding: made.preceding
+})
 
 export class DeadLetter extends Schema.Class<DeadLetter>("toy/DeadLetter")({
   messageId: Schema.String,
@@ -90,7 +118,11 @@ export class SubRpcs extends RpcGroup.make(
   Rpc.make("queued", { success: Schema.Number }),
   Rpc.make("purge", { payload: { retentionMs: Schema.Number } }),
   /** From now on the handler applies the events of `aggregate`, whatever their `failTimes`. */
-  Rpc.make("fix", { payload: { aggregate: Schema.String } })
+  Rpc.make("fix", { payload: { aggregate: Schema.String } }),
+  /** What is queued and how far each aggregate got, for a test to show when it fails. */
+  Rpc.make("queueState", { success: Schema.Unknown }),
+  /** Queues `messages` for the subscriber as a broker would, in the order given (its consumer finds them at its next poll). */
+  Rpc.make("deliver", { payload: { messages: Schema.Array(HandMade) } })
 ) {}
 
 export class SubClient extends Module.ModuleClient("toysub", SubRpcs)<SubClient>() {}
@@ -138,7 +170,7 @@ const subHandlers = SubRpcs.toLayer(Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   return {
     applied: () =>
-      sql<Applied>`SELECT message_id AS "messageId", aggregate, n, attempt FROM toy_applied ORDER BY seq`.pipe(
+      sql<Applied>`SELECT message_id AS "messageId", aggregate, n, attempt, trace_id AS "traceId" FROM toy_applied ORDER BY seq`.pipe(
         Effect.map((rows) => rows.map((r) => new Applied(r))),
         Effect.orDie
       ),
@@ -146,11 +178,28 @@ const subHandlers = SubRpcs.toLayer(Effect.gen(function*() {
     inbox: () => Effect.map(sql<{ id: string }>`SELECT message_id AS id FROM inbox`, (rows) => rows.map((r) => r.id)).pipe(Effect.orDie),
     queued: () => Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM event_deliveries`, ([row]) => row!.n).pipe(Effect.orDie),
     purge: ({ retentionMs }) => Effect.orDie(Messaging.purge(sql, Duration.millis(retentionMs))),
-    fix: ({ aggregate }) => Effect.orDie(Effect.asVoid(sql`INSERT INTO toy_fixed (aggregate) VALUES (${aggregate}) ON CONFLICT DO NOTHING`))
+    fix: ({ aggregate }) => Effect.orDie(Effect.asVoid(sql`INSERT INTO toy_fixed (aggregate) VALUES (${aggregate}) ON CONFLICT DO NOTHING`)),
+    queueState: () =>
+      Effect.all({
+        queued: sql`SELECT message_id, aggregate, seq::text AS seq, aggregate_seq::float8 AS aggregate_seq, after_seq::float8 AS after_seq,
+                           attempts, last_error, next_attempt_at, queued_at FROM event_deliveries ORDER BY position`,
+        aggregates: sql`SELECT aggregate, applied_seq::float8 AS applied_seq FROM event_aggregates`,
+        now: sql`SELECT clock_timestamp() AS now`
+      }).pipe(Effect.orDie),
+    deliver: ({ messages }) =>
+      InProcessBroker.make([{
+        module: "toysub",
+        sql,
+        subscriptions: new Map([[Event.keyOf(ToyHappened), onToyHappened]]),
+        context: Context.empty(),
+        wake: () => {},
+        notify: false
+      }]).publish(messages.map(messageOf)).pipe(Effect.orDie)
   }
 })).pipe(Layer.provideMerge(table("CREATE TABLE IF NOT EXISTS toy_fixed (aggregate text PRIMARY KEY)")))
   .pipe(Layer.provideMerge(table(`CREATE TABLE IF NOT EXISTS toy_applied (
-  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id uuid NOT NULL, aggregate text NOT NULL, n integer NOT NULL, attempt integer NOT NULL)`)))
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id uuid NOT NULL, aggregate text NOT NULL, n integer NOT NULL,
+  attempt integer NOT NULL, trace_id text)`)))
 
 /**
  * Records each event; fails a delivery while its attempt is at most the payload's `failTimes` and
@@ -166,8 +215,9 @@ export const onToyHappened = Event.on(ToyHappened, (event, delivery) =>
       }
     }
     if (event.delayMs !== undefined) yield* Effect.sleep(event.delayMs)
-    yield* sql`INSERT INTO toy_applied (message_id, aggregate, n, attempt)
-      VALUES (${delivery.messageId}, ${event.aggregate}, ${event.n}, ${delivery.attempt})`
+    const traceId = Option.match(yield* Effect.option(Effect.currentSpan), { onNone: () => null, onSome: (span) => span.traceId })
+    yield* sql`INSERT INTO toy_applied (message_id, aggregate, n, attempt, trace_id)
+      VALUES (${delivery.messageId}, ${event.aggregate}, ${event.n}, ${delivery.attempt}, ${traceId})`
   }))
 
 export const ToySubModule = Module.make({
