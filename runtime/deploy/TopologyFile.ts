@@ -55,7 +55,15 @@ export const decode = (file: string, text: string): Effect.Effect<TopologyFile, 
     try: () => JSON.parse(text) as unknown,
     catch: (error) => new TopologyFileInvalid({ file, message: `not JSON: ${(error as Error).message}` })
   }).pipe(
-    Effect.flatMap(Schema.decodeUnknown(TopologyFile, { onExcessProperty: "error" })),
+    Effect.flatMap(Schema.decodeUnknown(TopologyFile, { onExcessProperty: "error", errors: "all" })),
     Effect.catchTag("ParseError", (error) =>
-      Effect.fail(new TopologyFileInvalid({ file, message: ParseResult.TreeFormatter.formatErrorSync(error) })))
+      Effect.fail(
+        new TopologyFileInvalid({
+          file,
+          // One line: each issue with where it is (`processes.0.replicas: ...`).
+          message: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
+            `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`
+          ).join("; ")
+        })
+      ))
   )
