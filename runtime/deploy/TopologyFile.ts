@@ -60,10 +60,15 @@ export const decode = (file: string, text: string): Effect.Effect<TopologyFile, 
       Effect.fail(
         new TopologyFileInvalid({
           file,
-          // One line: each issue with where it is (`processes.0.replicas: ...`).
-          message: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
-            `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`
-          ).join("; ")
+          // One line: the first issue at each place, with where it is (`processes.0.replicas: ...`);
+          // an optional field's "Expected undefined" after its real issue says nothing more.
+          message: [
+            ...new Map(
+              ParseResult.ArrayFormatter.formatErrorSync(error).reverse().map((issue) =>
+                [issue.path.join("."), `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`] as const
+              )
+            ).values()
+          ].reverse().join("; ")
         })
       ))
   )
