@@ -94,6 +94,8 @@ describe.skipIf(!postgres.ok)(postgres.ok ? "tessera up" : Services.unavailable(
     const code = await up.stop()
     expect(code).toBe(0)
     expect(up.output()).toContain("up stopped 2 instance(s)")
+    // Each instance itself exited 0 on its SIGTERM.
+    expect(up.output()).not.toContain("stopped badly")
     expect(await listening(base)).toBe(false)
     expect(await listening(base + 1)).toBe(false)
   })

@@ -174,14 +174,19 @@ export const run = (modules: ReadonlyArray<ModuleFacts>, options: Options) =>
       }), { concurrency: "unbounded" })
 
     // On the way out, every instance at once: SIGTERM, SIGKILL once the grace is over.
+    // One that stopped badly (killed, or exiting with an error) is named.
     yield* Effect.addFinalizer(() =>
-      Effect.forEach(started, ({ process: child }) =>
+      Effect.forEach(started, ({ instance, process: child }) =>
         Effect.gen(function*() {
           if (!(yield* child.isRunning)) return
           yield* child.kill("SIGTERM").pipe(
             Effect.timeout(STOP_GRACE),
             Effect.catchAll(() => Effect.ignore(child.kill("SIGKILL")))
           )
+          const code = yield* Effect.either(child.exitCode)
+          if (code._tag === "Left" || code.right !== 0) {
+            yield* say(`${instance.name} stopped badly (${code._tag === "Left" ? code.left.message : `exit code ${code.right}`})`)
+          }
         }).pipe(Effect.ignore), { concurrency: "unbounded", discard: true }).pipe(
           Effect.zipRight(say(`stopped ${started.length} instance(s)`))
         )
