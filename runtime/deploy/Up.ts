@@ -1,7 +1,7 @@
 /**
  * `tessera up FILE`: a topology file started on this machine, every instance a process of the
- * built release (Node: `node dist/tessera.mjs serve`; Deno: `deno run <start:deno's flags>
- * dist/tessera.mjs serve`), all at once (processes cope with any start order: Startup.ts).
+ * built release (Node: `node dist/tessera.mjs serve`, or the single executable itself when `up`
+ * runs from it; Deno: `deno run <start:deno's flags> dist/tessera.mjs serve`), all at once (processes cope with any start order: Startup.ts).
  *
  * Each instance gets the environment `Environments.ofTopology` derives with local addressing:
  * instance `i` of the file listens on `--port-base + i`; `DATABASE_URL` (an admin URL) holds
@@ -21,6 +21,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Console, Data, Duration, Effect, Option, Redacted, Schedule, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import * as Settings from "../Settings.ts"
+import * as SingleExecutable from "../SingleExecutable.ts"
 import * as Topology from "../Topology.ts"
 import * as Environments from "./Environments.ts"
 import type { ModuleFacts } from "./ModuleFacts.ts"
@@ -124,7 +125,8 @@ const ready = (port: number) =>
 export const run = (modules: ReadonlyArray<ModuleFacts>, options: Options) =>
   Effect.scoped(Effect.gen(function*() {
     const file = yield* TopologyCheck.load(options.file, modules)
-    const release = yield* releaseOf(options)
+    // Looked for only when an instance needs it (the single executable runs itself on Node).
+    const release = yield* Effect.cached(releaseOf(options))
     const deno = yield* denoOf
     const databaseUrl = file.database === "postgres"
       ? yield* required(Settings.databaseUrl, `${file.name} keeps its data on PostgreSQL (database "postgres")`)
@@ -158,9 +160,12 @@ export const run = (modules: ReadonlyArray<ModuleFacts>, options: Options) =>
 
     const started = yield* Effect.forEach(environments, (instance) =>
       Effect.gen(function*() {
-        const [command, ...args] = instance.runtime === "node"
-          ? [process.execPath, release, "serve"]
-          : [deno, "run", ...DENO_FLAGS, release, "serve"]
+        // The single executable runs itself; Deno always runs the release.
+        const [command, ...args] = instance.runtime === "deno"
+          ? [deno, "run", ...DENO_FLAGS, yield* release, "serve"]
+          : SingleExecutable.isSingleExecutable
+          ? [process.execPath, "serve"]
+          : [process.execPath, yield* release, "serve"]
         const child = yield* ChildProcess.make(command!, ...args).pipe(
           ChildProcess.env({ ...cleared, ...secret, ...instance.env }),
           ChildProcess.start,
