@@ -8,7 +8,8 @@
  *     tessera up FILE    start a topology file's processes on this machine (deploy/Up.ts)
  *     tessera config     print every setting, its value (secrets redacted) and its source
  *
- * Each first checks the whole configuration (Settings.ts): a bad value stops it, named. Modules
+ * Each but `topology check` and `up` (which read a topology file, not this process's settings)
+ * first checks the whole configuration (Settings.ts): a bad value stops it, named. Modules
  * may add commands of their own (payments' `psp-sim`), handed over by the composition root with
  * the modules, so that this file imports no module.
  */
@@ -121,19 +122,19 @@ const summary = (cause: Cause.Cause<unknown>): string => {
  */
 export const main = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray<Extra> = []) =>
   Command.run(command(modules, extra), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
-    Effect.tapErrorCause((cause) =>
+    Effect.tapErrorCause((cause) => {
+      const error = Cause.squash(cause)
       // @effect/cli has printed what is wrong with the command line.
-      Cause.isInterruptedOnly(cause) || ValidationError.isValidationError(Cause.squash(cause))
+      return Cause.isInterruptedOnly(cause) || ValidationError.isValidationError(error)
         ? Effect.void
-        // A refused configuration says all there is in its message: its stack would be noise.
         // A refused topology file: its reasons, one line each, are the whole answer.
-        : Cause.squash(cause) instanceof TopologyCheck.TopologyRefused
-        ? Effect.forEach((Cause.squash(cause) as TopologyCheck.TopologyRefused).problems, (problem) =>
-          Console.error(`${(Cause.squash(cause) as TopologyCheck.TopologyRefused).file}: ${problem}`))
-        : Cause.squash(cause) instanceof Setting.InvalidConfiguration
+        : error instanceof TopologyCheck.TopologyRefused
+        ? Effect.forEach(error.problems, (problem) => Console.error(`${error.file}: ${problem}`))
+        // A refused configuration says all there is in its message: its stack would be noise.
+        : error instanceof Setting.InvalidConfiguration
         ? Effect.logFatal(`tessera stopped: ${summary(cause)}`)
         : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
-    ),
+    }),
     Effect.withConfigProvider(Environment.configProvider()),
     Effect.provide(NodeContext.layer),
     Effect.provide(JsonLogger.layer),
