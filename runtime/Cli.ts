@@ -4,18 +4,24 @@
  *     tessera serve      run the modules TESSERA_MODULES names (what `npm start` runs)
  *     tessera migrate    apply the hosted modules' migrations, then exit
  *     tessera topology   print which module runs where, and exit
+ *     tessera topology check FILE   check a topology file against this build (deploy/topologies)
+ *     tessera up FILE    start a topology file's processes on this machine (deploy/Up.ts)
  *     tessera config     print every setting, its value (secrets redacted) and its source
  *     tessera deploy render FILE   write the Containerfile, compose and Kubernetes files of a topology
  *
- * Each first checks the whole configuration (Settings.ts): a bad value stops it, named. Modules
+ * Each but `topology check` and `up` (which read a topology file, not this process's settings)
+ * first checks the whole configuration (Settings.ts): a bad value stops it, named. Modules
  * may add commands of their own (payments' `psp-sim`), handed over by the composition root with
  * the modules, so that this file imports no module.
  */
-import { Command } from "@effect/cli"
+import { Args, Command, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Layer, Option } from "effect"
 import * as Database from "./db/Database.ts"
 import * as Deploy from "./deploy/DeployCommand.ts"
+import * as ModuleFacts from "./deploy/ModuleFacts.ts"
+import * as TopologyCheck from "./deploy/TopologyCheck.ts"
+import * as Up from "./deploy/Up.ts"
 import { EmbeddedPostgres } from "./db/EmbeddedPostgres.ts"
 import * as Environment from "./Environment.ts"
 import * as Host from "./Host.ts"
@@ -69,10 +75,32 @@ export const command = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray
       yield* Console.log(`migrated: ${withData.join(", ")}`)
     })).pipe(Command.withDescription("Apply the migrations of the modules TESSERA_MODULES names"))
 
+  const facts = ModuleFacts.fromModules(modules)
+  const topologyFile = Args.file({ name: "FILE", exists: "yes" }).pipe(Args.withDescription("a topology file (deploy/topologies/*.json)"))
+
+  const checkFile = Command.make("check", { file: topologyFile }, ({ file }) =>
+    Effect.flatMap(TopologyCheck.load(file, facts), (loaded) => Console.log(TopologyCheck.summary(file, loaded, facts)))).pipe(
+      Command.withDescription("Check a topology file against this build: every reason it cannot work, one line each"),
+      Command.provide(NodeContext.layer)
+    )
+
   const show = Command.make("topology", {}, () =>
     Effect.flatMap(topology, (resolved) => Console.log(describe(modules, resolved)))).pipe(
-      Command.withDescription("Print which module runs where (TESSERA_MODULES, TESSERA_PEERS)")
+      Command.withDescription("Print which module runs where (TESSERA_MODULES, TESSERA_PEERS)"),
+      Command.withSubcommands([checkFile])
     )
+
+  const up = Command.make("up", {
+    file: topologyFile,
+    portBase: Options.integer("port-base").pipe(
+      Options.withDefault(Up.DEFAULT_PORT_BASE),
+      Options.withDescription("the port of the file's first instance; the others follow in file order")
+    ),
+    release: Options.file("release").pipe(Options.optional, Options.withDescription("the release to run (default dist/tessera.mjs)"))
+  }, (options) => Up.run(facts, options)).pipe(
+    Command.withDescription("Start a topology file's processes here: prefixed logs, stopped together on SIGINT/SIGTERM"),
+    Command.provide(NodeContext.layer)
+  )
 
   const config = Command.make("config", {}, () =>
     Effect.gen(function*() {
@@ -80,7 +108,9 @@ export const command = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray
       yield* check
     })).pipe(Command.withDescription("Print every setting, its value (secrets redacted) and where it came from"))
 
-  return Command.make("tessera").pipe(Command.withSubcommands([serve, migrate, show, config, Deploy.command(modules), ...extra] as [Extra, ...Array<Extra>]))
+  return Command.make("tessera").pipe(
+    Command.withSubcommands([serve, migrate, show, up, config, Deploy.command(modules), ...extra] as [Extra, ...Array<Extra>])
+  )
 }
 
 /** What went wrong, in one line: the first failure's message (a startup error names its cause). */
@@ -96,14 +126,19 @@ const summary = (cause: Cause.Cause<unknown>): string => {
  */
 export const main = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray<Extra> = []) =>
   Command.run(command(modules, extra), { name: "tessera", version: "0.1.0" })(process.argv).pipe(
-    Effect.tapErrorCause((cause) =>
-      Cause.isInterruptedOnly(cause)
+    Effect.tapErrorCause((cause) => {
+      const error = Cause.squash(cause)
+      // @effect/cli has printed what is wrong with the command line.
+      return Cause.isInterruptedOnly(cause) || ValidationError.isValidationError(error)
         ? Effect.void
+        // A refused topology file: its reasons, one line each, are the whole answer.
+        : error instanceof TopologyCheck.TopologyRefused
+        ? Effect.forEach(error.problems, (problem) => Console.error(`${error.file}: ${problem}`))
         // A refused configuration (or topology file) says all there is in its message: its stack would be noise.
-        : Deploy.refusals.some((refusal) => Cause.squash(cause) instanceof refusal) || Cause.squash(cause) instanceof Setting.InvalidConfiguration
+        : Deploy.refusals.some((refusal) => error instanceof refusal) || error instanceof Setting.InvalidConfiguration
         ? Effect.logFatal(`tessera stopped: ${summary(cause)}`)
         : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
-    ),
+    }),
     Effect.withConfigProvider(Environment.configProvider()),
     Effect.provide(NodeContext.layer),
     Effect.provide(JsonLogger.layer),

@@ -55,7 +55,20 @@ export const decode = (file: string, text: string): Effect.Effect<TopologyFile, 
     try: () => JSON.parse(text) as unknown,
     catch: (error) => new TopologyFileInvalid({ file, message: `not JSON: ${(error as Error).message}` })
   }).pipe(
-    Effect.flatMap(Schema.decodeUnknown(TopologyFile, { onExcessProperty: "error" })),
+    Effect.flatMap(Schema.decodeUnknown(TopologyFile, { onExcessProperty: "error", errors: "all" })),
     Effect.catchTag("ParseError", (error) =>
-      Effect.fail(new TopologyFileInvalid({ file, message: ParseResult.TreeFormatter.formatErrorSync(error) })))
+      Effect.fail(
+        new TopologyFileInvalid({
+          file,
+          // One line: the first issue at each place, with where it is (`processes.0.replicas: ...`);
+          // an optional field's "Expected undefined" after its real issue says nothing more.
+          message: [
+            ...new Map(
+              ParseResult.ArrayFormatter.formatErrorSync(error).reverse().map((issue) =>
+                [issue.path.join("."), `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`] as const
+              )
+            ).values()
+          ].reverse().join("; ")
+        })
+      ))
   )
