@@ -287,11 +287,15 @@ describe.skipIf(!postgres.ok || !rabbit.ok)("two instances of orders, one killed
     await drop?.()
   })
 
-  // KNOWN REGRESSION (stop 19): since the events layer merged (9741e88), a PlaceOrder saga of the
-  // killed instance is often not taken over by the survivor within the test's 30 s (seen: running,
-  // three steps done, confirm never started). It passed at 0b9e7f8 and fails from 9741e88 (3 of 4
-  // runs), cause not found yet; the first thing to fix next. Skipped so that it is not mistaken
-  // for a flake, never deleted.
+  // SKIPPED (stop 19, examined again since). Not a change of the events merge (9741e88): its
+  // AfterCommit wrapper hands the cluster's transactions to the original `withTransaction`
+  // unchanged, and the shard locks use no transaction. What fails is the lock expiration of 3 s
+  // set below on a machine loaded far past its cores: every shard-lock operation then has 1 s
+  // (ARCHITECTURE.md, Sagas, the rule on TESSERA_SAGA_LOCK_EXPIRATION); each instance marks its
+  // lock storage unhealthy every few seconds and drops and takes back its shards. In a traced
+  // run the survivor lost the killed instance's shards within a second of taking them over (a
+  // release storm on its one lock connection), and a place waiting for its saga's shard met 504:
+  // of 21 runs at load 10-25 that reached this case, 14 passed and 7 met a 504. Not to be deleted.
   it.skip("ends every order: the survivor takes over the sagas of the killed instance", async () => {
     const admin = (await api("/v1/auth/login", { json: ADMIN })).body.accessToken as string
     const credentials = { email: `pair-${crypto.randomUUID()}@tessera.test`, password: "a good password" }
