@@ -160,13 +160,5 @@ export const createServer = (settings: Settings, options: http.ServerOptions = {
     socket.once("finish", () => socket.destroy())
   })
 
-  // Node hands an upgrade's socket over with its own 'error' listener removed, and
-  // @effect/platform adds one only once the app accepts the upgrade (the WebSocket's). An upgrade
-  // answered plainly (every /rpc/* upgrade while the process starts: 503) and then reset by its
-  // peer emitted ECONNRESET with no listener: an uncaught exception, the whole process gone.
-  // Registered before the platform's listener, so it is on the socket from the start.
-  server.on("upgrade", (_request: http.IncomingMessage, socket: net.Socket) => {
-    socket.on("error", () => socket.destroy())
-  })
   return server
 }
