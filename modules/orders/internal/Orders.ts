@@ -1,6 +1,6 @@
 /** Orders' use cases. Callers are resolved (and admins checked) by the handlers. */
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Duration, Effect, Fiber, FiberSet, Option } from "effect"
 import { createHash } from "node:crypto"
 import { CatalogClient, type Currency } from "../../catalog/index.ts"
 import { PaymentsClient } from "../../payments/index.ts"
@@ -43,16 +43,39 @@ const requestHash = (input: NewOrder) =>
     input.paymentToken
   ])).digest("base64url")
 
+/**
+ * How long `place` waits for its saga's start before it answers. Starting takes a message into
+ * the workflow engine's shard, which waits while that shard changes hands between instances (an
+ * instance died, or its shard locks timed out on a loaded database). The order is committed by
+ * then: its answer need not wait for that. The start goes on after the answer, and should it
+ * never happen (the process dies), the pending-orders sweep (StartedSagas.ts) starts it later.
+ */
+const SAGA_START_WAIT = Duration.seconds(2)
+
 export class Orders extends Effect.Service<Orders>()("orders/Orders", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const repo = yield* OrdersRepo
     const sql = yield* SqlClient.SqlClient
     const catalog = yield* CatalogClient
     const payments = yield* PaymentsClient
     const shipping = yield* ShippingClient
 
-    /** Starts the order's saga; a second start of the same order is the same execution. */
-    const startSaga = (orderId: string) => PlaceOrder.execute({ orderId }, { discard: true })
+    /** Starts still under way after their request was answered; interrupted when orders stops. */
+    const starting = yield* FiberSet.make()
+
+    /**
+     * Starts the order's saga (a second start of the same order is the same execution), waiting
+     * at most `SAGA_START_WAIT` for it: a start that fails within that time fails the request (its
+     * client asks again with its key); a later one is left to the sweep.
+     */
+    const startSaga = (orderId: string) =>
+      PlaceOrder.execute({ orderId }, { discard: true }).pipe(
+        Effect.tapErrorCause((cause) => Effect.logWarning("orders: starting an order's saga failed; a repeated request or the pending-orders sweep starts it", cause)),
+        Effect.annotateLogs({ orderId }),
+        FiberSet.run(starting),
+        Effect.flatMap((fiber) => Effect.timeoutOption(Fiber.join(fiber), SAGA_START_WAIT)),
+        Effect.asVoid
+      )
 
     /** Prices the items from the catalog: every product known, all in one currency. */
     const price = (items: NewOrder["items"]) =>
