@@ -135,7 +135,7 @@ export const main = (modules: ReadonlyArray<Module.Any>, extra: ReadonlyArray<Ex
         : error instanceof TopologyCheck.TopologyRefused
         ? Effect.forEach(error.problems, (problem) => Console.error(`${error.file}: ${problem}`))
         // A refused configuration (or topology file) says all there is in its message: its stack would be noise.
-        : Deploy.refusals.some((refusal) => error instanceof refusal) || error instanceof Setting.InvalidConfiguration
+        : error instanceof Setting.InvalidConfiguration
         ? Effect.logFatal(`tessera stopped: ${summary(cause)}`)
         : Effect.logFatal(`tessera stopped: ${summary(cause)}`, cause)
     }),

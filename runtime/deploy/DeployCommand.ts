@@ -1,33 +1,17 @@
 /**
  * `tessera deploy render FILE [--out DIR] [--image NAME]`: writes what runs the topology FILE in
- * containers (Render.ts) to DIR, by default `deploy/<topology name>`. The build's modules come
- * from the composition root, like every command's.
+ * containers (Render.ts) to DIR, by default `deploy/<topology name>`, once `TopologyCheck`
+ * finds nothing wrong with it. The build's modules come from the composition root, like every
+ * command's.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import type { Module } from "../Module.ts"
-import { facts } from "./ProcessEnvironment.ts"
+import * as ModuleFacts from "./ModuleFacts.ts"
 import * as Render from "./Render.ts"
-import * as TopologyFile from "./TopologyFile.ts"
-
-/** Reads and decodes a topology file, naming the file in every failure. */
-export const read = (file: string) =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const text = yield* fs.readFileString(file).pipe(
-      Effect.mapError((error) =>
-        new TopologyFile.TopologyFileInvalid({
-          file,
-          message: `${file}: cannot read it (${error._tag === "SystemError" && error.reason === "NotFound" ? "no such file" : error.message})`
-        })
-      )
-    )
-    return yield* TopologyFile.decode(file, text).pipe(
-      Effect.mapError((error) => new TopologyFile.TopologyFileInvalid({ file, message: `${file}: ${error.message}` }))
-    )
-  })
+import * as TopologyCheck from "./TopologyCheck.ts"
 
 /** Writes `files` under `out`, each only if its content differs; returns the paths written. */
 export const write = (out: string, files: ReadonlyArray<readonly [string, string]>) =>
@@ -46,10 +30,8 @@ export const write = (out: string, files: ReadonlyArray<readonly [string, string
     return written
   })
 
-/** Failures that are the user's input, said in full by their message. */
-export const refusals = [TopologyFile.TopologyFileInvalid, Render.DeployRenderRefused] as const
-
 export const command = (modules: ReadonlyArray<Module.Any>) => {
+  const facts = ModuleFacts.fromModules(modules)
   const render = Command.make(
     "render",
     {
@@ -61,9 +43,10 @@ export const command = (modules: ReadonlyArray<Module.Any>) => {
     },
     ({ file, image, out }) =>
       Effect.gen(function*() {
-        const topology = yield* read(file)
-        const rendered = Render.render(topology, facts(modules), { image })
-        if (rendered instanceof Render.DeployRenderRefused) return yield* rendered
+        // Refused as `tessera topology check` refuses it, every reason named.
+        const topology = yield* TopologyCheck.load(file, facts)
+        const rendered = Render.render(topology, facts, { image, path: file })
+        if (rendered instanceof TopologyCheck.TopologyRefused) return yield* rendered
         const dir = Option.getOrElse(out, () => `deploy/${topology.name}`)
         const written = yield* write(dir, rendered)
         yield* Console.log(`${dir}: ${rendered.length} files, ${written.length} changed${written.length > 0 ? ` (${written.join(", ")})` : ""}`)

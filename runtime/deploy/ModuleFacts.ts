@@ -18,6 +18,11 @@ export interface ModuleFacts {
   readonly publishes: ReadonlyArray<string>
   /** The events it subscribes to: whose and which. */
   readonly subscribes: ReadonlyArray<{ readonly publisher: string; readonly event: string }>
+  /**
+   * Its own settings that are secret (`display: "secret"`), by variable name: `deploy render`
+   * hands them over as secrets (none when absent).
+   */
+  readonly secrets?: ReadonlyArray<string>
 }
 
 /** The facts of a build's modules, in the build's order. */
@@ -28,5 +33,6 @@ export const fromModules = (modules: ReadonlyArray<Module.Any>): ReadonlyArray<M
     exposesHttp: m.http !== undefined,
     database: m.database,
     publishes: m.publishes.map((e) => e.name),
-    subscribes: m.subscribes.map((s) => ({ publisher: s.event.publisher, event: s.event.name }))
+    subscribes: m.subscribes.map((s) => ({ publisher: s.event.publisher, event: s.event.name })),
+    secrets: m.settings.filter((s) => s.display === "secret").map((s) => s.name)
   }))

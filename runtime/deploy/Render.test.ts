@@ -1,6 +1,6 @@
 /**
  * `tessera deploy render`: the committed files under deploy/<topology>/ are what rendering
- * writes now (CI fails on drift); the Kubernetes objects kustomize builds from them, base and
+ * writes now for every topology of deploy/topologies (CI fails on drift); the Kubernetes objects kustomize builds from them, base and
  * overlays, are checked offline against Schemas of every field written, and against each other
  * (Services select pods, peers name headless Services, policies admit the callers); compose
  * wires what it names; and compose, Kubernetes and local processes give every process the same
@@ -23,20 +23,24 @@ import * as Settings from "../Settings.ts"
 import * as Topology from "../Topology.ts"
 import * as Environment from "../Environment.ts"
 import { required } from "../testing/Services.ts"
-import * as Env from "./ProcessEnvironment.ts"
+import * as Environments from "./Environments.ts"
+import * as ModuleFacts from "./ModuleFacts.ts"
 import * as Render from "./Render.ts"
+import * as TopologyCheck from "./TopologyCheck.ts"
 import * as TopologyFile from "./TopologyFile.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
-const fixtures = path.join(import.meta.dirname, "fixtures")
-const facts = Env.facts(modules)
+const deploy = path.join(root, "deploy")
+const topologyDir = path.join(deploy, "topologies")
+const facts = ModuleFacts.fromModules(modules)
 
-const topologies = fs.readdirSync(fixtures).filter((f) => f.endsWith(".json")).sort().map((f) => {
-  const file = Effect.runSync(TopologyFile.decode(f, fs.readFileSync(path.join(fixtures, f), "utf8")))
+const topologies = fs.readdirSync(topologyDir).filter((f) => f.endsWith(".json")).sort().map((f) => {
+  const file = Effect.runSync(TopologyFile.decode(f, fs.readFileSync(path.join(topologyDir, f), "utf8")))
   const rendered = Render.render(file, facts)
-  if (rendered instanceof Render.DeployRenderRefused) throw rendered
-  return { file, rendered, dir: path.join(root, "deploy", file.name) }
+  if (rendered instanceof TopologyCheck.TopologyRefused) throw rendered
+  return { file, rendered, dir: path.join(deploy, file.name), path: path.join(topologyDir, f) }
 })
+const topology = (name: string) => topologies.find((t) => t.file.name === name)!
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-deploy-"))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -50,6 +54,13 @@ const filesUnder = (dir: string): Array<string> =>
     .sort()
 
 describe("the committed deploy files", () => {
+  it("deploy/ holds the topologies and one rendered folder for each, named after it, nothing else", () => {
+    const folders = fs.readdirSync(deploy, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort()
+    expect(folders).toEqual(["topologies", ...topologies.map((t) => t.file.name)].sort())
+    for (const t of topologies) expect(path.basename(t.path), t.file.name).toBe(`${t.file.name}.json`)
+    expect(topologies.length).toBeGreaterThanOrEqual(5)
+  })
+
   it.each(topologies)("deploy/$file.name is exactly what rendering writes now (run `tessera deploy render` on its topology)", ({ dir, rendered }) => {
     expect(filesUnder(dir)).toEqual(rendered.map(([f]) => f).sort())
     for (const [relative, text] of rendered) {
@@ -154,7 +165,7 @@ const Deployment = Schema.Struct({
           seccompProfile: Schema.Struct({ type: Schema.Literal("RuntimeDefault") })
         }),
         containers: Schema.Tuple(Container),
-        volumes: Schema.optional(Schema.Array(Schema.Struct({ name: Schema.String, emptyDir: Schema.Struct({}) })))
+        volumes: Schema.optional(Schema.Array(Schema.Struct({ name: Schema.String, persistentVolumeClaim: Schema.Struct({ claimName: Name }) })))
       })
     })
   })
@@ -202,8 +213,14 @@ const Policy = Schema.Struct({
     }))
   })
 })
+const Claim = Schema.Struct({
+  apiVersion: Schema.Literal("v1"),
+  kind: Schema.Literal("PersistentVolumeClaim"),
+  metadata: Metadata,
+  spec: Schema.Struct({ accessModes: Schema.Tuple(Schema.Literal("ReadWriteOnce")), resources: Schema.Struct({ requests: Schema.Struct({ storage: Quantity }) }) })
+})
 const NamespaceObject = Schema.Struct({ apiVersion: Schema.Literal("v1"), kind: Schema.Literal("Namespace"), metadata: Schema.Struct({ name: Name, labels: Labels }) })
-const KubernetesObject = Schema.Union(Deployment, Service, Autoscaler, Budget, Policy, NamespaceObject)
+const KubernetesObject = Schema.Union(Deployment, Service, Autoscaler, Budget, Policy, Claim, NamespaceObject)
 type KubernetesObject = typeof KubernetesObject.Type
 
 const decodeObject = Schema.decodeUnknownEither(KubernetesObject, { onExcessProperty: "error", errors: "all" })
@@ -252,7 +269,9 @@ describe.skipIf(!kubectl)("the Kubernetes files (kubectl kustomize, offline)", (
         expect(location).toBe(`dns://${module}-headless.${ns}.svc:8080`)
         const headless = ofKind(objects, "Service").find((s) => s.metadata.name === `${module}-headless`)
         expect(headless, `${module}-headless`).toBeDefined()
-        expect(podsOf(headless!.spec.selector).map((p) => p.metadata.name)).toEqual([file.processes.find((p) => p.modules.includes(module!))!.name])
+        expect(podsOf(headless!.spec.selector).map((p) => p.metadata.name)).toEqual(
+          file.processes.filter((p) => Environments.hostedBy(p, facts).includes(module!)).map((p) => p.name)
+        )
       }
       const process = file.processes.find((p) => p.name === d.metadata.name)!
       if (process.runtime === "deno") expect(container.command).toEqual(Render.DENO_COMMAND)
@@ -268,14 +287,23 @@ describe.skipIf(!kubectl)("the Kubernetes files (kubectl kustomize, offline)", (
     const autoscalers = ofKind(objects, "HorizontalPodAutoscaler")
     expect(autoscalers.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual(file.database === "embedded" ? [] : deployments.map((d) => d.metadata.name).sort())
     for (const h of autoscalers) expect(h.spec.minReplicas).toBeLessThanOrEqual(h.spec.maxReplicas)
+    // The embedded database's files outlive the pod: a claim mounted at /data, one pod at a time.
+    const claims = ofKind(objects, "PersistentVolumeClaim")
+    if (file.database === "embedded") {
+      for (const d of deployments) {
+        expect(d.spec.strategy.type).toBe("Recreate")
+        expect(d.spec.template.spec.containers[0].volumeMounts).toEqual([{ name: "data", mountPath: "/data" }])
+        const [volume] = d.spec.template.spec.volumes ?? []
+        expect(claims.map((c) => c.metadata.name)).toContain(volume?.persistentVolumeClaim.claimName)
+      }
+    } else expect(claims).toEqual([])
     // The overlays change resources, not only replicas.
     const requests = deployments.map((d) => d.spec.template.spec.containers[0].resources.requests.cpu)
     expect(new Set(requests)).toEqual(new Set([variant === "overlays/dev" ? "50m" : variant === "overlays/prod" ? "500m" : "250m"]))
   })
 
   it("a NetworkPolicy admits exactly the processes hosting a module that calls one there (or the gateway serving its routes); the gateway's is open", () => {
-    const split = topologies.find((t) => t.file.name === "split")!
-    const objects = kustomize(path.join(split.dir, "kubernetes", "base"))
+    const objects = kustomize(path.join(topology("mixed-split").dir, "kubernetes", "base"))
     const admitted = Object.fromEntries(ofKind(objects, "NetworkPolicy").map((p) => [
       p.metadata.name,
       p.spec.ingress.map((rule) => rule.from === undefined ? "anyone" : rule.from.map((f) => f.podSelector.matchLabels[Render.PROCESS_LABEL]).sort().join(","))
@@ -283,8 +311,7 @@ describe.skipIf(!kubectl)("the Kubernetes files (kubectl kustomize, offline)", (
     expect(admitted).toEqual({
       front: ["anyone"], // the gateway: the public API (inventory also calls catalog here)
       inventory: ["front,orders"], // orders calls inventory; the gateway serves inventory's routes
-      orders: ["front"], // the gateway serves orders' routes; payments and shipping are called by orders, in the same process
-      notifications: ["front"] // its events come through RabbitMQ: no ingress from orders or shipping
+      orders: ["front"] // the gateway serves orders' routes; payments and shipping are called by orders, in the same process
     })
   })
 })
@@ -355,7 +382,7 @@ describe("compose.yaml", () => {
     const compose = composeOf(rendered)
     const read = (key: string) => fs.readFileSync(path.join(dir, "secrets", key), "utf8").replace(/\n$/, "")
     for (const key of Object.keys(compose.secrets ?? {})) expect(read(key).length, key).toBeGreaterThan(0)
-    const byKey = new Map(Settings.registry(modules).map((s) => [Env.secretKey(s.name), s]))
+    const byKey = new Map(Settings.registry(modules).map((s) => [Render.secretKey(s.name), s]))
     for (const key of Object.keys(compose.secrets ?? {})) {
       const setting = byKey.get(key)
       if (setting !== undefined) expect(setting.problem(read(key)), key).toBeUndefined()
@@ -368,20 +395,29 @@ describe("compose.yaml", () => {
 
 // ---------------------------------------------------------------------------------------------
 
+const addressings = (file: TopologyFile.TopologyFile) => [
+  ["compose", Render.composeAddressing(file)],
+  ["kubernetes", Render.kubernetesAddressing(file)],
+  ["local", Environments.local({ portBase: 8080, databaseUrl: "postgres://postgres@127.0.0.1:5432/tessera", amqpUrl: "amqp://127.0.0.1:5672" })]
+] as const
+
 describe.skipIf(!kubectl)("one contract everywhere", () => {
   it.each(topologies)("$file.name: compose, Kubernetes and local processes give each process the same image and the same variables", ({ dir, file, rendered }) => {
     const compose = composeOf(rendered)
     const deployments = ofKind(kustomize(path.join(dir, "kubernetes", "base")), "Deployment")
+    // What `tessera up` starts each instance with, and the same with what containers add.
+    const up = Environments.ofTopology(file, facts, addressings(file)[2][1])
+    const local = Render.environment(file, facts, addressings(file)[2][1])
     for (const process of file.processes) {
-      const local = Env.processEnvironment(file, facts, process, 0, Env.localNaming(file)).map(([name]) => name).sort()
-      expect(local).toContain("TESSERA_MODULES")
-      const deployment = deployments.find((d) => d.metadata.name === process.name)!
-      expect(deployment.spec.template.spec.containers[0].env.map((e) => e.name).sort(), `${process.name} on Kubernetes`).toEqual(local)
-      expect(deployment.spec.template.spec.containers[0].image).toBe(Render.DEFAULT_IMAGE)
-      for (let i = 0; i < process.replicas; i++) {
+      const mine = local.filter((i) => i.instance.process === process.name)
+      for (const [i, { env, instance }] of mine.entries()) {
+        const names = env.map(([name]) => name)
+        expect(names.slice(0, Object.keys(up[instance.index]!.env).length), instance.name).toEqual(Object.keys(up[instance.index]!.env))
+        const deployment = deployments.find((d) => d.metadata.name === process.name)!
+        expect(deployment.spec.template.spec.containers[0].env.map((e) => e.name), `${process.name} on Kubernetes`).toEqual(names)
+        expect(deployment.spec.template.spec.containers[0].image).toBe(Render.DEFAULT_IMAGE)
         const service = compose.services[Render.composeService(process, i)]!
-        const names = Object.keys(service.environment ?? {}).map((n) => n.replace(/_FILE$/, "")).sort()
-        expect(names, `${Render.composeService(process, i)} in compose`).toEqual(local)
+        expect(Object.keys(service.environment ?? {}).map((n) => n.replace(/_FILE$/, "")), `${Render.composeService(process, i)} in compose`).toEqual(names)
         expect(service.image).toBe(Render.DEFAULT_IMAGE)
       }
     }
@@ -389,48 +425,49 @@ describe.skipIf(!kubectl)("one contract everywhere", () => {
 })
 
 describe("the environment of a process", () => {
-  const split = topologies.find((t) => t.file.name === "split")!.file
-  const byName = (name: string) => split.processes.find((p) => p.name === name)!
-  const env = (name: string, naming: Env.Naming) => Object.fromEntries(Env.processEnvironment(split, facts, byName(name), 0, naming))
+  const env = (name: string, process: string, at: (file: TopologyFile.TopologyFile) => Environments.Addressing) => {
+    const file = topology(name).file
+    return Object.fromEntries(Render.environment(file, facts, at(file)).find((i) => i.instance.process === process)!.env)
+  }
+  const local = (file: TopologyFile.TopologyFile) => addressings(file)[2][1]
 
-  it("names every instance of a module with several, each once, in every naming", () => {
-    const plain = (v: Env.Value | undefined) => (v?._tag === "Plain" ? v.value : undefined)
-    expect(plain(env("orders", Render.composeNaming).TESSERA_PEERS)).toBe(
+  it("names every instance of a module with several, each once, in every addressing", () => {
+    const plain = (v: Render.Value | undefined) => (v?._tag === "Plain" ? v.value : undefined)
+    expect(plain(env("mixed-split", "orders", Render.composeAddressing).TESSERA_PEERS)).toBe(
       "catalog=http://front:8080,inventory=http://inventory-1:8080|http://inventory-2:8080"
     )
-    expect(plain(env("orders", Env.localNaming(split)).TESSERA_PEERS)).toBe(
-      "catalog=http://127.0.0.1:8080,inventory=http://127.0.0.1:8081|http://127.0.0.1:8082"
+    expect(plain(env("mixed-split", "orders", local).TESSERA_PEERS)).toBe(
+      "catalog=http://127.0.0.1:8080,inventory=http://127.0.0.1:8082|http://127.0.0.1:8083"
     )
-    expect(plain(env("orders", Render.kubernetesNaming(split)).TESSERA_PEERS)).toBe(
-      "catalog=dns://catalog-headless.tessera-split.svc:8080,inventory=dns://inventory-headless.tessera-split.svc:8080"
+    expect(plain(env("mixed-split", "orders", Render.kubernetesAddressing).TESSERA_PEERS)).toBe(
+      "catalog=dns://catalog-headless.tessera-mixed-split.svc:8080,inventory=dns://inventory-headless.tessera-mixed-split.svc:8080"
     )
   })
 
   it("hands over each database URL only to the process hosting its modules, and secrets as secrets", () => {
-    const notifications = env("notifications", Render.composeNaming)
-    expect(Object.keys(notifications)).toEqual(["PORT", "TESSERA_MODULES", "TESSERA_NOTIFICATIONS_DATABASE_URL", "AMQP_URL", "TESSERA_SERVICE_SECRET"])
-    expect(notifications.TESSERA_NOTIFICATIONS_DATABASE_URL).toEqual({ _tag: "Secret", key: "notifications-database-url", optional: false })
-    expect(env("front", Render.composeNaming).TESSERA_ADMIN_PASSWORD).toEqual({ _tag: "Secret", key: "admin-password", optional: true })
+    const inventory = env("own-database", "inventory", Render.composeAddressing)
+    expect(Object.keys(inventory)).toEqual(["PORT", "TESSERA_MODULES", "TESSERA_PEERS", "TESSERA_INVENTORY_DATABASE_URL", "TESSERA_SERVICE_SECRET"])
+    expect(inventory.TESSERA_INVENTORY_DATABASE_URL).toEqual({ _tag: "Secret", key: "inventory-database-url", optional: false })
+    const front = env("own-database", "front", Render.composeAddressing)
+    expect(front.DATABASE_URL).toEqual({ _tag: "Secret", key: "database-url", optional: false })
+    expect(front.TESSERA_INVENTORY_DATABASE_URL).toBeUndefined()
+    expect(front.TESSERA_ADMIN_PASSWORD).toEqual({ _tag: "Secret", key: "admin-password", optional: true })
   })
 
-  it("the one process of an all-in-one topology needs no peers, broker or service secret", () => {
-    const all = topologies.find((t) => t.file.name === "all-in-one")!.file
-    expect(Env.processEnvironment(all, facts, all.processes[0], 0, Render.composeNaming).map(([n]) => n)).toEqual(["PORT", "TESSERA_MODULES", "TESSERA_ADMIN_PASSWORD"])
+  it("the one process of an all-in-one topology needs no peers, database URL, broker or service secret", () => {
+    expect(Object.keys(env("all-in-one", "tessera", Render.composeAddressing))).toEqual(["PORT", "TESSERA_MODULES", "TESSERA_ADMIN_PASSWORD"])
+    expect(env("all-in-one", "tessera", Render.composeAddressing).TESSERA_MODULES).toEqual({ _tag: "Plain", value: "all" })
   })
 })
 
 describe("what each process is given starts it", () => {
-  const namings = (file: TopologyFile.TopologyFile) => [
-    ["compose", Render.composeNaming],
-    ["kubernetes", Render.kubernetesNaming(file)],
-    ["local", Env.localNaming(file)]
-  ] as const
   const cases = topologies.flatMap(({ file }) =>
-    file.processes.flatMap((process) => namings(file).map(([naming, n]) => ({ file, process, naming, n, name: `${file.name} ${process.name} (${naming})` })))
+    addressings(file).flatMap(([target, addressing]) =>
+      Render.environment(file, facts, addressing).map(({ env, instance }) => ({ env, name: `${file.name} ${instance.name} (${target})` }))
+    )
   )
 
-  it.each(cases)("$name: its topology resolves (every module it needs is located) and the settings check passes", ({ file, n, process }) => {
-    const env = Env.processEnvironment(file, facts, process, 0, n)
+  it.each(cases)("$name: its topology resolves (every module it needs is located) and the settings check passes", ({ env }) => {
     const plain = (name: string) => env.find(([k]) => k === name)?.[1]
     const value = (name: string) => {
       const v = plain(name)
@@ -463,38 +500,42 @@ describe("tessera deploy render", () => {
         Effect.provide(NodeContext.layer)
       )
     ))
-  const topologyFile = (name: string, content: unknown) => {
-    const at = path.join(tmp, name)
-    fs.writeFileSync(at, typeof content === "string" ? content : JSON.stringify(content))
-    return at
-  }
 
   it("writes every file of the topology to --out", async () => {
     const out = path.join(tmp, "out")
-    expect((await cli(path.join(fixtures, "split.json"), "--out", out))._tag).toBe("Right")
-    const split = topologies.find((t) => t.file.name === "split")!
-    expect(filesUnder(out)).toEqual(split.rendered.map(([f]) => f).sort())
-    for (const [relative, text] of split.rendered) expect(fs.readFileSync(path.join(out, relative), "utf8")).toBe(text)
+    const mixed = topology("mixed-split")
+    expect((await cli(mixed.path, "--out", out))._tag).toBe("Right")
+    expect(filesUnder(out)).toEqual(mixed.rendered.map(([f]) => f).sort())
+    for (const [relative, text] of mixed.rendered) expect(fs.readFileSync(path.join(out, relative), "utf8")).toBe(text)
     expect(fs.statSync(path.join(out, "compose-secrets.sh")).mode & 0o111).not.toBe(0)
   })
 
-  it("refuses a topology it cannot render, naming why", async () => {
-    const base = { name: "broken", description: "x", database: "postgres", broker: "rabbitmq" }
-    const cases: ReadonlyArray<readonly [unknown, string]> = [
-      [{ ...base, processes: [{ name: "a", modules: ["gateway", "catalog", "nonsense"] }] }, "process a hosts unknown module(s) nonsense"],
-      [{ ...base, processes: [{ name: "a", modules: ["gateway", "catalog"] }] }, "module(s) placed in no process: inventory, identity"],
-      [{ ...base, database: "embedded", processes: [{ name: "a", modules: ["gateway"] }, { name: "b", modules: facts.map((m) => m.name) }] }, "an embedded database lives in one process"],
-      [{ ...base, processes: [{ name: "a", modules: ["gateway", ...facts.map((m) => m.name)] }], ownDatabase: ["gateway"] }, "ownDatabase names no module that keeps data: gateway"],
-      ["{ not json", "not JSON"],
-      [{ ...base, processes: [{ name: "Not A Label", modules: ["gateway"] }] }, "a DNS label"]
-    ]
-    for (const [content, reason] of cases) {
-      const result = await cli(topologyFile("broken.json", content), "--out", path.join(tmp, "never"))
-      expect(result._tag).toBe("Left")
-      expect(String(result._tag === "Left" ? (result.left as Error).message : ""), JSON.stringify(content)).toContain(reason)
-    }
+  const broken = fs.readdirSync(path.join(topologyDir, "broken")).filter((f) => f.endsWith(".json")).sort()
+
+  it.each(broken)("refuses broken/%s as `topology check` does, naming every reason, and writes nothing", async (name) => {
+    const file = path.join(topologyDir, "broken", name)
+    const out = path.join(tmp, `never-${name}`)
+    const checked = await Effect.runPromise(Effect.flip(TopologyCheck.load(file, facts)).pipe(Effect.provide(NodeContext.layer)))
+    const result = await cli(file, "--out", out)
+    expect(result._tag).toBe("Left")
+    const refused = result._tag === "Left" ? result.left : undefined
+    expect(refused).toBeInstanceOf(TopologyCheck.TopologyRefused)
+    expect((refused as TopologyCheck.TopologyRefused).problems).toEqual(checked.problems)
+    expect(checked.problems.length).toBeGreaterThan(0)
+    expect(fs.existsSync(out)).toBe(false)
+  })
+
+  it("refuses a file that does not exist, naming it", async () => {
     const missing = await cli(path.join(tmp, "no-such-topology.json"), "--out", path.join(tmp, "never"))
-    expect(missing._tag === "Left" ? (missing.left as Error).message : "").toContain("no-such-topology.json: cannot read it (no such file)")
+    expect(missing._tag === "Left" ? (missing.left as Error).message : "").toContain("no-such-topology.json refused: cannot be read")
     expect(fs.existsSync(path.join(tmp, "never"))).toBe(false)
+  })
+
+  it("Render.render itself refuses what TopologyCheck.problems finds", () => {
+    const file = topology("mixed-split").file
+    const nowhere = TopologyFile.TopologyFile.make({ ...file, processes: [file.processes[0]!] })
+    const refused = Render.render(nowhere, facts)
+    expect(refused).toBeInstanceOf(TopologyCheck.TopologyRefused)
+    expect((refused as TopologyCheck.TopologyRefused).problems).toEqual(TopologyCheck.problems(nowhere, facts))
   })
 })
