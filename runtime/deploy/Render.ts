@@ -150,7 +150,9 @@ COPY modules modules
 COPY migrations migrations
 # The release (runtime/release/Build.ts) carries every dependency and migration: the runtime stage
 # needs no node_modules. Deno (a devDependency, its binary fetched by npm) runs the same release.
-RUN npm run build && cp node_modules/deno/deno /tmp/deno
+# The release stays root's, readable by all: the embedded database's template (dist/pgdata, files
+# of mode 0600 as PostgreSQL writes them) is copied from there by the unprivileged user.
+RUN npm run build && chmod -R a+rX dist && cp node_modules/deno/deno /tmp/deno
 
 FROM \${BASE}
 RUN groupadd --system --gid ${UID} tessera \\
