@@ -4,7 +4,7 @@
  *
  * `make(...).publish` writes the messages into each subscriber's `event_deliveries` (its queue,
  * in its own schema, written with its own client; a message it already holds is not written
- * twice) and wakes its consumer. `consume` then applies them one at a time (Inbox.ts): the
+ * twice) and wakes its consumer. `consume` then applies them in batches (Inbox.ts): the
  * head of each aggregate only (the lowest `seq` of that publisher's aggregate still queued), so an
  * aggregate's events apply in order while a failing one waits, and the others go on. A delivery
  * that fails is tried again after `TESSERA_EVENTS_RETRY_BACKOFF`, doubling up to a minute; the
