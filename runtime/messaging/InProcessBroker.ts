@@ -247,8 +247,12 @@ const nextDue = (sql: SqlClient.SqlClient, holdMs: number) =>
 /** The most messages (each of another aggregate) applied in one transaction. */
 export const APPLY_BATCH = 50
 
-/** The transactions of a consumer applying at once (each its own batch: other aggregates, rows claimed SKIP LOCKED). */
-export const APPLY_CONCURRENCY = 4
+/**
+ * The transactions of a consumer applying at once (each its own batch: other aggregates, rows
+ * claimed SKIP LOCKED); few, so that its connections leave the pool (TESSERA_DB_POOL_SIZE) to the
+ * intake and the requests.
+ */
+export const APPLY_CONCURRENCY = 2
 
 /**
  * Consumes `subscriber`'s queue for as long as it runs: batch after batch (`consumeBatch`) while
