@@ -19,7 +19,7 @@
  * - Lag: a steady publish load (BENCH_EVENTS_RATE events a second, by default half the
  *   throughput just measured, so that the subscriber keeps up; each event its own transaction,
  *   for BENCH_SECONDS), the time from each row's insert (a moment before its commit) to its
- *   inbox record, p50 and p99. A steady publish load rather than a steady order load: orders on
+ *   inbox record, p50 and p99, and the share of it up to RabbitMQ's confirm (the relay's). A steady publish load rather than a steady order load: orders on
  *   this 2-core machine would measure the saga (bench/orders.bench.ts does), not the events.
  *
  * A report, not a test: it exits 0 when a goal is missed and says MISSED. BENCH_ONLY=events runs
