@@ -4,7 +4,7 @@
  *
  * `make(...).publish` writes the messages into each subscriber's `event_deliveries` (its queue,
  * in its own schema, written with its own client; a message it already holds is not written
- * twice) and wakes its consumer. `consume` then applies them one at a time (Inbox.ts): the
+ * twice) and wakes its consumer. `consume` then applies them in batches (Inbox.ts): the
  * head of each aggregate only (the lowest `seq` of that publisher's aggregate still queued), so an
  * aggregate's events apply in order while a failing one waits, and the others go on. A delivery
  * that fails is tried again after `TESSERA_EVENTS_RETRY_BACKOFF`, doubling up to a minute; the
@@ -113,14 +113,28 @@ const inOrder = (sql: SqlClient.SqlClient, holdMs: number) =>
                   WHERE s.publisher = d.publisher AND s.aggregate = d.aggregate AND s.applied_seq >= d.after_seq)
        OR d.queued_at <= clock_timestamp() - ${holdMs} * interval '1 millisecond')`
 
-/** Records that `message`'s aggregate has been applied (or dead-lettered) up to its number, never lower. */
-const passed = (sql: SqlClient.SqlClient, message: Message) =>
-  message.aggregateSeq === undefined
+/**
+ * Records that the aggregates of `messages` (at most one message each) have been applied (or
+ * dead-lettered) up to their numbers, never lower.
+ */
+const passed = (sql: SqlClient.SqlClient, messages: ReadonlyArray<Message>) => {
+  // One row per aggregate (a statement may not update a row twice).
+  const highest = new Map<string, { publisher: string; aggregate: string; applied_seq: number }>()
+  for (const m of messages) {
+    if (m.aggregateSeq === undefined) continue
+    const key = JSON.stringify([m.publisher, m.aggregate])
+    const seen = highest.get(key)
+    if (seen === undefined || seen.applied_seq < m.aggregateSeq) {
+      highest.set(key, { publisher: m.publisher, aggregate: m.aggregate, applied_seq: m.aggregateSeq })
+    }
+  }
+  const numbered = [...highest.values()]
+  return numbered.length === 0
     ? Effect.void
     : Effect.asVoid(sql`
-      INSERT INTO event_aggregates AS s (publisher, aggregate, applied_seq)
-      VALUES (${message.publisher}, ${message.aggregate}, ${message.aggregateSeq})
+      INSERT INTO event_aggregates AS s ${sql.insert(numbered)}
       ON CONFLICT (publisher, aggregate) DO UPDATE SET applied_seq = GREATEST(s.applied_seq, EXCLUDED.applied_seq)`)
+}
 
 const MAX_BACKOFF = Duration.minutes(1)
 
@@ -128,15 +142,20 @@ const MAX_BACKOFF = Duration.minutes(1)
 export const backoff = (settings: Settings, attempt: number) =>
   Duration.min(Duration.times(settings.retryBackoff, 2 ** Math.min(attempt - 1, 20)), MAX_BACKOFF)
 
+type Outcome = "applied" | "retry" | "dead"
+
 /**
- * Applies the next message of `subscriber`'s queue that is due, if any: `idle` (none due),
- * `applied` (or found applied), `retry` (failed, tried again later) or `dead` (dead-lettered).
+ * Applies the due messages of `subscriber`'s queue, up to `limit`, in one transaction: the due
+ * heads of as many aggregates (never two of one aggregate: the next of an aggregate is a head only
+ * once this one is gone), each in a savepoint of its own (Inbox.apply), so a failing one is
+ * recorded (tried again later, or dead-lettered) beside the others that commit. The outcome of
+ * each, in the queue's order (empty: none due).
  */
-export const consumeOne = (subscriber: Subscriber, settings: Settings) => {
+export const consumeBatch = (subscriber: Subscriber, settings: Settings, limit: number) => {
   const { sql } = subscriber
   const holdMs = Duration.toMillis(settings.orderHold)
   return sql.withTransaction(Effect.gen(function*() {
-    const [claimed] = yield* sql<Omit<Claimed, "aggregateSeq" | "traceparent"> & {
+    const claimed = yield* sql<Omit<Claimed, "aggregateSeq" | "traceparent"> & {
       readonly aggregateSeq: number | null
       readonly traceparent: string | null
     }>`
@@ -149,44 +168,58 @@ export const consumeOne = (subscriber: Subscriber, settings: Settings) => {
         AND NOT EXISTS (SELECT 1 FROM event_deliveries e
                         WHERE e.publisher = d.publisher AND e.aggregate = d.aggregate AND e.seq < d.seq)
         AND ${inOrder(sql, holdMs)}
-      ORDER BY position LIMIT 1 FOR UPDATE SKIP LOCKED`
-    if (claimed === undefined) return "idle" as const
-    const row: Claimed = {
-      ...claimed,
-      aggregateSeq: claimed.aggregateSeq ?? undefined,
-      traceparent: claimed.traceparent ?? undefined
-    }
-    const attempt = row.attempts + 1
-    const subscription = subscriber.subscriptions.get(Event.keyOf({ publisher: row.publisher, name: row.event }))
-    const exit = subscription === undefined
-      ? Exit.die(new Error(`${subscriber.module} no longer subscribes to ${row.publisher}'s ${row.event}`))
-      : yield* Effect.exit(Inbox.apply(sql, subscription, row, attempt, subscriber.context))
-    if (Exit.isSuccess(exit)) {
-      if (row.late && exit.value === "applied") {
-        yield* Effect.logWarning(
-          `${row.publisher}'s ${row.event} ${row.id} (${row.aggregate} #${row.aggregateSeq}) applied after a later event of its aggregate`
-        )
+      ORDER BY position LIMIT ${limit} FOR UPDATE SKIP LOCKED`
+    const outcomes: Array<Outcome> = []
+    /** The messages gone from the queue (applied or dead-lettered): deleted, their aggregates' numbers recorded. */
+    const through: Array<Message> = []
+    for (const found of claimed) {
+      const row: Claimed = {
+        ...found,
+        aggregateSeq: found.aggregateSeq ?? undefined,
+        traceparent: found.traceparent ?? undefined
       }
-      yield* passed(sql, row)
-      yield* sql`DELETE FROM event_deliveries WHERE message_id = ${row.id}`
-      return "applied" as const
+      const attempt = row.attempts + 1
+      const subscription = subscriber.subscriptions.get(Event.keyOf({ publisher: row.publisher, name: row.event }))
+      const exit = subscription === undefined
+        ? Exit.die(new Error(`${subscriber.module} no longer subscribes to ${row.publisher}'s ${row.event}`))
+        : yield* Effect.exit(Inbox.apply(sql, subscription, row, attempt, subscriber.context))
+      if (Exit.isSuccess(exit)) {
+        if (row.late && exit.value === "applied") {
+          yield* Effect.logWarning(
+            `${row.publisher}'s ${row.event} ${row.id} (${row.aggregate} #${row.aggregateSeq}) applied after a later event of its aggregate`
+          )
+        }
+        through.push(row)
+        outcomes.push("applied")
+        continue
+      }
+      if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.failCause(exit.cause)
+      const error = Inbox.describe(exit.cause)
+      if (attempt >= settings.maxDeliveries) {
+        yield* Inbox.deadLetter(sql, row, attempt, error)
+        // Its aggregate's next events do not wait for it.
+        through.push(row)
+        yield* Effect.logWarning(`${row.publisher}'s ${row.event} ${row.id} dead-lettered after ${attempt} failed deliveries`, exit.cause)
+        outcomes.push("dead")
+        continue
+      }
+      yield* sql`UPDATE event_deliveries SET attempts = ${attempt}, last_error = ${error},
+        next_attempt_at = clock_timestamp() + ${Duration.toMillis(backoff(settings, attempt))} * interval '1 millisecond'
+        WHERE message_id = ${row.id}`
+      outcomes.push("retry")
     }
-    if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.failCause(exit.cause)
-    const error = Inbox.describe(exit.cause)
-    if (attempt >= settings.maxDeliveries) {
-      yield* Inbox.deadLetter(sql, row, attempt, error)
-      // Its aggregate's next events do not wait for it.
-      yield* passed(sql, row)
-      yield* sql`DELETE FROM event_deliveries WHERE message_id = ${row.id}`
-      yield* Effect.logWarning(`${row.publisher}'s ${row.event} ${row.id} dead-lettered after ${attempt} failed deliveries`, exit.cause)
-      return "dead" as const
-    }
-    yield* sql`UPDATE event_deliveries SET attempts = ${attempt}, last_error = ${error},
-      next_attempt_at = clock_timestamp() + ${Duration.toMillis(backoff(settings, attempt))} * interval '1 millisecond'
-      WHERE message_id = ${row.id}`
-    return "retry" as const
+    yield* passed(sql, through)
+    if (through.length > 0) yield* sql`DELETE FROM event_deliveries WHERE ${sql.in("message_id", through.map((m) => m.id))}`
+    return outcomes
   }))
 }
+
+/**
+ * Applies the next message of `subscriber`'s queue that is due, if any: `idle` (none due),
+ * `applied` (or found applied), `retry` (failed, tried again later) or `dead` (dead-lettered).
+ */
+export const consumeOne = (subscriber: Subscriber, settings: Settings) =>
+  Effect.map(consumeBatch(subscriber, settings, 1), ([outcome]) => outcome ?? ("idle" as const))
 
 /**
  * The shortest wait between two looks at a queue whose next message is due but was not claimed
@@ -211,9 +244,19 @@ const nextDue = (sql: SqlClient.SqlClient, holdMs: number) =>
     ([row]) => (row?.ms === null || row?.ms === undefined ? undefined : Duration.max(MIN_WAIT, Duration.millis(row.ms)))
   )
 
+/** The most messages (each of another aggregate) applied in one transaction. */
+export const APPLY_BATCH = 50
+
 /**
- * Consumes `subscriber`'s queue for as long as it runs: message after message while some are
- * due, else waits (`wait`: a wake-up, or the given time) until the next is due or
+ * The transactions of a consumer applying at once (each its own batch: other aggregates, rows
+ * claimed SKIP LOCKED); few, so that its connections leave the pool (TESSERA_DB_POOL_SIZE) to the
+ * intake and the requests.
+ */
+export const APPLY_CONCURRENCY = 2
+
+/**
+ * Consumes `subscriber`'s queue for as long as it runs: batch after batch (`consumeBatch`) while
+ * some are due, else waits (`wait`: a wake-up, or the given time) until the next is due or
  * `pollInterval` (messages queued by another instance's relay). A failed turn is logged and
  * tried again after the poll interval.
  */
@@ -226,15 +269,19 @@ export const consume = (
 ) =>
   Effect.gen(function*() {
     while (true) {
-      const outcome = yield* consumeOne(subscriber, settings).pipe(
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.failCause(cause)
-            : Effect.as(Effect.logWarning(`${subscriber.module}: consuming events failed; trying again`, cause), "failed" as const)
-        )
+      const turns = yield* Effect.all(
+        Array.from({ length: APPLY_CONCURRENCY }, () =>
+          consumeBatch(subscriber, settings, APPLY_BATCH).pipe(
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause)
+                ? Effect.failCause(cause)
+                : Effect.as(Effect.logWarning(`${subscriber.module}: consuming events failed; trying again`, cause), "failed" as const)
+            )
+          )),
+        { concurrency: "unbounded" }
       )
-      if (outcome === "applied" || outcome === "retry" || outcome === "dead") continue
-      const due = outcome === "idle"
+      if (turns.some((outcomes) => outcomes !== "failed" && outcomes.length > 0)) continue
+      const due = turns.every((outcomes) => outcomes !== "failed")
         ? yield* Effect.orElseSucceed(nextDue(subscriber.sql, Duration.toMillis(settings.orderHold)), () => undefined)
         : undefined
       yield* settings.wait(due === undefined ? settings.pollInterval : Duration.min(due, settings.pollInterval))

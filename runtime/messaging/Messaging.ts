@@ -96,8 +96,11 @@ export class BrokerLink {
   status: Effect.Effect<Rabbit.Status> = Effect.succeed({ ready: true })
 }
 
-/** Messages a subscriber's RabbitMQ queue sends ahead (each written into its own queue table in turn). */
-const RABBIT_PREFETCH = 32
+/**
+ * Messages a subscriber's RabbitMQ queue sends ahead, unacknowledged: the most one intake
+ * transaction of the queue takes into its queue table (RabbitBroker.consume).
+ */
+const RABBIT_PREFETCH = 256
 
 /** A hosted module as messaging needs it. */
 export interface HostedModule {

@@ -5,8 +5,8 @@
  * subscribes to (`<subscriber>.<publisher>.<event>`), wherever each of them runs.
  *
  * A message taken from a queue is not applied there: it is written into the subscriber's own
- * queue table (`event_deliveries`, as the in-process broker does, InProcessBroker.ts) and only
- * then acknowledged; the subscriber's consumer applies it from there with its inbox record, in
+ * queue table (`event_deliveries`, as the in-process broker does, InProcessBroker.ts), together
+ * with the others handed over meanwhile, and only then acknowledged; the subscriber's consumer applies it from there with its inbox record, in
  * order per aggregate, retried with backoff and dead-lettered with its error after
  * `TESSERA_EVENTS_MAX_DELIVERIES` (visible and replayable through the admin routes). So both
  * brokers give one set of guarantees, and the broker's own redelivery and delivery limit only
@@ -20,8 +20,8 @@
  * whatever order its queues hand them over in; and `traceparent` (W3C), the span that published
  * it, which its handler's span continues.
  */
-import { Effect, Schema, type Scope } from "effect"
-import type { Broker, Message } from "./Broker.ts"
+import { Chunk, Deferred, Effect, Queue, Schema, type Scope } from "effect"
+import type { Broker, BrokerUnavailable, Message } from "./Broker.ts"
 import * as Event from "./Event.ts"
 import * as InProcessBroker from "./InProcessBroker.ts"
 import type * as Rabbit from "./Rabbit.ts"
@@ -86,35 +86,53 @@ export const make = (rabbit: Rabbit.Rabbit): Broker => ({
     })))
 })
 
+/** The most messages written into the subscriber's queue table in one transaction. */
+const INTAKE_BATCH = 500
+
 /**
- * Consumes, for the life of the scope, every queue of `subscriber`'s subscriptions: each message
- * written into its `event_deliveries` (its consumer woken), then acknowledged.
+ * Consumes, for the life of the scope, every queue of `subscriber`'s subscriptions: the messages
+ * handed over meanwhile (up to the prefetch of each queue) written together into its
+ * `event_deliveries` in one transaction (its consumer woken once), and each acknowledged only
+ * once that transaction committed. A message whose body or headers are not a message fails
+ * alone; a write that fails returns every message of its batch to its queue (after a backoff).
  */
 export const consume = (
   rabbit: Rabbit.Rabbit,
   subscriber: InProcessBroker.Subscriber,
   options: { readonly prefetch: number }
-): Effect.Effect<void, never, Scope.Scope> => {
-  const enqueue = InProcessBroker.make([subscriber])
-  return Effect.forEach(subscriber.subscriptions.values(), (subscription) => {
-    const { publisher, name } = subscription.event
-    return rabbit.consume(
-      {
-        queue: queueOf(subscriber.module, publisher, name),
-        routingKeys: [routingKeyOf(publisher, name)],
-        // One at a time, in the queue's order: the subscriber's queue table gets an aggregate's
-        // messages in the order they were published.
-        concurrency: 1,
-        prefetch: options.prefetch
-      },
-      (incoming) =>
-        messageOf(incoming).pipe(
-          Effect.filterOrDieMessage(
-            (message) => Event.keyOf({ publisher: message.publisher, name: message.event }) === Event.keyOf(subscription.event),
-            `a message on ${queueOf(subscriber.module, publisher, name)} is not ${publisher}'s ${name}`
-          ),
-          Effect.flatMap((message) => enqueue.publish([message]))
-        )
-    )
-  }, { discard: true })
-}
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const enqueue = InProcessBroker.make([subscriber])
+    const pending = yield* Queue.unbounded<readonly [Message, Deferred.Deferred<void, BrokerUnavailable>]>()
+    // The writer, forked before the consumers: their finalizers (closing them, which waits for
+    // the messages they hold) run before it is interrupted.
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(pending, 1, INTAKE_BATCH))
+      const written = yield* Effect.exit(enqueue.publish(batch.map(([message]) => message)))
+      yield* Effect.forEach(batch, ([, done]) => Deferred.done(done, written), { discard: true })
+    })))
+    yield* Effect.forEach(subscriber.subscriptions.values(), (subscription) => {
+      const { publisher, name } = subscription.event
+      return rabbit.consume(
+        {
+          queue: queueOf(subscriber.module, publisher, name),
+          routingKeys: [routingKeyOf(publisher, name)],
+          // Every message the broker sends ahead is taken in at once: the queue table and the
+          // numbers a message carries (after_seq) order an aggregate's events, not the intake.
+          concurrency: options.prefetch,
+          prefetch: options.prefetch
+        },
+        (incoming) =>
+          messageOf(incoming).pipe(
+            Effect.filterOrDieMessage(
+              (message) => Event.keyOf({ publisher: message.publisher, name: message.event }) === Event.keyOf(subscription.event),
+              `a message on ${queueOf(subscriber.module, publisher, name)} is not ${publisher}'s ${name}`
+            ),
+            Effect.flatMap((message) =>
+              Effect.flatMap(Deferred.make<void, BrokerUnavailable>(), (done) =>
+                Effect.zipRight(Queue.offer(pending, [message, done] as const), Deferred.await(done)))
+            )
+          )
+      )
+    }, { discard: true })
+  })
