@@ -38,7 +38,7 @@ import {
 } from "@effect/cluster"
 import type { SqlClient } from "@effect/sql"
 import type { WorkflowEngine } from "@effect/workflow"
-import { Cause, Effect, ExecutionStrategy, Exit, Layer, Option, Schedule, Scope } from "effect"
+import { Cause, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Schedule, Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import * as os from "node:os"
 import * as Settings from "../Settings.ts"
@@ -71,7 +71,6 @@ export const shardingConfig = (options: { readonly embedded: boolean }) => Effec
   const address = yield* runnerAddress
   const pollInterval = yield* Settings.sagaPollInterval.config
   const lockExpiration = yield* Settings.sagaLockExpiration.config
-  const grace = yield* Settings.shutdownGrace.config
   return {
     ...ShardingConfig.defaults,
     runnerAddress: Option.some(address),
@@ -80,9 +79,19 @@ export const shardingConfig = (options: { readonly embedded: boolean }) => Effec
     shardLockExpiration: lockExpiration,
     shardLockDisableAdvisory: !options.embedded,
     // Workflows still running at shutdown are interrupted after this and resume elsewhere.
-    entityTerminationTimeout: grace
+    entityTerminationTimeout: ENTITY_TERMINATION
   } satisfies ShardingConfig.ShardingConfig["Type"]
 })
+
+/**
+ * How long a workflow still running at shutdown may take to end before it is interrupted (it
+ * resumes from its journal on the instance that takes its shard). Short, not the grace period:
+ * once its entity is told to end, a running workflow cannot take its next step (each activity is
+ * a message to its own entity, which this runner no longer takes, nor can another runner until
+ * this one releases the shard after the interruption), so only one about to end does so in time.
+ * An activity in flight is not cut short: it runs to its end either way.
+ */
+const ENTITY_TERMINATION = Duration.seconds(1)
 
 /** How many times a start whose storage could not be made ready is tried again. */
 const STARTS = 8

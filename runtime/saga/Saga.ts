@@ -437,7 +437,15 @@ export function step(
             ? Option.some(Option.none())
             : Option.none()
           if (Option.isNone(value)) return Effect.void
-          return Workflow.addFinalizer((end) => Exit.isSuccess(end) ? Effect.void : Effect.orDie(compensation(value.value)))
+          // Not when the saga was only interrupted (its process stopping, its shard moving): it
+          // resumes from its journal elsewhere and goes on. Compensating here would undo a saga
+          // still under way, and at shutdown the compensation could not even run (an activity is
+          // a message to the saga's own entity, which no longer takes any): the process hung.
+          return Workflow.addFinalizer((end) =>
+            Exit.isSuccess(end) || (Cause.isInterruptedOnly(end.cause) && !instance.interrupted)
+              ? Effect.void
+              : Effect.orDie(compensation(value.value))
+          )
         })
       )
     )
