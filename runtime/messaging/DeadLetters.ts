@@ -67,7 +67,7 @@ export class Listed extends Schema.Class<Listed>("messaging/DeadLettersListed")(
   items: Schema.Array(Schema.Struct({ deadLetter: DeadLetter, position: After }))
 }) {}
 
-/** No dead letter has this id (404). */
+/** No dead letter has this id (404); the id as given, cut to `Text.MAX_QUOTE` characters. */
 export class DeadLetterNotFound extends Schema.TaggedError<DeadLetterNotFound>()(
   "DeadLetterNotFound",
   { id: Schema.String },

@@ -124,7 +124,7 @@ export const layer = (apiId: string) =>
             Effect.gen(function*() {
               const id = DeadLetters.parseId(path.id)
               const subscriber = id === undefined ? undefined : subscribers.find((s) => s.module === id.subscriber)
-              if (id === undefined || subscriber === undefined) return yield* new DeadLetters.DeadLetterNotFound({ id: path.id })
+              if (id === undefined || subscriber === undefined) return yield* new DeadLetters.DeadLetterNotFound({ id: Text.quote(path.id) })
               return yield* checked(subscriber.client.DeadLetters.replay({ seq: id.seq }))
             }))
       )

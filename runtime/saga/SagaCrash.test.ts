@@ -182,6 +182,42 @@ for (const { acquire, name } of await Services.databases()) {
       await second.stop()
       expect(await statesOn(database.database)).toEqual({ "crash-a": "completed", "crash-b": "compensated", "crash-c": "compensated" })
     }, 180_000)
+
+    it("stops on SIGTERM mid-step with exit 0, compensating nothing, and the saga completes after a restart", async () => {
+      // A stopping process interrupts its sagas: they resume, they are not undone. (Once, the
+      // interruption ran the steps' compensations, which waited for ever on an engine stopping.)
+      const log = path.join(dir, "term-log")
+      const hold = path.join(dir, "term-hold")
+      const start = path.join(dir, "term-start")
+      fs.writeFileSync(hold, "term-a:two\n")
+      fs.writeFileSync(start, "term-a\n")
+      const port = await Processes.freePort()
+      const env = {
+        ...(database.database._tag === "Postgres"
+          ? { DATABASE_URL: database.database.url }
+          : { TESSERA_DATA_DIR: database.database.dataDir }),
+        TOY_LOG: log,
+        TOY_HOLD: hold,
+        TOY_START: start,
+        TOY_INSTANCE: "first",
+        TESSERA_SAGA_POLL_INTERVAL: "200 millis"
+      }
+      const first = spawnToy(port, env)
+      servers.push(first)
+      await Processes.waitReady(first)
+      await waitUntil("the saga to reach step two", () => count(readLog(log), "term-a", "two", "action") === 1, 60_000, first.output)
+      expect(await first.stop(), first.output()).toBe(0)
+      expect(readLog(log).filter((l) => l.id === "term-a" && l.phase === "compensation")).toEqual([])
+
+      fs.rmSync(hold)
+      const second = spawnToy(port, { ...env, TOY_INSTANCE: "second" })
+      servers.push(second)
+      await Processes.waitReady(second)
+      await waitUntil("the saga to end", () => count(readLog(log), "term-a", "three", "action", "ok") === 1, 60_000, second.output)
+      expect(readLog(log).filter((l) => l.id === "term-a" && l.phase === "compensation")).toEqual([])
+      await second.stop()
+      expect((await statesOn(database.database))["term-a"]).toBe("completed")
+    }, 180_000)
   })
 }
 
