@@ -147,7 +147,12 @@ export const run = <A, E, R>(
     const sql = yield* SqlClient.SqlClient
     yield* recorded(ensureSaga(sql, instance.executionId, instance.workflow.name, options?.subject ?? null))
     // Added before any step's compensation, so it runs after all of them (finalizers run in reverse).
-    yield* Workflow.addFinalizer((exit) => recorded(recordEnd(sql, instance.executionId)(exit)))
+    // A saga only interrupted (its process stopping, its shard moving) has not ended: it resumes.
+    yield* Workflow.addFinalizer((exit) =>
+      Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) && !instance.interrupted
+        ? Effect.void
+        : recorded(recordEnd(sql, instance.executionId)(exit))
+    )
     return yield* Effect.provideService(body, InSaga, true)
   })
 
