@@ -54,6 +54,23 @@ TestHost.describeOnDatabases("catalog", (database) => TestHost.layer([CatalogMod
     expect(pages.flat()).toEqual(made.map((p) => p.id))
   })
 
+  it("pages through products created within one millisecond, every one once, at every page size", async () => {
+    const token = unique()
+    const made: Array<Product> = []
+    for (let i = 0; i < 4; i++) made.push(await catalog((c) => c.create(newProduct({ name: `Stool ${token} ${i}` }))))
+    await anyone(TestHost.crowdCreatedAt("catalog", "products", made.map((p) => p.id).reverse()))
+    for (let limit = 1; limit <= 4; limit++) {
+      const walked: Array<string> = []
+      let cursor: string | undefined
+      do {
+        const page = await catalog((c) => c.list({ q: token, limit, ...(cursor ? { cursor } : {}) }))
+        walked.push(...page.items.map((p) => p.id))
+        cursor = page.nextCursor ?? undefined
+      } while (cursor !== undefined)
+      expect(walked, `limit ${limit}`).toEqual(made.map((p) => p.id))
+    }
+  })
+
   it("searches SKU and description too, case-insensitively", async () => {
     const token = unique()
     const bySku = await catalog((c) => c.create(newProduct({ sku: `X-${token}` })))

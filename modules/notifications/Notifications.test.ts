@@ -191,6 +191,25 @@ TestHost.describeOnDatabases(
       expect(times).toEqual([...times].sort((a, b) => b - a))
     })
 
+    it("pages through notifications recorded within one millisecond, every one once, at every page size", async () => {
+      const ada = customer()
+      for (let i = 0; i < 4; i++) {
+        await orders((c) => c.emit({ orderId: crypto.randomUUID(), customerId: ada.id, outcome: "CONFIRMED" }))
+      }
+      const recorded = await settled(ada, 4)
+      await run(TestHost.crowdCreatedAt("notifications", "notifications", recorded.map((n) => n.id)))
+      for (let limit = 1; limit <= 4; limit++) {
+        const walked: Array<string> = []
+        let cursor: string | undefined
+        do {
+          const page = await as(ada)(list({ limit, ...(cursor === undefined ? {} : { cursor }) }))
+          walked.push(...page.items.map((n) => n.id))
+          cursor = page.nextCursor ?? undefined
+        } while (cursor !== undefined)
+        expect(walked, `limit ${limit}`).toEqual(recorded.map((n) => n.id))
+      }
+    })
+
     it("refuses a cursor it did not hand out, and anyone unidentified", async () => {
       const refused = await run(Effect.exit(Caller.withCaller(customer())(list({ cursor: "not-a-cursor" }))))
       expect(Exit.isFailure(refused) && refused.cause._tag === "Fail" && refused.cause.error).toBeInstanceOf(NotificationCursorInvalid)

@@ -4,7 +4,9 @@
  * would. Modules they call but the test does not host are stubbed with `stub`.
  */
 import { Cause, ConfigProvider, type Context, Effect, Either, Layer, ManagedRuntime } from "effect"
+import type { SqlClient } from "@effect/sql"
 import { afterAll, beforeAll, describe, it } from "vitest"
+import * as ModuleDatabase from "../db/Database.ts"
 import { EmbeddedPostgres } from "../db/EmbeddedPostgres.ts"
 import * as Host from "../Host.ts"
 import * as Caller from "../security/Caller.ts"
@@ -68,8 +70,9 @@ export const layer = (
         clients: new Map(stubs.map((s) => [s.module, s.layer])),
         amqpUrl: yield* Effect.orDie(Settings.amqpUrl.config)
       })
+      // The embedded database stays in the runtime's context, for `moduleSql`.
       return Layer.merge(host.clients, host.messaging).pipe(
-        Layer.provide(database._tag === "Embedded" ? EmbeddedPostgres.layer : Layer.empty)
+        Layer.provideMerge(database._tag === "Embedded" ? EmbeddedPostgres.layer : Layer.empty)
       ) as Layer.Layer<any, unknown>
     })
   ).pipe(
@@ -115,6 +118,25 @@ export const describeOnDatabases = <R>(
     })
   }
 }
+
+/**
+ * Runs `f` with a client of `module`'s own schema, as the module sees it (its role, its
+ * search path): for a test that sets up what no public call can, such as rows written within one
+ * millisecond. Run in a runtime built from `layer`.
+ */
+export const moduleSql = <A, E, R>(module: string, f: (sql: SqlClient.SqlClient) => Effect.Effect<A, E, R>) =>
+  Effect.scoped(Effect.flatMap(ModuleDatabase.open(module), (db) => f(db.sql)))
+
+/**
+ * Gives the rows of `module`'s `table` whose ids are `ids` creation instants one microsecond
+ * apart within one millisecond, in the order of `ids` from the newest: rows a cursor that held
+ * milliseconds could not tell apart (the next page lost those just older than a page's last).
+ */
+export const crowdCreatedAt = (module: string, table: string, ids: ReadonlyArray<string>) =>
+  moduleSql(module, (sql) =>
+    Effect.forEach(ids, (id, i) =>
+      sql`UPDATE ${sql(table)} SET created_at = timestamptz '2026-11-26 10:00:00.000900+00' - ${i} * interval '1 microsecond'
+          WHERE id = ${id}`, { discard: true }))
 
 /** The admin a module test acts as when who calls is not what it tests. */
 export const ADMIN = new Caller.Caller({ kind: "user", id: "test-admin", role: "admin" })

@@ -61,12 +61,7 @@ export class Catalog extends Effect.Service<Catalog>()("catalog/Catalog", {
       }
       // One row more than the page tells whether another page follows.
       const rows = yield* repo.search({ q: query.q, after, limit: limit + 1 })
-      const items = rows.slice(0, limit)
-      const last = items[items.length - 1]
-      return new ProductPage({
-        items,
-        nextCursor: rows.length > limit && last !== undefined ? Cursor.encode([last.createdAt, last.id]) : null
-      })
+      return new ProductPage(Cursor.page(rows, limit))
     })
 
     return { create, get, list } as const

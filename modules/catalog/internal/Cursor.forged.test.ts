@@ -15,26 +15,31 @@ import * as Cursor from "../../../runtime/schema/Cursor.ts"
 const b64 = (text: string | Buffer) => Buffer.from(text).toString("base64url")
 const json = (value: unknown) => b64(JSON.stringify(value))
 const ID = "00000000-0000-0000-0000-000000000000"
-const AT = "2026-11-26T10:00:00.123Z"
+const AT = "2026-11-26T10:00:00.123456Z"
 
 /** Dates a cursor must not carry: past PostgreSQL's or the accepted range, impossible, or another spelling. */
 const DATES = [
-  "-271821-04-20T00:00:00.000Z", // JavaScript's first instant (the reported one)
-  "+275760-09-13T00:00:00.000Z", // JavaScript's last
-  "-004713-11-24T00:00:00.000Z", // PostgreSQL's first day
-  "-004714-11-23T00:00:00.000Z", // the day before it
-  "+294276-12-31T23:59:59.999Z", // PostgreSQL's last instant
-  "+294277-01-01T00:00:00.000Z",
-  "0000-12-31T23:59:59.999Z", // just before the accepted range
-  "+010000-01-01T00:00:00.000Z", // just after it
-  "2026-02-30T00:00:00.000Z",
-  "2026-13-01T00:00:00.000Z",
-  "2026-11-26T24:00:00.000Z",
+  "-271821-04-20T00:00:00.000000Z", // JavaScript's first instant (the reported one)
+  "+275760-09-13T00:00:00.000000Z", // JavaScript's last
+  "-004713-11-24T00:00:00.000000Z", // PostgreSQL's first day
+  "-004714-11-23T00:00:00.000000Z", // the day before it
+  "+294276-12-31T23:59:59.999999Z", // PostgreSQL's last instant
+  "+294277-01-01T00:00:00.000000Z",
+  "0000-12-31T23:59:59.999999Z", // just before the accepted range
+  "+010000-01-01T00:00:00.000000Z", // just after it
+  "10000-01-01T00:00:00.000000Z",
+  "2026-02-30T00:00:00.000000Z",
+  "2026-13-01T00:00:00.000000Z",
+  "2026-11-26T24:00:00.000000Z",
+  "2026-11-26T10:60:00.000000Z",
   "2026-11-26",
   "2026-11-26T10:00:00Z",
-  "2026-11-26T10:00:00.123+01:00",
-  "2026-11-26T10:00:00.123456Z",
-  " 2026-11-26T10:00:00.123Z",
+  "2026-11-26T10:00:00.123Z", // milliseconds only: a cursor carries microseconds
+  "2026-11-26T10:00:00.1234567Z",
+  "2026-11-26T10:00:00.123456+01:00",
+  "2026-11-26T10:00:00.123456",
+  " 2026-11-26T10:00:00.123456Z",
+  "2026-11-26t10:00:00.123456z",
   "Thu, 26 Nov 2026 10:00:00 GMT",
   "1764151200000",
   "NaN",
@@ -87,7 +92,7 @@ const TOO_LONG: ReadonlyArray<readonly [string, string]> = [
 ]
 
 /** Positions at the edges of the accepted range: still cursors. */
-const EDGES = ["0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "1970-01-01T00:00:00.000Z"].map((at) =>
+const EDGES = ["0001-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z", "1970-01-01T00:00:00.000000Z", "2024-02-29T23:59:59.000001Z"].map((at) =>
   [at, json([at, ID])] as const
 )
 

@@ -3,12 +3,17 @@ import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
 import { Product, SkuTaken } from "../CatalogApi.ts"
-import type * as Cursor from "../../../runtime/schema/Cursor.ts"
+import * as Cursor from "../../../runtime/schema/Cursor.ts"
 
 const columns = "id, sku, name, description, price_cents AS \"priceCents\", currency, created_at AS \"createdAt\""
 
 const ProductRow = Schema.Struct({ ...Product.fields, createdAt: Schema.DateTimeUtcFromDate })
 const fromRow = (row: typeof ProductRow.Type) => new Product(row, { disableValidation: true })
+const PlacedRow = Schema.Struct({ ...ProductRow.fields, cursorAt: Schema.String })
+const placed = (row: typeof PlacedRow.Type): Cursor.Placed<Product> => ({
+  item: fromRow(row),
+  position: [row.cursorAt, row.id]
+})
 
 /** `%`, `_` and `\` match themselves in a search. */
 const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, "\\$&")}%`
@@ -37,12 +42,12 @@ export class ProductsRepo extends Effect.Service<ProductsRepo>()("catalog/Produc
     const search = SqlSchema.findAll({
       Request: Schema.Struct({
         q: Schema.optional(Schema.String),
-        after: Schema.optional(Schema.Tuple(Schema.DateTimeUtcFromDate, Schema.String)),
+        after: Schema.optional(Schema.Tuple(Schema.String, Schema.String)),
         limit: Schema.Int
       }),
-      Result: ProductRow,
+      Result: PlacedRow,
       execute: ({ after, limit, q }) =>
-        sql`SELECT ${sql.literal(columns)} FROM products
+        sql`SELECT ${sql.literal(columns)}, ${sql.literal(Cursor.atColumn("created_at"))} AS "cursorAt" FROM products
             WHERE ${
           sql.and([
             ...(q === undefined || q === "" ? [] : [
@@ -50,7 +55,7 @@ export class ProductsRepo extends Effect.Service<ProductsRepo>()("catalog/Produc
                 likePattern(q)
               })`
             ]),
-            ...(after === undefined ? [] : [sql`(created_at, id) > (${after[0]}, ${after[1]})`])
+            ...(after === undefined ? [] : [sql`(created_at, id) > (${after[0]}::timestamptz, ${after[1]}::uuid)`])
           ])
         }
             ORDER BY created_at, id
@@ -60,13 +65,13 @@ export class ProductsRepo extends Effect.Service<ProductsRepo>()("catalog/Produc
     return {
       insert,
       findById: (id: string) => findById(id).pipe(Effect.map(Option.map(fromRow)), PgError.orDie),
-      /** Up to `limit` products after `after` in (createdAt, id) order, matching `q`. */
+      /** Up to `limit` products after `after` in (createdAt, id) order, matching `q`, each with its position. */
       search: (query: { readonly q?: string | undefined; readonly after?: Cursor.Position | undefined; readonly limit: number }) =>
         search({
           limit: query.limit,
           ...(query.q === undefined ? {} : { q: query.q }),
           ...(query.after === undefined ? {} : { after: query.after })
-        }).pipe(Effect.map((rows) => rows.map(fromRow)), PgError.orDie)
+        }).pipe(Effect.map((rows) => rows.map(placed)), PgError.orDie)
     } as const
   })
 }) {}

@@ -55,11 +55,7 @@ export class Notifications extends Effect.Service<Notifications>()("notification
       })
       // One row more than the page tells whether another page follows.
       const rows = yield* repo.list(caller.id, before, limit + 1)
-      const last = rows[limit - 1]
-      return new NotificationPage({
-        items: rows.slice(0, limit),
-        nextCursor: rows.length > limit && last !== undefined ? Cursor.encode([last.createdAt, last.id]) : null
-      })
+      return new NotificationPage(Cursor.page(rows, limit))
     })
 
     return { list } as const

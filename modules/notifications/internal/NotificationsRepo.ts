@@ -1,14 +1,15 @@
 /** SQL over the notifications schema. Database failures become defects here. */
 import { SqlClient } from "@effect/sql"
-import { DateTime, Effect, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
-import type * as Cursor from "../../../runtime/schema/Cursor.ts"
+import * as Cursor from "../../../runtime/schema/Cursor.ts"
 import { Notification } from "../NotificationsApi.ts"
 import type { Message } from "./Messages.ts"
 
 const decodeRows = Schema.decodeUnknown(Schema.Array(Schema.Struct({
   ...Notification.fields,
-  createdAt: Schema.DateTimeUtcFromDate
+  createdAt: Schema.DateTimeUtcFromDate,
+  cursorAt: Schema.String
 })))
 
 /**
@@ -25,16 +26,22 @@ export class NotificationsRepo extends Effect.Service<NotificationsRepo>()("noti
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    /** Up to `limit` of the customer's notifications before `before` in (createdAt, id) order, newest first. */
+    /** Up to `limit` of the customer's notifications before `before` in (createdAt, id) order, newest first, each with its position. */
     const list = (customerId: string, before: Cursor.Position | undefined, limit: number) =>
-      sql`SELECT id, kind, order_id AS "orderId", subject, body, created_at AS "createdAt"
+      sql`SELECT id, kind, order_id AS "orderId", subject, body, created_at AS "createdAt",
+                 ${sql.literal(Cursor.atColumn("created_at"))} AS "cursorAt"
           FROM notifications
           WHERE customer_id = ${customerId}
-            ${before === undefined ? sql`` : sql`AND (created_at, id) < (${DateTime.toDateUtc(before[0])}, ${before[1]})`}
+            ${before === undefined ? sql`` : sql`AND (created_at, id) < (${before[0]}::timestamptz, ${before[1]}::uuid)`}
           ORDER BY created_at DESC, id DESC
           LIMIT ${limit}`.pipe(
         Effect.flatMap(decodeRows),
-        Effect.map((rows) => rows.map((row) => new Notification(row, { disableValidation: true }))),
+        Effect.map((rows) =>
+          rows.map(({ cursorAt, ...row }): Cursor.Placed<Notification> => ({
+            item: new Notification(row, { disableValidation: true }),
+            position: [cursorAt, row.id]
+          }))
+        ),
         PgError.orDie
       )
 

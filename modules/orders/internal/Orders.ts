@@ -169,11 +169,6 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
         onSome: Effect.succeed
       })
 
-    const nextCursor = <A extends { readonly createdAt: any; readonly id: string }>(rows: ReadonlyArray<A>, limit: number) => {
-      const last = rows[limit - 1]
-      return rows.length > limit && last !== undefined ? Cursor.encode([last.createdAt, last.id]) : null
-    }
-
     const list = Effect.fn("Orders.list")(function*(caller: Caller, query: OrderQuery) {
       const limit = query.limit ?? DEFAULT_PAGE_SIZE
       const before = yield* decodeCursor(query.cursor)
@@ -184,7 +179,8 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
         before,
         limit: limit + 1
       })
-      return new OrderPage({ items: rows.slice(0, limit).map(toOrder), nextCursor: nextCursor(rows, limit) })
+      const { items, nextCursor } = Cursor.page(rows, limit)
+      return new OrderPage({ items: items.map(toOrder), nextCursor })
     })
 
     const cancel = Effect.fn("Orders.cancel")(function*(caller: Caller, id: OrderId) {

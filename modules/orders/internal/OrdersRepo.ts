@@ -1,13 +1,13 @@
 /** SQL over the orders schema. Database failures become defects here. */
 import { SqlClient } from "@effect/sql"
-import { DateTime, Effect, Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import * as PgError from "../../../runtime/db/PgError.ts"
 import { Outbox } from "../../../runtime/messaging/Outbox.ts"
 import { Currency } from "../../catalog/index.ts"
 import { ShippingAddress } from "../../shipping/index.ts"
 import { FailureReason, Order, OrderItem, OrderId, OrderStatus } from "../OrdersApi.ts"
 import { OrderCancelled, OrderConfirmed } from "../OrdersEvents.ts"
-import type * as Cursor from "../../../runtime/schema/Cursor.ts"
+import * as Cursor from "../../../runtime/schema/Cursor.ts"
 
 const OrderRow = Schema.Struct({
   id: Schema.String,
@@ -26,6 +26,7 @@ const OrderRow = Schema.Struct({
 })
 export type OrderRow = typeof OrderRow.Type
 const decodeRows = Schema.decodeUnknown(Schema.Array(OrderRow))
+const decodePlacedRows = Schema.decodeUnknown(Schema.Array(Schema.Struct({ ...OrderRow.fields, cursorAt: Schema.String })))
 
 const columns = `id, customer_id AS "customerId", request_hash AS "requestHash", status,
   failure_reason AS "failureReason", items, total_cents AS "totalCents", currency,
@@ -92,25 +93,29 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
     const byId = (id: string) =>
       sql`SELECT ${cols} FROM orders WHERE id = ${id}`.pipe(Effect.flatMap(decodeRows), Effect.map(one), PgError.orDie)
 
-    /** Up to `limit` orders before `before` in (createdAt, id) order, newest first. */
+    /** Up to `limit` orders before `before` in (createdAt, id) order, newest first, each with its position. */
     const list = (query: {
       readonly customerId?: string | undefined
       readonly status?: OrderStatus | undefined
       readonly before?: Cursor.Position | undefined
       readonly limit: number
     }) =>
-      sql`SELECT ${cols} FROM orders
+      sql`SELECT ${cols}, ${sql.literal(Cursor.atColumn("created_at"))} AS "cursorAt" FROM orders
           WHERE ${
         sql.and([
           ...(query.customerId === undefined ? [] : [sql`customer_id = ${query.customerId}`]),
           ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
           ...(query.before === undefined ? [] : [
-            sql`(created_at, id) < (${DateTime.toDateUtc(query.before[0])}, ${query.before[1]})`
+            sql`(created_at, id) < (${query.before[0]}::timestamptz, ${query.before[1]}::uuid)`
           ])
         ])
       }
           ORDER BY created_at DESC, id DESC
-          LIMIT ${query.limit}`.pipe(Effect.flatMap(decodeRows), PgError.orDie)
+          LIMIT ${query.limit}`.pipe(
+        Effect.flatMap(decodePlacedRows),
+        Effect.map((rows) => rows.map(({ cursorAt, ...row }): Cursor.Placed<OrderRow> => ({ item: row, position: [cursorAt, row.id] }))),
+        PgError.orDie
+      )
 
     /** Marks the order to be cancelled by its customer; the row as it then stands. */
     const requestCancel = (id: string) =>
