@@ -14,6 +14,7 @@ import { Effect, Redacted } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
+import * as Shop from "./runtime/testing/Shop.ts"
 
 const ADMIN = { email: "admin@tessera.test", password: "admin-password-crash" }
 const settings = {
@@ -332,8 +333,12 @@ describe.skipIf(!postgres.ok || !rabbit.ok)("two instances of orders, one killed
     }
     expect((await api(`/v1/products/${product.id}/stock`, { token: admin })).body).toMatchObject({ available: 70, reserved: 0 })
     // Each order's saga ran to its end once: one PlaceOrder, completed, per order.
-    const sagas = (await api("/v1/admin/sagas?state=completed&limit=100", { token: admin })).body.items
-      .filter((s: any) => ids.includes(s.subject))
+    // (Each recorded just after its last step decided the order: asked until all are there.)
+    const sagas = await Shop.eventually("30 PlaceOrder sagas completed", async () => {
+      const found = (await api("/v1/admin/sagas?state=completed&limit=100", { token: admin })).body.items
+        .filter((s: any) => ids.includes(s.subject))
+      return found.length >= 30 ? found : undefined
+    })
     expect(sagas).toHaveLength(30)
   }, 120_000)
 })

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
+import * as Shop from "./runtime/testing/Shop.ts"
 
 const ADMIN = { email: "admin@tessera.test", password: "admin-password-orders" }
 
@@ -370,9 +371,11 @@ for (const [name, start] of Object.entries(topologies)) {
       const confirmed = await api("/v1/orders?status=CONFIRMED&limit=100")
       expect(confirmed.body.items.every((o: any) => o.status === "CONFIRMED")).toBe(true)
       expect((await api("/v1/admin/sagas", { as: buyer })).status).toBe(403)
-      const sagas = await api("/v1/admin/sagas?state=completed&limit=100")
-      expect(sagas.status).toBe(200)
-      const saga = sagas.body.items.find((s: any) => s.subject === placed.body.id && s.workflow === "orders/PlaceOrder")
+      const saga = await Shop.eventually("its PlaceOrder saga completed", async () => {
+        const sagas = await api("/v1/admin/sagas?state=completed&limit=100")
+        expect(sagas.status).toBe(200)
+        return sagas.body.items.find((s: any) => s.subject === placed.body.id && s.workflow === "orders/PlaceOrder")
+      })
       expect(saga.steps.filter((s: any) => s.status === "succeeded").map((s: any) => s.step)).toEqual([
         "reserve-stock",
         "charge",

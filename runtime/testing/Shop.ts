@@ -145,6 +145,21 @@ export const expectSettled = async (
   }
 }
 
+/**
+ * The first value `probe` gives that is not `undefined`, asked every 50 ms for up to
+ * `timeoutMs`: for what the system records a moment after the answer a test waited for (a
+ * saga's end, written just after its last step decided the order).
+ */
+export const eventually = async <A>(what: string, probe: () => Promise<A | undefined>, timeoutMs = 15_000): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const found = await probe()
+    if (found !== undefined) return found
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`)
+    await sleep(50)
+  }
+}
+
 /** The `q` quantile (0 to 1) of `values`. */
 export const quantile = (values: ReadonlyArray<number>, q: number) => {
   const sorted = [...values].sort((a, b) => a - b)
