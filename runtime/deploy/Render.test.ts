@@ -13,6 +13,13 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Deployment as UpstreamDeployment } from "kubernetes-models/apps/v1/Deployment"
+import { HorizontalPodAutoscaler as UpstreamAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler"
+import { Namespace as UpstreamNamespace } from "kubernetes-models/v1/Namespace"
+import { PersistentVolumeClaim as UpstreamClaim } from "kubernetes-models/v1/PersistentVolumeClaim"
+import { Service as UpstreamService } from "kubernetes-models/v1/Service"
+import { NetworkPolicy as UpstreamPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy"
+import { PodDisruptionBudget as UpstreamBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget"
 import { afterAll, describe, expect, it } from "vitest"
 import { parseAllDocuments, parse as parseYaml } from "yaml"
 import { modules } from "../../main.ts"
@@ -94,7 +101,8 @@ describe("the committed deploy files", () => {
 })
 
 // ---------------------------------------------------------------------------------------------
-// Kubernetes, through kustomize, against Schemas of the fields written.
+// Kubernetes, through kustomize, against the Kubernetes API's schemas (kubernetes-models) and
+// Schemas of the fields written.
 
 const kubectl = (() => {
   try {
@@ -225,11 +233,34 @@ type KubernetesObject = typeof KubernetesObject.Type
 
 const decodeObject = Schema.decodeUnknownEither(KubernetesObject, { onExcessProperty: "error", errors: "all" })
 
-/** `kubectl kustomize` of `dir`, each object decoded (a failure names the object and the field). */
+/**
+ * The Kubernetes API's own schemas of each kind written (kubernetes-models, generated from the
+ * API's OpenAPI document): what a cluster's API server would refuse, checked offline. The
+ * Schemas above say more (every field this build writes, and nothing else); these say what
+ * Kubernetes itself requires of each.
+ */
+const upstream: Readonly<Record<string, new(data: any) => { validate(): void }>> = {
+  "apps/v1 Deployment": UpstreamDeployment,
+  "autoscaling/v2 HorizontalPodAutoscaler": UpstreamAutoscaler,
+  "v1 Namespace": UpstreamNamespace,
+  "v1 PersistentVolumeClaim": UpstreamClaim,
+  "v1 Service": UpstreamService,
+  "networking.k8s.io/v1 NetworkPolicy": UpstreamPolicy,
+  "policy/v1 PodDisruptionBudget": UpstreamBudget
+}
+
+/** `kubectl kustomize` of `dir`, each object validated and decoded (a failure names the object and the field). */
 const kustomize = (dir: string): Array<KubernetesObject> => {
   const text = execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8" })
   return parseAllDocuments(text).map((doc) => {
-    const raw = doc.toJS() as { kind?: string; metadata?: { name?: string } }
+    const raw = doc.toJS() as { apiVersion?: string; kind?: string; metadata?: { name?: string } }
+    const Model = upstream[`${raw.apiVersion} ${raw.kind}`]
+    if (Model === undefined) throw new Error(`${dir}: ${raw.apiVersion} ${raw.kind} ${raw.metadata?.name}: a kind this test does not know`)
+    try {
+      new Model(raw).validate()
+    } catch (error) {
+      throw new Error(`${dir}: ${raw.kind} ${raw.metadata?.name}: refused by the Kubernetes API's schema: ${error}`)
+    }
     const decoded = decodeObject(raw)
     if (Either.isLeft(decoded)) throw new Error(`${dir}: ${raw.kind} ${raw.metadata?.name}: ${decoded.left.message}`)
     return decoded.right
@@ -300,6 +331,19 @@ describe.skipIf(!kubectl)("the Kubernetes files (kubectl kustomize, offline)", (
     // The overlays change resources, not only replicas.
     const requests = deployments.map((d) => d.spec.template.spec.containers[0].resources.requests.cpu)
     expect(new Set(requests)).toEqual(new Set([variant === "overlays/dev" ? "50m" : variant === "overlays/prod" ? "500m" : "250m"]))
+  })
+
+  it("the Kubernetes API's schemas refuse what a cluster would: a replica count in text, a Service port in text, a container with no image name", () => {
+    const objects = kustomize(path.join(topology("mixed-split").dir, "kubernetes", "base"))
+    const deployment = structuredClone(ofKind(objects, "Deployment")[0]!) as any
+    deployment.spec.replicas = "2"
+    expect(() => new UpstreamDeployment(deployment).validate()).toThrow(/replicas/)
+    const service = structuredClone(ofKind(objects, "Service")[0]!) as any
+    service.spec.ports[0].port = "8080"
+    expect(() => new UpstreamService(service).validate()).toThrow(/port/)
+    const nameless = structuredClone(ofKind(objects, "Deployment")[0]!) as any
+    delete nameless.spec.template.spec.containers[0].name
+    expect(() => new UpstreamDeployment(nameless).validate()).toThrow(/name/)
   })
 
   it("a NetworkPolicy admits exactly the processes hosting a module that calls one there (or the gateway serving its routes); the gateway's is open", () => {
