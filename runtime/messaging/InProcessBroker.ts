@@ -169,26 +169,48 @@ export const consumeBatch = (subscriber: Subscriber, settings: Settings, limit: 
                         WHERE e.publisher = d.publisher AND e.aggregate = d.aggregate AND e.seq < d.seq)
         AND ${inOrder(sql, holdMs)}
       ORDER BY position LIMIT ${limit} FOR UPDATE SKIP LOCKED`
+    const rows = claimed.map((found): Claimed => ({
+      ...found,
+      aggregateSeq: found.aggregateSeq ?? undefined,
+      traceparent: found.traceparent ?? undefined
+    }))
+    const subscriptionOf = (row: Claimed) => subscriber.subscriptions.get(Event.keyOf({ publisher: row.publisher, name: row.event }))
+    const warnIfLate = (row: Claimed) =>
+      row.late
+        ? Effect.logWarning(
+          `${row.publisher}'s ${row.event} ${row.id} (${row.aggregate} #${row.aggregateSeq}) applied after a later event of its aggregate`
+        )
+        : Effect.void
     const outcomes: Array<Outcome> = []
     /** The messages gone from the queue (applied or dead-lettered): deleted, their aggregates' numbers recorded. */
     const through: Array<Message> = []
-    for (const found of claimed) {
-      const row: Claimed = {
-        ...found,
-        aggregateSeq: found.aggregateSeq ?? undefined,
-        traceparent: found.traceparent ?? undefined
+
+    // First all at once (Inbox.applyAll: one statement for their inbox rows, no savepoint each);
+    // only when one of them fails, one by one, each in its own savepoint, to record which.
+    const deliveries = rows.flatMap((row) => {
+      const subscription = subscriptionOf(row)
+      return subscription === undefined ? [] : [{ subscription, message: row, attempt: row.attempts + 1 }]
+    })
+    const together = rows.length > 1 && deliveries.length === rows.length
+      ? yield* Effect.exit(Inbox.applyAll(sql, deliveries, subscriber.context))
+      : undefined
+    if (together !== undefined && Exit.isFailure(together) && Cause.isInterruptedOnly(together.cause)) {
+      return yield* Effect.failCause(together.cause)
+    }
+    if (together !== undefined && Exit.isSuccess(together)) {
+      for (const [i, row] of rows.entries()) {
+        if (together.value[i] === "applied") yield* warnIfLate(row)
+        through.push(row)
+        outcomes.push("applied")
       }
+    } else for (const row of rows) {
       const attempt = row.attempts + 1
-      const subscription = subscriber.subscriptions.get(Event.keyOf({ publisher: row.publisher, name: row.event }))
+      const subscription = subscriptionOf(row)
       const exit = subscription === undefined
         ? Exit.die(new Error(`${subscriber.module} no longer subscribes to ${row.publisher}'s ${row.event}`))
         : yield* Effect.exit(Inbox.apply(sql, subscription, row, attempt, subscriber.context))
       if (Exit.isSuccess(exit)) {
-        if (row.late && exit.value === "applied") {
-          yield* Effect.logWarning(
-            `${row.publisher}'s ${row.event} ${row.id} (${row.aggregate} #${row.aggregateSeq}) applied after a later event of its aggregate`
-          )
-        }
+        if (exit.value === "applied") yield* warnIfLate(row)
         through.push(row)
         outcomes.push("applied")
         continue

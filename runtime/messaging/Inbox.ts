@@ -48,18 +48,62 @@ export const apply = (
       INSERT INTO inbox (message_id, publisher, event) VALUES (${message.id}, ${message.publisher}, ${message.event})
       ON CONFLICT (message_id) DO NOTHING RETURNING message_id`
     if (fresh.length === 0) return "duplicate" as const
-    const payload = yield* Schema.decodeUnknown(subscription.event.payload)(message.payload)
-    // What a handler may require is checked by Module.make; `context` holds it.
-    const handled = subscription.handle(payload, { messageId: message.id, publishedAt: message.publishedAt, attempt })
-    yield* Effect.provide(handled as Effect.Effect<void, unknown, never>, context)
+    yield* handle(subscription, message, attempt, context)
     return "applied" as const
-  })).pipe(
-    Effect.withSpan(`${message.event}.handle`, {
-      kind: "consumer",
-      attributes: { "tessera.event": message.event, "tessera.publisher": message.publisher, "tessera.message": message.id },
-      ...Option.match(publishingSpan(message), { onNone: () => ({}), onSome: (parent) => ({ parent }) })
-    })
-  )
+  }))
+
+/** A message to apply with the handler of its subscription, at its `attempt`-th delivery. */
+export interface Delivery {
+  readonly subscription: Event.Subscription.Any
+  readonly message: Message
+  readonly attempt: number
+}
+
+/**
+ * Applies every one of `deliveries` (each of another message) in one transaction (a savepoint,
+ * when called inside one), as `apply` does each, with one statement for all their inbox rows
+ * (`apply` takes four for each: savepoint, inbox row, handler, release): the outcome of each, in
+ * order. If any handler or payload fails, nothing of any stays and the whole fails: the caller
+ * applies them one by one (`apply`) to find which, so a batch costs one more try only when one
+ * of it fails.
+ */
+export const applyAll = (
+  sql: SqlClient.SqlClient,
+  deliveries: ReadonlyArray<Delivery>,
+  context: Context.Context<never>
+): Effect.Effect<ReadonlyArray<"applied" | "duplicate">, unknown> =>
+  sql.withTransaction(Effect.gen(function*() {
+    const fresh = new Set(
+      (yield* sql<{ readonly id: string }>`
+        INSERT INTO inbox ${sql.insert(deliveries.map(({ message }) => ({ message_id: message.id, publisher: message.publisher, event: message.event })))}
+        ON CONFLICT (message_id) DO NOTHING RETURNING message_id::text AS id`).map((row) => row.id)
+    )
+    return yield* Effect.forEach(deliveries, ({ attempt, message, subscription }) =>
+      fresh.has(message.id)
+        ? Effect.as(handle(subscription, message, attempt, context), "applied" as const)
+        : Effect.succeed("duplicate" as const))
+  }))
+
+/** Runs `subscription`'s handler on `message`'s payload, in the span `apply` describes. */
+const handle = (
+  subscription: Event.Subscription.Any,
+  message: Message,
+  attempt: number,
+  context: Context.Context<never>
+) =>
+  Effect.flatMap(Schema.decodeUnknown(subscription.event.payload)(message.payload), (payload) =>
+    // What a handler may require is checked by Module.make; `context` holds it.
+    Effect.provide(
+      subscription.handle(payload, { messageId: message.id, publishedAt: message.publishedAt, attempt }) as Effect.Effect<void, unknown, never>,
+      context
+    )).pipe(withHandleSpan(message))
+
+const withHandleSpan = (message: Message) =>
+  Effect.withSpan(`${message.event}.handle`, {
+    kind: "consumer",
+    attributes: { "tessera.event": message.event, "tessera.publisher": message.publisher, "tessera.message": message.id },
+    ...Option.match(publishingSpan(message), { onNone: () => ({}), onSome: (parent) => ({ parent }) })
+  })
 
 /** The span that published `message`, from its W3C `traceparent` (none when absent or malformed). */
 export const publishingSpan = (message: Pick<Message, "traceparent">) =>

@@ -19,8 +19,11 @@ import type { Broker, Message } from "./Broker.ts"
 /** How long a relay's lease lasts without being renewed. */
 export const LEASE = Duration.seconds(10)
 
-/** Outbox rows handed to the broker at once. */
-export const BATCH = 100
+/**
+ * Outbox rows handed to the broker at once: all of them in flight together on RabbitMQ's confirm
+ * channel, so a backlog moves at the broker's pace rather than one confirm round trip per 100.
+ */
+export const BATCH = 500
 
 interface Row {
   readonly seq: string

@@ -252,7 +252,7 @@ export const spawnHost = async (modules: string, env: Readonly<Record<string, st
   const port = await Processes.freePort()
   return Processes.spawnProgram(
     process.execPath,
-    ["--import", "tsx", path.join(root, "runtime/testing/MessagingToyHost.ts"), "serve"],
+    [...Processes.nodeFlags(), "--import", "tsx", path.join(root, "runtime/testing/MessagingToyHost.ts"), "serve"],
     { ...env, TESSERA_MODULES: modules, PORT: String(port) },
     { cwd: root, port }
   )

@@ -63,7 +63,7 @@ export const DENO_FLAGS: ReadonlyArray<string> = (() => {
 })()
 
 /** Flags for Node in front of the release (`TESSERA_TEST_NODE_FLAGS`, e.g. `--cpu-prof` to profile a bench's servers). */
-const nodeFlags = () => (process.env.TESSERA_TEST_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")
+export const nodeFlags = () => (process.env.TESSERA_TEST_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")
 
 /** The command line that runs the release's `tessera <args>` on `runtime`. */
 export const commandLine = (runtime: Runtime, args: ReadonlyArray<string>): [string, Array<string>] =>
