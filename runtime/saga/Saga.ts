@@ -32,7 +32,7 @@ import { HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow, type WorkflowEngine } from "@effect/workflow"
 import { WorkflowInstance } from "@effect/workflow/WorkflowEngine"
-import { Cause, Context, Duration, Effect, Exit, type Layer, Option, Schedule, Schema, type Scope } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, FiberSet, type Layer, Option, Schedule, Schema, type Scope } from "effect"
 import * as Integer from "../schema/Integer.ts"
 import * as Text from "../schema/Text.ts"
 import * as Settings from "../Settings.ts"
@@ -127,6 +127,31 @@ const recorded = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.catchAllCause((cause) => Effect.logWarning("saga: could not record a transition", cause)),
     Effect.asVoid
   )
+
+// --- starting a saga from a request ---
+
+/**
+ * What starts sagas for requests, for the life of the scope: `start(execute)` runs a workflow's
+ * `execute(payload, { discard: true })` and waits at most `within` for it. Starting hands a
+ * message to the workflow engine's shard, which waits while that shard changes hands between
+ * instances (one died, or its shard locks timed out on a loaded database); the request's own
+ * change is committed by then, so its answer need not wait. A start that fails within `within`
+ * fails the request (its client asks again); one still under way goes on after the answer (and
+ * is interrupted when the scope closes), and whatever the owning module sweeps for (a request
+ * whose saga never started) covers a process that dies first. A second start of one execution is
+ * that execution, so asking again is safe.
+ */
+export const starter = (within: Duration.DurationInput) =>
+  Effect.map(FiberSet.make(), (starting) =>
+    <E, R>(execute: Effect.Effect<unknown, E, R>): Effect.Effect<void, E, R> =>
+      execute.pipe(
+        Effect.tapErrorCause((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning("saga: starting failed; it is started again when asked again or swept", cause)
+        ),
+        FiberSet.run(starting),
+        Effect.flatMap((fiber) => Effect.timeoutOption(Fiber.join(fiber), within)),
+        Effect.asVoid
+      ))
 
 // --- running a saga ---
 

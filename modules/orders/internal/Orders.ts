@@ -1,6 +1,6 @@
 /** Orders' use cases. Callers are resolved (and admins checked) by the handlers. */
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Fiber, FiberSet, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import { createHash } from "node:crypto"
 import { CatalogClient, type Currency } from "../../catalog/index.ts"
 import { PaymentsClient } from "../../payments/index.ts"
@@ -44,11 +44,8 @@ const requestHash = (input: NewOrder) =>
   ])).digest("base64url")
 
 /**
- * How long `place` waits for its saga's start before it answers. Starting takes a message into
- * the workflow engine's shard, which waits while that shard changes hands between instances (an
- * instance died, or its shard locks timed out on a loaded database). The order is committed by
- * then: its answer need not wait for that. The start goes on after the answer, and should it
- * never happen (the process dies), the pending-orders sweep (StartedSagas.ts) starts it later.
+ * How long `place` and `cancel` wait for their saga's start before they answer (Saga.starter).
+ * Should a start never happen (the process dies), the sweep (StartedSagas.ts) starts it later.
  */
 const SAGA_START_WAIT = Duration.seconds(2)
 
@@ -60,22 +57,11 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
     const payments = yield* PaymentsClient
     const shipping = yield* ShippingClient
 
-    /** Starts still under way after their request was answered; interrupted when orders stops. */
-    const starting = yield* FiberSet.make()
+    const start = yield* Saga.starter(SAGA_START_WAIT)
 
-    /**
-     * Starts the order's saga (a second start of the same order is the same execution), waiting
-     * at most `SAGA_START_WAIT` for it: a start that fails within that time fails the request (its
-     * client asks again with its key); a later one is left to the sweep.
-     */
+    /** Starts the order's saga (a second start of the same order is the same execution). */
     const startSaga = (orderId: string) =>
-      PlaceOrder.execute({ orderId }, { discard: true }).pipe(
-        Effect.tapErrorCause((cause) => Effect.logWarning("orders: starting an order's saga failed; a repeated request or the pending-orders sweep starts it", cause)),
-        Effect.annotateLogs({ orderId }),
-        FiberSet.run(starting),
-        Effect.flatMap((fiber) => Effect.timeoutOption(Fiber.join(fiber), SAGA_START_WAIT)),
-        Effect.asVoid
-      )
+      start(PlaceOrder.execute({ orderId }, { discard: true })).pipe(Effect.annotateLogs({ orderId }))
 
     /** Prices the items from the catalog: every product known, all in one currency. */
     const price = (items: NewOrder["items"]) =>
@@ -196,7 +182,7 @@ export class Orders extends Effect.Service<Orders>()("orders/Orders", {
         }
       }
       const requested = Option.getOrThrow(yield* repo.requestCancel(id))
-      yield* CancelOrder.execute({ orderId: id }, { discard: true })
+      yield* start(CancelOrder.execute({ orderId: id }, { discard: true })).pipe(Effect.annotateLogs({ orderId: id }))
       return toOrder(requested)
     })
 

@@ -188,6 +188,17 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
             ${after === undefined ? sql`` : sql`AND (created_at, id) > (${after.at}::timestamptz, ${after.id}::uuid)`}
           ORDER BY created_at, id LIMIT ${limit}`.pipe(PgError.orDie)
 
-    return { insert, byKey, byId, list, requestCancel, dropCancel, decideConfirm, confirm, cancel, stalePending } as const
+    /**
+     * Up to `limit` orders whose customer asked to cancel them more than `seconds` ago and that are
+     * not cancelled yet, oldest request first, after the position `after`: cancels whose saga may
+     * never have started.
+     */
+    const staleCancels = (seconds: number, limit: number, after?: StalePosition) =>
+      sql<{ id: string; at: string }>`SELECT id, updated_at::text AS at FROM orders
+          WHERE cancel_requested AND status <> 'CANCELLED' AND updated_at < now() - make_interval(secs => ${seconds})
+            ${after === undefined ? sql`` : sql`AND (updated_at, id) > (${after.at}::timestamptz, ${after.id}::uuid)`}
+          ORDER BY updated_at, id LIMIT ${limit}`.pipe(PgError.orDie)
+
+    return { insert, byKey, byId, list, requestCancel, dropCancel, decideConfirm, confirm, cancel, stalePending, staleCancels } as const
   })
 }) {}
