@@ -102,14 +102,14 @@ for (const { acquire, name } of await Services.databases()) {
       fs.rmSync(dir, { recursive: true, force: true })
     })
 
-    it("resumes after a restart: finished steps and compensations are not run again, the cut one runs again, a later failure compensates in reverse", async () => {
-      const log = path.join(dir, "log")
-      const hold = path.join(dir, "hold")
-      const start = path.join(dir, "start")
-      // a and b wait in step two; c fails at three and its compensation of one keeps failing.
-      fs.writeFileSync(hold, "crash-a:two\ncrash-b:two\ncrash-c:compensate-one\n")
-      fs.writeFileSync(start, "crash-a\ncrash-b:three\ncrash-c:three\n")
-      const port = await Processes.freePort()
+    /**
+     * A toy saga process's files in the test's folder, named `name`-log, -hold and -start, with
+     * `hold` and `start` written, and its environment on this suite's database (`first` instance).
+     */
+    const toy = (name: string, files: { readonly hold: string; readonly start: string }) => {
+      const [log, hold, start] = ["log", "hold", "start"].map((kind) => path.join(dir, `${name}-${kind}`)) as [string, string, string]
+      fs.writeFileSync(hold, files.hold)
+      fs.writeFileSync(start, files.start)
       const env = {
         ...(database.database._tag === "Postgres"
           ? { DATABASE_URL: database.database.url }
@@ -120,6 +120,16 @@ for (const { acquire, name } of await Services.databases()) {
         TOY_INSTANCE: "first",
         TESSERA_SAGA_POLL_INTERVAL: "200 millis"
       }
+      return { log, hold, env }
+    }
+
+    it("resumes after a restart: finished steps and compensations are not run again, the cut one runs again, a later failure compensates in reverse", async () => {
+      // a and b wait in step two; c fails at three and its compensation of one keeps failing.
+      const { env, hold, log } = toy("crash", {
+        hold: "crash-a:two\ncrash-b:two\ncrash-c:compensate-one\n",
+        start: "crash-a\ncrash-b:three\ncrash-c:three\n"
+      })
+      const port = await Processes.freePort()
       const first = spawnToy(port, env)
       servers.push(first)
       await Processes.waitReady(first)
@@ -186,22 +196,8 @@ for (const { acquire, name } of await Services.databases()) {
     it("stops on SIGTERM mid-step with exit 0, compensating nothing, and the saga completes after a restart", async () => {
       // A stopping process interrupts its sagas: they resume, they are not undone. (Once, the
       // interruption ran the steps' compensations, which waited for ever on an engine stopping.)
-      const log = path.join(dir, "term-log")
-      const hold = path.join(dir, "term-hold")
-      const start = path.join(dir, "term-start")
-      fs.writeFileSync(hold, "term-a:two\n")
-      fs.writeFileSync(start, "term-a\n")
+      const { env, hold, log } = toy("term", { hold: "term-a:two\n", start: "term-a\n" })
       const port = await Processes.freePort()
-      const env = {
-        ...(database.database._tag === "Postgres"
-          ? { DATABASE_URL: database.database.url }
-          : { TESSERA_DATA_DIR: database.database.dataDir }),
-        TOY_LOG: log,
-        TOY_HOLD: hold,
-        TOY_START: start,
-        TOY_INSTANCE: "first",
-        TESSERA_SAGA_POLL_INTERVAL: "200 millis"
-      }
       const first = spawnToy(port, env)
       servers.push(first)
       await Processes.waitReady(first)
