@@ -9,7 +9,9 @@
  * No order fails (every one ends CONFIRMED: stock is ample and every payment good), none is lost
  * (every accepted order ends) or doubled (one charge each, one unit sold each). The time from
  * POST to CONFIRMED during the restarts beside the steady run's is printed here and measured in
- * `npm run bench`, not asserted: timings do not belong in tests.
+ * `npm run bench`, not asserted: timings do not belong in tests; so is each process's time to
+ * exit and to be ready again, which is most of this suite's (three customers and a short steady
+ * phase keep the rest small).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Processes from "./runtime/testing/Processes.ts"
@@ -17,8 +19,8 @@ import * as Services from "./runtime/testing/Services.ts"
 import * as Shop from "./runtime/testing/Shop.ts"
 
 const ADMIN = { email: "admin@tessera.test", password: "admin-password-rolling" }
-const CUSTOMERS = 4
-const STEADY_MS = 8_000
+const CUSTOMERS = 3
+const STEADY_MS = 4_000
 const STOCKED = 100_000
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -33,12 +35,7 @@ interface Member {
   server: Processes.Server
 }
 
-// KNOWN GAP (stop 20), skipped so that main stays green: with the saga-shutdown fix every process
-// exits 0 and one run passed (108 orders; p99 7.6 s steady, 13.1 s during restarts), but another
-// ended 4 orders CANCELLED with PAYMENT_UNAVAILABLE while a payments instance restarted: the
-// charge step gives up after about 3 s, where with two payments instances the call should go to
-// the other. To be diagnosed, then this suite runs (issue 14, point 5).
-describe.skip("a rolling restart of a split topology under a steady order load", () => {
+describe("a rolling restart of a split topology under a steady order load", () => {
   let drop: () => Promise<void>
   let providerUrl: string
   let shop: Shop.Shop
@@ -122,11 +119,16 @@ describe.skip("a rolling restart of a split topology under a steady order load",
     await sleep(STEADY_MS)
     const steadyRefused = shop.refused()
     rolling = true
+    /** Per process: how long it took to exit on SIGTERM, then to be ready again (ms). */
+    const restarts: Array<string> = []
     for (const member of members) {
+      const stopping = Date.now()
       const code = await member.server.stop()
       expect(code, `${member.name} exits cleanly on SIGTERM:\n${member.server.output()}`).toBe(0)
+      const starting = Date.now()
       member.server = Processes.spawnServer(member.port, env(member.modules))
       await Processes.waitReady(member.server)
+      restarts.push(`${member.name} ${starting - stopping}+${Date.now() - starting}`)
     }
     rolling = false
     await sleep(2_000)
@@ -144,7 +146,8 @@ describe.skip("a rolling restart of a split topology under a steady order load",
     console.log(
       `rolling restart: ${final.length} orders confirmed (${steady.length} steady, ${during.length} during restarts); ` +
         `POST → CONFIRMED p99 steady ${Shop.quantile(steady, 0.99)} ms, during restarts ${Shop.quantile(during, 0.99)} ms; ` +
-        `answers asked again: ${steadyRefused} steady, ${shop.refused() - steadyRefused} during restarts`
+        `answers asked again: ${steadyRefused} steady, ${shop.refused() - steadyRefused} during restarts; ` +
+        `ms to exit + to be ready again: ${restarts.join(", ")}`
     )
   }, 420_000)
 })

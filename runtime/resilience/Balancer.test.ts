@@ -34,10 +34,15 @@ const fixture = (urls: ReadonlyArray<string>, options: CircuitBreaker.Options = 
   const got: Record<string, number> = Object.fromEntries(urls.map((u) => [u, 0]))
   const answers: Record<string, Answer> = Object.fromEntries(urls.map((u) => [u, "ok" as Answer]))
   const connected: Record<string, boolean> = Object.fromEntries(urls.map((u) => [u, true]))
+  /** How often each was asked to dial now. */
+  const woken: Record<string, number> = Object.fromEntries(urls.map((u) => [u, 0]))
   const balancer = Balancer.make("inventory", { breaker: (url) => CircuitBreaker.make(`inventory at ${url}`, options) })
   const member = (url: string): Balancer.Member => ({
     url,
     connected: () => connected[url]!,
+    wake: () => {
+      woken[url]!++
+    },
     transport: {
       rpc: () => ({
         prepare: Either.right,
@@ -59,7 +64,7 @@ const fixture = (urls: ReadonlyArray<string>, options: CircuitBreaker.Options = 
   })
   /** One call's attempt effect: running it again is a retry. */
   const call = (): Effect.Effect<unknown, unknown> => carrier.attempt(undefined, {} as never, false, undefined, Number.POSITIVE_INFINITY)
-  return { balancer, got, answers, connected, member, call }
+  return { balancer, got, answers, connected, woken, member, call }
 }
 
 /** Lets forked calls run until `done` holds. */
@@ -151,6 +156,29 @@ describe("Balancer", () => {
       yield* call()
       yield* call()
       expect(got).toEqual({ "http://a": 1, "http://b": 5 })
+    }))
+
+  it.effect("asks every instance not connected to dial now when none is, and judges none by attempts never sent", () =>
+    Effect.gen(function*() {
+      const { answers, balancer, call, connected, got, woken } = fixture(["http://a", "http://b"])
+      connected["http://a"] = false
+      yield* call()
+      // One is connected: the other dials on its own schedule.
+      expect(woken).toEqual({ "http://a": 0, "http://b": 0 })
+      connected["http://b"] = false
+      answers["http://a"] = "fail"
+      answers["http://b"] = "fail"
+      // A restart's handover: neither connected, as many failed attempts as open a breaker.
+      for (let i = 0; i < 6; i++) yield* Effect.either(call())
+      expect(got).toEqual({ "http://a": 3, "http://b": 4 })
+      expect(woken).toEqual({ "http://a": 6, "http://b": 6 })
+      // Connected again, both take calls at once: no breaker opened for what was never sent.
+      connected["http://a"] = true
+      connected["http://b"] = true
+      answers["http://a"] = "ok"
+      answers["http://b"] = "ok"
+      expect((yield* balancer.views).map((v) => v.breaker.state)).toEqual(["Closed", "Closed"])
+      expect([yield* call(), yield* call()].sort()).toEqual(["http://a", "http://b"])
     }))
 
   it.effect("drains a removed instance: no new call, closed once its calls in flight end; named again, it serves again", () =>

@@ -9,8 +9,14 @@
  * - each instance has its own circuit breaker (CircuitBreaker.ts): one whose breaker would refuse
  *   is skipped; when every instance's would, the call fails as one breaker does, NotSent /
  *   BreakerOpen, with the soonest `retryAfterMs`;
- * - an instance whose connection is not open is chosen only when none is open (its call then
- *   fails NotSent at once, as a single peer's does);
+ * - an instance whose connection is not open (or whose peer said it is shutting down) is chosen
+ *   only when none is open: its call then fails NotSent at once, as a single peer's does, and
+ *   asks every instance not connected to dial now rather than at the end of its backoff, so
+ *   that an instance just restarted takes calls again as soon as it serves. Such an attempt,
+ *   never sent, is not its breaker's to judge: the connection's state already keeps calls
+ *   away from it, and failures counted while it was down would keep its breaker open, the
+ *   instance refused, for `openFor` after it is back (with the other instance then
+ *   restarting, no instance would take a call);
  * - a call's further attempts (the policy's retry) go to another instance than the one that just
  *   failed, when there is one that can take it;
  * - an instance removed from the set (discovery, Discovery.ts) gets no new call, and is closed
@@ -29,8 +35,10 @@ export interface Member {
   /** `http://10.0.0.7:8080`. */
   readonly url: string
   readonly transport: Client.Transport
-  /** Whether its connection is open now. */
+  /** Whether its connection is open now (and takes new calls). */
   readonly connected: () => boolean
+  /** Asks a connection that is not open to be dialled now (RemoteClient.Lane.wake). */
+  readonly wake?: (() => void) | undefined
 }
 
 /** What the admin view and health show of an instance. */
@@ -201,9 +209,16 @@ export const make = (
               const instance = choose(last, now)
               if (instance === undefined) return Exit.fail(refusal(info, now))
               last = instance.url
+              const attempt = carrierOf(instance).attempt(prepared, headers, discard, parent, attemptMs)
+              if (!instance.member.connected()) {
+                // None is connected: each is asked to dial now; this attempt fails NotSent at
+                // once (unless its connection opened meanwhile), outside the breaker.
+                for (const other of instances) if (!other.draining && !other.member.connected()) other.member.wake?.()
+                return restore(attempt)
+              }
               instance.outstanding++
               return Effect.onExit(
-                restore(instance.breaker.run(call, carrierOf(instance).attempt(prepared, headers, discard, parent, attemptMs))),
+                restore(instance.breaker.run(call, attempt)),
                 () => Effect.sync(() => release(instance))
               )
             })

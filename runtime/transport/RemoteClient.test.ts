@@ -277,7 +277,7 @@ describe("the lane when the peer comes and goes", () => {
     await Effect.runPromise(Scope.close(scope, Exit.void))
   })
 
-  it("on shutdown, answers the calls in flight and refuses new ones without running them", async () => {
+  it("on shutdown, answers the calls in flight and refuses new ones without running them, or sending them once it said so", async () => {
     const server = await serve(0)
     const scope = await Effect.runPromise(Scope.make())
     const { client } = await connect(scope, server.url)
@@ -289,6 +289,11 @@ describe("the lane when the peer comes and goes", () => {
     expect(refused).toBeInstanceOf(CallError)
     expect(refused).toMatchObject({ kind: "NotSent", reason: "ShuttingDown" })
     expect((refused as Error).message).toMatch(/widgets\.slow was not run: widgets is shutting down/)
+    // Told so once, the client sends it no further call (a pool sends them to another instance)...
+    const held = Option.getOrUndefined(failure(await Effect.runPromiseExit(client.slow({ ms: 2 }))))
+    expect(held).toMatchObject({ kind: "NotSent", reason: "ShuttingDown" })
+    expect((held as Error).message).toMatch(/widgets\.slow was not run: widgets at ws:\/\/127\.0\.0\.1:\d+\/rpc\/widgets is shutting down/)
+    // ...while the calls in flight on the connection are still answered.
     expect(await inFlight).toEqual(Exit.succeed(400))
     await closing
     await Effect.runPromise(Scope.close(scope, Exit.void))

@@ -10,9 +10,13 @@
  *   the credential fails calls with `CallError` NotSent/Refused naming why.
  * - A peer that is down (NotSent/Unreachable), or starting or stopping (it answers the upgrade
  *   503, Startup.ts: NotSent/NotServing), fails calls at once (never a hang) while the connection
- *   is dialled again in the background (100 ms, growing to every 2 s); calls succeed again as
- *   soon as the peer is back. A call in flight when the connection drops fails
+ *   is dialled again in the background (100 ms, growing to every 2 s; a call that finds it
+ *   down has it dialled at once, at most every 100 ms); calls succeed again as soon as the
+ *   peer is back. A call in flight when the connection drops fails
  *   OutcomeUnknown/ConnectionLost: it may have run.
+ * - A peer that answers a call ShuttingDown is draining (RpcEndpoint.ts): the connection takes
+ *   no new call from then on (they fail NotSent/ShuttingDown at once, and a pool sends them to
+ *   another instance), while the calls in flight on it are still answered.
  * - A heartbeat: the connection is pinged every `heartbeatInterval`, and closed when nothing (no
  *   pong, no reply) has come back for `heartbeatTimeout`, so a frozen or cut-off peer fails the
  *   calls in flight within seconds, and new ones at once, instead of leaving them to hang.
@@ -79,7 +83,7 @@ export interface Options {
 
 /** Why no call can be sent now: a CallError reason and the message that says it. */
 interface Down {
-  readonly reason: "Unreachable" | "NotServing" | "Refused"
+  readonly reason: "Unreachable" | "NotServing" | "Refused" | "ShuttingDown"
   readonly message: string
 }
 
@@ -107,8 +111,14 @@ const connect = (
 ) => {
   let socket: WebSocket | undefined
   let open = false
+  /** The open connection's peer said it is shutting down: it takes no new call (it answers those in flight). */
+  let leaving: Down | undefined
   let stopped = false
   let attempts = 0
+  /** A dial is under way (from its start until its connection opens or closes). */
+  let dialling = false
+  /** When the latest dial began (Date.now()). */
+  let dialledAt = 0
   let retry: NodeJS.Timeout | undefined
   let renewal: NodeJS.Timeout | undefined
   let pinger: NodeJS.Timeout | undefined
@@ -180,6 +190,12 @@ const connect = (
         hooks.log("error", `${module} sent a reply whose id is not a non-negative integer; reconnecting`)
         return ws.close(Wire.CLOSE_PROTOCOL_ERROR, "a reply with a malformed id")
       }
+      if (frame.k === "ShuttingDown" && leaving === undefined && ws === socket) {
+        // The peer is draining (RpcEndpoint.ts): new calls go elsewhere or wait for the next
+        // connection, not to it; the calls in flight on it are still answered.
+        leaving = { reason: "ShuttingDown", message: `${module} at ${url} is shutting down` }
+        hooks.onDown()
+      }
       const onReply = pending.get(frame.i)
       if (onReply !== undefined) {
         pending.delete(frame.i)
@@ -189,6 +205,8 @@ const connect = (
   }
 
   function dial() {
+    dialling = true
+    dialledAt = Date.now()
     issuer.current().then((credential) => {
       if (stopped) return
       const ws = new WebSocket(url, Wire.PROTOCOL, {
@@ -203,6 +221,8 @@ const connect = (
         if (stopped) return ws.close()
         send = Wire.sender((message) => ws.send(message), maxFrameBytes)
         open = true
+        leaving = undefined
+        dialling = false
         attempts = 0
         logged = undefined
         renewLater(ws, credential)
@@ -253,6 +273,8 @@ const connect = (
         if (socket === ws) socket = undefined
         const wasOpen = open
         open = false
+        leaving = undefined
+        dialling = false
         send = () => true
         if (wasOpen) {
           if (logged === undefined) {
@@ -267,6 +289,7 @@ const connect = (
         redial()
       })
     }, (error) => {
+      dialling = false
       unreachable(`signing a service credential for ${module} failed: ${error}`, "error", "Refused")
       redial()
     })
@@ -276,7 +299,17 @@ const connect = (
 
   return {
     /** Why no call can be sent now, or `undefined` when one can. */
-    unavailable: (): Down | undefined => (open ? undefined : down),
+    unavailable: (): Down | undefined => (open ? leaving : down),
+    /**
+     * A call wants the connection, which is not open: dial now rather than at the end of the
+     * backoff (a peer restarting is back within a few hundred milliseconds of its readiness,
+     * not up to 2 s later), unless a dial is under way or began less than 100 ms ago.
+     */
+    wake: () => {
+      if (stopped || open || dialling || Date.now() - dialledAt < RETRY_FIRST_MS) return
+      clearTimeout(retry)
+      dial()
+    },
     /**
      * Sends a call; `onReply` gets its reply. The call's id, for `cancel`; `undefined` when the
      * call is larger than a message may be (nothing was sent).
@@ -331,7 +364,10 @@ export const preparers = (group: RpcGroup.RpcGroup<any>): ((info: { readonly tag
 /** The transport to one instance of a module, and whether its connection is open now. */
 export interface Lane {
   readonly transport: Client.Transport
+  /** Whether its connection is open and takes new calls (its peer did not say it is shutting down). */
   readonly connected: () => boolean
+  /** Dials a connection that is not open now, rather than at the end of its backoff (at most every 100 ms). */
+  readonly wake: () => void
 }
 
 /**
@@ -435,7 +471,10 @@ export const lane = (module: string, group: RpcGroup.RpcGroup<any>, peer: string
           attempt: (payload, headers, discard, parent, attemptMs) =>
             Effect.withFiberRuntime<unknown, unknown>((fiber) => {
               const down = link.unavailable()
-              if (down !== undefined) return notSent(down.reason, down.message)
+              if (down !== undefined) {
+                link.wake()
+                return notSent(down.reason, down.message)
+              }
               const frame: { -readonly [K in keyof Omit<Wire.CallFrame, "i">]: Wire.CallFrame[K] } = { t: tag, p: payload }
               if (hasAny(headers)) frame.h = headers
               if (parent) frame.s = [parent.traceId, parent.spanId, parent.sampled]
@@ -467,7 +506,7 @@ export const lane = (module: string, group: RpcGroup.RpcGroup<any>, peer: string
         }
       }
     }
-    const lane: Lane = { transport: carrier, connected: () => link.unavailable() === undefined }
+    const lane: Lane = { transport: carrier, connected: () => link.unavailable() === undefined, wake: link.wake }
     return lane
   })
 

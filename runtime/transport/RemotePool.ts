@@ -54,7 +54,7 @@ export const make = <Rpcs extends Rpc.Any>(
           RemoteClient.lane(module, group, url, { ...options, awaitOpen, onDown: kick }),
           own
         )
-        const member: Balancer.Member = { url, transport: lane.transport, connected: lane.connected }
+        const member: Balancer.Member = { url, transport: lane.transport, connected: lane.connected, wake: lane.wake }
         return { scope: own, member }
       })
     const members = new Map<string, { readonly scope: Scope.CloseableScope; readonly member: Balancer.Member }>()
