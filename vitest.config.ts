@@ -12,10 +12,21 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     sequence: { hooks: "stack" },
     projects: [
-      { extends: true, test: { name: "tests", include: ["**/*.test.ts"], exclude: [...exclude, "**/*.outage.test.ts"] } },
+      { extends: true, test: { name: "tests", include: ["**/*.test.ts"], exclude: [...exclude, "**/*.outage.test.ts", "**/*.alone.test.ts"] } },
       // Suites that stop a shared service (RabbitMQ) run after every other suite, alone, so that
-      // no other suite meets the outage they cause.
-      { extends: true, test: { name: "outages", include: ["**/*.outage.test.ts"], exclude, sequence: { groupOrder: 1 } } }
+      // no other suite meets the outage they cause; so do those that load the whole machine
+      // (`*.alone.test.ts`: eight processes restarted in turn), which would slow every suite
+      // beside them and measure their neighbours' load.
+      {
+        extends: true,
+        test: {
+          name: "outages",
+          include: ["**/*.outage.test.ts", "**/*.alone.test.ts"],
+          exclude,
+          sequence: { groupOrder: 1 },
+          poolOptions: { forks: { singleFork: true } }
+        }
+      }
     ]
   }
 })
