@@ -38,7 +38,6 @@ const rabbit = await Services.findRabbit()
 describe.skipIf(!postgres.ok || !rabbit.ok)("the order saga while orders and payments are killed and restarted", () => {
   let drop: () => Promise<void>
   let databaseUrl: string
-  let gateway: string
   let providerUrl: string
   let ordersPort: number
   let ordersEnv: Record<string, string>
@@ -48,33 +47,10 @@ describe.skipIf(!postgres.ok || !rabbit.ok)("the order saga while orders and pay
   let orders: Processes.Server
   let payments: Processes.Server
 
-  const api = async (route: string, init: { method?: string; json?: unknown; token?: string; key?: string } = {}) => {
-    const headers: Record<string, string> = {}
-    if (init.token) headers.authorization = `Bearer ${init.token}`
-    if (init.key) headers["idempotency-key"] = init.key
-    if (init.json !== undefined) headers["content-type"] = "application/json"
-    const response = await fetch(`${gateway}${route}`, {
-      method: init.method ?? (init.json !== undefined ? "POST" : "GET"),
-      headers,
-      ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {})
-    })
-    const text = await response.text()
-    return { status: response.status, body: text === "" ? undefined : JSON.parse(text) as any }
-  }
-
-  /** Answers 5xx seen (orders down or restarting): the crashes did meet the stream. */
-  let refused = 0
-
-  /** Asks again while the answer is 5xx (orders is down or restarting), as a client with a key does. */
-  const persist = async (route: string, init: Parameters<typeof api>[1]) => {
-    for (let i = 0; i < 600; i++) {
-      const answer = await api(route, init).catch(() => ({ status: 599, body: undefined }))
-      if (answer.status < 500) return answer
-      refused++
-      await sleep(100)
-    }
-    throw new Error(`${route} kept failing`)
-  }
+  /** The client: `persist` asks again while the answer is 5xx (orders is down or restarting), as a client with a key does. */
+  let shop: Shop.Shop
+  const api = (route: string, init?: Shop.Request) => shop.api(route, init)
+  const persist = (route: string, init?: Shop.Request) => shop.persist(route, init)
 
   beforeAll(async () => {
     if (!postgres.ok) return
@@ -112,7 +88,7 @@ describe.skipIf(!postgres.ok || !rabbit.ok)("the order saga while orders and pay
       Processes.spawnServer(shippingAt, env("shipping"))
     )
     await Promise.all([...servers.slice(1), orders, payments].map((s) => Processes.waitReady(s)))
-    gateway = servers[1]!.url
+    shop = Shop.make([servers[1]!.url])
   }, 180_000)
 
   afterAll(async () => {
@@ -164,43 +140,16 @@ describe.skipIf(!postgres.ok || !rabbit.ok)("the order saga while orders and pay
     }
     const ids = await placing
     expect(new Set(ids).size).toBe(ORDERS)
-    expect(refused, "no request met orders down").toBeGreaterThan(0)
+    expect(shop.refused(), "no request met orders down").toBeGreaterThan(0)
 
     // Quiet: every order ends.
     const final: Array<any> = []
-    for (const id of ids) {
-      for (let i = 0;; i++) {
-        const { body } = await persist(`/v1/orders/${id}`, { token: buyer })
-        if (body.status !== "PENDING") {
-          final.push(body)
-          break
-        }
-        if (i > 1200) throw new Error(`order ${id} stayed PENDING`)
-        await sleep(100)
-      }
-    }
-    const confirmed = final.filter((o) => o.status === "CONFIRMED")
-    const cancelled = final.filter((o) => o.status === "CANCELLED")
-    expect(confirmed.length + cancelled.length).toBe(ORDERS)
+    for (const id of ids) final.push(await Shop.ended(shop, buyer, id))
     // A charge whose payments process was down for its retries ends PAYMENT_UNAVAILABLE (and is refunded if it was made).
+    const cancelled = final.filter((o) => o.status === "CANCELLED")
     expect(cancelled.every((o) => ["PAYMENT_DECLINED", "OUT_OF_STOCK", "PAYMENT_UNAVAILABLE"].includes(o.failureReason))).toBe(true)
-
-    // Stock: each confirmed order sold one unit; nothing stays reserved.
-    const stock = (await api(`/v1/products/${product.id}/stock`, { token: admin })).body
-    expect({ available: stock.available, reserved: stock.reserved }).toEqual({ available: STOCKED - confirmed.length, reserved: 0 })
-
-    // The provider's ledger: one unrefunded charge per confirmed order, none left for a cancelled one.
-    const ledger = await (await fetch(`${providerUrl}/admin/ledger`)).json() as { charges: Array<any> }
-    const live = (id: string) => ledger.charges.filter((c) => c.reference === `order-${id}` && c.status === "succeeded" && !c.refunded)
-    for (const order of confirmed) expect(live(order.id), `order ${order.id}`).toHaveLength(1)
-    for (const order of cancelled) expect(live(order.id), `order ${order.id}`).toHaveLength(0)
-
-    // Shipments: live exactly for the confirmed orders.
-    for (const order of final) {
-      const shipment = await persist(`/v1/orders/${order.id}/shipment`, { token: buyer })
-      const isLive = shipment.status === 200 && shipment.body.status !== "cancelled"
-      expect(isLive, `order ${order.id} ${order.status}`).toBe(order.status === "CONFIRMED")
-    }
+    // Stock sold once per confirmed order, one live charge and shipment each, none for a cancelled one.
+    await Shop.expectSettled(shop, { admin, productId: product.id, stocked: STOCKED, final, providerUrl })
   }, 300_000)
 
   it("starts the saga of an order whose process died between its commit and the saga's start", async () => {
@@ -239,22 +188,11 @@ describe.skipIf(!postgres.ok || !rabbit.ok)("the order saga while orders and pay
  */
 describe.skipIf(!postgres.ok || !rabbit.ok)("two instances of orders, one killed for good", () => {
   let drop: () => Promise<void>
-  let gateway: string
   const servers: Array<Processes.Server> = []
   let doomed: Processes.Server
 
-  const api = async (route: string, init: { json?: unknown; token?: string; key?: string } = {}) => {
-    const headers: Record<string, string> = {}
-    if (init.token) headers.authorization = `Bearer ${init.token}`
-    if (init.key) headers["idempotency-key"] = init.key
-    if (init.json !== undefined) headers["content-type"] = "application/json"
-    const response = await fetch(`${gateway}${route}`, {
-      method: init.json !== undefined ? "POST" : "GET",
-      headers,
-      ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {})
-    })
-    return { status: response.status, body: await response.json() as any }
-  }
+  let shop: Shop.Shop
+  const api = (route: string, init?: Shop.Request) => shop.api(route, init)
 
   beforeAll(async () => {
     if (!postgres.ok) return
@@ -281,7 +219,7 @@ describe.skipIf(!postgres.ok || !rabbit.ok)("two instances of orders, one killed
     servers.push(Processes.spawnServer(first, env("orders", backs)))
     doomed = Processes.spawnServer(second, env("orders", backs))
     await Promise.all([...servers.slice(1), doomed].map((s) => Processes.waitReady(s)))
-    gateway = servers[1]!.url
+    shop = Shop.make([servers[1]!.url])
   }, 180_000)
 
   afterAll(async () => {
