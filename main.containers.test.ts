@@ -66,7 +66,7 @@ const start = async (name: string, env: Record<string, string>, options: { volum
   for (const [key, value] of Object.entries(env)) args.push("-e", `${key}=${value}`)
   if (options.volume) args.push("-v", `${options.volume}:/data`)
   if (options.runtime === "deno") {
-    const flags = Processes.DENO_FLAGS
+    const flags = Processes.denoFlags()
     args.push("--entrypoint", "deno", IMAGE, "run", ...flags, "/app/dist/tessera.mjs", "serve")
   } else {
     args.push(IMAGE)

@@ -119,6 +119,6 @@ describe("tessera topology", () => {
 
 describe("tessera up", () => {
   it("runs Deno with exactly the permissions of npm run start:deno", () => {
-    expect(Up.DENO_FLAGS).toEqual(Processes.DENO_FLAGS)
+    expect(Up.DENO_FLAGS).toEqual(Processes.denoFlags())
   })
 })

@@ -3,7 +3,7 @@
  * to a subscriber's inbox, beside raw confirmed publishes on the same broker in the same run.
  *
  * The publisher (`toypub`) and the subscriber (`toysub`) of runtime/testing/MessagingToy.ts each
- * run in a process of their own (MessagingToyHost.ts: `tessera serve` with the toys), on one
+ * run in a process of their own (MessagingToyHost.ts compiled by ToyHosts.ts: `tessera serve` with the toys), on one
  * PostgreSQL database and a RabbitMQ virtual host of their own. The bench writes outbox rows as
  * `Outbox.publish` does (a row, and a notification of the relay, committed together), straight
  * into toypub's outbox: what it measures starts at the outbox.
@@ -31,9 +31,11 @@ import { Effect, Exit, Redacted, Scope } from "effect"
 import * as os from "node:os"
 import { Connection } from "rabbitmq-client"
 import * as RabbitBroker from "../runtime/messaging/RabbitBroker.ts"
+import * as Build from "../runtime/release/Build.ts"
 import * as Processes from "../runtime/testing/Processes.ts"
 import * as Toy from "../runtime/testing/MessagingToy.ts"
 import * as Services from "../runtime/testing/Services.ts"
+import * as ToyHosts from "../runtime/testing/ToyHosts.ts"
 
 const ONLY = process.env.BENCH_ONLY
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 2_000)
@@ -142,6 +144,9 @@ const main = async () => {
     console.log(`events: skipped (${!postgres.ok ? postgres.reason : ""}${!rabbit.ok ? rabbit.reason : ""})`)
     return
   }
+  // The toy hosts, compiled as the release is (so the release first: its files in dist/ are used).
+  if (!Build.isFresh()) await Build.build()
+  await ToyHosts.build(Build.bundle)
   console.log(
     `tessera events bench: node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}, ` +
       `${fmt(EVENTS)} events at once, then a steady load for ${SECONDS} s`

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Processes from "../testing/Processes.ts"
 import * as Services from "../testing/Services.ts"
+import * as ToyHosts from "../testing/ToyHosts.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -48,7 +49,7 @@ const waitUntil = async (what: string, check: () => boolean | Promise<boolean>, 
 const spawnToy = (port: number, env: Record<string, string>) =>
   Processes.spawnProgram(
     process.execPath,
-    ["--import", "tsx", path.join(root, "runtime/testing/SagaToyHost.ts"), "serve"],
+    [...Processes.nodeFlags(), ToyHosts.entry("saga"), "serve"],
     { ...env, PORT: String(port) },
     { cwd: root, port }
   )

@@ -9,7 +9,6 @@ import { Rpc, RpcGroup } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
-import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Module from "../Module.ts"
 import * as Event from "../messaging/Event.ts"
@@ -18,6 +17,7 @@ import * as InProcessBroker from "../messaging/InProcessBroker.ts"
 import * as Messaging from "../messaging/Messaging.ts"
 import * as Outbox from "../messaging/Outbox.ts"
 import * as Processes from "./Processes.ts"
+import * as ToyHosts from "./ToyHosts.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -247,12 +247,12 @@ export const waitFor = <A, R>(effect: Effect.Effect<A | undefined, unknown, R>, 
 export const appliedOf = (aggregate: string) =>
   Effect.map(Effect.flatMap(SubClient, (c) => c.applied()), (rows) => rows.filter((r) => r.aggregate === aggregate))
 
-/** A toy process (MessagingToyHost.ts) hosting `modules` (`toypub`, `toysub`, or both) with `env`. */
+/** A toy process (MessagingToyHost.ts, compiled: ToyHosts.ts) hosting `modules` (`toypub`, `toysub`, or both) with `env`. */
 export const spawnHost = async (modules: string, env: Readonly<Record<string, string>>) => {
   const port = await Processes.freePort()
   return Processes.spawnProgram(
     process.execPath,
-    [...Processes.nodeFlags(), "--import", "tsx", path.join(root, "runtime/testing/MessagingToyHost.ts"), "serve"],
+    [...Processes.nodeFlags(), ToyHosts.entry("messaging"), "serve"],
     { ...env, TESSERA_MODULES: modules, PORT: String(port) },
     { cwd: root, port }
   )

@@ -1,7 +1,7 @@
 /**
  * `tessera` with the messaging toys (MessagingToy.ts) as its modules, for tests and the events
  * bench that run a publisher or a subscriber as a process of their own, killed and started again:
- * `node --import tsx runtime/testing/MessagingToyHost.ts serve`, with `TESSERA_MODULES` (`toypub`,
+ * `node dist/test-messaging-toy.mjs serve` (compiled by ToyHosts.ts), with `TESSERA_MODULES` (`toypub`,
  * `toysub` or both), a database and `AMQP_URL` as for the release. `spawn` starts one.
  */
 import * as Cli from "../Cli.ts"

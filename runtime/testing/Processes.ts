@@ -53,14 +53,15 @@ export const RELEASE = path.join(root, "dist", "tessera.mjs")
 
 /**
  * The flags `npm run start:deno` gives Deno (its permissions), read from package.json: the tests
- * run the release with exactly the permissions users give it.
+ * run the release with exactly the permissions users give it. Read when asked, not on import:
+ * the compiled toy hosts (ToyHosts.ts) carry this file where no package.json lies.
  */
-export const DENO_FLAGS: ReadonlyArray<string> = (() => {
+export const denoFlags = (): ReadonlyArray<string> => {
   const scripts = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).scripts as Record<string, string>
   const flags = /^(?:exec )?deno run (.*) dist\/tessera\.mjs serve$/.exec(scripts["start:deno"] ?? "")?.[1]
   if (flags === undefined) throw new Error(`package.json's start:deno is not "[exec ]deno run <flags> dist/tessera.mjs serve"`)
   return flags.split(/\s+/)
-})()
+}
 
 /** Flags for Node in front of the release (`TESSERA_TEST_NODE_FLAGS`, e.g. `--cpu-prof` to profile a bench's servers). */
 export const nodeFlags = () => (process.env.TESSERA_TEST_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")
@@ -69,7 +70,7 @@ export const nodeFlags = () => (process.env.TESSERA_TEST_NODE_FLAGS ?? "").split
 export const commandLine = (runtime: Runtime, args: ReadonlyArray<string>): [string, Array<string>] =>
   runtime === "node"
     ? [process.execPath, [...nodeFlags(), RELEASE, ...args]]
-    : [path.join(root, "node_modules", ".bin", "deno"), ["run", ...DENO_FLAGS, RELEASE, ...args]]
+    : [path.join(root, "node_modules", ".bin", "deno"), ["run", ...denoFlags(), RELEASE, ...args]]
 
 /** Spawns `tessera serve` with `env` on `port`, without waiting for it. */
 export const spawnServer = (port: number, env: Record<string, string | undefined>, runtime: Runtime = RUNTIME): Server =>

@@ -1,6 +1,6 @@
 /**
  * `tessera` with the saga toy as its only module (SagaToy.ts), for tests that run it as a
- * process of its own: `node --import tsx runtime/testing/SagaToyHost.ts serve`. Besides what
+ * process of its own: `node dist/test-saga-toy.mjs serve`, compiled by ToyHosts.ts. Besides what
  * SagaToy reads, `TOY_START` names a file that it reads every 100 ms: each line `<id>` or
  * `<id>:<failAt>` starts that saga (again and again: starting a saga that exists changes
  * nothing, which the tests rely on too).
