@@ -10,6 +10,10 @@ export default defineConfig({
     // Two cores: end-to-end suites start servers of their own.
     pool: "forks",
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    // A fork runs file after file without loading every module again for each: 109 files spent
+    // 254 s importing Effect and the runtime (collect), 29 s this way. The suites share no state
+    // through a module: each builds its own layers, servers and databases.
+    isolate: false,
     sequence: { hooks: "stack" },
     projects: [
       { extends: true, test: { name: "tests", include: ["**/*.test.ts"], exclude: [...exclude, "**/*.outage.test.ts", "**/*.alone.test.ts"] } },
