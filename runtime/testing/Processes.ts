@@ -22,16 +22,52 @@ export interface Server {
   readonly stop: () => Promise<number | null>
 }
 
-/** A port nothing listens on right now. */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
+/** Listens on `port` (0: one the system picks) at 127.0.0.1 and closes: the port, or undefined when taken. */
+const tryListen = (port: number) =>
+  new Promise<number | undefined>((resolve) => {
     const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
+    server.once("error", () => resolve(undefined))
+    server.listen(port, "127.0.0.1", () => {
       const { port } = server.address() as net.AddressInfo
       server.close(() => resolve(port))
     })
   })
+
+/**
+ * The lowest port the system hands to outgoing connections (Linux's `ip_local_port_range`; the
+ * usual floor elsewhere). A port the system picks for a listener comes from that range too, so
+ * between the moment it is free and the moment a server listens on it, an outgoing connection of
+ * any process (to PostgreSQL, to RabbitMQ, between modules) may take it: seen as EADDRINUSE.
+ */
+const EPHEMERAL_FLOOR = (() => {
+  try {
+    const floor = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0])
+    return Number.isInteger(floor) && floor > 20_000 ? floor : 32_768
+  } catch {
+    return 32_768
+  }
+})()
+const LOWEST = 10_000
+/** Ports this process handed out, not handed out again. */
+const handedOut = new Set<number>()
+
+/**
+ * A port nothing listens on right now, from below the system's range for outgoing connections
+ * (so no connection takes it before its server listens), never one this process handed out before.
+ */
+export const freePort = async (): Promise<number> => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = LOWEST + Math.floor(Math.random() * (EPHEMERAL_FLOOR - LOWEST))
+    if (handedOut.has(port)) continue
+    if ((await tryListen(port)) !== undefined) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  const port = await tryListen(0)
+  if (port === undefined) throw new Error("no free port")
+  return port
+}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
