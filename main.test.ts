@@ -735,18 +735,23 @@ for (const [name, start] of Object.entries(topologies)) {
 
       it("limits each client's request rate: 429 for the greedy one, others served", async () => {
         const product = await createProduct()
-        // A token of its own, fresh. On a loaded machine the burst may outlive it
+        // Bursts of 4, 8, then 12 × RATE_LIMIT requests at once, until the limiter answers 429:
+        // on a loaded machine a burst can be answered slowly enough for the bucket (RATE_LIMIT a
+        // second) to refill under it. Each with a token of its own, fresh; a burst may still outlive it
         // (TOKEN_TTL_SECONDS): a 401 answered after the token's last second is its expiry, not
         // the limiter's doing, and is set aside; any other answer must be 200 or 429.
         const greedy = await customer()
-        const token = await greedy.token()
-        // (Its expiry is in whole seconds after its issue, just before now: up to 2 s sooner than now + TTL.)
-        const expiresAt = Date.now() + (TOKEN_TTL_SECONDS - 2) * 1000
-        const answers = await Promise.all(
-          Array.from({ length: 4 * RATE_LIMIT }, () =>
-            api(`/v1/products/${product.id}/stock`, { as: token }).then((r) => ({ status: r.status, at: Date.now() })))
-        )
-        const statuses = answers.filter((a) => !(a.status === 401 && a.at >= expiresAt)).map((a) => a.status)
+        const statuses: Array<number> = []
+        for (let burst = 1; burst <= 3 && !statuses.includes(429); burst++) {
+          const token = await login(deployment.gateway, { email: greedy.user.email, password })
+          // (Its expiry is in whole seconds after its issue, just before now: up to 2 s sooner than now + TTL.)
+          const expiresAt = Date.now() + (TOKEN_TTL_SECONDS - 2) * 1000
+          const answers = await Promise.all(
+            Array.from({ length: 4 * burst * RATE_LIMIT }, () =>
+              api(`/v1/products/${product.id}/stock`, { as: token }).then((r) => ({ status: r.status, at: Date.now() })))
+          )
+          statuses.push(...answers.filter((a) => !(a.status === 401 && a.at >= expiresAt)).map((a) => a.status))
+        }
         expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0)
         expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(RATE_LIMIT)
         expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([])
