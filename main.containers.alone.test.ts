@@ -143,12 +143,10 @@ describe.skipIf(skip !== undefined)("the image, built and run with podman", () =
     const broker = await Services.isolatedRabbit(rabbit.value)
     try {
       const file = await Effect.runPromise(TopologyFile.decode("per-module.json", fs.readFileSync("deploy/topologies/per-module.json", "utf8")))
-      const portBase = 20_000 + Math.floor(Math.random() * 20_000)
-      const instances = Environments.ofTopology(file, ModuleFacts.fromModules(modules), Environments.local({
-        portBase,
-        databaseUrl: db.url,
-        amqpUrl: broker.url
-      }))
+      const at = (portBase: number) =>
+        Environments.ofTopology(file, ModuleFacts.fromModules(modules), Environments.local({ portBase, databaseUrl: db.url, amqpUrl: broker.url }))
+      // Each instance listens on the base port plus its number: as many free ports in a row.
+      const instances = at(await Processes.freePorts(at(0).length))
       for (const instance of instances) {
         const name = `tessera-${instance.process}-${instance.replica}-${suffix}`
         containers.push(name)

@@ -229,8 +229,8 @@ for (const [name, start] of Object.entries(topologies)) {
       api("/v1/orders", { as: token, json, headers: key === null ? {} : { "idempotency-key": key } })
 
     /**
-     * Places as a client does under load: an answer that says to come back (503, 504, with its
-     * Retry-After) is asked again with the same key, a few times; the last answer.
+     * Places as a client does under load: an answer that says to come back (503, 504) is asked
+     * again a second later with the same key, a few times; the last answer.
      */
     const placeAsClient = async (token: string, json: unknown, key = crypto.randomUUID()) => {
       for (let tries = 1;; tries++) {

@@ -737,9 +737,9 @@ for (const [name, start] of Object.entries(topologies)) {
         const product = await createProduct()
         // Bursts of 4, 8, then 12 × RATE_LIMIT requests at once, until the limiter answers 429:
         // on a loaded machine a burst can be answered slowly enough for the bucket (RATE_LIMIT a
-        // second) to refill under it. Each with a token of its own, fresh; a burst may still outlive it
-        // (TOKEN_TTL_SECONDS): a 401 answered after the token's last second is its expiry, not
-        // the limiter's doing, and is set aside; any other answer must be 200 or 429.
+        // second) to refill under it. Each with a token of its own, fresh; a burst may still
+        // outlive it (TOKEN_TTL_SECONDS): a 401 answered after the token's last second is its
+        // expiry, not the limiter's doing, and is set aside; any other answer must be 200 or 429.
         const greedy = await customer()
         const statuses: Array<number> = []
         for (let burst = 1; burst <= 3 && !statuses.includes(429); burst++) {

@@ -23,14 +23,6 @@ const listening = (port: number) =>
     socket.once("error", () => resolve(false))
   })
 
-/** A base port with the next one free too (own-database.json has two instances). */
-const twoFreePorts = async () => {
-  for (;;) {
-    const base = await Processes.freePort()
-    if (!(await listening(base + 1))) return base
-  }
-}
-
 describe.skipIf(!postgres.ok)(postgres.ok ? "tessera up" : Services.unavailable("PostgreSQL", postgres.reason), () => {
   let database: Awaited<ReturnType<typeof Services.createDatabase>>
   let up: Processes.Server
@@ -39,7 +31,8 @@ describe.skipIf(!postgres.ok)(postgres.ok ? "tessera up" : Services.unavailable(
   beforeAll(async () => {
     if (!postgres.ok) return
     database = await Services.createDatabase(postgres.value)
-    base = await twoFreePorts()
+    // own-database.json has two instances: the base port and the next.
+    base = await Processes.freePorts(2)
     up = Processes.spawnCommand(["up", path.join("deploy", "topologies", "own-database.json"), "--port-base", String(base)], {
       DATABASE_URL: database.url,
       TESSERA_ADMIN_EMAIL: SplitDeployment.ADMIN.email,

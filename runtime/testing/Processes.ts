@@ -22,15 +22,12 @@ export interface Server {
   readonly stop: () => Promise<number | null>
 }
 
-/** Listens on `port` (0: one the system picks) at 127.0.0.1 and closes: the port, or undefined when taken. */
-const tryListen = (port: number) =>
-  new Promise<number | undefined>((resolve) => {
+/** Whether `port` can be listened on at 127.0.0.1 right now (listened on, then closed). */
+const isFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
     const server = net.createServer()
-    server.once("error", () => resolve(undefined))
-    server.listen(port, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
 
 /**
@@ -52,22 +49,26 @@ const LOWEST = 10_000
 const handedOut = new Set<number>()
 
 /**
- * A port nothing listens on right now, from below the system's range for outgoing connections
- * (so no connection takes it before its server listens), never one this process handed out before.
+ * The first of `count` consecutive ports nothing listens on right now (for a topology whose
+ * instances listen on a base port and the ones after it), from below the system's range for
+ * outgoing connections (so no connection takes them before their servers listen), none of them
+ * one this process handed out before.
  */
-export const freePort = async (): Promise<number> => {
+export const freePorts = async (count: number): Promise<number> => {
+  const range = Array.from({ length: count }, (_, i) => i)
   for (let attempt = 0; attempt < 100; attempt++) {
-    const port = LOWEST + Math.floor(Math.random() * (EPHEMERAL_FLOOR - LOWEST))
-    if (handedOut.has(port)) continue
-    if ((await tryListen(port)) !== undefined) {
-      handedOut.add(port)
-      return port
+    const base = LOWEST + Math.floor(Math.random() * (EPHEMERAL_FLOOR - LOWEST - count))
+    if (range.some((i) => handedOut.has(base + i))) continue
+    if ((await Promise.all(range.map((i) => isFree(base + i)))).every(Boolean)) {
+      for (const i of range) handedOut.add(base + i)
+      return base
     }
   }
-  const port = await tryListen(0)
-  if (port === undefined) throw new Error("no free port")
-  return port
+  throw new Error(`no ${count} consecutive free ports below ${EPHEMERAL_FLOOR}`)
 }
+
+/** A port nothing listens on right now (see `freePorts`). */
+export const freePort = () => freePorts(1)
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
