@@ -120,7 +120,14 @@ export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<G
       Option.match(limits.statementTimeout, {
         onNone: () => Effect.uninterruptible(statement),
         onSome: (timeout) =>
-          statement.pipe(
+          // Interruptible, so that the timeout holds inside uninterruptible regions too: a
+          // transaction's COMMIT or ROLLBACK runs in one, and on a connection cut off without a
+          // word (a network partition, a server gone without a reset) it would wait for an answer
+          // that never comes, holding its fiber, its turn and, at shutdown, the process. The
+          // timeout runs the statement in a fiber of its own, which only the timeout interrupts:
+          // an interruption pending on the caller (the ROLLBACK of an interrupted request) does
+          // not reach it. A statement cut short leaves its outcome unknown, as a lost connection does.
+          Effect.interruptible(statement).pipe(
             Effect.catchIf(
               (error) => PgError.code(error) === QUERY_CANCELED,
               () => Effect.die(unavailable(limits.label, `cancelled a statement that ran over ${Duration.format(timeout)}`))

@@ -11,7 +11,7 @@
  * never arrive.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Context, Duration, Effect, Option, Queue, type Redacted, Schedule, Stream } from "effect"
+import { Context, Duration, Effect, Fiber, Option, Queue, type Redacted, Schedule, Stream } from "effect"
 import type { Module } from "../Module.ts"
 import * as Settings from "../Settings.ts"
 import * as Event from "./Event.ts"
@@ -120,6 +120,12 @@ export interface HostedModule {
 /**
  * Wakes `signal` at every notification of `channel` for as long as the scope lives; a listen that
  * fails (its connection lost) is logged and opened again after `pause` (polling goes on meanwhile).
+ *
+ * The scope's end interrupts it without waiting for it to end: ending a listen runs `UNLISTEN` on
+ * its connection with no timeout (@effect/sql-pg 0.53), and a connection cut off without a word
+ * (a network partition: seen with a container disconnected and connected again) never answers,
+ * which kept a process from exiting on SIGTERM until it was killed. Its connection is closed, with
+ * a timeout, by the pool's own end.
  */
 const wakeOnNotify = (
   listen: (channel: string) => Stream.Stream<string, SqlError.SqlError>,
@@ -127,13 +133,16 @@ const wakeOnNotify = (
   signal: Signal,
   pause: Duration.Duration
 ) =>
-  Effect.forkScoped(
-    listen(channel).pipe(
-      Stream.runForEach(() => Effect.sync(signal.wake)),
-      Effect.catchAllCause((cause) => Effect.logWarning(`listening on ${channel} failed; listening again`, cause)),
-      Effect.zipRight(Effect.sleep(pause)),
-      Effect.forever
-    )
+  Effect.acquireRelease(
+    Effect.forkDaemon(
+      listen(channel).pipe(
+        Stream.runForEach(() => Effect.sync(signal.wake)),
+        Effect.catchAllCause((cause) => Effect.logWarning(`listening on ${channel} failed; listening again`, cause)),
+        Effect.zipRight(Effect.sleep(pause)),
+        Effect.forever
+      )
+    ),
+    Fiber.interruptFork
   )
 
 /** Deletes what `module`'s retention no longer needs: published outbox rows, inbox records. */

@@ -117,6 +117,24 @@ export const queueArguments = (queue: string) => ({
   "x-dead-letter-routing-key": queue
 })
 
+/** Seconds between the connection's heartbeats. */
+const HEARTBEAT_SECONDS = 10
+
+/** How long closing a consumer, the publisher or the connection waits for the broker's answer. */
+const CLOSE_WITHIN = Duration.seconds(5)
+
+/**
+ * `close`, waiting for the broker's answer at most CLOSE_WITHIN: a connection that stopped
+ * answering (cut off without a word) would keep the process from exiting until the heartbeats
+ * find it dead. Then the connection is destroyed, which ends every other wait on it at once.
+ * Interruptible, so that the timeout cuts it short inside the finalizer that runs it.
+ */
+const closing = (connection: Connection, close: () => Promise<void>) =>
+  Effect.promise(() => close().catch(() => undefined)).pipe(
+    Effect.interruptible,
+    Effect.timeoutTo({ duration: CLOSE_WITHIN, onSuccess: () => undefined, onTimeout: () => connection.unsafeDestroy() })
+  )
+
 /** A connection to `url` for the life of the scope. */
 export const make = (url: Redacted.Redacted<string>, options: { readonly connectionName?: string } = {}) =>
   Effect.gen(function*() {
@@ -129,6 +147,10 @@ export const make = (url: Redacted.Redacted<string>, options: { readonly connect
           connectionName: options.connectionName ?? "tessera",
           retryLow: 200,
           retryHigh: 5_000,
+          // Seconds between heartbeats: a connection cut off without a word (a network partition,
+          // a peer's address gone) is found dead after two missed ones, then reconnected, rather
+          // than after RabbitMQ's 60.
+          heartbeat: HEARTBEAT_SECONDS,
           // A publish waits this long for a connection before it fails (the relay tries again).
           acquireTimeout: 10_000
         })
@@ -141,12 +163,7 @@ export const make = (url: Redacted.Redacted<string>, options: { readonly connect
         return connection
       }),
       // A connection that never came up has nothing to flush: it is dropped, not waited for.
-      (connection) =>
-        connection.ready
-          ? Effect.promise(() => connection.close().catch(() => undefined)).pipe(
-            Effect.timeoutTo({ duration: "5 seconds", onSuccess: () => undefined, onTimeout: () => connection.unsafeDestroy() })
-          )
-          : Effect.sync(() => connection.unsafeDestroy())
+      (connection) => connection.ready ? closing(connection, () => connection.close()) : Effect.sync(() => connection.unsafeDestroy())
     )
     const exchanges = [
       { exchange: EXCHANGE, type: "topic", durable: true },
@@ -163,7 +180,7 @@ export const make = (url: Redacted.Redacted<string>, options: { readonly connect
             )
         })
       ),
-      (publisher) => Effect.promise(() => publisher.close().catch(() => undefined))
+      (publisher) => closing(connection, () => publisher.close())
     )
 
     const publish = (messages: ReadonlyArray<Outgoing>) =>
@@ -225,7 +242,7 @@ export const make = (url: Redacted.Redacted<string>, options: { readonly connect
               .catch(() => undefined)
           })
         }),
-        (consumer) => Effect.promise(() => consumer.close().catch(() => undefined))
+        (consumer) => closing(connection, () => consumer.close())
       ).pipe(Effect.asVoid)
 
     const status = Effect.sync((): Status =>
