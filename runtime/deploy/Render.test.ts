@@ -374,7 +374,8 @@ const Compose = Schema.Struct({
       command: Schema.optional(Schema.Array(Schema.String)),
       environment: Schema.optional(Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^[A-Z][A-Z0-9_]*$/)), value: Schema.String })),
       secrets: Schema.optional(Schema.Array(Schema.Union(Schema.String, Schema.Struct({ source: Schema.String, target: Schema.String })))),
-      ports: Schema.optional(Schema.Array(Schema.String.pipe(Schema.pattern(/^[0-9]+:[0-9]+$/)))),
+      // The host's port a variable with a default (TESSERA_GATEWAY_PORT, 8080), the container's 8080.
+      ports: Schema.optional(Schema.Array(Schema.String.pipe(Schema.pattern(/^\$\{TESSERA_GATEWAY_PORT(_[0-9]+)?:-[0-9]+\}:8080$/)))),
       volumes: Schema.optional(Schema.Array(Schema.String)),
       depends_on: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Struct({ condition: Schema.Literal("service_healthy") }) })),
       healthcheck: Schema.Struct({
@@ -401,6 +402,9 @@ describe("compose.yaml", () => {
     const services = Object.keys(compose.services)
     for (const [name, service] of Object.entries(compose.services)) {
       for (const dependency of Object.keys(service.depends_on ?? {})) expect(services, `${name} depends on ${dependency}`).toContain(dependency)
+      // A shell command: podman-compose 1.0.3 garbles an argument list (CMD) into a check that never passes.
+      expect(service.healthcheck.test[0], `${name}'s healthcheck`).toBe("CMD-SHELL")
+      expect(service.healthcheck.test, `${name}'s healthcheck`).toHaveLength(2)
       for (const secret of service.secrets ?? []) expect(Object.keys(compose.secrets ?? {})).toContain(typeof secret === "string" ? secret : secret.source)
       for (const [variable, value] of Object.entries(service.environment ?? {})) {
         if (variable.endsWith("_FILE") && !variable.startsWith("POSTGRES_")) {

@@ -222,11 +222,15 @@ const compose = (file: TopologyFile, modules: ReadonlyArray<ModuleFacts>, image:
       image: "${TESSERA_RABBITMQ_IMAGE:-docker.io/library/rabbitmq:3.13}",
       secrets: [{ source: "rabbitmq.conf", target: "/etc/rabbitmq/conf.d/20-tessera.conf" }],
       volumes: ["rabbitmq:/var/lib/rabbitmq"],
-      healthcheck: { test: ["CMD", "rabbitmq-diagnostics", "-q", "ping"], interval: "5s", timeout: "10s", retries: 30 },
+      // As a shell command, for podman-compose 1.0.3 (see the modules' healthcheck below).
+      healthcheck: { test: ["CMD-SHELL", "rabbitmq-diagnostics -q ping"], interval: "5s", timeout: "10s", retries: 30 },
       restart: "unless-stopped"
     }
   }
-  const gatewayPorts = { next: PORT }
+  // The host port of the n-th instance hosting the gateway: TESSERA_GATEWAY_PORT (8080) for the
+  // first, TESSERA_GATEWAY_PORT_<n> (8079 + n) for the others, set when compose runs.
+  const gatewayPorts = { next: 1 }
+  const hostPort = (n: number) => n === 1 ? `\${TESSERA_GATEWAY_PORT:-${PORT}}` : `\${TESSERA_GATEWAY_PORT_${n}:-${PORT + n - 1}}`
   const instances = environment(file, modules, composeAddressing(file))
   for (const process of file.processes) {
     const hosts = hostsOf(process, modules)
@@ -249,7 +253,7 @@ const compose = (file: TopologyFile, modules: ReadonlyArray<ModuleFacts>, image:
         if (names.includes(Environments.ownDatabaseVariable(m))) dependsOn[composeDatabaseHost(m)] = { condition: "service_healthy" }
       }
       if (names.includes("AMQP_URL")) dependsOn.rabbitmq = { condition: "service_healthy" }
-      const ports = hosts.includes(GATEWAY) ? [`${gatewayPorts.next++}:${PORT}`] : undefined
+      const ports = hosts.includes(GATEWAY) ? [`${hostPort(gatewayPorts.next++)}:${PORT}`] : undefined
       services[composeService(process, i)] = {
         image,
         init: true,
@@ -260,7 +264,9 @@ const compose = (file: TopologyFile, modules: ReadonlyArray<ModuleFacts>, image:
         ...(ports === undefined ? {} : { ports }),
         ...(Object.keys(dependsOn).length > 0 ? { depends_on: dependsOn } : {}),
         ...(file.database === "embedded" ? { volumes: ["data:/data"] } : {}),
-        healthcheck: { test: ["CMD", "node", "-e", probe("/health/ready")], interval: "5s", timeout: "3s", retries: 3, start_period: "60s" },
+        // A shell command, not an argument list: podman-compose 1.0.3 (Debian 12's) joins a CMD list
+        // into one wrongly quoted shell string, and the check then never passes.
+        healthcheck: { test: ["CMD-SHELL", `node -e "${probe("/health/ready")}"`], interval: "5s", timeout: "3s", retries: 3, start_period: "60s" },
         stop_grace_period: "30s",
         restart: "unless-stopped"
       }
@@ -279,7 +285,7 @@ const compose = (file: TopologyFile, modules: ReadonlyArray<ModuleFacts>, image:
       ...(Object.keys(volumes).length > 0 ? { volumes } : {}),
       ...(secrets.size > 0 ? { secrets: secretFiles } : {})
     },
-    `${generated(file.name)}\n${file.description}\n\nBuild the image first (see Containerfile), write the secrets once (sh compose-secrets.sh), then:\n  podman-compose up -d   (or docker compose up -d)\nEach instance of a process is a service of its own, so that TESSERA_PEERS names every one.`
+    `${generated(file.name)}\n${file.description}\n\nBuild the image first (see Containerfile), write the secrets once (sh compose-secrets.sh), then:\n  podman-compose up -d   (or docker compose up -d; TESSERA_GATEWAY_PORT=<port> to publish the gateway elsewhere than on 8080)\nEach instance of a process is a service of its own, so that TESSERA_PEERS names every one.`
   )
 }
 
