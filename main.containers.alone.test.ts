@@ -4,59 +4,95 @@
  * - all-in-one: one container on its embedded database, its data on a volume: ready, serving as
  *   an unprivileged user, a product created, stopped with SIGTERM (exit 0), started again on the
  *   same volume with the product still there.
- * - per-module (`deploy/topologies/per-module.json`): every process of the topology a container
- *   of the same image, each given the environment `Environments.ofTopology` derives for it (host
- *   networking: PostgreSQL and RabbitMQ run on the host), started at once: an order placed at the
- *   gateway is confirmed, paid and shipped across the containers.
+ * - per-module: `deploy/per-module/compose.yaml`, as rendered, brought up with podman-compose
+ *   (PostgreSQL and RabbitMQ as containers too): every process of the topology a container of the
+ *   same image on the compose network, finding the others by name. The end-to-end suite
+ *   (runtime/testing/EndToEnd.ts, as main.test.ts runs it against processes) runs against it,
+ *   after the faults only containers make real: a module cut off from the network
+ *   (`podman network disconnect`, then connected again on its address) and one frozen
+ *   (`podman pause`), under orders; and a module connected again on another address, whose
+ *   every connection died without a word, which must still stop cleanly on SIGTERM.
  *
- * Needs podman and a base image with Node 20 on Debian bookworm (`TESSERA_IMAGE_BASE`; no image
- * registry is reachable here, so `.ci/base-image` makes one from Debian's packages and this
- * machine's Node, in about a minute). Without them the suite is skipped, saying why; with
- * `TESSERA_CONTAINERS=1` it fails instead. `.ci/run` makes the base and builds the image in the
+ * What the tests add to the compose file, in an override beside it: the suite's settings (short
+ * token lifetime, trusted proxy, cheap password hashes), catalog's and inventory's ports published
+ * on loopback (the suite calls inventory over RPC), and the secrets it needs to know (admin
+ * password, service secret) written before `compose-secrets.sh` makes the rest. PostgreSQL and
+ * RabbitMQ are Debian's packages in images of the same base (`.ci/services`), standing in for
+ * the official images compose.yaml names, which no registry here serves.
+ *
+ * Needs podman, podman-compose and a base image with Node 20 on Debian bookworm
+ * (`TESSERA_IMAGE_BASE`; `.ci/base-image` makes one from Debian's packages and this machine's
+ * Node, in about a minute). Without them the suite is skipped, saying why; with
+ * `TESSERA_CONTAINERS=1` it fails instead. `.ci/run` installs podman and builds the images (`.ci/image`) in the
  * background while the other suites run, and names a file that receives the build's exit code
  * (`TESSERA_IMAGE_BUILT`, its log beside it as `<file>.log`): then this suite waits for that and
  * builds nothing. It runs alone (the `outages` project, after every other suite): its containers
  * would load the machine under the others.
  *
- *     CONTAINERS_CONF=/tmp/containers.conf .ci/base-image localhost/node-base:20-bookworm
+ *     CONTAINERS_CONF=/tmp/containers.conf .ci/image localhost/node-base:20-bookworm
  *     CONTAINERS_CONF=/tmp/containers.conf TESSERA_IMAGE_BASE=localhost/node-base:20-bookworm \
  *       TESSERA_CONTAINERS=1 npx vitest run main.containers.alone.test.ts
  */
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { modules } from "./main.ts"
-import * as Environments from "./runtime/deploy/Environments.ts"
-import * as ModuleFacts from "./runtime/deploy/ModuleFacts.ts"
-import * as TopologyFile from "./runtime/deploy/TopologyFile.ts"
-import { Effect } from "effect"
+import * as Yaml from "./runtime/deploy/Yaml.ts"
+import * as EndToEnd from "./runtime/testing/EndToEnd.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
-import * as Services from "./runtime/testing/Services.ts"
 import * as Shop from "./runtime/testing/Shop.ts"
 
 const run = promisify(execFile)
 const IMAGE = "localhost/tessera:test"
 const BASE = process.env.TESSERA_IMAGE_BASE ?? ""
-/** Where `.ci/run`'s background build writes its exit code once it ends (IMAGE built), if it builds. */
+/** The stand-ins for the official PostgreSQL and RabbitMQ images (.ci/services), as .ci/image tags them. */
+const POSTGRES_IMAGE = "localhost/tessera-postgres:ci"
+const RABBITMQ_IMAGE = "localhost/tessera-rabbitmq:ci"
+/** Where `.ci/run`'s background build writes its exit code once it ends (the images built), if it builds. */
 const BUILT = process.env.TESSERA_IMAGE_BUILT ?? ""
 const ADMIN = { email: "admin@containers.test", password: "admin-password-containers" }
-const SECRET = "containers-service-secret-containers-test"
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-const podman = (...args: Array<string>) => run("podman", args, { maxBuffer: 64 * 1024 * 1024 }).then((r) => r.stdout.trim())
+/** podman's (or podman-compose's) standard output; fails with both outputs. */
+const podman = (...args: Array<string>) => command("podman", args)
+const command = (file: string, args: ReadonlyArray<string>, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) =>
+  run(file, args, { maxBuffer: 64 * 1024 * 1024, ...options }).then(
+    (r) => r.stdout.trim(),
+    (error: { stdout?: string; stderr?: string; message: string }) => {
+      throw new Error(`${file} ${args.join(" ")} failed: ${error.message}\n${error.stdout ?? ""}\n${error.stderr ?? ""}`.slice(0, 8_000))
+    }
+  )
 
 /** Why the suite cannot run here, or undefined. */
 const missing = await (async () => {
   // Installed and made by the background build, which the suite waits for.
   if (BUILT !== "") return undefined
-  if (!(await podman("--version").then(() => true, () => false))) return "podman is not installed"
+  for (const tool of ["podman", "podman-compose"]) {
+    if (!(await command(tool, ["--version"]).then(() => true, () => false))) return `${tool} is not installed`
+  }
   if (BASE === "") return "TESSERA_IMAGE_BASE names no base image (.ci/base-image makes one)"
   if (!(await podman("image", "exists", BASE).then(() => true, () => false))) return `the base image ${BASE} does not exist`
   return undefined
 })()
 if (missing !== undefined && process.env.TESSERA_CONTAINERS === "1") throw new Error(`TESSERA_CONTAINERS=1 but ${missing}`)
 const skip = missing === undefined ? undefined : `skipped: ${missing}`
+
+/** The images, once: waited for when `.ci/run` builds them in the background, else built here (podman caches the layers). */
+let images: Promise<void> | undefined
+const imagesBuilt = () =>
+  images ??= (async () => {
+    if (BUILT !== "") {
+      const deadline = Date.now() + 15 * 60_000
+      while (!fs.existsSync(BUILT) && Date.now() < deadline) await sleep(1_000)
+      const code = fs.existsSync(BUILT) ? fs.readFileSync(BUILT, "utf8").trim() : "still running after 15 minutes"
+      const log = () => (fs.existsSync(`${BUILT}.log`) ? fs.readFileSync(`${BUILT}.log`, "utf8").slice(-4_000) : "(no log)")
+      if (code !== "0") throw new Error(`the images' build (.ci/run, in the background) failed: ${code}\n${log()}`)
+      return
+    }
+    await command(".ci/image", [BASE])
+  })()
 
 const waitReady = async (url: string, name: string, timeoutMs = 120_000) => {
   const deadline = Date.now() + timeoutMs
@@ -65,28 +101,29 @@ const waitReady = async (url: string, name: string, timeoutMs = 120_000) => {
     if (status === 200) return
     await sleep(500)
   }
-  throw new Error(`${name} not ready after ${timeoutMs} ms:\n${await podman("logs", name).catch(String)}`)
+  throw new Error(`${name} not ready after ${timeoutMs} ms:\n${await logs(name)}`)
 }
 
-/** Runs a container of the image on the host's network; its name. */
-const start = async (name: string, env: Record<string, string>, options: { volume?: string; runtime?: "node" | "deno" } = {}) => {
-  const args = ["run", "-d", "--name", name, "--init", "--network", "host"]
-  for (const [key, value] of Object.entries(env)) args.push("-e", `${key}=${value}`)
-  if (options.volume) args.push("-v", `${options.volume}:/data`)
-  if (options.runtime === "deno") {
-    const flags = Processes.denoFlags()
-    args.push("--entrypoint", "deno", IMAGE, "run", ...flags, "/app/dist/tessera.mjs", "serve")
-  } else {
-    args.push(IMAGE)
-  }
-  await podman(...args)
-  return name
-}
+/** A container's output so far, standard output and error. */
+const logs = (name: string) =>
+  run("podman", ["logs", name], { maxBuffer: 64 * 1024 * 1024 }).then((r) => r.stdout + r.stderr, (error) => String(error))
 
 /** SIGTERM, then the container's exit code. */
 const stop = async (name: string) => {
-  await podman("stop", "-t", "20", name)
+  await podman("stop", "-t", "30", name)
   return Number(await podman("inspect", name, "--format", "{{.State.ExitCode}}"))
+}
+
+/** `name`'s address on its (one) network. */
+const addressOf = (name: string) => podman("inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+
+/** Waits until `name`'s healthcheck (compose.yaml's: its /health/ready) passes. */
+const healthy = async (name: string, timeoutMs = 60_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await podman("healthcheck", "run", name).then(() => true, () => false))) {
+    if (Date.now() > deadline) throw new Error(`${name} not healthy after ${timeoutMs} ms:\n${await logs(name)}`)
+    await sleep(500)
+  }
 }
 
 describe.skipIf(skip !== undefined)("the image, built and run with podman", () => {
@@ -94,18 +131,7 @@ describe.skipIf(skip !== undefined)("the image, built and run with podman", () =
   const volumes: Array<string> = []
   const suffix = Math.random().toString(36).slice(2, 8)
 
-  beforeAll(async () => {
-    if (BUILT !== "") {
-      const deadline = Date.now() + 15 * 60_000
-      while (!fs.existsSync(BUILT) && Date.now() < deadline) await sleep(1_000)
-      const code = fs.existsSync(BUILT) ? fs.readFileSync(BUILT, "utf8").trim() : "still running after 15 minutes"
-      const log = () => (fs.existsSync(`${BUILT}.log`) ? fs.readFileSync(`${BUILT}.log`, "utf8").slice(-4_000) : "(no log)")
-      if (code !== "0") throw new Error(`the image's build (.ci/run, in the background) failed: ${code}\n${log()}`)
-      return
-    }
-    // One image for every topology: the Containerfiles are the same bytes.
-    await podman("build", "--format", "docker", "--build-arg", `BASE=${BASE}`, "-f", "deploy/per-module/Containerfile", "-t", IMAGE, ".")
-  }, 1_000_000)
+  beforeAll(imagesBuilt, 1_000_000)
 
   afterAll(async () => {
     for (const name of containers) await podman("rm", "-f", name).catch(() => {})
@@ -118,64 +144,244 @@ describe.skipIf(skip !== undefined)("the image, built and run with podman", () =
     const port = await Processes.freePort()
     const url = `http://127.0.0.1:${port}`
     const env = { PORT: String(port), TESSERA_ADMIN_EMAIL: ADMIN.email, TESSERA_ADMIN_PASSWORD: ADMIN.password, TESSERA_PASSWORD_HASH_COST: "10" }
-    const first = await start(`tessera-aio-${suffix}`, env, { volume })
-    containers.push(first)
-    await waitReady(url, first)
+    const start = async (name: string) => {
+      const args = ["run", "-d", "--name", name, "--init", "--network", "host", "-v", `${volume}:/data`]
+      for (const [key, value] of Object.entries(env)) args.push("-e", `${key}=${value}`)
+      await podman(...args, IMAGE)
+      containers.push(name)
+      await waitReady(url, name)
+      return name
+    }
+    const first = await start(`tessera-aio-${suffix}`)
     expect(await podman("exec", first, "id", "-u")).toBe("10001")
     const shop = Shop.make([url])
     const admin = await Shop.login(shop, ADMIN)
     const productId = await Shop.product(shop, admin, 5)
     expect(await stop(first)).toBe(0)
 
-    const second = await start(`tessera-aio2-${suffix}`, env, { volume })
-    containers.push(second)
-    await waitReady(url, second)
+    const second = await start(`tessera-aio2-${suffix}`)
     const stock = await shop.persist(`/v1/products/${productId}/stock`, { token: await Shop.login(shop, ADMIN) })
     expect(stock.body).toMatchObject({ available: 5 })
     expect(await stop(second)).toBe(0)
   }, 300_000)
-
-  it("runs per-module.json as one container per process, and an order goes through all of them", async () => {
-    const postgres = await Services.findPostgres()
-    const rabbit = await Services.findRabbit()
-    if (!postgres.ok || !rabbit.ok) throw new Error(`per-module needs PostgreSQL and RabbitMQ: ${[postgres, rabbit].filter((s) => !s.ok).map((s) => (s as { reason: string }).reason).join("; ")}`)
-    const db = await Services.createDatabase(postgres.value)
-    const broker = await Services.isolatedRabbit(rabbit.value)
-    try {
-      const file = await Effect.runPromise(TopologyFile.decode("per-module.json", fs.readFileSync("deploy/topologies/per-module.json", "utf8")))
-      const at = (portBase: number) =>
-        Environments.ofTopology(file, ModuleFacts.fromModules(modules), Environments.local({ portBase, databaseUrl: db.url, amqpUrl: broker.url }))
-      // Each instance listens on the base port plus its number: as many free ports in a row.
-      const instances = at(await Processes.freePorts(at(0).length))
-      for (const instance of instances) {
-        const name = `tessera-${instance.process}-${instance.replica}-${suffix}`
-        containers.push(name)
-        await start(name, {
-          ...instance.env,
-          TESSERA_SERVICE_SECRET: SECRET,
-          TESSERA_ADMIN_EMAIL: ADMIN.email,
-          TESSERA_ADMIN_PASSWORD: ADMIN.password,
-          TESSERA_PASSWORD_HASH_COST: "10"
-        }, { runtime: instance.runtime })
-      }
-      await Promise.all(instances.map((instance) =>
-        waitReady(`http://127.0.0.1:${instance.port}`, `tessera-${instance.process}-${instance.replica}-${suffix}`)))
-      const gateway = instances.find((i) => i.hosts.includes("gateway"))!
-      const shop = Shop.make([`http://127.0.0.1:${gateway.port}`])
-      const admin = await Shop.login(shop, ADMIN)
-      const productId = await Shop.product(shop, admin, 3)
-      const buyer = await Shop.customer(shop, "containers")
-      const id = await Shop.place(shop, buyer, productId, `containers-${suffix}`)
-      const order = await Shop.ended(shop, buyer, id)
-      expect(order).toMatchObject({ status: "CONFIRMED" })
-      const shipment = await shop.persist(`/v1/orders/${id}/shipment`, { token: buyer })
-      expect(shipment.body).toMatchObject({ orderId: id })
-      for (const instance of instances) expect(await stop(`tessera-${instance.process}-${instance.replica}-${suffix}`)).toBe(0)
-    } finally {
-      await db.drop()
-      await broker.drop()
-    }
-  }, 600_000)
 })
 
-if (skip !== undefined) describe("the image, built and run with podman", () => it.skip(skip, () => {}))
+/** The tessera services of deploy/per-module/compose.yaml (every one but PostgreSQL and RabbitMQ). */
+const TOPOLOGY = "deploy/per-module"
+
+interface Compose {
+  readonly deployment: EndToEnd.Deployment
+  /** The container of compose service `service`. */
+  readonly container: (service: string) => string
+  /** The compose project's network. */
+  readonly network: string
+}
+
+/**
+ * `deploy/per-module/compose.yaml` brought up with podman-compose as project `project`, in a
+ * directory of its own (the rendered compose.yaml and compose-secrets.sh copied there, with the
+ * override the header describes); down, volumes and all, at `cleanup`.
+ */
+const composeUp = async (project: string): Promise<Compose> => {
+  await imagesBuilt()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-compose-"))
+  for (const file of ["compose.yaml", "compose-secrets.sh"]) fs.copyFileSync(path.join(TOPOLOGY, file), path.join(dir, file))
+  const rendered = fs.readFileSync(path.join(dir, "compose.yaml"), "utf8")
+  // The image every tessera service names: this build's, tagged so.
+  const image = /^\s+image: (localhost\/tessera:\S+)$/m.exec(rendered)![1]!
+  await podman("tag", IMAGE, image)
+  const services = [...rendered.matchAll(/^  ([a-z][a-z0-9-]*):\n    image: localhost\/tessera:/gm)].map((m) => m[1]!)
+  // The secrets the suite must know, before compose-secrets.sh writes the others (it keeps these).
+  fs.mkdirSync(path.join(dir, "secrets"), { mode: 0o700 })
+  fs.writeFileSync(path.join(dir, "secrets", "admin-password"), `${EndToEnd.ADMIN.password}\n`)
+  fs.writeFileSync(path.join(dir, "secrets", "service-secret"), `${EndToEnd.settings.TESSERA_SERVICE_SECRET}\n`)
+  await command("sh", [path.join(dir, "compose-secrets.sh")])
+  const { TESSERA_SERVICE_SECRET: _secret, TESSERA_ADMIN_PASSWORD: _password, ...settings } = EndToEnd.settings
+  const [gatewayPort, catalogPort, inventoryPort] = [await Processes.freePort(), await Processes.freePort(), await Processes.freePort()]
+  const published = { catalog: catalogPort, inventory: inventoryPort } as Record<string, number>
+  fs.writeFileSync(
+    path.join(dir, "override.yaml"),
+    Yaml.stringify({
+      services: Object.fromEntries(services.map((service) => [service, {
+        environment: settings,
+        ...(published[service] === undefined ? {} : { ports: [`127.0.0.1:${published[service]}:8080`] })
+      }]))
+    })
+  )
+  const compose = (...args: Array<string>) =>
+    command("podman-compose", ["-p", project, "-f", "compose.yaml", "-f", "override.yaml", ...args], {
+      cwd: dir,
+      env: { ...process.env, TESSERA_POSTGRES_IMAGE: POSTGRES_IMAGE, TESSERA_RABBITMQ_IMAGE: RABBITMQ_IMAGE, TESSERA_GATEWAY_PORT: String(gatewayPort) }
+    })
+  const container = (service: string) => `${project}_${service}_1`
+  const gateway = `http://127.0.0.1:${gatewayPort}`
+  try {
+    await compose("up", "-d")
+    // Every module's readiness, as the gateway sees it (its /health/ready waits for each).
+    await waitReady(gateway, container("gateway"), 180_000)
+  } catch (error) {
+    const output = await Promise.all(services.map(async (s) => `--- ${s}\n${(await logs(container(s))).slice(-2_000)}`))
+    await compose("down", "-v").catch(() => {})
+    throw new Error(`${String(error)}\n${output.join("\n")}`)
+  }
+  const restartable = (service: string): EndToEnd.Restartable => ({
+    stop: async () => void (await stop(container(service))),
+    start: async () => {
+      await podman("start", container(service))
+      await healthy(container(service))
+    }
+  })
+  return {
+    container,
+    network: `${project}_default`,
+    deployment: {
+      gateway,
+      catalog: `http://127.0.0.1:${catalogPort}`,
+      inventory: `http://127.0.0.1:${inventoryPort}`,
+      routes: { catalog: "http://catalog:8080", inventory: "http://inventory:8080" },
+      servers: services.map((service) => ({ output: () => logs(container(service)), stop: () => stop(container(service)) })),
+      alone: { catalog: restartable("catalog"), inventory: restartable("inventory"), identity: restartable("identity") },
+      cleanup: async () => {
+        await compose("down", "-v")
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }
+  }
+}
+
+if (skip === undefined) {
+  // One compose project for both: the faults first, then the suite (whose last test stops every container).
+  let up: Promise<Compose> | undefined
+  const per = () => up ??= composeUp(`tessera-e2e-${Math.random().toString(36).slice(2, 8)}`)
+
+  describe("per-module compose.yaml: faults between containers", () => {
+    let compose: Compose
+    let shop: Shop.Shop
+    // Access tokens live seconds here (the suite's setting): each request logs in again when needed.
+    const session = (credentials: { readonly email: string; readonly password: string }) => {
+      let current: { token: string; at: number } | undefined
+      return async () => {
+        if (current === undefined || Date.now() - current.at > 2_000) current = { token: await Shop.login(shop, credentials), at: Date.now() }
+        return current.token
+      }
+    }
+    const admin = session(EndToEnd.ADMIN)
+    const customer = async (label: string) => {
+      const credentials = { email: `${label}-${crypto.randomUUID()}@tessera.test`, password: "a good password" }
+      expect((await shop.persist("/v1/auth/register", { json: { ...credentials, name: label } })).status).toBe(201)
+      return session(credentials)
+    }
+    const product = async (stock: number) => Shop.product(shop, await admin(), stock)
+    const stock = async (productId: string) => (await shop.persist(`/v1/products/${productId}/stock`, { token: await admin() })).body
+    /** Places one unit of `productId` under `key`, asking again (a fresh token each time) until it is accepted. */
+    const place = (buyer: () => Promise<string>, productId: string, key: string) =>
+      Shop.eventually(`order ${key} accepted`, async () => {
+        const answer = await shop.api("/v1/orders", {
+          token: await buyer(),
+          key,
+          json: { items: [{ productId, quantity: 1 }], shippingAddress: Shop.ADDRESS, paymentToken: "tok_ok" }
+        }).catch(() => undefined)
+        if (answer !== undefined && answer.status < 500) expect(answer.status, JSON.stringify(answer.body)).toBe(202)
+        return answer?.status === 202 ? answer.body.id as string : undefined
+      }, 120_000)
+    const ended = (buyer: () => Promise<string>, id: string) =>
+      Shop.eventually(`order ${id} ended`, async () => {
+        const { body } = await shop.persist(`/v1/orders/${id}`, { token: await buyer() })
+        return body.status === "PENDING" ? undefined : body
+      }, 120_000)
+
+    beforeAll(async () => {
+      compose = await per()
+      shop = Shop.make([compose.deployment.gateway])
+    }, 600_000)
+
+    it("an order placed while shipping is cut off from the network ends consistent once it is back", async () => {
+      const productId = await product(3)
+      const buyer = await customer("partition")
+      const shipping = compose.container("shipping")
+      const address = await addressOf(shipping)
+      await podman("network", "disconnect", compose.network, shipping)
+      let id: string
+      try {
+        id = await place(buyer, productId, `partition-${crypto.randomUUID()}`)
+        // The saga reaches shipping's step and cannot get through for a while.
+        await sleep(5_000)
+      } finally {
+        // Back on its address, as a partition heals: its connections carry on where they stopped.
+        await podman("network", "connect", "--ip", address, "--alias", "shipping", compose.network, shipping)
+      }
+      const order = await ended(buyer, id)
+      const payment = await shop.persist(`/v1/orders/${id}/payment`, { token: await buyer() })
+      const shipment = await shop.persist(`/v1/orders/${id}/shipment`, { token: await buyer() })
+      if (order.status === "CONFIRMED") {
+        expect(await stock(productId)).toMatchObject({ available: 2, reserved: 0 })
+        expect(payment.body).toMatchObject({ status: "charged" })
+        expect(shipment.body).toMatchObject({ orderId: id, trackingNumber: expect.any(String) })
+        expect(shipment.body.status).not.toBe("cancelled")
+      } else {
+        expect(order).toMatchObject({ status: "CANCELLED" })
+        expect(await stock(productId)).toMatchObject({ available: 3, reserved: 0 })
+        if (payment.status === 200) expect(payment.body.status).not.toBe("charged")
+        if (shipment.status === 200) expect(shipment.body.status).toBe("cancelled")
+      }
+    }, 240_000)
+
+    it("a module whose connections died without a word still stops on SIGTERM within its grace, with exit code 0", async () => {
+      // Connected again on another address: every connection it had (to PostgreSQL, RabbitMQ,
+      // its callers) is dead, and no reset ever tells it so. `stop` gives it 30 s before SIGKILL (137).
+      const notifications = compose.container("notifications")
+      await podman("network", "disconnect", compose.network, notifications)
+      await podman("network", "connect", "--alias", "notifications", compose.network, notifications)
+      expect(await stop(notifications)).toBe(0)
+      await podman("start", notifications)
+      await healthy(notifications)
+    }, 120_000)
+
+    it("a frozen catalog costs its callers a timely 503, not a hang, and serves again once thawed", async () => {
+      const productId = await product(1)
+      const catalog = compose.container("catalog")
+      await podman("pause", catalog)
+      try {
+        // Answered, within the gateway's own deadline, as a module that cannot be reached.
+        const frozen = await fetch(`${compose.deployment.gateway}/v1/products/${productId}`, { signal: AbortSignal.timeout(30_000) })
+        expect(frozen.status).toBe(503)
+        expect(await frozen.json()).toMatchObject({ type: "/problems/module-unavailable", status: 503 })
+      } finally {
+        await podman("unpause", catalog)
+      }
+      const thawed = await Shop.eventually("catalog answers again", async () => {
+        const answer = await shop.api(`/v1/products/${productId}`)
+        return answer.status === 200 ? answer : undefined
+      }, 30_000)
+      expect(thawed.body).toMatchObject({ id: productId })
+    }, 120_000)
+
+    it("an order placed while orders' container is frozen is refused in time, then taken once, and confirmed", async () => {
+      const productId = await product(2)
+      const buyer = await customer("frozen")
+      const orders = compose.container("orders")
+      const key = `frozen-${crypto.randomUUID()}`
+      await podman("pause", orders)
+      try {
+        const refused = await shop.api("/v1/orders", {
+          token: await buyer(),
+          key,
+          json: { items: [{ productId, quantity: 1 }], shippingAddress: Shop.ADDRESS, paymentToken: "tok_ok" }
+        })
+        expect(refused.status).toBe(503)
+      } finally {
+        await podman("unpause", orders)
+      }
+      // The client asks again with the same key: one order, whether or not the frozen one had it.
+      const id = await place(buyer, productId, key)
+      expect(await ended(buyer, id)).toMatchObject({ status: "CONFIRMED" })
+      expect(await stock(productId)).toMatchObject({ available: 1, reserved: 0 })
+      const mine = (await shop.persist("/v1/orders", { token: await buyer() })).body
+      expect(mine.items.map((o: { id: string }) => o.id)).toEqual([id])
+    }, 240_000)
+  })
+
+  EndToEnd.suite("per-module compose.yaml: the end-to-end suite", async () => (await per()).deployment)
+} else {
+  describe("the image, built and run with podman", () => it.skip(skip, () => {}))
+}
