@@ -7,7 +7,7 @@
  * - per-module: `deploy/per-module/compose.yaml`, as rendered, brought up with podman-compose
  *   (PostgreSQL and RabbitMQ as containers too): every process of the topology a container of the
  *   same image on the compose network, finding the others by name. The end-to-end suite
- *   (runtime/testing/EndToEnd.ts, as main.test.ts runs it against processes) runs against it,
+ *   (main.e2e.ts, as main.test.ts runs it against processes) runs against it,
  *   after the faults only containers make real: a module cut off from the network
  *   (`podman network disconnect`, then connected again on its address) and one frozen
  *   (`podman pause`), under orders; and a module connected again on another address, whose
@@ -40,7 +40,7 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Yaml from "./runtime/deploy/Yaml.ts"
-import * as EndToEnd from "./runtime/testing/EndToEnd.ts"
+import * as EndToEnd from "./main.e2e.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Shop from "./runtime/testing/Shop.ts"
 

@@ -1,5 +1,5 @@
 /**
- * The end-to-end suite (runtime/testing/EndToEnd.ts) in six topologies of real `tessera serve`
+ * The end-to-end suite (main.e2e.ts) in six topologies of real `tessera serve`
  * processes from this build: one process on PostgreSQL and on the embedded database, on Node and
  * on Deno, and split across two and four processes. Then what a process does at its edges: a
  * topology it cannot serve, its credentials, its command line, its configuration, its shutdown.
@@ -10,8 +10,8 @@ import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import * as EndToEnd from "./runtime/testing/EndToEnd.ts"
-import { ADMIN, type Deployment, gatewayFetch, headersOf, login, settings } from "./runtime/testing/EndToEnd.ts"
+import * as EndToEnd from "./main.e2e.ts"
+import { ADMIN, type Deployment, gatewayFetch, headersOf, login, settings } from "./main.e2e.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
 

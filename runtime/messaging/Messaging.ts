@@ -134,14 +134,15 @@ const wakeOnNotify = (
   pause: Duration.Duration
 ) =>
   Effect.acquireRelease(
-    Effect.forkDaemon(
+    // Interruptible: a fiber forked here would inherit the acquisition's uninterruptibility.
+    Effect.forkDaemon(Effect.interruptible(
       listen(channel).pipe(
         Stream.runForEach(() => Effect.sync(signal.wake)),
         Effect.catchAllCause((cause) => Effect.logWarning(`listening on ${channel} failed; listening again`, cause)),
         Effect.zipRight(Effect.sleep(pause)),
         Effect.forever
       )
-    ),
+    )),
     Fiber.interruptFork
   )
 

@@ -13,18 +13,15 @@ import { appliedOf, unique, waitFor } from "../testing/MessagingToy.ts"
 import * as Services from "../testing/Services.ts"
 import * as TestHost from "../testing/TestHost.ts"
 import * as Messaging from "./Messaging.ts"
-import * as Rabbit from "./Rabbit.ts"
 import * as RabbitBroker from "./RabbitBroker.ts"
 
 const rabbit = await Services.findRabbit()
+/** A virtual host of this file's own: no other suite's hosts consume its queues. */
+const broker = rabbit.ok ? await Services.isolatedRabbit(rabbit.value) : undefined
 const queue = RabbitBroker.queueOf("toysub", "toypub", "ToyHappened")
 
 afterAll(async () => {
-  if (!rabbit.ok) return
-  const admin = new Connection(rabbit.value)
-  await admin.queueDelete({ queue }).catch(() => undefined)
-  await admin.queueDelete({ queue: Rabbit.deadQueueOf(queue) }).catch(() => undefined)
-  await admin.close()
+  await broker?.drop()
 })
 
 describe("where events can be delivered, with a message broker", () => {
@@ -39,7 +36,7 @@ describe.skipIf(!rabbit.ok)("events through RabbitMQ", () => {
     "events through RabbitMQ",
     (database) =>
       TestHost.layer([Toy.ToyPubModule, Toy.ToySubModule], database, [], {
-        AMQP_URL: rabbit.ok ? rabbit.value : "",
+        AMQP_URL: broker?.url ?? "",
         TESSERA_EVENTS_RETRY_BACKOFF: "100 millis",
         TESSERA_EVENTS_MAX_DELIVERIES: "3",
         TESSERA_EVENTS_POLL_INTERVAL: "3 seconds"
@@ -51,7 +48,7 @@ describe.skipIf(!rabbit.ok)("events through RabbitMQ", () => {
         const applied = await run(waitFor(Effect.map(appliedOf(aggregate), (rows) => (rows.length >= 5 ? rows : undefined)), "5 events"))
         expect(applied.map((r) => r.n)).toEqual([1, 2, 3, 4, 5])
         // The queue the subscriber consumes is RabbitMQ's.
-        const admin = new Connection((rabbit as { value: string }).value)
+        const admin = new Connection(broker!.url)
         try {
           const declared = await admin.queueDeclare({ queue, passive: true })
           expect(declared.consumerCount).toBeGreaterThanOrEqual(1)

@@ -2,7 +2,9 @@
  * The end-to-end suite every topology runs (`suite`), whatever starts it: `tessera serve`
  * processes from this build (main.test.ts) or the containers of a compose topology
  * (main.containers.alone.test.ts), driven over HTTP (the gateway's REST API) and over typed RPC
- * (inventory's contract). A behaviour that holds in one topology only is a bug.
+ * (inventory's contract). A behaviour that holds in one topology only is a bug. It sits beside
+ * main.ts rather than in runtime/testing because it uses modules' own contracts, which nothing
+ * under runtime/ imports (ModuleBorder.ts).
  */
 import { OpenApi } from "@effect/platform"
 import type { RpcClient } from "@effect/rpc"
@@ -10,14 +12,14 @@ import { Cause, Effect, Exit, Redacted, Scope } from "effect"
 import * as jose from "jose"
 import * as http from "node:http"
 import { describe, expect, it, beforeAll, afterAll } from "vitest"
-import { InventoryRpcs, ReservationConflict, type ReservationId, StockInsufficient } from "../../modules/inventory/index.ts"
-import type { ProductId } from "../../modules/catalog/index.ts"
-import { modules } from "../../main.ts"
-import * as Gateway from "../gateway/Gateway.ts"
-import * as Caller from "../security/Caller.ts"
-import * as OpenApiConformance from "./OpenApiConformance.ts"
-import { CallError } from "../transport/CallError.ts"
-import * as RemoteClient from "../transport/RemoteClient.ts"
+import { InventoryRpcs, ReservationConflict, type ReservationId, StockInsufficient } from "./modules/inventory/index.ts"
+import type { ProductId } from "./modules/catalog/index.ts"
+import { modules } from "./main.ts"
+import * as Gateway from "./runtime/gateway/Gateway.ts"
+import * as Caller from "./runtime/security/Caller.ts"
+import * as OpenApiConformance from "./runtime/testing/OpenApiConformance.ts"
+import { CallError } from "./runtime/transport/CallError.ts"
+import * as RemoteClient from "./runtime/transport/RemoteClient.ts"
 
 /** The shared secret of the test deployments' processes. */
 export const SECRET = Redacted.make("e2e-service-secret-e2e-service-secret")
