@@ -214,6 +214,13 @@ const composeUp = async (project: string): Promise<Compose> => {
       env: { ...process.env, TESSERA_POSTGRES_IMAGE: POSTGRES_IMAGE, TESSERA_RABBITMQ_IMAGE: RABBITMQ_IMAGE, TESSERA_GATEWAY_PORT: String(gatewayPort) }
     })
   const container = (service: string) => `${project}_${service}_1`
+  const network = `${project}_default`
+  // podman-compose 1.0.3 leaves the project's network behind: removed too.
+  const down = async () => {
+    await compose("down", "-v").catch(() => {})
+    await podman("network", "rm", "-f", network).catch(() => {})
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
   const gateway = `http://127.0.0.1:${gatewayPort}`
   try {
     await compose("up", "-d")
@@ -221,7 +228,7 @@ const composeUp = async (project: string): Promise<Compose> => {
     await waitReady(gateway, container("gateway"), 180_000)
   } catch (error) {
     const output = await Promise.all(services.map(async (s) => `--- ${s}\n${(await logs(container(s))).slice(-2_000)}`))
-    await compose("down", "-v").catch(() => {})
+    await down()
     throw new Error(`${String(error)}\n${output.join("\n")}`)
   }
   const restartable = (service: string): EndToEnd.Restartable => ({
@@ -233,7 +240,7 @@ const composeUp = async (project: string): Promise<Compose> => {
   })
   return {
     container,
-    network: `${project}_default`,
+    network,
     deployment: {
       gateway,
       catalog: `http://127.0.0.1:${catalogPort}`,
@@ -241,10 +248,7 @@ const composeUp = async (project: string): Promise<Compose> => {
       routes: { catalog: "http://catalog:8080", inventory: "http://inventory:8080" },
       servers: services.map((service) => ({ output: () => logs(container(service)), stop: () => stop(container(service)) })),
       alone: { catalog: restartable("catalog"), inventory: restartable("inventory"), identity: restartable("identity") },
-      cleanup: async () => {
-        await compose("down", "-v")
-        fs.rmSync(dir, { recursive: true, force: true })
-      }
+      cleanup: down
     }
   }
 }
