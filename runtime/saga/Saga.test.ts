@@ -248,6 +248,62 @@ TestHost.describeOnDatabases(
   }
 )
 
+TestHost.describeOnDatabases(
+  "a saga retrying at shutdown",
+  (database) =>
+    TestHost.layer([SagaToy.SagaToyModule], database, [], {
+      TESSERA_SAGA_RETRY_BACKOFF: "20 millis",
+      TESSERA_SAGA_STUCK_AFTER: "2"
+    }),
+  (run, restart) => {
+    // A step or compensation that retries until it succeeds runs in an activity, which the
+    // engine runs uninterruptibly: its retries must still give way to a shutdown (a process
+    // whose saga waited for a module that had gone never ended on SIGTERM), and go on after it.
+    const stuck = (id: string) =>
+      run(waitFor(
+        Effect.map(Effect.flatMap(toy, (c) => c.list({ state: "stuck", limit: 100 })), (page) => page.items.find((s) => s.subject === id)),
+        "the saga to show as stuck"
+      ))
+    const ended = (id: string, state: string) =>
+      run(waitFor(Effect.map(sagaOf(id), (saga) => (saga?.state === state ? saga : undefined)), `the saga to end ${state}`, 30_000))
+
+    it("a compensation retrying until it succeeds gives way to a shutdown, and carries on after it", async () => {
+      const payload = order(unique("held-compensation"), "two")
+      fs.writeFileSync(holdFile, "compensate-one")
+      try {
+        await run(Effect.flatMap(toy, (c) => c.start(payload)))
+        await stuck(payload.id)
+        // Well within a grace period: the engine gives a running saga 1 s (Engine.ts).
+        expect(await restart()).toBeLessThan(10_000)
+      } finally {
+        fs.rmSync(holdFile, { force: true })
+      }
+      const done = await ended(payload.id, "compensated")
+      expect(done.steps.find((s) => s.phase === "compensation")).toMatchObject({ step: "one", status: "succeeded" })
+      // What the module records of the failed saga, once, after its (last) compensation: the
+      // shutdown cut the saga short before it, and it was not recorded then.
+      const runs = await run(Effect.flatMap(toy, (c) => c.runs({ id: payload.id })))
+      expect(runs.filter((r) => r.phase === "end")).toHaveLength(1)
+      expect(runs.at(-1)).toMatchObject({ step: "saga", phase: "end" })
+      expect(runs.at(-2)).toMatchObject({ step: "one", phase: "compensation" })
+    }, 60_000)
+
+    it("a step retrying until it succeeds gives way to a shutdown, and carries on after it", async () => {
+      const id = unique("held-step")
+      fs.writeFileSync(holdFile, `${id}:fail-retrying\n`)
+      try {
+        await run(Effect.flatMap(toy, (c) => c.startUntil({ id })))
+        await stuck(id)
+        expect(await restart()).toBeLessThan(10_000)
+      } finally {
+        fs.rmSync(holdFile, { force: true })
+      }
+      const done = await ended(id, "completed")
+      expect(done.steps.map((s) => [s.step, s.status])).toEqual([["retrying", "succeeded"], ["after", "succeeded"]])
+    }, 60_000)
+  }
+)
+
 const second = SagaToy.another("sagatoytwo")
 
 TestHost.describeOnDatabases(

@@ -176,7 +176,7 @@ export const run = <A, E, R>(
     yield* Workflow.addFinalizer((exit) =>
       Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) && !instance.interrupted
         ? Effect.void
-        : recorded(recordEnd(sql, instance.executionId)(exit))
+        : untilStopped(instance, recorded(recordEnd(sql, instance.executionId)(exit)))
     )
     return yield* Effect.provideService(body, InSaga, true)
   })
@@ -194,9 +194,10 @@ export const run = <A, E, R>(
 export const afterCompensations = <R>(
   f: (cause: Cause.Cause<unknown>) => Effect.Effect<void, never, R>
 ): Effect.Effect<void, never, R | WorkflowInstance> =>
+  Effect.flatMap(WorkflowInstance, (instance) =>
   Workflow.addFinalizer((exit) =>
     Exit.isFailure(exit)
-      ? Effect.flatMap(Effect.orDie(backoff), (schedule) =>
+      ? untilStopped(instance, Effect.flatMap(Effect.orDie(backoff), (schedule) =>
         f(exit.cause).pipe(
           Effect.sandbox,
           Effect.tapError((cause) =>
@@ -204,9 +205,9 @@ export const afterCompensations = <R>(
           ),
           Effect.retry({ schedule, while: (cause) => !Cause.isInterruptedOnly(cause) }),
           Effect.unsandbox
-        ))
+        )))
       : Effect.void
-  )
+  ))
 
 /**
  * Registers `workflow`'s implementation as a saga (`run`): the layer goes into the handler layer
@@ -238,6 +239,29 @@ export const toLayer = <
     | Success["Context"]
     | Error["Context"]
   >
+
+/**
+ * A saga's finalizer (a compensation, recording its end), interruptible unless the saga itself
+ * was interrupted on purpose (`Workflow.interrupt`, whose compensations must run). Finalizers
+ * run uninterruptibly, and a compensation waits for its activity's answer, which a compensation
+ * retrying until it succeeds (the module it calls gone) never gives: such a saga held its process
+ * at shutdown until it was killed. At shutdown this is where the saga stops, recording nothing:
+ * it compensates on when it resumes (the compensations that finished are in its journal).
+ */
+const untilStopped = <E, R>(instance: WorkflowInstance["Type"], finalizer: Effect.Effect<void, E, R>) =>
+  instance.interrupted ? finalizer : Effect.suspend(() =>
+    cutShort.has(instance)
+      ? Effect.void
+      : Effect.interruptible(finalizer).pipe(Effect.onInterrupt(() => Effect.sync(() => cutShort.add(instance))))
+  )
+
+/**
+ * The runs of sagas whose finalizers a shutdown cut short. The finalizers after one that was cut
+ * short still ran (seen: the saga recorded compensated, and its module told of the failure, with
+ * a compensation still to run), so each checks here: once one is cut short, the rest of that run's
+ * are left to its resume.
+ */
+const cutShort = new WeakSet<WorkflowInstance["Type"]>()
 
 /** The first wait before a retry and each next one doubled, up to a minute, with jitter. */
 const backoff = Effect.map(Settings.sagaRetryBackoff.config, (first) =>
@@ -474,7 +498,7 @@ export function step(
           return Workflow.addFinalizer((end) =>
             Exit.isSuccess(end) || (Cause.isInterruptedOnly(end.cause) && !instance.interrupted)
               ? Effect.void
-              : Effect.orDie(compensation(value.value))
+              : untilStopped(instance, Effect.orDie(compensation(value.value)))
           )
         })
       )

@@ -90,12 +90,14 @@ export const layer = (
 
 /**
  * Declares one suite per test database (PostgreSQL, embedded), each with its own fresh database
- * and a runtime built from `layer`; `body` receives `run`, which runs an effect in that runtime.
+ * and a runtime built from `layer`; `body` receives `run`, which runs an effect in that runtime,
+ * and `restart`, which shuts that runtime down (as a process does on SIGTERM) and builds a new
+ * one on the same database, resolving to how long the shutdown took in milliseconds.
  */
 export const describeOnDatabases = <R>(
   title: string,
   layer: (database: Database) => Layer.Layer<R, unknown>,
-  body: (run: <A, E>(effect: Effect.Effect<A, E, R>) => Promise<A>) => void
+  body: (run: <A, E>(effect: Effect.Effect<A, E, R>) => Promise<A>, restart: () => Promise<number>) => void
 ) => {
   for (const { acquire, name } of databases) {
     if (typeof acquire === "string") {
@@ -114,7 +116,15 @@ export const describeOnDatabases = <R>(
         await runtime?.dispose()
         await database?.release()
       })
-      body((effect) => runtime!.runPromise(effect))
+      const restart = async () => {
+        const started = Date.now()
+        await runtime!.dispose()
+        const took = Date.now() - started
+        runtime = ManagedRuntime.make(layer(database!.database))
+        await runtime.runtime()
+        return took
+      }
+      body((effect) => runtime!.runPromise(effect), restart)
     })
   }
 }
