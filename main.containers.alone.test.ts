@@ -6,17 +6,20 @@
  *   same volume with the product still there.
  * - per-module: `deploy/per-module/compose.yaml`, as rendered, brought up with podman-compose
  *   (PostgreSQL and RabbitMQ as containers too): every process of the topology a container of the
- *   same image on the compose network, finding the others by name. On one such project run the
- *   faults only containers make real; on a fresh one, the end-to-end suite (main.e2e.ts, as
- *   main.test.ts runs it against processes). The faults: a module cut off from the network
+ *   same image on the compose network, finding the others by name. On one such project, with the
+ *   payment provider simulator as a container beside it, the order suite (main.orders.e2e.ts, as
+ *   main.orders.test.ts runs it against processes), then the faults only containers make real;
+ *   on a fresh one, the end-to-end suite (main.e2e.ts, as main.test.ts runs it against
+ *   processes). The faults: a module cut off from the network
  *   (`podman network disconnect`, then connected again on its address) and one frozen
  *   (`podman pause`), under orders; and a module connected again on another address, whose
  *   every connection died without a word, which must still stop cleanly on SIGTERM.
  *
- * What the tests add to the compose file, in an override beside it: the suite's settings (short
- * token lifetime, trusted proxy, cheap password hashes), catalog's and inventory's ports published
- * on loopback (the suite calls inventory over RPC), and the secrets it needs to know (admin
- * password, service secret) written before `compose-secrets.sh` makes the rest. PostgreSQL and
+ * What the tests add to the compose file, in an override beside it: the suite's settings (token
+ * lifetime, rate limit, trusted proxy, cheap password hashes), catalog's and inventory's ports
+ * published on loopback (the end-to-end suite calls inventory over RPC), the payment provider
+ * simulator where the order suite runs, and the secrets the tests need to know (admin password,
+ * service secret) written before `compose-secrets.sh` makes the rest. PostgreSQL and
  * RabbitMQ are Debian's packages in images of the same base (`.ci/services`), standing in for
  * the official images compose.yaml names, which no registry here serves.
  *
@@ -41,6 +44,7 @@ import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Yaml from "./runtime/deploy/Yaml.ts"
 import * as EndToEnd from "./main.e2e.ts"
+import * as OrdersEndToEnd from "./main.orders.e2e.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Shop from "./runtime/testing/Shop.ts"
 
@@ -174,6 +178,8 @@ const TOPOLOGY = "deploy/per-module"
 
 interface Compose {
   readonly deployment: EndToEnd.Deployment
+  /** The payment provider simulator's URL on loopback, where the project runs one (`psp`). */
+  readonly provider: string
   /** The container of compose service `service`. */
   readonly container: (service: string) => string
   /** The compose project's network. */
@@ -183,9 +189,14 @@ interface Compose {
 /**
  * `deploy/per-module/compose.yaml` brought up with podman-compose as project `project`, in a
  * directory of its own (the rendered compose.yaml and compose-secrets.sh copied there, with the
- * override the header describes); down, volumes and all, at `cleanup`.
+ * override the header describes, giving every tessera service `settings`); down, volumes and all,
+ * at `cleanup`. With `provider`, the payment provider simulator runs as a service of its own
+ * (`psp`, the same image), published on loopback, and payments calls it.
  */
-const composeUp = async (project: string): Promise<Compose> => {
+const composeUp = async (
+  project: string,
+  options: { readonly settings: Readonly<Record<string, string>>; readonly provider?: boolean }
+): Promise<Compose> => {
   await imagesBuilt()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-compose-"))
   for (const file of ["compose.yaml", "compose-secrets.sh"]) fs.copyFileSync(path.join(TOPOLOGY, file), path.join(dir, file))
@@ -199,16 +210,42 @@ const composeUp = async (project: string): Promise<Compose> => {
   fs.writeFileSync(path.join(dir, "secrets", "admin-password"), `${EndToEnd.ADMIN.password}\n`)
   fs.writeFileSync(path.join(dir, "secrets", "service-secret"), `${EndToEnd.settings.TESSERA_SERVICE_SECRET}\n`)
   await command("sh", [path.join(dir, "compose-secrets.sh")])
-  const { TESSERA_SERVICE_SECRET: _secret, TESSERA_ADMIN_PASSWORD: _password, ...settings } = EndToEnd.settings
-  const [gatewayPort, catalogPort, inventoryPort] = [await Processes.freePort(), await Processes.freePort(), await Processes.freePort()]
+  // Secrets go by file (above), as compose.yaml gives them; the admin is EndToEnd.ADMIN.
+  const settings = Object.fromEntries(
+    Object.entries({ ...options.settings, TESSERA_ADMIN_EMAIL: EndToEnd.ADMIN.email })
+      .filter(([key]) => key !== "TESSERA_SERVICE_SECRET" && key !== "TESSERA_ADMIN_PASSWORD")
+  )
+  const [gatewayPort, catalogPort, inventoryPort, providerPort] = [
+    await Processes.freePort(),
+    await Processes.freePort(),
+    await Processes.freePort(),
+    await Processes.freePort()
+  ]
   const published = { catalog: catalogPort, inventory: inventoryPort } as Record<string, number>
+  const provider = options.provider === true
+    ? {
+      psp: {
+        image,
+        command: ["psp-sim", "--port", "8080", "--host", "0.0.0.0"],
+        // It serves no /health/live.
+        healthcheck: { test: ["NONE"] },
+        ports: [`127.0.0.1:${providerPort}:8080`]
+      }
+    }
+    : {}
   fs.writeFileSync(
     path.join(dir, "override.yaml"),
     Yaml.stringify({
-      services: Object.fromEntries(services.map((service) => [service, {
-        environment: settings,
-        ...(published[service] === undefined ? {} : { ports: [`127.0.0.1:${published[service]}:8080`] })
-      }]))
+      services: {
+        ...Object.fromEntries(services.map((service) => [service, {
+          environment: {
+            ...settings,
+            ...(service === "payments" && options.provider === true ? { TESSERA_PAYMENT_PROVIDER_URL: "http://psp:8080" } : {})
+          },
+          ...(published[service] === undefined ? {} : { ports: [`127.0.0.1:${published[service]}:8080`] })
+        }])),
+        ...provider
+      }
     })
   )
   const compose = (...args: Array<string>) =>
@@ -244,6 +281,7 @@ const composeUp = async (project: string): Promise<Compose> => {
   return {
     container,
     network,
+    provider: `http://127.0.0.1:${providerPort}`,
     deployment: {
       gateway,
       catalog: `http://127.0.0.1:${catalogPort}`,
@@ -257,51 +295,40 @@ const composeUp = async (project: string): Promise<Compose> => {
 }
 
 if (skip === undefined) {
-  // A compose project for the faults, and a fresh one for the suite. (After the faults, orders
-  // was seen once not to end on SIGTERM within 30 s, and catalog writes were answered 503 for
-  // about a second: not yet understood. The suite, its stop check included, runs on a project
-  // no fault touched.)
-  const per = () => composeUp(`tessera-e2e-${Math.random().toString(36).slice(2, 8)}`)
+  const name = () => `tessera-e2e-${Math.random().toString(36).slice(2, 8)}`
+  // One compose project, with the payment provider simulator beside it, for the order suite and
+  // then the faults (brought down after them); a fresh one, with the end-to-end suite's own
+  // settings (short-lived tokens, a low rate limit), for that suite, which ends by stopping it.
+  let ordersAndFaults: Promise<Compose> | undefined
+  const shared = () => (ordersAndFaults ??= composeUp(name(), { settings: OrdersEndToEnd.settings, provider: true }))
+
+  OrdersEndToEnd.suite("per-module compose.yaml: the order suite", async () => {
+    const compose = await shared()
+    return {
+      gateway: compose.deployment.gateway,
+      provider: compose.provider,
+      admin: EndToEnd.ADMIN,
+      // Stopped by the faults' suite, which runs on the same project next.
+      servers: [],
+      hostsPayments: false,
+      cleanup: async () => {}
+    }
+  })
 
   describe("per-module compose.yaml: faults between containers", () => {
     let compose: Compose
     let shop: Shop.Shop
-    // Access tokens live seconds here (the suite's setting): each request logs in again when needed.
-    const session = (credentials: { readonly email: string; readonly password: string }) => {
-      let current: { token: string; at: number } | undefined
-      return async () => {
-        if (current === undefined || Date.now() - current.at > 2_000) current = { token: await Shop.login(shop, credentials), at: Date.now() }
-        return current.token
-      }
-    }
-    const admin = session(EndToEnd.ADMIN)
-    const customer = async (label: string) => {
-      const credentials = { email: `${label}-${crypto.randomUUID()}@tessera.test`, password: "a good password" }
-      expect((await shop.persist("/v1/auth/register", { json: { ...credentials, name: label } })).status).toBe(201)
-      return session(credentials)
-    }
-    const product = async (stock: number) => Shop.product(shop, await admin(), stock)
-    const stock = async (productId: string) => (await shop.persist(`/v1/products/${productId}/stock`, { token: await admin() })).body
-    /** Places one unit of `productId` under `key`, asking again (a fresh token each time) until it is accepted. */
-    const place = (buyer: () => Promise<string>, productId: string, key: string) =>
-      Shop.eventually(`order ${key} accepted`, async () => {
-        const answer = await shop.api("/v1/orders", {
-          token: await buyer(),
-          key,
-          json: { items: [{ productId, quantity: 1 }], shippingAddress: Shop.ADDRESS, paymentToken: "tok_ok" }
-        }).catch(() => undefined)
-        if (answer !== undefined && answer.status < 500) expect(answer.status, JSON.stringify(answer.body)).toBe(202)
-        return answer?.status === 202 ? answer.body.id as string : undefined
-      }, 120_000)
-    const ended = (buyer: () => Promise<string>, id: string) =>
-      Shop.eventually(`order ${id} ended`, async () => {
-        const { body } = await shop.persist(`/v1/orders/${id}`, { token: await buyer() })
-        return body.status === "PENDING" ? undefined : body
-      }, 120_000)
+    let admin: string
+    const product = (stock: number) => Shop.product(shop, admin, stock)
+    const stock = async (productId: string) => (await shop.persist(`/v1/products/${productId}/stock`, { token: admin })).body
+    // Each asks again (the same key) while the answer is a 5xx or none.
+    const place = (buyer: string, productId: string, key: string) => Shop.place(shop, buyer, productId, key)
+    const ended = (buyer: string, id: string) => Shop.ended(shop, buyer, id)
 
     beforeAll(async () => {
-      compose = await per()
+      compose = await shared()
       shop = Shop.make([compose.deployment.gateway])
+      admin = await Shop.login(shop, EndToEnd.ADMIN)
     }, 600_000)
 
     afterAll(async () => {
@@ -310,7 +337,7 @@ if (skip === undefined) {
 
     it("an order placed while shipping is cut off from the network ends consistent once it is back", async () => {
       const productId = await product(3)
-      const buyer = await customer("partition")
+      const buyer = await Shop.customer(shop, "partition")
       const shipping = compose.container("shipping")
       const address = await addressOf(shipping)
       await podman("network", "disconnect", compose.network, shipping)
@@ -324,8 +351,8 @@ if (skip === undefined) {
         await podman("network", "connect", "--ip", address, "--alias", "shipping", compose.network, shipping)
       }
       const order = await ended(buyer, id)
-      const payment = await shop.persist(`/v1/orders/${id}/payment`, { token: await buyer() })
-      const shipment = await shop.persist(`/v1/orders/${id}/shipment`, { token: await buyer() })
+      const payment = await shop.persist(`/v1/orders/${id}/payment`, { token: buyer })
+      const shipment = await shop.persist(`/v1/orders/${id}/shipment`, { token: buyer })
       if (order.status === "CONFIRMED") {
         expect(await stock(productId)).toMatchObject({ available: 2, reserved: 0 })
         expect(payment.body).toMatchObject({ status: "charged" })
@@ -345,7 +372,9 @@ if (skip === undefined) {
       const notifications = compose.container("notifications")
       await podman("network", "disconnect", compose.network, notifications)
       await podman("network", "connect", "--alias", "notifications", compose.network, notifications)
-      expect(await stop(notifications)).toBe(0)
+      const code = await stop(notifications)
+      console.log((await logs(notifications)).split("\n").slice(-40).join("\n"))
+      expect(code).toBe(0)
       await podman("start", notifications)
       await healthy(notifications)
     }, 120_000)
@@ -371,13 +400,13 @@ if (skip === undefined) {
 
     it("an order placed while orders' container is frozen is refused in time, then taken once, and confirmed", async () => {
       const productId = await product(2)
-      const buyer = await customer("frozen")
+      const buyer = await Shop.customer(shop, "frozen")
       const orders = compose.container("orders")
       const key = `frozen-${crypto.randomUUID()}`
       await podman("pause", orders)
       try {
         const refused = await shop.api("/v1/orders", {
-          token: await buyer(),
+          token: buyer,
           key,
           json: { items: [{ productId, quantity: 1 }], shippingAddress: Shop.ADDRESS, paymentToken: "tok_ok" }
         })
@@ -389,12 +418,12 @@ if (skip === undefined) {
       const id = await place(buyer, productId, key)
       expect(await ended(buyer, id)).toMatchObject({ status: "CONFIRMED" })
       expect(await stock(productId)).toMatchObject({ available: 1, reserved: 0 })
-      const mine = (await shop.persist("/v1/orders", { token: await buyer() })).body
+      const mine = (await shop.persist("/v1/orders", { token: buyer })).body
       expect(mine.items.map((o: { id: string }) => o.id)).toEqual([id])
     }, 240_000)
   })
 
-  EndToEnd.suite("per-module compose.yaml: the end-to-end suite", async () => (await per()).deployment)
+  EndToEnd.suite("per-module compose.yaml: the end-to-end suite", async () => (await composeUp(name(), { settings: EndToEnd.settings })).deployment)
 } else {
   describe("the image, built and run with podman", () => it.skip(skip, () => {}))
 }

@@ -1,5 +1,6 @@
+import type { SqlClient, SqlConnection } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Ref, TestClock } from "effect"
+import { Cause, Duration, Effect, Exit, Option, Ref, Stream, TestClock } from "effect"
 import * as Gate from "./Gate.ts"
 
 describe("Gate.retryWhileUnavailable", () => {
@@ -29,5 +30,48 @@ describe("Gate.retryWhileUnavailable", () => {
       yield* Effect.exit(Gate.retryWhileUnavailable(Effect.zipRight(count, Effect.die(new Error("a bug")))))
       yield* Effect.exit(Gate.retryWhileUnavailable(Effect.zipRight(count, Effect.fail("refused"))))
       expect(yield* Ref.get(attempts)).toBe(2)
+    }))
+})
+
+describe("Gate.make's connections", () => {
+  /** A database whose connections take every statement and never answer one (cut off without a word). */
+  const silentDatabase = (statements: { count: number }) => {
+    const never = () => Effect.suspend(() => {
+      statements.count++
+      return Effect.never
+    })
+    const connection = {
+      execute: never,
+      executeRaw: never,
+      executeValues: never,
+      executeUnprepared: never,
+      executeStream: () => Stream.never
+    } as unknown as SqlConnection.Connection
+    // Only `reserve` is what Gate uses of its base client.
+    return { reserve: Effect.succeed(connection) } as unknown as SqlClient.SqlClient
+  }
+
+  it.live("takes a connection whose server did not answer a statement for dead: what follows on it fails at once", () =>
+    Effect.gen(function*() {
+      const statements = { count: 0 }
+      const gate = yield* Gate.make(silentDatabase(statements), {
+        label: "silent",
+        connections: 1,
+        acquireTimeout: Duration.seconds(1),
+        statementTimeout: Option.some(Duration.millis(50))
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const connection = yield* gate.reserve
+        const first = yield* Effect.exit(connection.executeUnprepared("UPDATE t SET x = 1", [], undefined))
+        expect(String(Exit.isFailure(first) && Cause.squash(first.cause))).toContain("did not answer a statement within")
+        // A transaction's ROLLBACK next, uninterruptible as @effect/sql runs it: not sent, not waited for.
+        const rollback = yield* Effect.exit(Effect.uninterruptible(connection.executeUnprepared("ROLLBACK", [], undefined)))
+        expect(String(Exit.isFailure(rollback) && Cause.squash(rollback.cause))).toContain("lost a connection that stopped answering")
+        expect(statements.count).toBe(1)
+      }))
+      // Another connection is tried afresh.
+      const next = yield* Effect.exit(Effect.scoped(Effect.flatMap(gate.reserve, (c) => c.executeUnprepared("SELECT 1", [], undefined))))
+      expect(String(Exit.isFailure(next) && Cause.squash(next.cause))).toContain("did not answer a statement within")
+      expect(statements.count).toBe(2)
     }))
 })

@@ -116,7 +116,8 @@ export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<G
       Effect.catchAll((error) => Effect.die(unavailable(limits.label, `cannot be reached: ${error.message}`)))
     )
 
-    const timed = <A>(statement: Effect.Effect<A, SqlError.SqlError>): Effect.Effect<A, SqlError.SqlError> =>
+    /** `statement`, timed out; `silent` is told when the server did not answer it at all. */
+    const timed = <A>(statement: Effect.Effect<A, SqlError.SqlError>, silent: () => void): Effect.Effect<A, SqlError.SqlError> =>
       Option.match(limits.statementTimeout, {
         onNone: () => Effect.uninterruptible(statement),
         onSome: (timeout) =>
@@ -136,20 +137,43 @@ export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<G
             // this one, a little later, covers a server that does not answer at all.
             Effect.timeoutOption(Duration.sum(timeout, Duration.millis(500))),
             Effect.flatMap(Option.match({
-              onNone: () => Effect.die(unavailable(limits.label, `did not answer a statement within ${Duration.format(timeout)}`)),
+              onNone: () =>
+                Effect.zipRight(
+                  Effect.sync(silent),
+                  Effect.die(unavailable(limits.label, `did not answer a statement within ${Duration.format(timeout)}`))
+                ),
               onSome: Effect.succeed
             }))
           )
       })
 
-    const wrap = (conn: SqlConnection.Connection): SqlConnection.Connection => ({
-      execute: (sql, params, transform) => timed(conn.execute(sql, params, transform)),
-      executeRaw: (sql, params) => timed(conn.executeRaw(sql, params)),
-      executeValues: (sql, params) => timed(conn.executeValues(sql, params)),
-      executeUnprepared: (sql, params, transform) => timed(conn.executeUnprepared(sql, params, transform)),
-      // A stream is read at the reader's pace: no statement timeout applies to it.
-      executeStream: (sql, params, transform) => conn.executeStream(sql, params, transform)
-    })
+    /**
+     * A reserved connection whose every statement is timed. Once the server has not answered one
+     * at all (its own statement_timeout would have), the connection is taken for dead: what
+     * follows on it fails at once instead of waiting out the timeout again, above all the
+     * ROLLBACK of the transaction that statement was in (a process stopping on connections that
+     * died without a word waited for each in turn).
+     */
+    const wrap = (conn: SqlConnection.Connection): SqlConnection.Connection => {
+      let dead = false
+      const died = () => {
+        dead = true
+      }
+      const guarded = <A>(statement: Effect.Effect<A, SqlError.SqlError>) =>
+        Effect.suspend(() =>
+          dead
+            ? Effect.die(unavailable(limits.label, "lost a connection that stopped answering"))
+            : timed(statement, died)
+        )
+      return {
+        execute: (sql, params, transform) => guarded(conn.execute(sql, params, transform)),
+        executeRaw: (sql, params) => guarded(conn.executeRaw(sql, params)),
+        executeValues: (sql, params) => guarded(conn.executeValues(sql, params)),
+        executeUnprepared: (sql, params, transform) => guarded(conn.executeUnprepared(sql, params, transform)),
+        // A stream is read at the reader's pace: no statement timeout applies to it.
+        executeStream: (sql, params, transform) => conn.executeStream(sql, params, transform)
+      }
+    }
 
     const stalledFor = Effect.map(Clock.currentTimeMillis, (now) =>
       held < limits.connections ? Duration.zero : Duration.millis(now - lastChange))
