@@ -373,7 +373,7 @@ if (skip === undefined) {
       await podman("network", "disconnect", compose.network, notifications)
       await podman("network", "connect", "--alias", "notifications", compose.network, notifications)
       const code = await stop(notifications)
-      console.log((await logs(notifications)).split("\n").slice(-40).join("\n"))
+      if (code !== 0) console.log((await logs(notifications)).split("\n").slice(-40).join("\n"))
       expect(code).toBe(0)
       await podman("start", notifications)
       await healthy(notifications)
