@@ -3,14 +3,17 @@
  * reaches its own schema and gets a permission error (42501) from any other. Migrations apply
  * once, in order, also when processes start together.
  */
+import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient, type SqlError } from "@effect/sql"
-import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { ConfigProvider, Deferred, Effect, Fiber, Layer, ManagedRuntime, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Services from "../testing/Services.ts"
 import * as Database from "./Database.ts"
+import * as ModuleSql from "./ModuleSql.ts"
 import * as PgError from "./PgError.ts"
 
 const migrations = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-migrations-"))
@@ -107,6 +110,43 @@ for (const { acquire, name } of await Services.databases()) {
         return yield* opened[0]!.sql<{ n: number }>`SELECT count(*)::int AS n FROM things`
       }))
       expect(counts).toEqual([{ n: 1 }])
+    })
+
+    it.runIf(name === "PostgreSQL")("bootstraps a module on a second database of the server while the first rewrites its role", async () => {
+      // A role is the server's: its settings row is one for every database, and each database's
+      // bootstrap (serialised within its database only) rewrites it. Held by a transaction on the
+      // first database, the second's bootstrap waits for it, then is refused ("tuple concurrently
+      // updated") and must try again.
+      write("epsilon", "0001_create_things.sql", `CREATE TABLE things (id int PRIMARY KEY);`)
+      await run(Database.open("epsilon"))
+      const server = await Services.findPostgres()
+      if (!server.ok) throw new Error(server.reason)
+      const second = await Services.createDatabase(server.value)
+      try {
+        const url = database.database._tag === "Postgres" ? database.database.url : ""
+        const opened = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+          const admin = yield* PgClient.make({ url: Redacted.make(url), maxConnections: 1 })
+          const release = yield* Deferred.make<void>()
+          const holding = yield* Deferred.make<void>()
+          const holder = yield* Effect.fork(admin.withTransaction(Effect.gen(function*() {
+            yield* admin.unsafe(`ALTER ROLE ${ModuleSql.roleOf("epsilon")} SET search_path = epsilon`)
+            yield* Deferred.succeed(holding, undefined)
+            yield* Deferred.await(release)
+          })))
+          yield* Deferred.await(holding)
+          const opening = yield* Effect.fork(
+            Effect.scoped(Effect.flatMap(Database.open("epsilon"), (db) => db.sql<{ n: number }>`SELECT count(*)::int AS n FROM things`))
+              .pipe(Effect.provide(config({ DATABASE_URL: second.url })))
+          )
+          yield* Effect.sleep("500 millis")
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(holder)
+          return yield* Fiber.join(opening)
+        }).pipe(Effect.provide(Reactivity.layer))) as Effect.Effect<ReadonlyArray<{ n: number }>, unknown>)
+        expect(opened).toEqual([{ n: 0 }])
+      } finally {
+        await second.drop()
+      }
     })
 
     it("refuses a migration file that is not named NNNN_name.sql", async () => {

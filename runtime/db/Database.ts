@@ -11,13 +11,14 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import { Config, Effect, Option, Redacted, type Stream } from "effect"
+import { Config, Effect, Option, Predicate, Redacted, Schedule, type Stream } from "effect"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import * as Settings from "../Settings.ts"
 import * as AfterCommit from "./AfterCommit.ts"
 import * as Gate from "./Gate.ts"
 import * as Migrations from "./Migrations.ts"
 import * as ModuleSql from "./ModuleSql.ts"
+import * as PgError from "./PgError.ts"
 
 export interface ModuleDatabase {
   readonly module: string
@@ -48,6 +49,12 @@ const describe = (url: Redacted.Redacted) => {
 }
 
 const poolSize = Settings.dbPoolSize.config
+
+/** PostgreSQL's refusal of a catalog row updated by another transaction meanwhile (SQLSTATE XX000). */
+const concurrentlyUpdated = (error: unknown) =>
+  Predicate.isTagged(error, "SqlError") &&
+  PgError.code(error as SqlError.SqlError) === "XX000" &&
+  String((error as SqlError.SqlError).cause).includes("tuple concurrently updated")
 
 /**
  * The embedded database is one session: its modules migrate one at a time (on PostgreSQL an
@@ -97,6 +104,12 @@ export const open = (module: string, options?: { readonly runtime?: ReadonlyArra
         PgClient.make({ url: url.value, maxConnections: 1, applicationName: `tessera/${module}/bootstrap` }),
         (admin) => admin.unsafe(ModuleSql.bootstrap(module, ModuleSql.passwordOf(url.value)))
       )
+    ).pipe(
+      // A role is the server's, not one database's: a bootstrap of the same module on another
+      // database of the server at the same moment (its advisory lock holds within a database
+      // only) rewrites the same catalog row, and one of the two fails with "tuple concurrently
+      // updated". It makes no change that the other does not, so it is run again.
+      Effect.retry({ while: concurrentlyUpdated, times: 5, schedule: Schedule.jittered(Schedule.exponential("50 millis")) })
     )
     // Migrations run on a pool of their own, closed after: no statement timeout cuts them short.
     const ran = yield* Effect.scoped(Effect.flatMap(
