@@ -15,6 +15,10 @@
  *   (`podman pause`), under orders; and a module connected again on another address, whose
  *   every connection died without a word, which must still stop cleanly on SIGTERM.
  *
+ * - testcontainers on podman's Docker-compatible socket (`podman system service`, Ryuk off): the
+ *   PostgreSQL and RabbitMQ containers every suite falls back on where this machine runs neither
+ *   (Services.ts), started on the local stand-ins, answering, and removed.
+ *
  * What the tests add to the compose file, in an override beside it: the suite's settings (token
  * lifetime, rate limit, trusted proxy, cheap password hashes), catalog's and inventory's ports
  * published on loopback (the end-to-end suite calls inventory over RPC), the payment provider
@@ -36,16 +40,18 @@
  *     CONTAINERS_CONF=/tmp/containers.conf TESSERA_IMAGE_BASE=localhost/node-base:20-bookworm \
  *       TESSERA_CONTAINERS=1 npx vitest run main.containers.alone.test.ts
  */
-import { execFile } from "node:child_process"
+import { execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
+import { Connection } from "rabbitmq-client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Yaml from "./runtime/deploy/Yaml.ts"
 import * as EndToEnd from "./main.e2e.ts"
 import * as OrdersEndToEnd from "./main.orders.e2e.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
+import * as Services from "./runtime/testing/Services.ts"
 import * as Shop from "./runtime/testing/Shop.ts"
 
 const run = promisify(execFile)
@@ -171,6 +177,61 @@ describe.skipIf(skip !== undefined)("the image, built and run with podman", () =
     expect(stock.body).toMatchObject({ available: 5 })
     expect(await stop(second)).toBe(0)
   }, 300_000)
+})
+
+describe.skipIf(skip !== undefined)("testcontainers on podman's Docker-compatible socket", () => {
+  // Where a suite finds no PostgreSQL or RabbitMQ on this machine, it starts one with
+  // testcontainers (Services.ts): here against podman's socket, Ryuk off, on the local stand-ins.
+  const socket = path.join(os.tmpdir(), `tessera-podman-${Math.random().toString(36).slice(2, 8)}.sock`)
+  const saved = { DOCKER_HOST: process.env.DOCKER_HOST, TESTCONTAINERS_RYUK_DISABLED: process.env.TESTCONTAINERS_RYUK_DISABLED }
+  let service: ReturnType<typeof spawn> | undefined
+
+  beforeAll(async () => {
+    await imagesBuilt()
+    service = spawn("podman", ["system", "service", "--time=0", `unix://${socket}`], { stdio: "ignore" })
+    for (let i = 0; !fs.existsSync(socket); i++) {
+      if (i === 100) throw new Error("podman system service did not open its socket within 10 s")
+      await sleep(100)
+    }
+    process.env.DOCKER_HOST = `unix://${socket}`
+    process.env.TESTCONTAINERS_RYUK_DISABLED = "true"
+  }, 1_000_000)
+
+  afterAll(() => {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key]
+      else process.env[key] = value
+    }
+    service?.kill()
+    fs.rmSync(socket, { force: true })
+  })
+
+  it("starts PostgreSQL as the suites' fallback does: it answers, and a database is made on it", async () => {
+    const postgres = await Services.postgresContainer(POSTGRES_IMAGE)
+    try {
+      expect(postgres.url).toMatch(/^postgres:\/\/postgres:[^@]+@[^:]+:\d+\/postgres$/)
+      const database = await Services.createDatabase(postgres.url)
+      await database.drop()
+    } finally {
+      await postgres.stop()
+    }
+  }, 180_000)
+
+  it("starts RabbitMQ likewise: a message published to a queue is read back", async () => {
+    const broker = await Services.rabbitContainer(RABBITMQ_IMAGE)
+    const connection = new Connection(broker.url)
+    try {
+      await connection.queueDeclare({ queue: "testcontainers", exclusive: true })
+      const publisher = connection.createPublisher({ confirm: true })
+      await publisher.send("testcontainers", "hello")
+      await publisher.close()
+      const message = await connection.basicGet({ queue: "testcontainers", noAck: true })
+      expect(String(message?.body)).toBe("hello")
+    } finally {
+      await connection.close()
+      await broker.stop()
+    }
+  }, 240_000)
 })
 
 /** The tessera services of deploy/per-module/compose.yaml (every one but PostgreSQL and RabbitMQ). */
@@ -301,6 +362,9 @@ if (skip === undefined) {
   // settings (short-lived tokens, a low rate limit), for that suite, which ends by stopping it.
   let ordersAndFaults: Promise<Compose> | undefined
   const shared = () => (ordersAndFaults ??= composeUp(name(), { settings: OrdersEndToEnd.settings, provider: true }))
+  // Brought up while the faults run (they mostly wait), so that the suite does not wait for it.
+  let fresh: Promise<Compose> | undefined
+  const suiteProject = () => (fresh ??= composeUp(name(), { settings: EndToEnd.settings }))
 
   OrdersEndToEnd.suite("per-module compose.yaml: the order suite", async () => {
     const compose = await shared()
@@ -327,6 +391,8 @@ if (skip === undefined) {
 
     beforeAll(async () => {
       compose = await shared()
+      // Its failure is the suite's to report.
+      void suiteProject().catch(() => undefined)
       shop = Shop.make([compose.deployment.gateway])
       admin = await Shop.login(shop, EndToEnd.ADMIN)
     }, 600_000)
@@ -423,7 +489,7 @@ if (skip === undefined) {
     }, 240_000)
   })
 
-  EndToEnd.suite("per-module compose.yaml: the end-to-end suite", async () => (await composeUp(name(), { settings: EndToEnd.settings })).deployment)
+  EndToEnd.suite("per-module compose.yaml: the end-to-end suite", async () => (await suiteProject()).deployment)
 } else {
   describe("the image, built and run with podman", () => it.skip(skip, () => {}))
 }

@@ -1,8 +1,12 @@
 /**
  * Finds the services a test suite needs, in this order: the environment (`DATABASE_URL`,
- * `AMQP_URL`), the localhost defaults, a testcontainers container when a Docker engine answers.
- * A suite whose service is missing reports itself skipped with the reason, unless
- * `REQUIRE_SERVICES=1` (CI), where the missing service fails the run.
+ * `AMQP_URL`), the localhost defaults, a testcontainers container when a container engine
+ * answers (Docker, or podman's Docker-compatible socket named by `DOCKER_HOST`, with
+ * `TESTCONTAINERS_RYUK_DISABLED=true`: podman runs no Ryuk). The containers run the official
+ * images, or `TESSERA_TEST_POSTGRES_IMAGE` and `TESSERA_TEST_RABBITMQ_IMAGE` where no registry
+ * answers (images built locally, as `.ci/services` builds them). A suite whose service is missing
+ * reports itself skipped with the reason, unless `REQUIRE_SERVICES=1` (CI), where the missing
+ * service fails the run.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
@@ -46,16 +50,61 @@ const canQuery = (url: string) =>
     )
   )
 
-const dockerContainer = async (): Promise<string | undefined> => {
+/** Whether a container engine answers testcontainers (its environment: `DOCKER_HOST` and the rest). */
+const engineAnswers = async () => {
   try {
     const { getContainerRuntimeClient } = await import("testcontainers")
     await getContainerRuntimeClient()
+    return true
   } catch {
-    return undefined
+    return false
   }
-  const { PostgreSqlContainer } = await import("@testcontainers/postgresql")
-  const container = await new PostgreSqlContainer("postgres:16-alpine").start()
-  return container.getConnectionUri()
+}
+
+/** A service in a container of its own: where to reach it, and how to remove it. */
+export interface Container {
+  readonly url: string
+  readonly stop: () => Promise<void>
+}
+
+/**
+ * A PostgreSQL server in a container (`image`: the official image's contract, `POSTGRES_PASSWORD`),
+ * through testcontainers: its admin URL once it answers a query. Waited for by a query, not by
+ * the image's healthcheck, which podman without systemd never runs.
+ */
+export const postgresContainer = async (image = process.env.TESSERA_TEST_POSTGRES_IMAGE ?? "postgres:16-alpine"): Promise<Container> => {
+  const { GenericContainer, Wait } = await import("testcontainers")
+  const password = randomUUID()
+  const container = await new GenericContainer(image)
+    .withEnvironment({ POSTGRES_USER: "postgres", POSTGRES_PASSWORD: password, POSTGRES_DB: "postgres" })
+    .withExposedPorts(5432)
+    .withWaitStrategy(Wait.forLogMessage(/ready to accept connections/))
+    .withStartupTimeout(120_000)
+    .start()
+  const url = `postgres://postgres:${password}@${container.getHost()}:${container.getMappedPort(5432)}/postgres`
+  // The official image logs that line for its initialising server too, which takes no TCP.
+  for (let i = 0; !(await canQuery(url)); i++) {
+    if (i === 60) {
+      await container.stop()
+      throw new Error(`PostgreSQL in ${image} did not answer a query within a minute`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  return { url, stop: () => container.stop().then(() => undefined) }
+}
+
+/** A RabbitMQ broker in a container (`image`: the official image's default user guest), through testcontainers: its URL. */
+export const rabbitContainer = async (image = process.env.TESSERA_TEST_RABBITMQ_IMAGE ?? "rabbitmq:3.13-alpine"): Promise<Container> => {
+  const { GenericContainer, Wait } = await import("testcontainers")
+  const container = await new GenericContainer(image)
+    .withExposedPorts(5672)
+    .withWaitStrategy(Wait.forLogMessage(/Server startup complete/))
+    .withStartupTimeout(180_000)
+    .start()
+  return {
+    url: `amqp://guest:guest@${container.getHost()}:${container.getMappedPort(5672)}`,
+    stop: () => container.stop().then(() => undefined)
+  }
 }
 
 /**
@@ -81,24 +130,22 @@ export const findPostgres = (): Promise<Found<string>> =>
     }
     const local = "postgres://postgres@127.0.0.1:5432/postgres"
     if ((await portOpen("127.0.0.1", 5432)) && (await canQuery(local))) return { ok: true, value: local }
-    const container = await dockerContainer()
-    if (container) return { ok: true, value: container }
-    return { ok: false, reason: "no PostgreSQL: DATABASE_URL unset, nothing on 127.0.0.1:5432, no Docker engine" }
+    if (await engineAnswers()) return { ok: true, value: (await postgresContainer()).url }
+    return { ok: false, reason: "no PostgreSQL: DATABASE_URL unset, nothing on 127.0.0.1:5432, no container engine" }
   }))
 
 let rabbit: Promise<Found<string>> | undefined
 
-/** The URL of a RabbitMQ broker: `AMQP_URL`, else the local default. */
+/** The URL of a RabbitMQ broker: `AMQP_URL`, else the local default, else a container. */
 export const findRabbit = (): Promise<Found<string>> =>
   (rabbit ??= demand("RabbitMQ", async (): Promise<Found<string>> => {
     const fromEnv = process.env.AMQP_URL
     const url = new URL(fromEnv ?? "amqp://guest:guest@127.0.0.1:5672")
     const open = await portOpen(url.hostname, Number(url.port || 5672))
     if (open) return { ok: true, value: url.toString() }
-    return {
-      ok: false,
-      reason: fromEnv ? `AMQP_URL is set but ${url.host} does not answer` : "no RabbitMQ: AMQP_URL unset, nothing on 127.0.0.1:5672, no Docker engine"
-    }
+    if (fromEnv) return { ok: false, reason: `AMQP_URL is set but ${url.host} does not answer` }
+    if (await engineAnswers()) return { ok: true, value: (await rabbitContainer()).url }
+    return { ok: false, reason: "no RabbitMQ: AMQP_URL unset, nothing on 127.0.0.1:5672, no container engine" }
   }))
 
 const rabbitmqctl = (...args: ReadonlyArray<string>) =>
