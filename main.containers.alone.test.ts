@@ -144,7 +144,11 @@ describe.skipIf(skip !== undefined)("the image, built and run with podman", () =
   const volumes: Array<string> = []
   const suffix = Math.random().toString(36).slice(2, 8)
 
-  beforeAll(imagesBuilt, 1_000_000)
+  beforeAll(async () => {
+    await imagesBuilt()
+    // Its failure is the suites' on it to report.
+    void shared().catch(() => undefined)
+  }, 1_000_000)
 
   afterAll(async () => {
     for (const name of containers) await podman("rm", "-f", name).catch(() => {})
@@ -355,17 +359,21 @@ const composeUp = async (
   }
 }
 
-if (skip === undefined) {
-  const name = () => `tessera-e2e-${Math.random().toString(36).slice(2, 8)}`
-  // One compose project, with the payment provider simulator beside it, for the order suite and
-  // then the faults (brought down after them); a fresh one, with the end-to-end suite's own
-  // settings (short-lived tokens, a low rate limit), for that suite, which ends by stopping it.
-  let ordersAndFaults: Promise<Compose> | undefined
-  const shared = () => (ordersAndFaults ??= composeUp(name(), { settings: OrdersEndToEnd.settings, provider: true }))
-  // Brought up while the faults run (they mostly wait), so that the suite does not wait for it.
-  let fresh: Promise<Compose> | undefined
-  const suiteProject = () => (fresh ??= composeUp(name(), { settings: EndToEnd.settings }))
+const name = () => `tessera-e2e-${Math.random().toString(36).slice(2, 8)}`
+// One compose project, with the payment provider simulator beside it, for the order suite and
+// then the faults (brought down after them), brought up while the first tests run (they mostly
+// wait); a fresh one, with the end-to-end suite's own settings (short-lived tokens, a low rate
+// limit), for that suite, which ends by stopping it, brought up while the faults run.
+let ordersAndFaults: Promise<Compose> | undefined
+const shared = () => (ordersAndFaults ??= composeUp(name(), { settings: OrdersEndToEnd.settings, provider: true }))
+let fresh: Promise<Compose> | undefined
+const suiteProject = () => (fresh ??= composeUp(name(), { settings: EndToEnd.settings }))
+// Whatever a filtered run started and no suite brought down.
+afterAll(async () => {
+  for (const project of [ordersAndFaults, fresh]) await project?.then((compose) => compose.deployment.cleanup(), () => undefined)
+}, 180_000)
 
+if (skip === undefined) {
   OrdersEndToEnd.suite("per-module compose.yaml: the order suite", async () => {
     const compose = await shared()
     return {

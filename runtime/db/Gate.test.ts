@@ -1,6 +1,6 @@
 import type { SqlClient, SqlConnection } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Option, Ref, Stream, TestClock } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Option, Ref, Stream, TestClock } from "effect"
 import * as Gate from "./Gate.ts"
 
 describe("Gate.retryWhileUnavailable", () => {
@@ -73,5 +73,30 @@ describe("Gate.make's connections", () => {
       const next = yield* Effect.exit(Effect.scoped(Effect.flatMap(gate.reserve, (c) => c.executeUnprepared("SELECT 1", [], undefined))))
       expect(String(Exit.isFailure(next) && Cause.squash(next.cause))).toContain("did not answer a statement within")
       expect(statements.count).toBe(2)
+    }))
+
+  it.effect("waits briefly for the statement after an interrupted one (its ROLLBACK): on a dead connection, not the statement timeout", () =>
+    Effect.gen(function*() {
+      const statements = { count: 0 }
+      const gate = yield* Gate.make(silentDatabase(statements), {
+        label: "silent",
+        connections: 1,
+        acquireTimeout: Duration.seconds(1),
+        statementTimeout: Option.some(Duration.seconds(10))
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const connection = yield* gate.reserve
+        // A request cut short (its client gone, the grace period over) mid-statement.
+        const statement = yield* Effect.fork(connection.executeUnprepared("UPDATE t SET x = 1", [], undefined))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.interrupt(statement)
+        const rollback = yield* Effect.fork(Effect.uninterruptible(connection.executeUnprepared("ROLLBACK", [], undefined)))
+        yield* TestClock.adjust("2 seconds")
+        const ended = yield* Fiber.poll(rollback)
+        expect(Option.isSome(ended)).toBe(true)
+        const exit = Option.getOrThrow(ended)
+        expect(String(Exit.isFailure(exit) && Cause.squash(exit.cause))).toContain("did not answer a statement within 2s")
+        expect(statements.count).toBe(2)
+      }))
     }))
 })

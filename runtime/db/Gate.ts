@@ -19,7 +19,7 @@
  */
 import type { SqlClient, SqlConnection, SqlError } from "@effect/sql"
 import { RpcClientError } from "@effect/rpc"
-import { Cause, Clock, Config, Duration, Effect, Option, Schedule, type Scope } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Exit, Option, Schedule, type Scope } from "effect"
 import * as PgError from "./PgError.ts"
 import * as Settings from "../Settings.ts"
 
@@ -84,6 +84,12 @@ export const settings = Config.all({
 /** PostgreSQL's `query_canceled`: the server's `statement_timeout` fired. */
 const QUERY_CANCELED = "57014"
 
+/**
+ * How long a statement that follows an interrupted one on the same connection is waited for: a
+ * live server answers it as soon as the interrupted statement is cancelled, in milliseconds.
+ */
+const AFTER_INTERRUPTION = Duration.seconds(2)
+
 export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<Gate> =>
   Effect.gen(function*() {
     const turns = yield* Effect.makeSemaphore(limits.connections)
@@ -116,11 +122,20 @@ export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<G
       Effect.catchAll((error) => Effect.die(unavailable(limits.label, `cannot be reached: ${error.message}`)))
     )
 
-    /** `statement`, timed out; `silent` is told when the server did not answer it at all. */
-    const timed = <A>(statement: Effect.Effect<A, SqlError.SqlError>, silent: () => void): Effect.Effect<A, SqlError.SqlError> =>
+    /**
+     * `statement`, timed out; `silent` is told when the server did not answer it at all. With
+     * `afterInterruption`, the statement follows one that was interrupted on the same connection
+     * (the ROLLBACK of a request cut short): its answer is waited for AFTER_INTERRUPTION at most.
+     */
+    const timed = <A>(
+      statement: Effect.Effect<A, SqlError.SqlError>,
+      silent: () => void,
+      afterInterruption: boolean
+    ): Effect.Effect<A, SqlError.SqlError> =>
       Option.match(limits.statementTimeout, {
         onNone: () => Effect.uninterruptible(statement),
-        onSome: (timeout) =>
+        onSome: (timeout) => {
+          const waited = afterInterruption ? Duration.min(AFTER_INTERRUPTION, timeout) : Duration.sum(timeout, Duration.millis(500))
           // Interruptible, so that the timeout holds inside uninterruptible regions too: a
           // transaction's COMMIT or ROLLBACK runs in one, and on a connection cut off without a
           // word (a network partition, a server gone without a reset) it would wait for an answer
@@ -128,23 +143,24 @@ export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<G
           // timeout runs the statement in a fiber of its own, which only the timeout interrupts:
           // an interruption pending on the caller (the ROLLBACK of an interrupted request) does
           // not reach it. A statement cut short leaves its outcome unknown, as a lost connection does.
-          Effect.interruptible(statement).pipe(
+          return Effect.interruptible(statement).pipe(
             Effect.catchIf(
               (error) => PgError.code(error) === QUERY_CANCELED,
               () => Effect.die(unavailable(limits.label, `cancelled a statement that ran over ${Duration.format(timeout)}`))
             ),
             // The server's own statement_timeout (set on each connection) normally fires first;
             // this one, a little later, covers a server that does not answer at all.
-            Effect.timeoutOption(Duration.sum(timeout, Duration.millis(500))),
+            Effect.timeoutOption(waited),
             Effect.flatMap(Option.match({
               onNone: () =>
                 Effect.zipRight(
                   Effect.sync(silent),
-                  Effect.die(unavailable(limits.label, `did not answer a statement within ${Duration.format(timeout)}`))
+                  Effect.die(unavailable(limits.label, `did not answer a statement within ${Duration.format(waited)}`))
                 ),
               onSome: Effect.succeed
             }))
           )
+        }
       })
 
     /**
@@ -152,10 +168,13 @@ export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<G
      * at all (its own statement_timeout would have), the connection is taken for dead: what
      * follows on it fails at once instead of waiting out the timeout again, above all the
      * ROLLBACK of the transaction that statement was in (a process stopping on connections that
-     * died without a word waited for each in turn).
+     * died without a word waited for each in turn). After a statement was interrupted (a request
+     * cut short at shutdown, a client gone), the next one is waited for briefly: on a live
+     * connection it is answered at once (the interrupted one cancelled), on a dead one never.
      */
     const wrap = (conn: SqlConnection.Connection): SqlConnection.Connection => {
       let dead = false
+      let interrupted = false
       const died = () => {
         dead = true
       }
@@ -163,7 +182,13 @@ export const make = (base: SqlClient.SqlClient, limits: Limits): Effect.Effect<G
         Effect.suspend(() =>
           dead
             ? Effect.die(unavailable(limits.label, "lost a connection that stopped answering"))
-            : timed(statement, died)
+            : timed(statement, died, interrupted).pipe(
+              Effect.onExit((exit) =>
+                Effect.sync(() => {
+                  interrupted = Exit.isInterrupted(exit)
+                })
+              )
+            )
         )
       return {
         execute: (sql, params, transform) => guarded(conn.execute(sql, params, transform)),
