@@ -34,8 +34,12 @@ describe("Gate.retryWhileUnavailable", () => {
 })
 
 describe("Gate.make's connections", () => {
-  /** A database whose connections take every statement and never answer one (cut off without a word). */
-  const silentDatabase = (statements: { count: number }) => {
+  /**
+   * A gate over a database whose connections take every statement and never answer one (cut
+   * off without a word), statements timed out after `statementTimeout`; `statements` counts those sent.
+   */
+  const silentGate = (statementTimeout: Duration.DurationInput) => {
+    const statements = { count: 0 }
     const never = () => Effect.suspend(() => {
       statements.count++
       return Effect.never
@@ -48,18 +52,21 @@ describe("Gate.make's connections", () => {
       executeStream: () => Stream.never
     } as unknown as SqlConnection.Connection
     // Only `reserve` is what Gate uses of its base client.
-    return { reserve: Effect.succeed(connection) } as unknown as SqlClient.SqlClient
+    const database = { reserve: Effect.succeed(connection) } as unknown as SqlClient.SqlClient
+    return Effect.map(
+      Gate.make(database, {
+        label: "silent",
+        connections: 1,
+        acquireTimeout: Duration.seconds(1),
+        statementTimeout: Option.some(Duration.decode(statementTimeout))
+      }),
+      (gate) => ({ gate, statements })
+    )
   }
 
   it.live("takes a connection whose server did not answer a statement for dead: what follows on it fails at once", () =>
     Effect.gen(function*() {
-      const statements = { count: 0 }
-      const gate = yield* Gate.make(silentDatabase(statements), {
-        label: "silent",
-        connections: 1,
-        acquireTimeout: Duration.seconds(1),
-        statementTimeout: Option.some(Duration.millis(50))
-      })
+      const { gate, statements } = yield* silentGate("50 millis")
       yield* Effect.scoped(Effect.gen(function*() {
         const connection = yield* gate.reserve
         const first = yield* Effect.exit(connection.executeUnprepared("UPDATE t SET x = 1", [], undefined))
@@ -77,13 +84,7 @@ describe("Gate.make's connections", () => {
 
   it.effect("waits briefly for the statement after an interrupted one (its ROLLBACK): on a dead connection, not the statement timeout", () =>
     Effect.gen(function*() {
-      const statements = { count: 0 }
-      const gate = yield* Gate.make(silentDatabase(statements), {
-        label: "silent",
-        connections: 1,
-        acquireTimeout: Duration.seconds(1),
-        statementTimeout: Option.some(Duration.seconds(10))
-      })
+      const { gate, statements } = yield* silentGate("10 seconds")
       yield* Effect.scoped(Effect.gen(function*() {
         const connection = yield* gate.reserve
         // A request cut short (its client gone, the grace period over) mid-statement.
