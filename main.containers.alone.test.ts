@@ -30,8 +30,9 @@
  * Needs podman, podman-compose and a base image with Node 20 on Debian bookworm
  * (`TESSERA_IMAGE_BASE`; `.ci/base-image` makes one from Debian's packages and this machine's
  * Node, in about a minute). Without them the suite is skipped, saying why; with
- * `TESSERA_CONTAINERS=1` it fails instead. `.ci/run` installs podman and builds the images (`.ci/image`) in the
- * background while the other suites run, and names a file that receives the build's exit code
+ * `TESSERA_CONTAINERS=1`, or `REQUIRE_SERVICES=1` unless `TESSERA_CONTAINERS=0`, it fails
+ * instead. `.ci/run` installs podman and builds the images (`.ci/image`) in the background
+ * while the other suites run, and names a file that receives the build's exit code
  * (`TESSERA_IMAGE_BUILT`, its log beside it as `<file>.log`): then this suite waits for that and
  * builds nothing. It runs alone (the `outages` project, after every other suite): its containers
  * would load the machine under the others.
@@ -86,7 +87,10 @@ const missing = await (async () => {
   if (!(await podman("image", "exists", BASE).then(() => true, () => false))) return `the base image ${BASE} does not exist`
   return undefined
 })()
-if (missing !== undefined && process.env.TESSERA_CONTAINERS === "1") throw new Error(`TESSERA_CONTAINERS=1 but ${missing}`)
+// Required where asked for (TESSERA_CONTAINERS=1), and wherever services are (REQUIRE_SERVICES=1,
+// as in CI) unless left out on purpose (TESSERA_CONTAINERS=0).
+const required = process.env.TESSERA_CONTAINERS === "1" || (Services.required && process.env.TESSERA_CONTAINERS !== "0")
+if (missing !== undefined && required) throw new Error(`containers are required here, but ${missing} (TESSERA_CONTAINERS=0 leaves them out)`)
 const skip = missing === undefined ? undefined : `skipped: ${missing}`
 
 /** The images, once: waited for when `.ci/run` builds them in the background, else built here (podman caches the layers). */
