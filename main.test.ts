@@ -1,16 +1,23 @@
 /**
- * The end-to-end suite (main.e2e.ts) in six topologies of real `tessera serve`
- * processes from this build: one process on PostgreSQL and on the embedded database, on Node and
- * on Deno, and split across two and four processes. Then what a process does at its edges: a
+ * The end-to-end suite (main.e2e.ts) in six topologies of real `tessera serve` processes from
+ * this build: one process on PostgreSQL, and the topology files of deploy/topologies started as
+ * `tessera up` starts them (all-in-one on the embedded database on Node and on Deno,
+ * own-database, mixed-split with two inventory instances, node-and-deno). Then what a process does at its edges: a
  * topology it cannot serve, its credentials, its command line, its configuration, its shutdown.
- * main.containers.alone.test.ts runs the same suite against the per-module compose topology.
+ * main.containers.test.ts runs the same suite against the per-module compose topology.
  */
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { NodeContext } from "@effect/platform-node"
+import { Effect } from "effect"
 import * as EndToEnd from "./main.e2e.ts"
+import { modules } from "./main.ts"
+import * as Environments from "./runtime/deploy/Environments.ts"
+import * as ModuleFacts from "./runtime/deploy/ModuleFacts.ts"
+import * as TopologyCheck from "./runtime/deploy/TopologyCheck.ts"
 import { ADMIN, type Deployment, gatewayFetch, headersOf, login, settings } from "./main.e2e.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
@@ -20,7 +27,7 @@ const restartable = (
   servers: Array<Processes.Server>,
   index: number,
   port: number,
-  env: Record<string, string>,
+  env: Record<string, string | undefined>,
   runtime: Processes.Runtime = Processes.RUNTIME
 ) => {
   env = { ...settings, ...env }
@@ -38,54 +45,82 @@ const restartable = (
 
 
 const postgres = await Services.findPostgres()
+const rabbit = await Services.findRabbit()
+const facts = ModuleFacts.fromModules(modules)
 
-/** gateway, catalog, identity, orders, payments and shipping in one process on Node; inventory, with a database of its own, in another. */
-const twoProcesses = async (inventoryRuntime: Processes.Runtime): Promise<Deployment> => {
-  if (!postgres.ok) throw new Error(postgres.reason)
-  const shared = await Services.createDatabase(postgres.value)
-  const own = await Services.createDatabase(postgres.value)
-  const [front, back] = [await Processes.freePort(), await Processes.freePort()]
+/**
+ * A topology file of deploy/topologies started here as `tessera up` starts it: every instance a
+ * process of this build with the environment the file gives it (Environments.ofTopology), on a
+ * fresh database (and databases of their own where the file says so) and RabbitMQ virtual host.
+ * Its processes run on the file's runtimes; those on Node run on `runtime` (TESSERA_TEST_RUNTIME
+ * by default). A module that is alone in a process of one replica can be stopped and started.
+ */
+const fromFile = (name: string, runtime: Processes.Runtime = Processes.RUNTIME) => async (): Promise<Deployment> => {
+  const file = await Effect.runPromise(
+    TopologyCheck.load(path.join(import.meta.dirname, "deploy", "topologies", name), facts).pipe(Effect.provide(NodeContext.layer))
+  )
+  const instances = Environments.instances(file)
+  const base = await Processes.freePorts(instances.length)
+  const drops: Array<() => Promise<void>> = []
+  let databaseUrl = ""
+  const own = new Map<string, string>()
+  if (file.database === "postgres") {
+    if (!postgres.ok) throw new Error(postgres.reason)
+    const shared = await Services.createDatabase(postgres.value)
+    drops.push(shared.drop)
+    databaseUrl = shared.url
+    for (const module of file.ownDatabase) {
+      const database = await Services.createDatabase(postgres.value)
+      drops.push(database.drop)
+      own.set(module, database.url)
+    }
+  }
+  let amqpUrl = ""
+  if (file.broker === "rabbitmq") {
+    if (!rabbit.ok) throw new Error(rabbit.reason)
+    const broker = await Services.isolatedRabbit(rabbit.value)
+    drops.push(broker.drop)
+    amqpUrl = broker.url
+  }
+  const local = Environments.local({ portBase: base, databaseUrl, amqpUrl })
+  const environments = Environments.ofTopology(file, facts, { ...local, ownDatabaseUrl: (module) => own.get(module) ?? "" })
   const servers: Array<Processes.Server> = []
-  servers[0] = Processes.spawnServer(front, {
-    ...settings,
-    DATABASE_URL: shared.url,
-    TESSERA_MODULES: "gateway,catalog,identity,orders,payments,shipping,notifications",
-    TESSERA_PEERS: `inventory=http://127.0.0.1:${back}`
-  })
-  const inventory = restartable(servers, 1, back, {
-    DATABASE_URL: shared.url,
-    TESSERA_INVENTORY_DATABASE_URL: own.url,
-    TESSERA_MODULES: "inventory",
-    TESSERA_PEERS: `catalog=http://127.0.0.1:${front}`
-  }, inventoryRuntime)
+  const stoppable = new Map<string, EndToEnd.Restartable>()
+  for (const instance of environments) {
+    let env: Record<string, string | undefined> = instance.env
+    if (file.database === "embedded") {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-e2e-"))
+      drops.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }))
+      env = { ...env, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir }
+    }
+    const started = restartable(servers, instance.index, instance.port, env, instance.runtime === "deno" ? "deno" : runtime)
+    const replicas = file.processes.find((p) => p.name === instance.process)!.replicas
+    if (instance.hosts.length === 1 && replicas === 1) stoppable.set(instance.hosts[0]!, started)
+  }
   await Processes.waitAllReady(servers)
+  const hosting = (module: string) => environments.find((i) => i.hosts.includes(module))!
+  const serving = (module: string) => servers[hosting(module).index]!.url
+  // Where the gateway's process says each module runs: here, or its peer location (every instance).
+  const front = hosting("gateway")
+  const peers = new Map((front.env.TESSERA_PEERS ?? "").split(",").map((entry) => entry.split("=") as [string, string]))
+  const route = (module: string) => front.hosts.includes(module) ? "local" : peers.get(module)!
   return {
-    gateway: servers[0].url,
-    catalog: servers[0].url,
-    inventory: servers[1]!.url,
+    gateway: serving("gateway"),
+    catalog: serving("catalog"),
+    inventory: serving("inventory"),
+    routes: { catalog: route("catalog"), inventory: route("inventory") },
     servers,
     cleanup: async () => {
-      await shared.drop()
-      await own.drop()
+      for (const drop of drops) await drop()
     },
-    alone: { inventory }
+    alone: Object.fromEntries(["catalog", "inventory", "identity"].flatMap((m) => stoppable.has(m) ? [[m, stoppable.get(m)!]] : []))
   }
 }
 
-/** Every module in one process on embedded PostgreSQL, on `runtime`. */
-const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-e2e-"))
-  const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir }, runtime)
-  await Processes.waitAllReady([server])
-  return {
-    gateway: server.url,
-    catalog: server.url,
-    inventory: server.url,
-    servers: [server],
-    cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
-  }
-}
+const needsPostgres = postgres.ok ? undefined : Services.unavailable("PostgreSQL", postgres.reason)
+const needsBoth = needsPostgres ?? (rabbit.ok ? undefined : Services.unavailable("RabbitMQ", rabbit.reason))
 
+/** One process on PostgreSQL, and every topology file of deploy/topologies but per-module (which main.containers.test.ts runs in containers). */
 const topologies: Record<string, (() => Promise<Deployment>) | string> = {
   "one process on PostgreSQL": postgres.ok
     ? async () => {
@@ -96,47 +131,16 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     }
     : Services.unavailable("PostgreSQL", postgres.reason),
 
-  "split across two processes, inventory with its own database": postgres.ok
-    ? () => twoProcesses("node")
-    : Services.unavailable("PostgreSQL", postgres.reason),
+  "own-database.json: inventory in a process of its own, on a database of its own": needsPostgres ?? fromFile("own-database.json"),
 
-  "split across two processes, inventory on Deno with its own database": postgres.ok
-    ? () => twoProcesses("deno")
-    : Services.unavailable("PostgreSQL", postgres.reason),
+  "mixed-split.json: gateway with the light modules, the order flow apart, two inventory instances": needsBoth ?? fromFile("mixed-split.json"),
 
-  "split across four processes: gateway, catalog, inventory, identity": postgres.ok
-    ? async () => {
-      const db = await Services.createDatabase(postgres.value)
-      const ports = await Promise.all([0, 1, 2, 3].map(() => Processes.freePort()))
-      const [front, catalogPort, inventoryPort, identityPort] = ports as [number, number, number, number]
-      const peers = [
-        `catalog=http://127.0.0.1:${catalogPort}`,
-        `inventory=http://127.0.0.1:${inventoryPort}`,
-        `identity=http://127.0.0.1:${identityPort}`
-      ].join(",")
-      const servers: Array<Processes.Server> = []
-      const env = (modules: string) => ({ DATABASE_URL: db.url, TESSERA_MODULES: modules, TESSERA_PEERS: peers })
-      servers[0] = Processes.spawnServer(front, { ...settings, ...env("gateway,orders,payments,shipping,notifications") })
-      const catalog = restartable(servers, 1, catalogPort, env("catalog"))
-      const inventory = restartable(servers, 2, inventoryPort, env("inventory"))
-      const identity = restartable(servers, 3, identityPort, env("identity"))
-      await Processes.waitAllReady(servers)
-      return {
-        gateway: servers[0].url,
-        catalog: servers[1]!.url,
-        inventory: servers[2]!.url,
-        servers,
-        cleanup: db.drop,
-        alone: { catalog, inventory, identity }
-      }
-    }
-    : Services.unavailable("PostgreSQL", postgres.reason),
+  "node-and-deno.json: the order flow and inventory on Deno, the rest on Node": needsBoth ?? fromFile("node-and-deno.json"),
 
-  "one process on embedded PostgreSQL": () => embedded("node"),
+  "all-in-one.json: one process on embedded PostgreSQL": fromFile("all-in-one.json", "node"),
 
-  "one process on embedded PostgreSQL, on Deno": () => embedded("deno")
+  "all-in-one.json on Deno": fromFile("all-in-one.json", "deno")
 }
-
 
 for (const [name, start] of Object.entries(topologies)) {
   if (typeof start === "string") describe.skip(name, () => it(start, () => {}))
