@@ -1,7 +1,7 @@
 /**
  * The end-to-end suite every topology runs (`suite`), whatever starts it: `tessera serve`
  * processes from this build (main.test.ts) or the containers of a compose topology
- * (main.containers.test.ts), driven over HTTP (the gateway's REST API) and over typed RPC
+ * (main.containers.alone.test.ts), driven over HTTP (the gateway's REST API) and over typed RPC
  * (inventory's contract). A behaviour that holds in one topology only is a bug. It sits beside
  * main.ts rather than in runtime/testing because it uses modules' own contracts, which nothing
  * under runtime/ imports (ModuleBorder.ts).

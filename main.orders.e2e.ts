@@ -2,7 +2,7 @@
  * The order flow end to end, as a suite any deployment runs (`suite(name, start)`): customers and
  * an admin over the gateway's REST API, every answer checked against the OpenAPI document, and the
  * payment provider simulator's ledger and behaviour over its own HTTP API. main.orders.test.ts
- * runs it against processes in five topologies; main.containers.test.ts against the
+ * runs it against processes in five topologies; main.containers.alone.test.ts against the
  * per-module compose topology in containers.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"

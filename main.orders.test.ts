@@ -1,21 +1,22 @@
 /**
- * The order flow end to end: real `tessera serve` processes of this build and the payment
- * provider simulator as a process of its own (`tessera psp-sim`, whose ledger the tests read),
- * driven over the gateway's REST API as customers and an admin would. The same tests run in one
- * process on PostgreSQL, with orders, payments and shipping each in a process of its own, and in
- * one process on embedded PostgreSQL; on Deno, in one process on embedded PostgreSQL and with
- * orders alone on Deno beside the rest on Node; every answer is checked against the OpenAPI document.
- * Where orders or shipping runs apart from notifications (which subscribes to their events), the
- * processes carry events through RabbitMQ (`AMQP_URL`, a virtual host per deployment); in one
- * process they need none.
+ * The order flow end to end (main.orders.e2e.ts): real `tessera serve` processes of this build
+ * and the payment provider simulator as a process of its own (`tessera psp-sim`, whose ledger
+ * the tests read), driven over the gateway's REST API as customers and an admin would. The same
+ * tests run in one process on PostgreSQL, with orders, payments and shipping each in a process of
+ * its own, and on two topology files of deploy/topologies started as `tessera up` starts them:
+ * all-in-one on the embedded database, and node-and-deno (orders, payments, shipping and
+ * inventory on Deno); main.containers.alone.test.ts runs per-module in containers.
+ * Every answer is checked against the OpenAPI document. Where orders or shipping runs apart from
+ * notifications (which subscribes to their events), the processes carry events through RabbitMQ
+ * (`AMQP_URL`, a virtual host per deployment); in one process they need none.
  */
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { describe, it } from "vitest"
 import * as OrdersEndToEnd from "./main.orders.e2e.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
+import * as TopologyProcesses from "./runtime/testing/TopologyProcesses.ts"
+import { modules } from "./main.ts"
+import * as ModuleFacts from "./runtime/deploy/ModuleFacts.ts"
 
 const { settings } = OrdersEndToEnd
 type Deployment = OrdersEndToEnd.Deployment
@@ -35,6 +36,7 @@ const provider = async () => {
 
 const postgres = await Services.findPostgres()
 const rabbit = await Services.findRabbit()
+const facts = ModuleFacts.fromModules(modules)
 /** Why a split deployment cannot run here: no PostgreSQL, or no RabbitMQ to carry its events. */
 const splitUnavailable = !postgres.ok
   ? Services.unavailable("PostgreSQL", postgres.reason)
@@ -42,23 +44,20 @@ const splitUnavailable = !postgres.ok
   ? Services.unavailable("RabbitMQ", rabbit.reason)
   : undefined
 
-/** Every module in one process on embedded PostgreSQL, on `runtime`. */
-const embedded = async (runtime: Processes.Runtime): Promise<Deployment> => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-orders-e2e-"))
+/** A topology file of deploy/topologies, started as `tessera up` starts it (TopologyProcesses.ts), with the simulator beside it. */
+const fromFile = (name: string, runtime: Processes.Runtime = Processes.RUNTIME) => async (): Promise<Deployment> => {
   const psp = await provider()
-  const server = Processes.spawnServer(await Processes.freePort(), {
-    ...settings,
-    DATABASE_URL: undefined,
-    TESSERA_DATA_DIR: dataDir,
-    TESSERA_PAYMENT_PROVIDER_URL: psp.url
-  }, runtime)
-  await Processes.waitAllReady([server])
+  const started = await TopologyProcesses.start(name, facts, { ...settings, TESSERA_PAYMENT_PROVIDER_URL: psp.url }, runtime)
+    .catch(async (error) => {
+      await psp.sim.stop()
+      throw error
+    })
   return {
-    gateway: server.url,
+    gateway: started.serving("gateway"),
     provider: psp.url,
-    servers: [server, psp.sim],
-    hostsPayments: true,
-    cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true })
+    servers: [...started.servers, psp.sim],
+    hostsPayments: started.withGateway("payments"),
+    cleanup: started.cleanup
   }
 }
 
@@ -112,36 +111,9 @@ const topologies: Record<string, (() => Promise<Deployment>) | string> = {
     }
     : splitUnavailable!,
 
-  "one process on embedded PostgreSQL": () => embedded("node"),
+  "all-in-one.json: one process on embedded PostgreSQL": fromFile("all-in-one.json", "node"),
 
-  "one process on embedded PostgreSQL, on Deno": () => embedded("deno"),
-
-  "orders on Deno, every other module on Node, on PostgreSQL": splitUnavailable === undefined && postgres.ok && rabbit.ok
-    ? async () => {
-      const db = await Services.createDatabase(postgres.value)
-      const broker = await Services.isolatedRabbit(rabbit.value)
-      const [front, orders] = await Promise.all([0, 1].map(() => Processes.freePort())) as [number, number]
-      const at = (port: number) => `http://127.0.0.1:${port}`
-      const peers = ["catalog", "inventory", "notifications", "payments", "shipping"].map((m) => `${m}=${at(front)}`)
-        .concat(`orders=${at(orders)}`).join(",")
-      const psp = await provider()
-      const env = (modules: string) => ({
-        ...settings,
-        DATABASE_URL: db.url,
-        TESSERA_MODULES: modules,
-        TESSERA_PEERS: peers,
-        TESSERA_PAYMENT_PROVIDER_URL: psp.url,
-        AMQP_URL: broker.url
-      })
-      const servers = [
-        Processes.spawnServer(front, env("gateway,catalog,identity,inventory,payments,shipping,notifications"), "node"),
-        Processes.spawnServer(orders, env("orders"), "deno")
-      ]
-      await Processes.waitAllReady(servers)
-      const cleanup = () => Promise.all([db.drop(), broker.drop()]).then(() => undefined)
-      return { gateway: servers[0]!.url, provider: psp.url, servers: [...servers, psp.sim], hostsPayments: true, cleanup }
-    }
-    : splitUnavailable!
+  "node-and-deno.json: the order flow and inventory on Deno, the rest on Node": splitUnavailable ?? fromFile("node-and-deno.json")
 }
 
 for (const [name, start] of Object.entries(topologies)) {

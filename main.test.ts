@@ -1,136 +1,47 @@
 /**
- * The end-to-end suite (main.e2e.ts) in six topologies of real `tessera serve` processes from
- * this build: one process on PostgreSQL, and the topology files of deploy/topologies started as
- * `tessera up` starts them (all-in-one on the embedded database on Node and on Deno,
- * own-database, mixed-split with two inventory instances, node-and-deno). Then what a process does at its edges: a
+ * The end-to-end suite (main.e2e.ts) in five topologies of real `tessera serve` processes from
+ * this build: the topology files of deploy/topologies started as `tessera up` starts them
+ * (all-in-one on the embedded database on Node and on Deno, own-database, mixed-split with two
+ * inventory instances, node-and-deno; per-module runs in containers, main.containers.alone.test.ts). Then what a process does at its edges: a
  * topology it cannot serve, its credentials, its command line, its configuration, its shutdown.
- * main.containers.test.ts runs the same suite against the per-module compose topology.
+ * main.containers.alone.test.ts runs the same suite against the per-module compose topology.
  */
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { NodeContext } from "@effect/platform-node"
-import { Effect } from "effect"
 import * as EndToEnd from "./main.e2e.ts"
 import { modules } from "./main.ts"
-import * as Environments from "./runtime/deploy/Environments.ts"
 import * as ModuleFacts from "./runtime/deploy/ModuleFacts.ts"
-import * as TopologyCheck from "./runtime/deploy/TopologyCheck.ts"
 import { ADMIN, type Deployment, gatewayFetch, headersOf, login, settings } from "./main.e2e.ts"
 import * as Processes from "./runtime/testing/Processes.ts"
 import * as Services from "./runtime/testing/Services.ts"
-
-/** Spawns a server into `servers[index]`, and makes it restartable on the same port. */
-const restartable = (
-  servers: Array<Processes.Server>,
-  index: number,
-  port: number,
-  env: Record<string, string | undefined>,
-  runtime: Processes.Runtime = Processes.RUNTIME
-) => {
-  env = { ...settings, ...env }
-  servers[index] = Processes.spawnServer(port, env, runtime)
-  return {
-    stop: async () => {
-      await servers[index]!.stop()
-    },
-    start: async () => {
-      servers[index] = Processes.spawnServer(port, env, runtime)
-      await Processes.waitAllReady([servers[index]!])
-    }
-  }
-}
-
+import * as TopologyProcesses from "./runtime/testing/TopologyProcesses.ts"
 
 const postgres = await Services.findPostgres()
 const rabbit = await Services.findRabbit()
 const facts = ModuleFacts.fromModules(modules)
 
-/**
- * A topology file of deploy/topologies started here as `tessera up` starts it: every instance a
- * process of this build with the environment the file gives it (Environments.ofTopology), on a
- * fresh database (and databases of their own where the file says so) and RabbitMQ virtual host.
- * Its processes run on the file's runtimes; those on Node run on `runtime` (TESSERA_TEST_RUNTIME
- * by default). A module that is alone in a process of one replica can be stopped and started.
- */
+/** A topology file of deploy/topologies, started as `tessera up` starts it (TopologyProcesses.ts). */
 const fromFile = (name: string, runtime: Processes.Runtime = Processes.RUNTIME) => async (): Promise<Deployment> => {
-  const file = await Effect.runPromise(
-    TopologyCheck.load(path.join(import.meta.dirname, "deploy", "topologies", name), facts).pipe(Effect.provide(NodeContext.layer))
-  )
-  const instances = Environments.instances(file)
-  const base = await Processes.freePorts(instances.length)
-  const drops: Array<() => Promise<void>> = []
-  let databaseUrl = ""
-  const own = new Map<string, string>()
-  if (file.database === "postgres") {
-    if (!postgres.ok) throw new Error(postgres.reason)
-    const shared = await Services.createDatabase(postgres.value)
-    drops.push(shared.drop)
-    databaseUrl = shared.url
-    for (const module of file.ownDatabase) {
-      const database = await Services.createDatabase(postgres.value)
-      drops.push(database.drop)
-      own.set(module, database.url)
-    }
-  }
-  let amqpUrl = ""
-  if (file.broker === "rabbitmq") {
-    if (!rabbit.ok) throw new Error(rabbit.reason)
-    const broker = await Services.isolatedRabbit(rabbit.value)
-    drops.push(broker.drop)
-    amqpUrl = broker.url
-  }
-  const local = Environments.local({ portBase: base, databaseUrl, amqpUrl })
-  const environments = Environments.ofTopology(file, facts, { ...local, ownDatabaseUrl: (module) => own.get(module) ?? "" })
-  const servers: Array<Processes.Server> = []
-  const stoppable = new Map<string, EndToEnd.Restartable>()
-  for (const instance of environments) {
-    let env: Record<string, string | undefined> = instance.env
-    if (file.database === "embedded") {
-      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-e2e-"))
-      drops.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }))
-      env = { ...env, DATABASE_URL: undefined, TESSERA_DATA_DIR: dataDir }
-    }
-    const started = restartable(servers, instance.index, instance.port, env, instance.runtime === "deno" ? "deno" : runtime)
-    const replicas = file.processes.find((p) => p.name === instance.process)!.replicas
-    if (instance.hosts.length === 1 && replicas === 1) stoppable.set(instance.hosts[0]!, started)
-  }
-  await Processes.waitAllReady(servers)
-  const hosting = (module: string) => environments.find((i) => i.hosts.includes(module))!
-  const serving = (module: string) => servers[hosting(module).index]!.url
-  // Where the gateway's process says each module runs: here, or its peer location (every instance).
-  const front = hosting("gateway")
-  const peers = new Map((front.env.TESSERA_PEERS ?? "").split(",").map((entry) => entry.split("=") as [string, string]))
-  const route = (module: string) => front.hosts.includes(module) ? "local" : peers.get(module)!
+  const started = await TopologyProcesses.start(name, facts, settings, runtime)
   return {
-    gateway: serving("gateway"),
-    catalog: serving("catalog"),
-    inventory: serving("inventory"),
-    routes: { catalog: route("catalog"), inventory: route("inventory") },
-    servers,
-    cleanup: async () => {
-      for (const drop of drops) await drop()
-    },
-    alone: Object.fromEntries(["catalog", "inventory", "identity"].flatMap((m) => stoppable.has(m) ? [[m, stoppable.get(m)!]] : []))
+    gateway: started.serving("gateway"),
+    catalog: started.serving("catalog"),
+    inventory: started.serving("inventory"),
+    routes: { catalog: started.route("catalog"), inventory: started.route("inventory") },
+    servers: started.servers,
+    cleanup: started.cleanup,
+    alone: Object.fromEntries(["catalog", "inventory", "identity"].flatMap((m) => started.alone.has(m) ? [[m, started.alone.get(m)!]] : []))
   }
 }
 
 const needsPostgres = postgres.ok ? undefined : Services.unavailable("PostgreSQL", postgres.reason)
 const needsBoth = needsPostgres ?? (rabbit.ok ? undefined : Services.unavailable("RabbitMQ", rabbit.reason))
 
-/** One process on PostgreSQL, and every topology file of deploy/topologies but per-module (which main.containers.test.ts runs in containers). */
+/** Every topology file of deploy/topologies but per-module (which main.containers.alone.test.ts runs in containers). */
 const topologies: Record<string, (() => Promise<Deployment>) | string> = {
-  "one process on PostgreSQL": postgres.ok
-    ? async () => {
-      const db = await Services.createDatabase(postgres.value)
-      const server = Processes.spawnServer(await Processes.freePort(), { ...settings, DATABASE_URL: db.url, TESSERA_MODULES: "all" })
-      await Processes.waitAllReady([server])
-      return { gateway: server.url, catalog: server.url, inventory: server.url, servers: [server], cleanup: db.drop }
-    }
-    : Services.unavailable("PostgreSQL", postgres.reason),
-
   "own-database.json: inventory in a process of its own, on a database of its own": needsPostgres ?? fromFile("own-database.json"),
 
   "mixed-split.json: gateway with the light modules, the order flow apart, two inventory instances": needsBoth ?? fromFile("mixed-split.json"),

@@ -34,12 +34,12 @@
  * instead. `.ci/run` installs podman and builds the images (`.ci/image`) in the background
  * while the other suites run, and names a file that receives the build's exit code
  * (`TESSERA_IMAGE_BUILT`, its log beside it as `<file>.log`): then this suite waits for that and
- * builds nothing. It runs beside the other suites, as the end-to-end suites of processes do (in
- * the outages project, alone at the end, its 2.5 minutes took the whole run past 20).
+ * builds nothing. It runs alone (the `outages` project, after every other suite): beside them
+ * its containers slowed every other suite about as much as its running alone costs.
  *
  *     CONTAINERS_CONF=/tmp/containers.conf .ci/image localhost/node-base:20-bookworm
  *     CONTAINERS_CONF=/tmp/containers.conf TESSERA_IMAGE_BASE=localhost/node-base:20-bookworm \
- *       TESSERA_CONTAINERS=1 npx vitest run main.containers.test.ts
+ *       TESSERA_CONTAINERS=1 npx vitest run main.containers.alone.test.ts
  */
 import { execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
