@@ -188,7 +188,7 @@ const expectAnswered = async (answers: ReadonlyArray<Answer>, gateway: Member) =
 }
 
 interface Topology {
-  readonly members: (db: string, own: string) => Promise<Array<Member>>
+  readonly members: (db: string) => Promise<Array<Member>>
 }
 
 const ports = () => Promise.all([0, 1, 2, 3].map(() => Processes.freePort()))
@@ -248,9 +248,8 @@ for (const [name, topology] of Object.entries(topologies)) {
     const deploy = async () => {
       if (!postgres.ok) throw new Error(postgres.reason)
       const db = await Services.createDatabase(postgres.value)
-      const own = await Services.createDatabase(postgres.value)
-      dropped.push(db.drop, own.drop)
-      return topology.members(db.url, own.url)
+      dropped.push(db.drop)
+      return topology.members(db.url)
     }
 
     // Three rounds, one per order, each on a new database: the processes migrate it together.
